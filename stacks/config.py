@@ -1,0 +1,391 @@
+"""Project and stage configuration: every difference between beta, gamma and prod is data here.
+
+Values come from three layers, later ones winning: the defaults in this file, the `context` of
+`cdktf.json`, then environment variables (`CANVALO_<SETTING>` for project-wide settings,
+`CANVALO_<STAGE>_<FIELD>` for a stage's field). Everything is validated once, at load time, and a bad
+value raises `ConfigError` whose message is one line naming the setting, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+STAGE_NAMES: tuple[str, ...] = ("beta", "gamma", "prod")
+
+# Fargate accepts only these memory sizes (MiB) for each cpu size (units of 1/1024 vCPU).
+# https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html#fargate-tasks-size
+FARGATE_MEMORY_BY_CPU: dict[int, tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4096 + 1, 1024)),
+    1024: tuple(range(2048, 8192 + 1, 1024)),
+    2048: tuple(range(4096, 16384 + 1, 1024)),
+    4096: tuple(range(8192, 30720 + 1, 1024)),
+    8192: tuple(range(16384, 61440 + 1, 4096)),
+    16384: tuple(range(32768, 122880 + 1, 8192)),
+}
+
+ACCOUNT_ID = re.compile(r"^\d{12}$")
+REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+# git check-ref-format, for the characters a branch name may hold in practice.
+BRANCH = re.compile(r"^(?!/)(?!.*//)(?!.*\.\.)(?!.*@\{)(?!.*\.lock$)[A-Za-z0-9._/-]+(?<![/.])$")
+DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+IMAGE_TAG = re.compile(r"^(sha256:[a-f0-9]{64}|[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$")
+CONNECTION_ARN = re.compile(r"^arn:aws:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/[\w-]+$")
+
+# Obviously fake ids so that a fresh clone synthesizes; `require_real_accounts` refuses them for a deploy.
+FAKE_ACCOUNT_IDS = frozenset({"111111111111", "222222222222", "333333333333"})
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message is one line that says what and how to fix it."""
+
+
+def stage_env_var(stage: str, field_name: str) -> str:
+    return f"CANVALO_{stage.upper()}_{field_name.upper()}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageConfig:
+    """One deployment stage (an AWS account): its place, its sizes and its safety switches."""
+
+    name: str
+    account_id: str
+    region: str
+    vpc_cidr: str
+    availability_zones: int = 2
+    nat_gateways: int
+    # Fargate task size: cpu in units of 1/1024 vCPU, memory in MiB (R7.1-R7.3).
+    cpu: int
+    memory: int
+    min_tasks: int
+    max_tasks: int
+    # Average CPU that target-tracking auto scaling holds the service at (R2.6).
+    cpu_target_percent: int = 60
+    # HTTPS on the ALB with an ACM certificate and Route53 names under `domain_name` (R8.5, R8.7).
+    https: bool
+    domain_name: str | None = None
+    # Deletion protection and `prevent_destroy` on stateful resources (R7.6).
+    deletion_protection: bool
+    # The stage's stacks assume the account's deploy role instead of using the caller's credentials (R4.6).
+    cross_account_deploy: bool
+    log_retention_days: int = 30
+
+    def __post_init__(self) -> None:
+        where = f"stage {self.name}"
+        if self.name not in STAGE_NAMES:
+            raise ConfigError(f"unknown stage {self.name!r}: the stages are {', '.join(STAGE_NAMES)}")
+        if not ACCOUNT_ID.match(self.account_id):
+            raise self._error("account_id", self.account_id, "an AWS account id is exactly 12 digits")
+        if not REGION.match(self.region):
+            raise self._error("region", self.region, "expected an AWS region such as eu-west-1")
+        self._validate_cidr()
+        if not 2 <= self.availability_zones <= 6:
+            raise self._error("availability_zones", self.availability_zones, "use 2 to 6 (R2.5 needs at least 2)")
+        if not 1 <= self.nat_gateways <= self.availability_zones:
+            raise self._error(
+                "nat_gateways",
+                self.nat_gateways,
+                f"use 1 to {self.availability_zones} (one per availability zone at most)",
+            )
+        memory_sizes = FARGATE_MEMORY_BY_CPU.get(self.cpu)
+        if memory_sizes is None:
+            raise self._error("cpu", self.cpu, f"Fargate cpu is one of {', '.join(map(str, FARGATE_MEMORY_BY_CPU))}")
+        if self.memory not in memory_sizes:
+            raise self._error(
+                "memory",
+                self.memory,
+                f"Fargate cpu {self.cpu} takes memory {memory_sizes[0]} to {memory_sizes[-1]} "
+                f"in the steps {', '.join(map(str, memory_sizes[:3]))}...",
+            )
+        if self.min_tasks < 1:
+            raise self._error("min_tasks", self.min_tasks, "a service needs at least 1 task")
+        if self.min_tasks > self.max_tasks:
+            raise ConfigError(
+                f"{where}: min_tasks={self.min_tasks} is greater than max_tasks={self.max_tasks}; "
+                f"set {stage_env_var(self.name, 'min_tasks')} <= {stage_env_var(self.name, 'max_tasks')}"
+            )
+        if not 10 <= self.cpu_target_percent <= 90:
+            raise self._error("cpu_target_percent", self.cpu_target_percent, "use 10 to 90")
+        if self.domain_name is not None and not DOMAIN.match(self.domain_name):
+            raise self._error("domain_name", self.domain_name, "expected a lower-case DNS name such as example.com")
+        if self.https and self.domain_name is None:
+            raise self._error("domain_name", None, "https=true needs a domain_name for the ACM certificate")
+        if self.log_retention_days not in (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731):
+            raise self._error(
+                "log_retention_days", self.log_retention_days, "CloudWatch Logs takes 1, 3, 7, 14, 30, 90, 365..."
+            )
+
+    def _validate_cidr(self) -> None:
+        try:
+            network = ipaddress.IPv4Network(self.vpc_cidr, strict=True)
+        except ValueError as exc:
+            raise self._error(
+                "vpc_cidr", self.vpc_cidr, f"expected an IPv4 network such as 10.10.0.0/16 ({exc})"
+            ) from None
+        if not 16 <= network.prefixlen <= 20:
+            raise self._error("vpc_cidr", self.vpc_cidr, "a VPC prefix is /16 to /20 here, room for 2 subnets per zone")
+
+    def _error(self, field_name: str, value: object, hint: str) -> ConfigError:
+        return ConfigError(
+            f"stage {self.name}: {field_name}={value!r} is invalid: {hint} "
+            f"(set {stage_env_var(self.name, field_name)} or context stages.{self.name}.{field_name} in cdktf.json)"
+        )
+
+    @property
+    def autoscaling(self) -> bool:
+        return self.max_tasks > self.min_tasks
+
+    @property
+    def healthy_tasks_alarm_threshold(self) -> int:
+        """Alarm below this many healthy tasks: 2 where the stage runs 2+ (R11.3), else its own minimum."""
+        return min(2, self.min_tasks)
+
+    @property
+    def frontend_domain(self) -> str | None:
+        return self.domain_name
+
+    @property
+    def api_domain(self) -> str | None:
+        return f"api.{self.domain_name}" if self.domain_name else None
+
+
+STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "beta": {
+        "vpc_cidr": "10.10.0.0/16",
+        "nat_gateways": 1,
+        "cpu": 256,
+        "memory": 512,
+        "min_tasks": 1,
+        "max_tasks": 1,
+        "https": False,
+        "deletion_protection": False,
+        "cross_account_deploy": False,
+    },
+    "gamma": {
+        "vpc_cidr": "10.20.0.0/16",
+        "nat_gateways": 1,
+        "cpu": 512,
+        "memory": 1024,
+        "min_tasks": 2,
+        "max_tasks": 10,
+        "https": False,
+        "deletion_protection": False,
+        "cross_account_deploy": True,
+    },
+    "prod": {
+        "vpc_cidr": "10.30.0.0/16",
+        "nat_gateways": 2,
+        "cpu": 1024,
+        "memory": 2048,
+        "min_tasks": 2,
+        "max_tasks": 10,
+        "https": True,
+        "deletion_protection": True,
+        "cross_account_deploy": True,
+    },
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectConfig:
+    """Settings that span stages: the application, the source branch, the released image."""
+
+    app_name: str = "canvalo"
+    branch: str
+    repository: str
+    # An existing CodeStar connection to use; when empty the pipeline stack creates one.
+    codestar_connection_arn: str | None = None
+    image_tag: str
+    bedrock_model_id: str
+    # Where bootstrap stacks keep their state: "local" before the state bucket exists, then "s3".
+    bootstrap_state: Literal["local", "s3"] = "local"
+    stages: tuple[StageConfig, ...] = field(default=())
+
+    # IAM roles this project creates live under this path and name prefix, so that deploy roles
+    # can be allowed to manage exactly them.
+    iam_path = "/canvalo/"
+    deploy_role_name = "canvalo-deploy"
+    pipeline_deploy_role_name = "canvalo-pipeline-deploy"
+    permissions_boundary_name = "canvalo-workload-boundary"
+
+    def __post_init__(self) -> None:
+        if not BRANCH.match(self.branch):
+            raise ConfigError(
+                f"branch={self.branch!r} is not a valid git branch name (set CANVALO_BRANCH or context branch)"
+            )
+        if not REPOSITORY.match(self.repository):
+            raise ConfigError(
+                f"repository={self.repository!r} is invalid: expected owner/name (set CANVALO_REPOSITORY)"
+            )
+        if self.codestar_connection_arn and not CONNECTION_ARN.match(self.codestar_connection_arn):
+            raise ConfigError(
+                f"codestar_connection_arn={self.codestar_connection_arn!r} is not a CodeStar connection ARN "
+                "(set CANVALO_CODESTAR_CONNECTION_ARN to arn:aws:codeconnections:<region>:<account>:connection/<id>, "
+                "or leave it empty to create one)"
+            )
+        if not IMAGE_TAG.match(self.image_tag) or self.image_tag == "latest":
+            raise ConfigError(
+                f"image_tag={self.image_tag!r} is invalid: use an immutable tag (a commit id) or sha256 digest, "
+                "never 'latest' (set CANVALO_IMAGE_TAG)"
+            )
+        names = [stage.name for stage in self.stages]
+        if names != list(STAGE_NAMES):
+            raise ConfigError(f"stages are {names}; expected exactly {', '.join(STAGE_NAMES)} in that order")
+
+    def stage(self, name: str) -> StageConfig:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise ConfigError(f"unknown stage {name!r}: the stages are {', '.join(STAGE_NAMES)}")
+
+    @property
+    def pipeline_stage(self) -> StageConfig:
+        """The pipeline lives in the beta account (R4.7) and deploys beta without assuming a role (R4.8)."""
+        return self.stage("beta")
+
+    def role_arn(self, account_id: str, role_name: str) -> str:
+        return f"arn:aws:iam::{account_id}:role{self.iam_path}{role_name}"
+
+    def deploy_role_arn(self, stage: StageConfig) -> str | None:
+        return self.role_arn(stage.account_id, self.deploy_role_name) if stage.cross_account_deploy else None
+
+    @property
+    def pipeline_deploy_role_arn(self) -> str:
+        return self.role_arn(self.pipeline_stage.account_id, self.pipeline_deploy_role_name)
+
+    def permissions_boundary_arn(self, stage: StageConfig) -> str:
+        """Every role a stage stack creates carries this boundary; the deploy role may create no other."""
+        return f"arn:aws:iam::{stage.account_id}:policy{self.iam_path}{self.permissions_boundary_name}"
+
+    def state_bucket(self, stage: StageConfig) -> str:
+        return f"{self.app_name}-tfstate-{stage.account_id}-{stage.region}"
+
+    def lock_table(self, stage: StageConfig) -> str:
+        return f"{self.app_name}-tfstate-lock"
+
+    def require_real_accounts(self) -> None:
+        """Refuse the committed placeholder account ids; called before anything talks to AWS."""
+        fake = [f"{s.name}={s.account_id}" for s in self.stages if s.account_id in FAKE_ACCOUNT_IDS]
+        if fake:
+            raise ConfigError(
+                f"placeholder account ids {', '.join(fake)}: set CANVALO_<STAGE>_ACCOUNT_ID to the real accounts"
+            )
+
+
+# Project-wide settings: context key in cdktf.json -> (ProjectConfig field, environment variable).
+PROJECT_SETTINGS: dict[str, tuple[str, str]] = {
+    "appName": ("app_name", "CANVALO_APP_NAME"),
+    "branch": ("branch", "CANVALO_BRANCH"),
+    "repository": ("repository", "CANVALO_REPOSITORY"),
+    "codestarConnectionArn": ("codestar_connection_arn", "CANVALO_CODESTAR_CONNECTION_ARN"),
+    "imageTag": ("image_tag", "CANVALO_IMAGE_TAG"),
+    "bedrockModelId": ("bedrock_model_id", "CANVALO_BEDROCK_MODEL_ID"),
+    "bootstrapState": ("bootstrap_state", "CANVALO_BOOTSTRAP_STATE"),
+}
+# Field name -> its annotation as written ("int", "bool", "str | None"): what an override is parsed as.
+STAGE_FIELDS: dict[str, str] = {f.name: str(f.type) for f in fields(StageConfig) if f.name != "name"}
+STAGE_ENV_PATTERN = re.compile(r"^CANVALO_([A-Z]+)_(" + "|".join(n.upper() for n in STAGE_FIELDS) + r")$")
+
+
+def _parse(stage: str, field_name: str, raw: object, source: str) -> object:
+    kind = STAGE_FIELDS[field_name]
+    if raw is None or raw == "":
+        return None
+    text = str(raw).strip()
+    if kind == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"stage {stage}: {field_name}={raw!r} from {source} is not a whole number") from None
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise ConfigError(f"stage {stage}: {field_name}={raw!r} from {source} is not true or false")
+    return text
+
+
+def load_project_config(context: Mapping[str, Any], environ: Mapping[str, str]) -> ProjectConfig:
+    """Build the validated configuration from cdktf.json's context and environment overrides."""
+    region = str(environ.get("CANVALO_REGION") or context.get("region") or "eu-west-1")
+    stage_context = context.get("stages") or {}
+    if not isinstance(stage_context, Mapping):
+        raise ConfigError("context stages in cdktf.json must be an object keyed by stage name")
+    for name in stage_context:
+        if name not in STAGE_NAMES:
+            raise ConfigError(
+                f"unknown stage {name!r} in cdktf.json context stages: the stages are {', '.join(STAGE_NAMES)}"
+            )
+    for variable in environ:
+        match = STAGE_ENV_PATTERN.match(variable)
+        if match and match.group(1).lower() not in STAGE_NAMES:
+            raise ConfigError(
+                f"{variable} names unknown stage {match.group(1).lower()!r}: the stages are {', '.join(STAGE_NAMES)}"
+            )
+
+    stages = []
+    for name in STAGE_NAMES:
+        values: dict[str, Any] = {"region": region, **STAGE_DEFAULTS[name]}
+        overrides = stage_context.get(name) or {}
+        for key, raw in overrides.items():
+            if key not in STAGE_FIELDS:
+                raise ConfigError(
+                    f"stage {name}: unknown field {key!r} in cdktf.json context; known: {', '.join(STAGE_FIELDS)}"
+                )
+            values[key] = _parse(name, key, raw, f"cdktf.json stages.{name}.{key}")
+        for key in STAGE_FIELDS:
+            variable = stage_env_var(name, key)
+            if variable in environ:
+                values[key] = _parse(name, key, environ[variable], variable)
+        missing = [key for key in ("account_id",) if not values.get(key)]
+        if missing:
+            raise ConfigError(f"stage {name}: account_id is not set (set {stage_env_var(name, 'account_id')})")
+        stages.append(StageConfig(name=name, **values))
+
+    project_values: dict[str, Any] = {}
+    for context_key, (field_name, variable) in PROJECT_SETTINGS.items():
+        raw = environ.get(variable, context.get(context_key))
+        if raw is not None and raw != "":
+            project_values[field_name] = str(raw)
+    if project_values.get("bootstrap_state", "local") not in ("local", "s3"):
+        raise ConfigError(
+            f"bootstrap_state={project_values['bootstrap_state']!r} is invalid: use local or s3 (CANVALO_BOOTSTRAP_STATE)"
+        )
+    for required in ("branch", "repository", "image_tag", "bedrock_model_id"):
+        if required not in project_values:
+            raise ConfigError(f"{required} is not set: add it to cdktf.json context or its CANVALO_ variable")
+    return ProjectConfig(stages=tuple(stages), **project_values)
+
+
+def with_stage(project: ProjectConfig, stage: StageConfig) -> ProjectConfig:
+    """A copy of the project with one stage replaced (tests vary a single stage this way)."""
+    return replace(project, stages=tuple(stage if s.name == stage.name else s for s in project.stages))
+
+
+def read_context(cdktf_json: Path, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The `context` of cdktf.json, updated by the context the cdktn CLI passes in CDKTF_CONTEXT_JSON."""
+    try:
+        context = dict(json.loads(cdktf_json.read_text()).get("context", {}))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read the context of {cdktf_json}: {exc}") from None
+    passed = environ.get("CDKTF_CONTEXT_JSON")
+    if passed:
+        try:
+            context.update(json.loads(passed))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"CDKTF_CONTEXT_JSON is not JSON: {exc}") from None
+    return context
+
+
+def load_from_environment(environ: Mapping[str, str], project_root: Path) -> ProjectConfig:
+    return load_project_config(read_context(project_root / "cdktf.json", environ), environ)

@@ -1,0 +1,88 @@
+"""Synthesize every stack once per test session (once across xdist workers) and share the JSON.
+
+The synth runs with sentinel secret values in the environment, so that the sentinel test can prove
+no secret reaches cdktf.out whatever a stack might read.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tools.requirements import PROJECT_ROOT
+
+SENTINELS = {
+    "SUPABASE_URL": "https://sentinel-supabase-url.invalid",
+    "SUPABASE_SERVICE_KEY": "sentinel-service-key-7f3a9c",
+    "SUPABASE_PUB_KEY": "sentinel-pub-key-51be02",
+    "AWS_SECRET_ACCESS_KEY": "sentinel-aws-secret-d41d8c",
+}
+
+Document = dict[str, Any]
+
+
+def synth_into(outdir: Path, environ: dict[str, str]) -> None:
+    from main import synthesize
+    from stacks.config import load_from_environment
+
+    synthesize(load_from_environment(environ, PROJECT_ROOT), outdir)
+
+
+@pytest.fixture(scope="session")
+def synth_outdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.getbasetemp()
+    # Under xdist each worker has its own basetemp inside the run's folder: share the run's folder.
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    outdir = shared / "cdktf.out"
+    done = shared / "cdktf.out.done"
+    with (shared / "cdktf.out.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            environ = {k: v for k, v in os.environ.items() if not k.startswith("CANVALO_")} | SENTINELS
+            saved = dict(os.environ)
+            os.environ.clear()
+            os.environ.update(environ)
+            try:
+                synth_into(outdir, environ)
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+            done.touch()
+    return outdir
+
+
+@pytest.fixture(scope="session")
+def stacks(synth_outdir: Path) -> dict[str, Document]:
+    return {
+        path.parent.name: json.loads(path.read_text())
+        for path in sorted((synth_outdir / "stacks").glob("*/cdk.tf.json"))
+    }
+
+
+def resources(document: Document, kind: str) -> dict[str, Document]:
+    """The resources of one Terraform type in a stack, by logical name."""
+    return dict(document.get("resource", {}).get(kind, {}))
+
+
+def data_sources(document: Document, kind: str) -> dict[str, Document]:
+    return dict(document.get("data", {}).get(kind, {}))
+
+
+def one(document: Document, kind: str) -> Document:
+    found = list(resources(document, kind).values())
+    assert len(found) == 1, f"expected exactly one {kind}, found {len(found)}"
+    return found[0]
+
+
+def policy_statements(document: Document, reference: str) -> list[Document]:
+    """The statements of the aws_iam_policy_document a `${data.aws_iam_policy_document.X.json}` names."""
+    name = reference.removeprefix("${data.aws_iam_policy_document.").removesuffix(".json}")
+    return list(data_sources(document, "aws_iam_policy_document")[name]["statement"])
+
+
+STAGES = ("beta", "gamma", "prod")

@@ -1,0 +1,184 @@
+"""StageConfig and the configuration loader: defaults, overrides and every kind of bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from stacks.config import (
+    FARGATE_MEMORY_BY_CPU,
+    ConfigError,
+    ProjectConfig,
+    load_from_environment,
+    load_project_config,
+)
+from tools.requirements import PROJECT_ROOT
+
+CONTEXT: dict[str, Any] = {
+    "region": "eu-west-1",
+    "branch": "main",
+    "repository": "canvalo/canvalo",
+    "imageTag": "abc123",
+    "bedrockModelId": "anthropic.claude",
+    "stages": {
+        "beta": {"account_id": "111111111111"},
+        "gamma": {"account_id": "222222222222"},
+        "prod": {"account_id": "333333333333", "domain_name": "canvalo.example.com"},
+    },
+}
+
+
+def load(environ: Mapping[str, str] | None = None, **context: Any) -> ProjectConfig:
+    return load_project_config({**CONTEXT, **context}, environ or {})
+
+
+@pytest.mark.req("R7.1")
+def test_beta_is_small_with_one_task() -> None:
+    beta = load().stage("beta")
+    assert (beta.cpu, beta.memory, beta.min_tasks, beta.max_tasks) == (256, 512, 1, 1)
+    assert not beta.autoscaling
+
+
+@pytest.mark.req("R7.2")
+def test_gamma_is_medium_with_two_tasks_scaling_to_ten() -> None:
+    gamma = load().stage("gamma")
+    assert (gamma.cpu, gamma.memory, gamma.min_tasks, gamma.max_tasks) == (512, 1024, 2, 10)
+
+
+@pytest.mark.req("R7.3")
+def test_prod_is_large_with_two_tasks_and_autoscaling() -> None:
+    prod = load().stage("prod")
+    assert (prod.cpu, prod.memory, prod.min_tasks, prod.max_tasks) == (1024, 2048, 2, 10)
+    assert prod.autoscaling and prod.https and prod.deletion_protection
+
+
+@pytest.mark.req("R6.3")
+def test_committed_context_is_the_default() -> None:
+    project = load_from_environment({}, PROJECT_ROOT)
+    assert [s.account_id for s in project.stages] == ["111111111111", "222222222222", "333333333333"]
+    assert project.branch == "main"
+    assert project.stage("prod").domain_name == "canvalo.example.com"
+
+
+@pytest.mark.req("R6.3")
+def test_environment_overrides_context() -> None:
+    project = load(
+        {
+            "CANVALO_GAMMA_ACCOUNT_ID": "444444444444",
+            "CANVALO_REGION": "us-east-2",
+            "CANVALO_BRANCH": "release/2026-11",
+            "CANVALO_PROD_MAX_TASKS": "20",
+            "CANVALO_BETA_HTTPS": "false",
+        }
+    )
+    assert project.stage("gamma").account_id == "444444444444"
+    assert {s.region for s in project.stages} == {"us-east-2"}
+    assert project.branch == "release/2026-11"
+    assert project.stage("prod").max_tasks == 20
+
+
+@pytest.mark.req("R6.3")
+def test_context_overrides_defaults() -> None:
+    project = load(stages={**CONTEXT["stages"], "beta": {"account_id": "555555555555", "nat_gateways": 2}})
+    assert project.stage("beta").account_id == "555555555555"
+    assert project.stage("beta").nat_gateways == 2
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        (
+            {"CANVALO_BETA_ACCOUNT_ID": "12345"},
+            "stage beta: account_id='12345' is invalid: an AWS account id is exactly 12 digits",
+        ),
+        ({"CANVALO_BETA_ACCOUNT_ID": "12345678901a"}, "account_id='12345678901a'"),
+        ({"CANVALO_GAMMA_CPU": "300"}, "stage gamma: cpu=300 is invalid: Fargate cpu is one of 256, 512"),
+        (
+            {"CANVALO_PROD_MEMORY": "1024"},
+            "stage prod: memory=1024 is invalid: Fargate cpu 1024 takes memory 2048 to 8192",
+        ),
+        (
+            {"CANVALO_BETA_MEMORY": "4096"},
+            "stage beta: memory=4096 is invalid: Fargate cpu 256 takes memory 512 to 2048",
+        ),
+        (
+            {"CANVALO_PROD_MIN_TASKS": "5", "CANVALO_PROD_MAX_TASKS": "3"},
+            "stage prod: min_tasks=5 is greater than max_tasks=3",
+        ),
+        ({"CANVALO_GAMMA_VPC_CIDR": "10.20.0.0/33"}, "stage gamma: vpc_cidr='10.20.0.0/33' is invalid"),
+        ({"CANVALO_GAMMA_VPC_CIDR": "10.20.1.0/16"}, "stage gamma: vpc_cidr='10.20.1.0/16' is invalid"),
+        ({"CANVALO_GAMMA_VPC_CIDR": "not-a-cidr"}, "vpc_cidr='not-a-cidr'"),
+        ({"CANVALO_BRANCH": "feature..x"}, "branch='feature..x' is not a valid git branch name"),
+        ({"CANVALO_BRANCH": "bad branch"}, "branch='bad branch' is not a valid git branch name"),
+        ({"CANVALO_BRANCH": "ends/"}, "branch='ends/'"),
+        ({"CANVALO_STAGING_ACCOUNT_ID": "444444444444"}, "CANVALO_STAGING_ACCOUNT_ID names unknown stage 'staging'"),
+        ({"CANVALO_BETA_CPU": "big"}, "stage beta: cpu='big' from CANVALO_BETA_CPU is not a whole number"),
+        ({"CANVALO_PROD_HTTPS": "maybe"}, "stage prod: https='maybe' from CANVALO_PROD_HTTPS is not true or false"),
+        ({"CANVALO_PROD_NAT_GATEWAYS": "3"}, "stage prod: nat_gateways=3 is invalid: use 1 to 2"),
+        ({"CANVALO_BETA_REGION": "europe"}, "stage beta: region='europe' is invalid"),
+        ({"CANVALO_IMAGE_TAG": "latest"}, "image_tag='latest' is invalid"),
+        ({"CANVALO_REPOSITORY": "no-slash"}, "repository='no-slash' is invalid"),
+        ({"CANVALO_PROD_DOMAIN_NAME": "Not A Domain"}, "stage prod: domain_name='Not A Domain' is invalid"),
+        ({"CANVALO_CODESTAR_CONNECTION_ARN": "arn:aws:s3:::x"}, "is not a CodeStar connection ARN"),
+    ],
+)
+@pytest.mark.req("R6.3")
+def test_bad_values_name_the_setting_and_the_value(environ: dict[str, str], expected: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load(environ)
+    message = str(raised.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+@pytest.mark.req("R6.3")
+def test_unknown_stage_in_context_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"unknown stage .staging. in cdktf\.json context stages"):
+        load(stages={**CONTEXT["stages"], "staging": {"account_id": "444444444444"}})
+    with pytest.raises(ConfigError, match="unknown stage 'dev'"):
+        load().stage("dev")
+
+
+@pytest.mark.req("R6.3")
+def test_unknown_stage_field_in_context_is_refused() -> None:
+    with pytest.raises(ConfigError, match="stage beta: unknown field 'cpus'"):
+        load(stages={**CONTEXT["stages"], "beta": {"account_id": "111111111111", "cpus": 256}})
+
+
+def test_every_fargate_pair_is_accepted_and_its_neighbours_refused() -> None:
+    for cpu, sizes in FARGATE_MEMORY_BY_CPU.items():
+        for memory in sizes:
+            load({"CANVALO_GAMMA_CPU": str(cpu), "CANVALO_GAMMA_MEMORY": str(memory)})
+        with pytest.raises(ConfigError):
+            load({"CANVALO_GAMMA_CPU": str(cpu), "CANVALO_GAMMA_MEMORY": str(sizes[-1] + 1024 * 8)})
+
+
+def test_placeholder_accounts_are_refused_before_a_real_deploy() -> None:
+    with pytest.raises(ConfigError, match=r"placeholder account ids beta=111111111111"):
+        load().require_real_accounts()
+    load(
+        {
+            "CANVALO_BETA_ACCOUNT_ID": "123456789012",
+            "CANVALO_GAMMA_ACCOUNT_ID": "223456789012",
+            "CANVALO_PROD_ACCOUNT_ID": "323456789012",
+        }
+    ).require_real_accounts()
+
+
+@pytest.mark.req("R6.3")
+def test_synth_with_a_bad_override_exits_with_one_line_and_no_traceback() -> None:
+    environ = {**os.environ, "CANVALO_PROD_MEMORY": "3000"}
+    result = subprocess.run(
+        [sys.executable, "main.py"], cwd=PROJECT_ROOT, env=environ, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: stage prod: memory=3000 is invalid: Fargate cpu 1024 takes memory 2048 to 8192 in the steps "
+        "2048, 3072, 4096... (set CANVALO_PROD_MEMORY or context stages.prod.memory in cdktf.json)"
+    ]
+    assert "Traceback" not in result.stderr
