@@ -44,11 +44,16 @@ typecheck: $(STAMP) ## mypy --strict over every package
 	mypy --strict main.py stacks modules app pipelines tools tests
 
 .PHONY: pytest
-pytest: $(STAMP) ## pytest: per-criterion assertions, snapshots, checkov gate, backend, pipeline scripts
-	python -m pytest -q $(PYTEST_ARGS)
+pytest: $(STAMP) ## pytest, which includes ruff and mypy --strict (tests/test_static.py), checkov, snapshots
+	python -m pytest -q -n 2 $(PYTEST_ARGS)
+
+# Later parts add their checks to TEST_TARGETS (the frontend's Vitest and browser tests).
+TEST_TARGETS := pytest
+-include frontend/frontend.mk
 
 .PHONY: test
-test: lint typecheck pytest ## every check the project has; CI runs exactly this
+test: $(STAMP) ## every check the project has; CI runs exactly this
+	$(MAKE) --no-print-directory $(TEST_TARGETS)
 
 .PHONY: snapshots
 snapshots: $(STAMP) ## accept the current synthesized JSON as the new snapshots (review the diff!)

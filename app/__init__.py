@@ -1,0 +1,1 @@
+"""Canvalo backend: the FastAPI service."""

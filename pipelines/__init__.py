@@ -1,0 +1,1 @@
+"""What the pipeline's CodeBuild actions run; every script also runs locally."""
