@@ -76,6 +76,12 @@ class StageConfig:
     # The stage's stacks assume the account's deploy role instead of using the caller's credentials (R4.6).
     cross_account_deploy: bool
     log_retention_days: int = 30
+    # Shutdown timing, shortest first: the ALB stops sending new requests to a draining task for
+    # `deregistration_delay_seconds`; the app then gets SIGTERM and finishes in-flight requests within
+    # `graceful_shutdown_seconds`; ECS sends SIGKILL only after `stop_timeout_seconds` (R1.5).
+    deregistration_delay_seconds: int = 15
+    graceful_shutdown_seconds: int = 20
+    stop_timeout_seconds: int = 30
 
     def __post_init__(self) -> None:
         where = f"stage {self.name}"
@@ -117,6 +123,14 @@ class StageConfig:
             raise self._error("domain_name", self.domain_name, "expected a lower-case DNS name such as example.com")
         if self.https and self.domain_name is None:
             raise self._error("domain_name", None, "https=true needs a domain_name for the ACM certificate")
+        if not 0 < self.graceful_shutdown_seconds < self.stop_timeout_seconds <= 120:
+            raise self._error(
+                "graceful_shutdown_seconds",
+                self.graceful_shutdown_seconds,
+                f"must be above 0 and below stop_timeout_seconds={self.stop_timeout_seconds} (at most 120, ECS's limit)",
+            )
+        if not 0 <= self.deregistration_delay_seconds <= 3600:
+            raise self._error("deregistration_delay_seconds", self.deregistration_delay_seconds, "use 0 to 3600")
         if self.log_retention_days not in (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731):
             raise self._error(
                 "log_retention_days", self.log_retention_days, "CloudWatch Logs takes 1, 3, 7, 14, 30, 90, 365..."
@@ -148,12 +162,24 @@ class StageConfig:
         return min(2, self.min_tasks)
 
     @property
-    def frontend_domain(self) -> str | None:
-        return self.domain_name
+    def api_domain(self) -> str | None:
+        """Prod's API name (R8.3); stages without a domain call the API on the frontend's own origin."""
+        return f"api.{self.domain_name}" if self.domain_name else None
 
     @property
-    def api_domain(self) -> str | None:
-        return f"api.{self.domain_name}" if self.domain_name else None
+    def api_url(self) -> str:
+        """The frontend's VITE_API_URL (R8.1): `https://api.<domain>`, or "" for same-origin `/api/*`
+        through CloudFront to the ALB (SPEC.md's R8.2 departure)."""
+        return f"https://{self.api_domain}" if self.api_domain else ""
+
+    @property
+    def frontend_origins(self) -> tuple[str, ...]:
+        """Origins the backend's CORS allows: the custom domain's; same-origin stages need none."""
+        return (f"https://{self.domain_name}",) if self.domain_name else ()
+
+    def resource_name(self, app_name: str, suffix: str) -> str:
+        """`<app>-<stage>-<suffix>`: the prefix the deploy permissions allow for buckets, topics, roles."""
+        return f"{app_name}-{self.name}-{suffix}"
 
 
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -249,6 +275,25 @@ class ProjectConfig:
     def pipeline_stage(self) -> StageConfig:
         """The pipeline lives in the beta account (R4.7) and deploys beta without assuming a role (R4.8)."""
         return self.stage("beta")
+
+    # The backend image lives in the pipeline account's ECR repository; every stage pulls the same tag.
+    ecr_repository_name = "canvalo-backend"
+
+    @property
+    def image_uri(self) -> str:
+        pipeline = self.pipeline_stage
+        separator = "@" if self.image_tag.startswith("sha256:") else ":"
+        return (
+            f"{pipeline.account_id}.dkr.ecr.{pipeline.region}.amazonaws.com/"
+            f"{self.ecr_repository_name}{separator}{self.image_tag}"
+        )
+
+    def backend_secret_name(self, stage: StageConfig) -> str:
+        """The Secrets Manager secret whose JSON keys the backend reads (R5.1); its value is set out of band."""
+        return f"{self.app_name}/{stage.name}/backend"
+
+    def log_group_name(self, stage: StageConfig, component: str) -> str:
+        return f"/{self.app_name}/{stage.name}/{component}"
 
     def role_arn(self, account_id: str, role_name: str) -> str:
         return f"arn:aws:iam::{account_id}:role{self.iam_path}{role_name}"

@@ -13,7 +13,7 @@ from stacks.config import ProjectConfig, StageConfig
 class NetworkStack(StageStack):
     def __init__(self, scope: Construct, *, project: ProjectConfig, stage: StageConfig) -> None:
         super().__init__(scope, project=project, stage=stage, component="network")
-        prefix = f"{project.app_name}-{stage.name}"
+        prefix = stage.resource_name(project.app_name, "network")
         self.network = Network(
             self,
             "network",
@@ -21,9 +21,9 @@ class NetworkStack(StageStack):
             cidr=stage.vpc_cidr,
             zones=stage.availability_zones,
             nat_gateways=stage.nat_gateways,
-            flow_log_group_name=f"/{project.app_name}/{stage.name}/vpc-flow-logs",
+            flow_log_group_name=project.log_group_name(stage, "vpc-flow-logs"),
             flow_log_retention_days=stage.log_retention_days,
-            role_name=f"{prefix}-vpc-flow-logs",
+            role_name=stage.resource_name(project.app_name, "vpc-flow-logs"),
             role_path=project.iam_path,
             permissions_boundary_arn=project.permissions_boundary_arn(stage),
             protected=stage.deletion_protection,
