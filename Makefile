@@ -14,6 +14,9 @@ export PATH := $(VENV)/bin:$(PATH)
 export JSII_NODE := $(VENV)/bin/node
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# The cdktn CLI and Terraform phone home for version checks; this machine and CI have no internet.
+export CHECKPOINT_DISABLE := 1
+CDKTN_CLI_VERSION := 0.24.0
 STAMP := $(VENV)/.synced
 
 .PHONY: help
@@ -33,6 +36,13 @@ env: $(STAMP) ## create .venv with every dependency group (uv, Node.js from PyPI
 .PHONY: synth
 synth: $(STAMP) ## synthesize every stack into cdktf.out/ and print stack, account, region, resources
 	python -O main.py
+
+.PHONY: cli
+cli: $(VENV)/bin/cdktn ## install the cdktn CLI (npm cdktn-cli) into .venv/bin for `cdktn deploy/diff/list`
+
+$(VENV)/bin/cdktn: $(STAMP)
+	npm install --no-save --no-audit --no-fund --prefix $(VENV)/cdktn-cli cdktn-cli@$(CDKTN_CLI_VERSION)
+	ln -sf $(VENV)/cdktn-cli/node_modules/.bin/cdktn $@
 
 .PHONY: lint
 lint: $(STAMP) ## ruff check and format check
@@ -61,11 +71,11 @@ snapshots: $(STAMP) ## accept the current synthesized JSON as the new snapshots 
 
 .PHONY: requirements
 requirements: $(STAMP) ## table of every acceptance criterion, its tests and their last result
-	python tools/requirements_report.py --write docs/requirements.md
+	python -m tools.requirements_report --write docs/requirements.md
 
 .PHONY: bench
 bench: $(STAMP) ## measure synth time and memory (and the other budgets) into docs/benchmarks.md
-	python tools/bench.py --write docs/benchmarks.md
+	python -m tools.bench --write docs/benchmarks.md
 
 .PHONY: fmt
 fmt: $(STAMP) ## apply ruff's fixes and formatting

@@ -52,7 +52,8 @@ class StageStack(TerraformStack):
                 else None,
             )
         else:
-            LocalBackend(self, path=f"terraform.{self.stack_id}.tfstate")
+            # Relative to cdktf.out/stacks/<stack>/: the project root, so a new synth cannot wipe it.
+            LocalBackend(self, path=f"../../../terraform.{self.stack_id}.tfstate")
 
     @property
     def default_tags(self) -> dict[str, str]:
