@@ -38,6 +38,9 @@ DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]
 REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 IMAGE_TAG = re.compile(r"^(sha256:[a-f0-9]{64}|[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$")
 CONNECTION_ARN = re.compile(r"^arn:aws:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/[\w-]+$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# What the pipeline runs against a stage once it is deployed: integration tests or smoke tests (R10.5-R10.7).
+POST_DEPLOY_TESTS = ("integration", "smoke")
 
 # Obviously fake ids so that a fresh clone synthesizes; `require_real_accounts` refuses them for a deploy.
 FAKE_ACCOUNT_IDS = frozenset({"111111111111", "222222222222", "333333333333"})
@@ -76,6 +79,10 @@ class StageConfig:
     # The stage's stacks assume the account's deploy role instead of using the caller's credentials (R4.6).
     cross_account_deploy: bool
     log_retention_days: int = 30
+    # The pipeline waits for a person to approve the stage's reviewed plan before applying it (R4.3).
+    approval_before_apply: bool = False
+    # The suite the pipeline runs against the stage after deploying it: one of POST_DEPLOY_TESTS.
+    post_deploy_tests: str = "smoke"
     # Shutdown timing, shortest first: the ALB stops sending new requests to a draining task for
     # `deregistration_delay_seconds`; the app then gets SIGTERM and finishes in-flight requests within
     # `graceful_shutdown_seconds`; ECS sends SIGKILL only after `stop_timeout_seconds` (R1.5).
@@ -131,6 +138,8 @@ class StageConfig:
             )
         if not 0 <= self.deregistration_delay_seconds <= 3600:
             raise self._error("deregistration_delay_seconds", self.deregistration_delay_seconds, "use 0 to 3600")
+        if self.post_deploy_tests not in POST_DEPLOY_TESTS:
+            raise self._error("post_deploy_tests", self.post_deploy_tests, f"use one of {', '.join(POST_DEPLOY_TESTS)}")
         if self.log_retention_days not in (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731):
             raise self._error(
                 "log_retention_days", self.log_retention_days, "CloudWatch Logs takes 1, 3, 7, 14, 30, 90, 365..."
@@ -193,6 +202,7 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
         "https": False,
         "deletion_protection": False,
         "cross_account_deploy": False,
+        "post_deploy_tests": "integration",
     },
     "gamma": {
         "vpc_cidr": "10.20.0.0/16",
@@ -215,6 +225,7 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
         "https": True,
         "deletion_protection": True,
         "cross_account_deploy": True,
+        "approval_before_apply": True,
     },
 }
 
@@ -228,6 +239,8 @@ class ProjectConfig:
     repository: str
     # An existing CodeStar connection to use; when empty the pipeline stack creates one.
     codestar_connection_arn: str | None = None
+    # Subscribed to the pipeline's notifications (failures, pending approvals); none by default.
+    notification_email: str | None = None
     image_tag: str
     bedrock_model_id: str
     # Where bootstrap stacks keep their state: "local" before the state bucket exists, then "s3".
@@ -255,6 +268,11 @@ class ProjectConfig:
                 f"codestar_connection_arn={self.codestar_connection_arn!r} is not a CodeStar connection ARN "
                 "(set CANVALO_CODESTAR_CONNECTION_ARN to arn:aws:codeconnections:<region>:<account>:connection/<id>, "
                 "or leave it empty to create one)"
+            )
+        if self.notification_email and not EMAIL.match(self.notification_email):
+            raise ConfigError(
+                f"notification_email={self.notification_email!r} is not an email address "
+                "(set CANVALO_NOTIFICATION_EMAIL or context notificationEmail, or leave it empty)"
             )
         if not IMAGE_TAG.match(self.image_tag) or self.image_tag == "latest":
             raise ConfigError(
@@ -330,6 +348,7 @@ PROJECT_SETTINGS: dict[str, tuple[str, str]] = {
     "branch": ("branch", "CANVALO_BRANCH"),
     "repository": ("repository", "CANVALO_REPOSITORY"),
     "codestarConnectionArn": ("codestar_connection_arn", "CANVALO_CODESTAR_CONNECTION_ARN"),
+    "notificationEmail": ("notification_email", "CANVALO_NOTIFICATION_EMAIL"),
     "imageTag": ("image_tag", "CANVALO_IMAGE_TAG"),
     "bedrockModelId": ("bedrock_model_id", "CANVALO_BEDROCK_MODEL_ID"),
     "bootstrapState": ("bootstrap_state", "CANVALO_BOOTSTRAP_STATE"),
