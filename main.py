@@ -22,12 +22,14 @@ def wire(app: App, project: ProjectConfig) -> list[TerraformStack]:
     """Every stack of every stage, built from its config; the order is the deploy order."""
     from stacks.bootstrap import BootstrapStack
     from stacks.network import NetworkStack
+    from stacks.pipeline import PipelineStack
 
     stacks: list[TerraformStack] = []
     for stage in project.stages:
         stacks.append(BootstrapStack(app, project=project, stage=stage))
         network = NetworkStack(app, project=project, stage=stage)
         stacks.append(network)
+    stacks.append(PipelineStack(app, project=project))
     return stacks
 
 

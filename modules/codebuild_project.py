@@ -1,0 +1,125 @@
+"""A CodeBuild project that runs one buildspec from the repository, with its own log group."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cdktn_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
+from cdktn_provider_aws.cloudwatch_event_target import CloudwatchEventTarget
+from cdktn_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
+from cdktn_provider_aws.codebuild_project import (
+    CodebuildProject,
+    CodebuildProjectArtifacts,
+    CodebuildProjectEnvironment,
+    CodebuildProjectEnvironmentEnvironmentVariable,
+    CodebuildProjectLogsConfig,
+    CodebuildProjectLogsConfigCloudwatchLogs,
+    CodebuildProjectLogsConfigS3Logs,
+    CodebuildProjectSource,
+    CodebuildProjectSourceAuth,
+)
+from constructs import Construct
+
+# Amazon Linux 2023 standard image: Python 3.11+, Node, Docker; the buildspecs install pinned tools.
+BUILD_IMAGE = "aws/codebuild/amazonlinux-x86_64-standard:5.0"
+
+
+@dataclass(frozen=True, kw_only=True)
+class GitHubSource:
+    """A project that runs outside the pipeline clones the repository through the CodeStar connection."""
+
+    repository: str
+    branch: str
+    connection_arn: str
+
+
+class CodeBuildProject(Construct):
+    """Runs `buildspec` (a path in the source); by default its source and artifacts come from CodePipeline.
+
+    `privileged` gives the build a Docker daemon; only image builds need it.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name: str,
+        description: str,
+        buildspec: str,
+        service_role_arn: str,
+        kms_key_arn: str,
+        log_group_name: str,
+        log_retention_days: int,
+        environment: Mapping[str, str] | None = None,
+        privileged: bool = False,
+        compute_type: str = "BUILD_GENERAL1_SMALL",
+        timeout_minutes: int = 60,
+        github_source: GitHubSource | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = CloudwatchLogGroup(self, "logs", name=log_group_name, retention_in_days=log_retention_days)
+        if github_source:
+            source = CodebuildProjectSource(
+                type="GITHUB",
+                location=f"https://github.com/{github_source.repository}.git",
+                buildspec=buildspec,
+                git_clone_depth=1,
+                auth=CodebuildProjectSourceAuth(type="CODECONNECTIONS", resource=github_source.connection_arn),
+            )
+            artifacts = CodebuildProjectArtifacts(type="NO_ARTIFACTS")
+        else:
+            source = CodebuildProjectSource(type="CODEPIPELINE", buildspec=buildspec)
+            artifacts = CodebuildProjectArtifacts(type="CODEPIPELINE")
+        self.project = CodebuildProject(
+            self,
+            "project",
+            name=name,
+            description=description,
+            service_role=service_role_arn,
+            encryption_key=kms_key_arn,
+            build_timeout=timeout_minutes,
+            source=source,
+            source_version=github_source.branch if github_source else None,
+            artifacts=artifacts,
+            environment=CodebuildProjectEnvironment(
+                compute_type=compute_type,
+                image=BUILD_IMAGE,
+                type="LINUX_CONTAINER",
+                image_pull_credentials_type="CODEBUILD",
+                privileged_mode=privileged,
+                environment_variable=[
+                    CodebuildProjectEnvironmentEnvironmentVariable(name=key, value=value, type="PLAINTEXT")
+                    for key, value in sorted((environment or {}).items())
+                ]
+                or None,
+            ),
+            logs_config=CodebuildProjectLogsConfig(
+                cloudwatch_logs=CodebuildProjectLogsConfigCloudwatchLogs(
+                    status="ENABLED", group_name=self.log_group.name
+                ),
+                s3_logs=CodebuildProjectLogsConfigS3Logs(status="DISABLED"),
+            ),
+        )
+
+
+class ScheduledBuild(Construct):
+    """Starts a CodeBuild project on a schedule through an EventBridge rule and a role allowed only that."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name: str,
+        description: str,
+        schedule_expression: str,
+        project_arn: str,
+        role_arn: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.rule = CloudwatchEventRule(
+            self, "rule", name=name, description=description, schedule_expression=schedule_expression
+        )
+        CloudwatchEventTarget(self, "target", rule=self.rule.name, arn=project_arn, role_arn=role_arn)

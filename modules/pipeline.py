@@ -1,0 +1,260 @@
+"""The CodePipeline V2 that takes a commit from the branch through tests, beta, gamma and prod (R4, R10).
+
+What each action runs lives in the repository (`pipelines/buildspecs/`); this module only decides the
+order, what each action receives and hands on, and which CodeBuild project (so which role) runs it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from cdktn_provider_aws.codepipeline import (
+    Codepipeline,
+    CodepipelineArtifactStore,
+    CodepipelineArtifactStoreEncryptionKey,
+    CodepipelineStage,
+    CodepipelineStageAction,
+    CodepipelineTrigger,
+    CodepipelineTriggerGitConfiguration,
+    CodepipelineTriggerGitConfigurationPush,
+    CodepipelineTriggerGitConfigurationPushBranches,
+)
+from constructs import Construct
+
+# The buildspecs the pipeline's CodeBuild projects run, by project; tests assert each file exists.
+BUILDSPECS: dict[str, str] = {
+    "update-pipeline": "pipelines/buildspecs/update_pipeline.yml",
+    "test": "pipelines/buildspecs/test.yml",
+    "build": "pipelines/buildspecs/build.yml",
+    "deploy": "pipelines/buildspecs/deploy.yml",
+    "smoke": "pipelines/buildspecs/smoke.yml",
+    "drift": "pipelines/buildspecs/drift.yml",
+}
+# Terraform release every buildspec installs (TERRAFORM_VERSION; the install script verifies its SHA-256).
+TERRAFORM_VERSION = "1.13.4"
+# What deploy.yml exports in MODE=plan (CodeBuild exported-variables); the approval message quotes them.
+PLAN_HEADLINE_VARIABLE = "PLAN_HEADLINE"
+PLAN_SUMMARY_URL_VARIABLE = "PLAN_SUMMARY_URL"
+
+SOURCE_ACTION = "Source"
+SOURCE_NAMESPACE = "SourceVariables"
+SOURCE_ARTIFACT = "Source"
+BUILD_ARTIFACT = "Build"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageDeployment:
+    """One stage the pipeline deploys, in order; its differences come from StageConfig."""
+
+    name: str
+    approval_before_apply: bool
+    post_deploy_tests: str
+
+    @property
+    def title(self) -> str:
+        return self.name.capitalize()
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineProjects:
+    """CodeBuild project names, one per kind of work, so one role per kind of permission."""
+
+    update_pipeline: str
+    test: str
+    build: str
+    deploy: str
+    post_deploy_tests: str
+
+
+def codebuild_action(
+    name: str,
+    *,
+    project: str,
+    inputs: Sequence[str],
+    outputs: Sequence[str] = (),
+    environment: Mapping[str, str] | None = None,
+    run_order: int = 1,
+    namespace: str | None = None,
+) -> CodepipelineStageAction:
+    configuration = {"ProjectName": project}
+    if len(inputs) > 1:
+        configuration["PrimarySource"] = inputs[0]
+    if environment:
+        configuration["EnvironmentVariables"] = json.dumps(
+            [{"name": key, "value": value, "type": "PLAINTEXT"} for key, value in environment.items()]
+        )
+    return CodepipelineStageAction(
+        name=name,
+        category="Build",
+        owner="AWS",
+        provider="CodeBuild",
+        version="1",
+        run_order=run_order,
+        input_artifacts=list(inputs),
+        output_artifacts=list(outputs) or None,
+        namespace=namespace,
+        configuration=configuration,
+    )
+
+
+class DeliveryPipeline(Construct):
+    """Source, UpdatePipeline, Test, Build, then one stage per deployment: plan, [approve], apply, test.
+
+    Every apply consumes the saved plan its own stage produced from the Build artifact, so what is
+    applied is exactly what was planned (and, where approval is required, approved). A failed action
+    fails its stage and the execution stops there: later stages never see that commit (R4.5, R10.4).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name: str,
+        role_arn: str,
+        artifact_bucket: str,
+        kms_key_arn: str,
+        connection_arn: str,
+        repository: str,
+        branch: str,
+        projects: PipelineProjects,
+        deployments: Sequence[StageDeployment],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        source = CodepipelineStageAction(
+            name=SOURCE_ACTION,
+            category="Source",
+            owner="AWS",
+            provider="CodeStarSourceConnection",
+            version="1",
+            output_artifacts=[SOURCE_ARTIFACT],
+            namespace=SOURCE_NAMESPACE,
+            configuration={
+                "ConnectionArn": connection_arn,
+                "FullRepositoryId": repository,
+                "BranchName": branch,
+                "OutputArtifactFormat": "CODE_ZIP",
+            },
+        )
+        stages = [
+            CodepipelineStage(name="Source", action=[source]),
+            CodepipelineStage(
+                name="UpdatePipeline",
+                action=[
+                    codebuild_action(
+                        "UpdatePipeline",
+                        project=projects.update_pipeline,
+                        inputs=[SOURCE_ARTIFACT],
+                        # The self-update restarts the pipeline on its new definition and stops this execution.
+                        environment={"PIPELINE_EXECUTION_ID": "#{codepipeline.PipelineExecutionId}"},
+                    )
+                ],
+            ),
+            CodepipelineStage(
+                name="Test",
+                action=[codebuild_action("Test", project=projects.test, inputs=[SOURCE_ARTIFACT])],
+            ),
+            CodepipelineStage(
+                name="Build",
+                action=[
+                    codebuild_action(
+                        "Build",
+                        project=projects.build,
+                        inputs=[SOURCE_ARTIFACT],
+                        outputs=[BUILD_ARTIFACT],
+                        environment={"IMAGE_TAG": f"#{{{SOURCE_NAMESPACE}.CommitId}}"},
+                    )
+                ],
+            ),
+            *(self._deployment_stage(deployment, projects) for deployment in deployments),
+        ]
+        self.pipeline = Codepipeline(
+            self,
+            "pipeline",
+            name=name,
+            pipeline_type="V2",
+            # QUEUED runs one execution at a time, in commit order. SUPERSEDED would let a newer commit
+            # overtake an older one between stages: its self-update could rewrite the pipeline under an
+            # execution waiting for prod approval, and an older commit could be skipped on its way to
+            # prod. Queued, each saved plan is applied against the state it was planned on and every
+            # commit in prod has passed beta and gamma. The price: a pending prod approval holds later
+            # commits until someone approves or rejects it.
+            execution_mode="QUEUED",
+            role_arn=role_arn,
+            artifact_store=[
+                CodepipelineArtifactStore(
+                    location=artifact_bucket,
+                    type="S3",
+                    encryption_key=CodepipelineArtifactStoreEncryptionKey(id=kms_key_arn, type="KMS"),
+                )
+            ],
+            trigger=[
+                CodepipelineTrigger(
+                    provider_type="CodeStarSourceConnection",
+                    git_configuration=CodepipelineTriggerGitConfiguration(
+                        source_action_name=SOURCE_ACTION,
+                        push=[
+                            CodepipelineTriggerGitConfigurationPush(
+                                branches=CodepipelineTriggerGitConfigurationPushBranches(includes=[branch])
+                            )
+                        ],
+                    ),
+                )
+            ],
+            stage=stages,
+        )
+
+    @staticmethod
+    def _deployment_stage(deployment: StageDeployment, projects: PipelineProjects) -> CodepipelineStage:
+        title = deployment.title
+        plan_artifact, outputs_artifact, plan_namespace = f"{title}Plan", f"{title}Outputs", f"{title}Plan"
+        actions = [
+            codebuild_action(
+                "Plan",
+                project=projects.deploy,
+                inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT],
+                outputs=[plan_artifact],
+                environment={"STAGE": deployment.name, "MODE": "plan"},
+                namespace=plan_namespace,
+            )
+        ]
+        if deployment.approval_before_apply:
+            actions.append(
+                CodepipelineStageAction(
+                    name="Approve",
+                    category="Approval",
+                    owner="AWS",
+                    provider="Manual",
+                    version="1",
+                    run_order=len(actions) + 1,
+                    configuration={
+                        "CustomData": (
+                            f"{title} plan of commit #{{{SOURCE_NAMESPACE}.CommitId}}: "
+                            f"#{{{plan_namespace}.{PLAN_HEADLINE_VARIABLE}}}. Approving applies exactly this plan."
+                        ),
+                        "ExternalEntityLink": f"#{{{plan_namespace}.{PLAN_SUMMARY_URL_VARIABLE}}}",
+                    },
+                )
+            )
+        actions.append(
+            codebuild_action(
+                "Apply",
+                project=projects.deploy,
+                inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT, plan_artifact],
+                outputs=[outputs_artifact],
+                environment={"STAGE": deployment.name, "MODE": "apply"},
+                run_order=len(actions) + 1,
+            )
+        )
+        actions.append(
+            codebuild_action(
+                f"{deployment.post_deploy_tests.capitalize()}Tests",
+                project=projects.post_deploy_tests,
+                inputs=[SOURCE_ARTIFACT, outputs_artifact],
+                environment={"STAGE": deployment.name, "TEST_SUITE": deployment.post_deploy_tests},
+                run_order=len(actions) + 1,
+            )
+        )
+        return CodepipelineStage(name=title, action=actions)

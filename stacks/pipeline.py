@@ -1,0 +1,545 @@
+"""`pipeline`: the CodePipeline in the beta account that promotes a commit to beta, gamma and prod (R4.7).
+
+Who applies this stack: an administrator of the beta account, once, with their own credentials
+(`cdktn deploy pipeline`); from then on the pipeline's UpdatePipeline action, whose role may manage
+only this stack's resources and state. Two things stay with an administrator: the update role itself
+and the pipeline boundary, which the update role may not change (so a commit cannot widen what the
+pipeline may do without a person applying it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from cdktn import TerraformOutput
+from cdktn_provider_aws.codestarconnections_connection import CodestarconnectionsConnection
+from cdktn_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocumentStatement
+from constructs import Construct
+
+from modules.codebuild_project import CodeBuildProject, GitHubSource, ScheduledBuild
+from modules.container_registry import ContainerRegistry
+from modules.deploy_role import deploy_permissions
+from modules.iam import statement
+from modules.pipeline import (
+    BUILDSPECS,
+    TERRAFORM_VERSION,
+    DeliveryPipeline,
+    PipelineProjects,
+    StageDeployment,
+)
+from modules.pipeline_artifacts import PipelineArtifactStore
+from modules.pipeline_notifications import NotificationTopic
+from modules.pipeline_roles import PipelineBoundary, ServiceRole, boundary_statements
+from stacks.base import StageStack
+from stacks.config import ProjectConfig
+
+# Daily, before the working day in Europe: drift found overnight is in the morning's mail.
+DRIFT_SCHEDULE = "cron(0 5 * * ? *)"
+# Services that assume the pipeline's roles.
+CODEBUILD = "codebuild.amazonaws.com"
+CODEPIPELINE = "codepipeline.amazonaws.com"
+EVENTS = "events.amazonaws.com"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineResources:
+    """The ARNs of what the pipeline stack manages, for the role that applies it."""
+
+    bucket_arn: str
+    key_arn: str
+    key_alias_arn: str
+    repository_arn: str
+    topic_arn: str
+    # `canvalo-beta-pipeline`: the pipeline, its projects, roles and schedule are named under it.
+    name_prefix: str
+    log_groups: str
+
+
+def update_pipeline_permissions(
+    *,
+    arn: Callable[[str, str], str],
+    region: str,
+    pipeline_arn: str,
+    pipeline_roles: Sequence[str],
+    update_role_arn: str,
+    boundary_arn: str,
+    state_bucket_arn: str,
+    state_key_prefix: str,
+    lock_table_arn: str,
+    resources: PipelineResources,
+) -> list[DataAwsIamPolicyDocumentStatement]:
+    """What applying the `pipeline` stack takes (R4.4), and nothing of the stages' stacks."""
+    prefix = resources.name_prefix
+    return [
+        statement(
+            sid="PipelineStackState",
+            actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            resources=[f"{state_bucket_arn}/{state_key_prefix}*"],
+        ),
+        statement(
+            sid="PipelineStackStateList",
+            actions=["s3:ListBucket"],
+            resources=[state_bucket_arn],
+            conditions=[("StringLike", "s3:prefix", [f"{state_key_prefix}*"])],
+        ),
+        statement(
+            sid="PipelineStackLock",
+            actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:DescribeTable"],
+            resources=[lock_table_arn],
+        ),
+        statement(
+            sid="ManageThePipelineAndRestartIt",
+            actions=["codepipeline:*"],
+            resources=[pipeline_arn, f"{pipeline_arn}/*"],
+        ),
+        statement(
+            sid="ManageThePipelineProjects",
+            actions=["codebuild:*"],
+            resources=[arn("codebuild", f"project/{prefix}-*")],
+        ),
+        statement(
+            sid="ManageTheRepositoryConnection",
+            actions=["codestar-connections:*", "codeconnections:*"],
+            # The connection's id is generated on creation; its name is the pipeline's to choose.
+            resources=[arn("codestar-connections", "connection/*"), arn("codeconnections", "connection/*")],
+        ),
+        statement(
+            sid="ManageTheArtifacts",
+            actions=["s3:*"],
+            resources=[resources.bucket_arn, f"{resources.bucket_arn}/*"],
+        ),
+        statement(sid="ManageThePipelineKey", actions=["kms:*"], resources=[resources.key_arn]),
+        statement(
+            sid="ManageThePipelineKeyAlias",
+            actions=["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"],
+            resources=[resources.key_alias_arn],
+        ),
+        statement(sid="ManageTheRegistry", actions=["ecr:*"], resources=[resources.repository_arn]),
+        statement(sid="ManageTheTopic", actions=["sns:*"], resources=[resources.topic_arn]),
+        statement(
+            sid="ManageTheNotificationRule",
+            actions=["codestar-notifications:*"],
+            resources=[arn("codestar-notifications", "notificationrule/*")],
+        ),
+        statement(
+            sid="ManageTheDriftSchedule",
+            actions=["events:*"],
+            resources=[arn("events", f"rule/{prefix}-*")],
+        ),
+        statement(
+            sid="ManageThePipelineLogGroups",
+            actions=["logs:*"],
+            resources=[resources.log_groups, f"{resources.log_groups}:*"],
+        ),
+        statement(
+            sid="ListCallsWithoutResourceScope",
+            actions=["logs:DescribeLogGroups", "kms:ListAliases"],
+            # Terraform reads log groups and aliases through list calls that take no resource ARN.
+            resources=["*"],
+            conditions=[("StringEquals", "aws:RequestedRegion", [region])],
+        ),
+        statement(
+            sid="ManageThePipelineRoles",
+            actions=[
+                "iam:GetRole",
+                "iam:GetRolePolicy",
+                "iam:ListRolePolicies",
+                "iam:ListAttachedRolePolicies",
+                "iam:ListInstanceProfilesForRole",
+                "iam:DeleteRole",
+                "iam:DeleteRolePolicy",
+                "iam:TagRole",
+                "iam:UntagRole",
+                "iam:UpdateRole",
+                "iam:UpdateRoleDescription",
+                "iam:UpdateAssumeRolePolicy",
+            ],
+            resources=list(pipeline_roles),
+        ),
+        statement(
+            sid="CreatePipelineRolesOnlyWithinTheBoundary",
+            actions=["iam:CreateRole", "iam:PutRolePolicy", "iam:PutRolePermissionsBoundary"],
+            resources=list(pipeline_roles),
+            conditions=[("StringEquals", "iam:PermissionsBoundary", [boundary_arn])],
+        ),
+        statement(
+            sid="PassPipelineRolesToTheirServices",
+            actions=["iam:PassRole"],
+            resources=list(pipeline_roles),
+            conditions=[("StringEquals", "iam:PassedToService", [CODEBUILD, CODEPIPELINE, EVENTS])],
+        ),
+        statement(
+            sid="ReadTheBoundary",
+            actions=["iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListPolicyVersions"],
+            resources=[boundary_arn],
+        ),
+        statement(
+            sid="OnlyAnAdministratorChangesTheUpdateRole",
+            effect="Deny",
+            actions=[
+                "iam:DeleteRole",
+                "iam:DeleteRolePolicy",
+                "iam:PutRolePolicy",
+                "iam:AttachRolePolicy",
+                "iam:UpdateAssumeRolePolicy",
+                "iam:PutRolePermissionsBoundary",
+                "iam:DeleteRolePermissionsBoundary",
+                "iam:TagRole",
+                "iam:UntagRole",
+                "iam:UpdateRole",
+            ],
+            resources=[update_role_arn],
+        ),
+    ]
+
+
+class PipelineStack(StageStack):
+    """CodeStar connection, CodePipeline V2, CodeBuild projects and roles, ECR, artifacts, SNS, drift schedule."""
+
+    def __init__(self, scope: Construct, *, project: ProjectConfig) -> None:
+        stage = project.pipeline_stage
+        super().__init__(scope, project=project, stage=stage, component="pipeline", stack_id="pipeline")
+        app, account, region = project.app_name, stage.account_id, stage.region
+        self.prefix = prefix = stage.resource_name(app, "pipeline")
+
+        def arn(service: str, resource: str) -> str:
+            return f"arn:aws:{service}:{region}:{account}:{resource}"
+
+        def role_arn(name: str) -> str:
+            return project.role_arn(account, name)
+
+        def log_group(kind: str) -> str:
+            return project.log_group_name(stage, f"pipeline/{kind}")
+
+        def log_streams(*kinds: str) -> list[str]:
+            return [arn("logs", f"log-group:{log_group(kind)}:*") for kind in kinds]
+
+        project_names = {kind: f"{prefix}-{kind}" for kind in BUILDSPECS}
+        project_arns = {kind: arn("codebuild", f"project/{name}") for kind, name in project_names.items()}
+        role_names = {
+            kind: f"{prefix}-{kind}" for kind in ("codepipeline", "update-pipeline", "test", "build", "smoke")
+        }
+        role_names["drift-schedule"] = f"{prefix}-drift-schedule"
+        role_names["deploy"] = project.pipeline_deploy_role_name
+        pipeline_roles = [f"arn:aws:iam::{account}:role{project.iam_path}{prefix}-*", role_arn(role_names["deploy"])]
+        pipeline_arn = arn("codepipeline", prefix)
+        boundary_arn = f"arn:aws:iam::{account}:policy{project.iam_path}{app}-pipeline-boundary"
+        state_bucket_arn = f"arn:aws:s3:::{project.state_bucket(stage)}"
+        lock_table_arn = arn("dynamodb", f"table/{project.lock_table(stage)}")
+        stage_deploy_roles = [r for s in project.stages if (r := project.deploy_role_arn(s))]
+
+        # Resources the roles' policies name.
+        self.artifacts = PipelineArtifactStore(
+            self,
+            "artifacts",
+            name=prefix,
+            bucket_name=f"{prefix}-artifacts-{account}",
+            account_id=account,
+            region=region,
+            protected=stage.deletion_protection,
+        )
+        bucket_arn, key_arn = self.artifacts.bucket.arn, self.artifacts.key.arn
+        self.registry = ContainerRegistry(
+            self,
+            "registry",
+            name=project.ecr_repository_name,
+            pullers={
+                s.name: (s.account_id, f"arn:aws:iam::{s.account_id}:role{project.iam_path}{s.resource_name(app, '*')}")
+                for s in project.stages
+                if s.account_id != account
+            },
+            protected=stage.deletion_protection,
+        )
+        self.notifications = NotificationTopic(
+            self,
+            "notifications",
+            name=f"{prefix}-notifications",
+            kms_key_id=key_arn,
+            account_id=account,
+            email=project.notification_email,
+        )
+        topic_arn = self.notifications.topic.arn
+        if project.codestar_connection_arn:
+            connection_arn = project.codestar_connection_arn
+        else:
+            # Created PENDING: someone authorizes it once in the console (Developer Tools > Connections).
+            self.connection = CodestarconnectionsConnection(
+                self, "github-connection", name=stage.resource_name(app, "github"), provider_type="GitHub"
+            )
+            connection_arn = self.connection.arn
+
+        def build_basics(*log_kinds: str, writes_artifacts: bool) -> list[DataAwsIamPolicyDocumentStatement]:
+            """Every CodeBuild role: its own log groups, and the artifacts its actions read (and write)."""
+            object_actions = ["s3:GetObject", "s3:GetObjectVersion"]
+            key_actions = ["kms:Decrypt", "kms:DescribeKey"]
+            if writes_artifacts:
+                object_actions.append("s3:PutObject")
+                key_actions += ["kms:Encrypt", "kms:GenerateDataKey*"]
+            return [
+                statement(
+                    sid="WriteOwnLogs",
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=log_streams(*log_kinds),
+                ),
+                statement(sid="PipelineArtifacts", actions=object_actions, resources=[f"{bucket_arn}/*"]),
+                statement(
+                    sid="PipelineArtifactBucket",
+                    actions=["s3:GetBucketLocation", "s3:GetBucketAcl"],
+                    resources=[bucket_arn],
+                ),
+                statement(sid="PipelineArtifactKey", actions=key_actions, resources=[key_arn]),
+            ]
+
+        use_connection = statement(
+            sid="UseTheRepositoryConnection",
+            actions=[
+                "codestar-connections:UseConnection",
+                "codeconnections:UseConnection",
+                "codestar-connections:GetConnectionToken",
+                "codeconnections:GetConnectionToken",
+            ],
+            resources=[connection_arn],
+        )
+        statements: dict[str, list[DataAwsIamPolicyDocumentStatement]] = {
+            "codepipeline": [
+                statement(
+                    sid="PipelineArtifacts",
+                    actions=["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
+                    resources=[f"{bucket_arn}/*"],
+                ),
+                statement(
+                    sid="PipelineArtifactBucket",
+                    actions=["s3:GetBucketVersioning", "s3:GetBucketLocation"],
+                    resources=[bucket_arn],
+                ),
+                statement(
+                    sid="PipelineArtifactKey",
+                    actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:DescribeKey"],
+                    resources=[key_arn],
+                ),
+                use_connection,
+                statement(
+                    sid="RunThePipelinesBuilds",
+                    actions=["codebuild:StartBuild", "codebuild:BatchGetBuilds", "codebuild:StopBuild"],
+                    resources=[project_arns[kind] for kind in BUILDSPECS if kind != "drift"],
+                ),
+            ],
+            "update-pipeline": [
+                *build_basics("update-pipeline", writes_artifacts=False),
+                *update_pipeline_permissions(
+                    arn=arn,
+                    region=region,
+                    pipeline_arn=pipeline_arn,
+                    pipeline_roles=pipeline_roles,
+                    update_role_arn=role_arn(role_names["update-pipeline"]),
+                    boundary_arn=boundary_arn,
+                    state_bucket_arn=state_bucket_arn,
+                    state_key_prefix="pipeline/",
+                    lock_table_arn=lock_table_arn,
+                    resources=PipelineResources(
+                        bucket_arn=bucket_arn,
+                        key_arn=key_arn,
+                        key_alias_arn=arn("kms", f"alias/{prefix}"),
+                        repository_arn=self.registry.repository.arn,
+                        topic_arn=topic_arn,
+                        name_prefix=prefix,
+                        log_groups=arn("logs", f"log-group:{log_group('*')}"),
+                    ),
+                ),
+            ],
+            # The test project runs the repository's own tests: no deploy rights, no role to assume.
+            "test": build_basics("test", writes_artifacts=False),
+            "build": [
+                *build_basics("build", writes_artifacts=True),
+                statement(
+                    sid="RegistryLogin",
+                    actions=["ecr:GetAuthorizationToken"],
+                    # GetAuthorizationToken is account-wide: it takes no resource ARN.
+                    resources=["*"],
+                ),
+                statement(
+                    sid="PushTheBackendImage",
+                    actions=[
+                        "ecr:BatchCheckLayerAvailability",
+                        "ecr:InitiateLayerUpload",
+                        "ecr:UploadLayerPart",
+                        "ecr:CompleteLayerUpload",
+                        "ecr:PutImage",
+                        "ecr:BatchGetImage",
+                        "ecr:DescribeImages",
+                    ],
+                    resources=[self.registry.repository.arn],
+                ),
+            ],
+            "smoke": build_basics("smoke", writes_artifacts=False),
+            "deploy": [
+                *build_basics("deploy", "drift", writes_artifacts=True),
+                # Beta is deployed with the pipeline account's own credentials (R4.8).
+                *deploy_permissions(
+                    project=project, stage=stage, state_bucket_arn=state_bucket_arn, lock_table_arn=lock_table_arn
+                ),
+                # Gamma and prod only through their accounts' deploy roles (R4.6).
+                statement(sid="AssumeStageDeployRoles", actions=["sts:AssumeRole"], resources=stage_deploy_roles),
+                statement(sid="ReportDrift", actions=["sns:Publish"], resources=[topic_arn]),
+                use_connection,
+                statement(
+                    sid="NeverTouchThePipeline",
+                    effect="Deny",
+                    # The beta deploy permissions reach every `canvalo-*` role, bucket, topic, key and
+                    # log group in this account; the pipeline's own are not the deploy's to change.
+                    actions=[
+                        "iam:*",
+                        "s3:DeleteBucket",
+                        "s3:PutBucketPolicy",
+                        "s3:DeleteBucketPolicy",
+                        "s3:PutLifecycleConfiguration",
+                        "s3:PutEncryptionConfiguration",
+                        "kms:ScheduleKeyDeletion",
+                        "kms:DisableKey",
+                        "kms:PutKeyPolicy",
+                        "sns:DeleteTopic",
+                        "sns:SetTopicAttributes",
+                        "logs:DeleteLogGroup",
+                        "logs:PutRetentionPolicy",
+                    ],
+                    resources=[
+                        *pipeline_roles,
+                        boundary_arn,
+                        bucket_arn,
+                        key_arn,
+                        topic_arn,
+                        arn("logs", f"log-group:{log_group('*')}"),
+                    ],
+                ),
+            ],
+            "drift-schedule": [
+                statement(sid="StartTheDriftCheck", actions=["codebuild:StartBuild"], resources=[project_arns["drift"]])
+            ],
+        }
+        self.boundary = PipelineBoundary(
+            self,
+            "boundary",
+            name=f"{app}-pipeline-boundary",
+            path=project.iam_path,
+            statements=boundary_statements(
+                role_statements=statements.values(),
+                protected_policy_arns=[boundary_arn, project.permissions_boundary_arn(stage)],
+            ),
+        )
+        services = {"codepipeline": CODEPIPELINE, "drift-schedule": EVENTS}
+        self.roles = {
+            kind: ServiceRole(
+                self,
+                f"{kind}-role",
+                name=role_names[kind],
+                path=project.iam_path,
+                description=f"Canvalo pipeline: {kind}",
+                service=services.get(kind, CODEBUILD),
+                statements=role_statements,
+                permissions_boundary=self.boundary.policy,
+                source_account=account,
+            ).role
+            for kind, role_statements in statements.items()
+        }
+
+        def codebuild(
+            kind: str,
+            *,
+            role: str,
+            environment: dict[str, str] | None = None,
+            privileged: bool = False,
+            compute_type: str = "BUILD_GENERAL1_SMALL",
+            timeout_minutes: int = 60,
+            github_source: GitHubSource | None = None,
+        ) -> CodeBuildProject:
+            return CodeBuildProject(
+                self,
+                f"{kind}-project",
+                name=project_names[kind],
+                description=f"Canvalo pipeline: runs {BUILDSPECS[kind]}",
+                buildspec=BUILDSPECS[kind],
+                service_role_arn=self.roles[role].arn,
+                kms_key_arn=key_arn,
+                log_group_name=log_group(kind),
+                log_retention_days=stage.log_retention_days,
+                environment=environment,
+                privileged=privileged,
+                compute_type=compute_type,
+                timeout_minutes=timeout_minutes,
+                github_source=github_source,
+            )
+
+        terraform = {"TERRAFORM_VERSION": TERRAFORM_VERSION}
+        last_stage = project.stages[-1].name
+        self.projects = {
+            "update-pipeline": codebuild(
+                "update-pipeline", role="update-pipeline", environment={**terraform, "PIPELINE_NAME": prefix}
+            ),
+            # `make test` runs pytest, checkov and the browser tests: the medium size keeps it in minutes.
+            "test": codebuild("test", role="test", compute_type="BUILD_GENERAL1_MEDIUM"),
+            "build": codebuild(
+                "build",
+                role="build",
+                compute_type="BUILD_GENERAL1_MEDIUM",
+                # docker build needs the Docker daemon, which only privileged mode provides.
+                privileged=True,
+                environment={"ECR_REPOSITORY_URI": self.registry.repository.repository_url},
+            ),
+            # A CloudFront update inside one apply can take most of an hour.
+            "deploy": codebuild("deploy", role="deploy", environment=terraform, timeout_minutes=120),
+            "smoke": codebuild("smoke", role="smoke", timeout_minutes=20),
+            # Outside the pipeline, so it clones the branch itself; it plans through the deploy role
+            # because the stage's deploy role trusts no other.
+            "drift": codebuild(
+                "drift",
+                role="deploy",
+                environment={**terraform, "STAGE": last_stage, "NOTIFICATION_TOPIC_ARN": topic_arn},
+                github_source=GitHubSource(
+                    repository=project.repository, branch=project.branch, connection_arn=connection_arn
+                ),
+            ),
+        }
+
+        self.pipeline = DeliveryPipeline(
+            self,
+            "pipeline",
+            name=prefix,
+            role_arn=self.roles["codepipeline"].arn,
+            artifact_bucket=self.artifacts.bucket.bucket,
+            kms_key_arn=key_arn,
+            connection_arn=connection_arn,
+            repository=project.repository,
+            branch=project.branch,
+            projects=PipelineProjects(
+                update_pipeline=project_names["update-pipeline"],
+                test=project_names["test"],
+                build=project_names["build"],
+                deploy=project_names["deploy"],
+                post_deploy_tests=project_names["smoke"],
+            ),
+            deployments=[
+                StageDeployment(
+                    name=s.name, approval_before_apply=s.approval_before_apply, post_deploy_tests=s.post_deploy_tests
+                )
+                for s in project.stages
+            ],
+        ).pipeline
+        self.notifications.notify_on_pipeline_events(
+            "pipeline-events", name=f"{prefix}-events", pipeline_arn=self.pipeline.arn
+        )
+        ScheduledBuild(
+            self,
+            "drift-schedule",
+            name=f"{prefix}-drift",
+            description=f"Daily plan-only check that {last_stage} still matches the code",
+            schedule_expression=DRIFT_SCHEDULE,
+            project_arn=self.projects["drift"].project.arn,
+            role_arn=self.roles["drift-schedule"].arn,
+        )
+
+        TerraformOutput(self, "pipeline_name", value=self.pipeline.name)
+        TerraformOutput(self, "connection_arn", value=connection_arn)
+        TerraformOutput(self, "ecr_repository_url", value=self.registry.repository.repository_url)
+        TerraformOutput(self, "artifact_bucket", value=self.artifacts.bucket.bucket)
+        TerraformOutput(self, "notification_topic_arn", value=topic_arn)
