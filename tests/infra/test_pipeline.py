@@ -1,0 +1,431 @@
+"""`pipeline`: the CodePipeline in the beta account, its CodeBuild projects and their roles (R4, R6.6, R10)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modules.pipeline import BUILDSPECS, TERRAFORM_VERSION
+from tests.infra.conftest import Document, data_sources, one, policy_statements, resources
+from tools.requirements import PROJECT_ROOT
+
+BETA, GAMMA, PROD = "111111111111", "222222222222", "333333333333"
+PIPELINE_ARN = f"arn:aws:codepipeline:eu-west-1:{BETA}:canvalo-beta-pipeline"
+DEPLOY_ROLE = "canvalo-pipeline-deploy"
+STAGE_DEPLOY_ROLES = [
+    f"arn:aws:iam::{GAMMA}:role/canvalo/canvalo-deploy",
+    f"arn:aws:iam::{PROD}:role/canvalo/canvalo-deploy",
+]
+EXPECTED_STAGES = ["Source", "UpdatePipeline", "Test", "Build", "Beta", "Gamma", "Prod"]
+DEPLOY_STAGES = {"Beta": "beta", "Gamma": "gamma", "Prod": "prod"}
+
+
+@pytest.fixture(scope="module")
+def pipeline(stacks: dict[str, Document]) -> Document:
+    return stacks["pipeline"]
+
+
+def codepipeline(document: Document) -> Document:
+    return one(document, "aws_codepipeline")
+
+
+def stage(document: Document, name: str) -> Document:
+    return next(s for s in codepipeline(document)["stage"] if s["name"] == name)
+
+
+def action_environment(action: Document) -> dict[str, str]:
+    variables = json.loads(action["configuration"].get("EnvironmentVariables", "[]"))
+    return {variable["name"]: variable["value"] for variable in variables}
+
+
+def project_named(document: Document, name: str) -> Document:
+    (found,) = [p for p in resources(document, "aws_codebuild_project").values() if p["name"] == name]
+    return found
+
+
+def role_of_project(document: Document, project_name: str) -> Document:
+    reference = project_named(document, project_name)["service_role"]
+    logical = reference.removeprefix("${aws_iam_role.").removesuffix(".arn}")
+    return resources(document, "aws_iam_role")[logical]
+
+
+def role_named(document: Document, name: str) -> tuple[str, Document]:
+    (found,) = [(k, r) for k, r in resources(document, "aws_iam_role").items() if r["name"] == name]
+    return found
+
+
+def role_statements(document: Document, role_name: str) -> list[Document]:
+    logical, _ = role_named(document, role_name)
+    (policy,) = [
+        p
+        for p in resources(document, "aws_iam_role_policy").values()
+        if p["role"] == f"${{aws_iam_role.{logical}.name}}"
+    ]
+    return policy_statements(document, policy["policy"])
+
+
+def allowed_actions(statements: list[Document]) -> list[str]:
+    return [action for s in statements if s["effect"] == "Allow" for action in s["actions"]]
+
+
+def deploy_actions(document: Document) -> Iterator[tuple[str, Document]]:
+    for stage_document in codepipeline(document)["stage"]:
+        for action in stage_document["action"]:
+            if action["configuration"].get("ProjectName") == "canvalo-beta-pipeline-deploy":
+                yield stage_document["name"], action
+
+
+@pytest.mark.req("R4.7", "R4.8")
+def test_pipeline_lives_in_the_beta_account_with_its_own_state(pipeline: Document) -> None:
+    (provider,) = pipeline["provider"]["aws"]
+    assert provider["allowed_account_ids"] == [BETA]
+    assert "assume_role" not in provider, "the pipeline stack is applied with the beta account's own credentials"
+    backend = pipeline["terraform"]["backend"]["s3"]
+    assert backend["key"] == "pipeline/terraform.tfstate"
+    assert backend["bucket"] == f"canvalo-tfstate-{BETA}-eu-west-1"
+
+
+@pytest.mark.req("R4.1", "R4.9")
+def test_pipeline_is_v2_queued_and_started_by_a_push_to_the_branch(pipeline: Document) -> None:
+    resource = codepipeline(pipeline)
+    assert resource["pipeline_type"] == "V2"
+    assert resource["execution_mode"] == "QUEUED", "two executions must never apply to the same state at once"
+    (trigger,) = resource["trigger"]
+    assert trigger["provider_type"] == "CodeStarSourceConnection"
+    assert trigger["git_configuration"] == {
+        "source_action_name": "Source",
+        "push": [{"branches": {"includes": ["main"]}}],
+    }
+    (source,) = stage(pipeline, "Source")["action"]
+    assert source["provider"] == "CodeStarSourceConnection"
+    assert source["configuration"]["BranchName"] == "main"
+    assert source["configuration"]["FullRepositoryId"] == "canvalo/canvalo"
+
+
+@pytest.mark.req("R4.2", "R4.4")
+def test_stages_run_in_order_update_test_build_then_beta_gamma_prod(pipeline: Document) -> None:
+    assert [s["name"] for s in codepipeline(pipeline)["stage"]] == EXPECTED_STAGES
+    order = [DEPLOY_STAGES[name] for name, _ in deploy_actions(pipeline)]
+    assert order == sorted(order, key=["beta", "gamma", "prod"].index), "a later stage deploys before an earlier one"
+
+
+@pytest.mark.req("R4.4")
+def test_update_stage_applies_only_the_pipeline_stack_and_may_restart_the_pipeline(pipeline: Document) -> None:
+    (action,) = stage(pipeline, "UpdatePipeline")["action"]
+    project = project_named(pipeline, action["configuration"]["ProjectName"])
+    assert project["source"]["buildspec"] == "pipelines/buildspecs/update_pipeline.yml"
+    assert action_environment(action) == {"PIPELINE_EXECUTION_ID": "#{codepipeline.PipelineExecutionId}"}
+    environment = {v["name"]: v["value"] for v in project["environment"]["environment_variable"]}
+    assert environment == {"PIPELINE_NAME": "canvalo-beta-pipeline", "TERRAFORM_VERSION": TERRAFORM_VERSION}
+    statements = role_statements(pipeline, role_of_project(pipeline, project["name"])["name"])
+    by_sid = {s["sid"]: s for s in statements}
+    assert by_sid["ManageThePipelineAndRestartIt"]["resources"] == [PIPELINE_ARN, f"{PIPELINE_ARN}/*"]
+    assert by_sid["PipelineStackState"]["resources"] == [f"arn:aws:s3:::canvalo-tfstate-{BETA}-eu-west-1/pipeline/*"]
+    assert not any(a.startswith("sts:") for a in allowed_actions(statements))
+    # Its state rights reach the pipeline stack's state only, never a stage's stacks'.
+    objects = [
+        r for s in statements for r in s["resources"] if r.startswith("arn:aws:s3:::canvalo-tfstate-") and "/" in r
+    ]
+    assert objects == [f"arn:aws:s3:::canvalo-tfstate-{BETA}-eu-west-1/pipeline/*"]
+    assert by_sid["PipelineStackStateList"]["condition"][0]["values"] == ["pipeline/*"]
+
+
+@pytest.mark.req("R10.1", "R10.2", "R10.3", "R10.4")
+def test_make_test_runs_before_anything_is_built_or_deployed(pipeline: Document) -> None:
+    (action,) = stage(pipeline, "Test")["action"]
+    project = project_named(pipeline, action["configuration"]["ProjectName"])
+    assert project["source"]["buildspec"] == "pipelines/buildspecs/test.yml"
+    names = [s["name"] for s in codepipeline(pipeline)["stage"]]
+    first_deploy = min(names.index(name) for name, _ in deploy_actions(pipeline))
+    assert names.index("Test") < names.index("Build") < first_deploy
+    assert names.index("UpdatePipeline") == 1, "the pipeline updates itself right after Source"
+
+
+@pytest.mark.req("R10.4", "R4.6")
+def test_the_test_project_cannot_deploy_or_assume_any_role(pipeline: Document) -> None:
+    role = role_of_project(pipeline, "canvalo-beta-pipeline-test")
+    assert role["name"] != DEPLOY_ROLE
+    actions = allowed_actions(role_statements(pipeline, role["name"]))
+    assert not [a for a in actions if a.split(":")[0] in ("sts", "iam", "ecs", "cloudfront", "ec2", "dynamodb")]
+    assert not [a for a in actions if a.endswith(":*")]
+    assert "s3:PutObject" not in actions
+
+
+@pytest.mark.req("R4.3")
+def test_every_prod_apply_waits_for_a_manual_approval_of_its_plan(pipeline: Document) -> None:
+    actions = stage(pipeline, "Prod")["action"]
+    (approval,) = [a for a in actions if a["category"] == "Approval"]
+    assert approval["provider"] == "Manual"
+    applies = [a for a in actions if action_environment(a).get("MODE") == "apply"]
+    (plan,) = [a for a in actions if action_environment(a).get("MODE") == "plan"]
+    assert applies
+    for apply in applies:
+        assert apply["run_order"] > approval["run_order"] > plan["run_order"]
+        assert plan["output_artifacts"][0] in apply["input_artifacts"], "apply exactly the approved plan"
+    # The approval message carries the plan's summary (exported by the plan action) and the commit.
+    assert f"#{{{plan['namespace']}.PLAN_HEADLINE}}" in approval["configuration"]["CustomData"]
+    assert "#{SourceVariables.CommitId}" in approval["configuration"]["CustomData"]
+    assert approval["configuration"]["ExternalEntityLink"] == f"#{{{plan['namespace']}.PLAN_SUMMARY_URL}}"
+    for name in ("Beta", "Gamma"):
+        assert not [a for a in stage(pipeline, name)["action"] if a["category"] == "Approval"]
+
+
+@pytest.mark.parametrize("stage_name", list(DEPLOY_STAGES))
+def test_each_stage_applies_the_saved_plan_it_made_from_the_one_build(pipeline: Document, stage_name: str) -> None:
+    actions = {a["name"]: a for a in stage(pipeline, stage_name)["action"]}
+    plan, apply = actions["Plan"], actions["Apply"]
+    assert action_environment(plan) == {"STAGE": DEPLOY_STAGES[stage_name], "MODE": "plan"}
+    assert action_environment(apply) == {"STAGE": DEPLOY_STAGES[stage_name], "MODE": "apply"}
+    assert plan["input_artifacts"] == ["Source", "Build"]
+    assert apply["input_artifacts"] == ["Source", "Build", f"{stage_name}Plan"]
+    assert plan["output_artifacts"] == [f"{stage_name}Plan"]
+    (build,) = stage(pipeline, "Build")["action"]
+    assert build["output_artifacts"] == ["Build"]
+    assert action_environment(build) == {"IMAGE_TAG": "#{SourceVariables.CommitId}"}
+
+
+@pytest.mark.req("R10.5", "R10.6", "R10.7", "R10.8")
+@pytest.mark.parametrize(("stage_name", "suite"), [("Beta", "integration"), ("Gamma", "smoke"), ("Prod", "smoke")])
+def test_tests_run_against_each_stage_after_it_is_deployed(pipeline: Document, stage_name: str, suite: str) -> None:
+    actions = stage(pipeline, stage_name)["action"]
+    apply = next(a for a in actions if action_environment(a).get("MODE") == "apply")
+    tests = actions[-1]
+    assert action_environment(tests) == {"STAGE": DEPLOY_STAGES[stage_name], "TEST_SUITE": suite}
+    assert tests["run_order"] > apply["run_order"], "tests run only once the stage is deployed"
+    assert apply["output_artifacts"][0] in tests["input_artifacts"], "tests find the URLs in the stage's outputs"
+    project = project_named(pipeline, tests["configuration"]["ProjectName"])
+    assert project["source"]["buildspec"] == "pipelines/buildspecs/smoke.yml"
+    role = role_of_project(pipeline, project["name"])
+    assert not [a for a in allowed_actions(role_statements(pipeline, role["name"])) if a.startswith(("sts:", "iam:"))]
+
+
+@pytest.mark.req("R4.5", "R10.8")
+def test_failures_and_pending_approvals_notify_the_encrypted_topic(pipeline: Document) -> None:
+    rule = one(pipeline, "aws_codestarnotifications_notification_rule")
+    assert rule["resource"] == f"${{aws_codepipeline.{next(iter(resources(pipeline, 'aws_codepipeline')))}.arn}}"
+    assert {
+        "codepipeline-pipeline-pipeline-execution-failed",
+        "codepipeline-pipeline-stage-execution-failed",
+        "codepipeline-pipeline-manual-approval-needed",
+    } <= set(rule["event_type_ids"])
+    topic_key, topic = next(iter(resources(pipeline, "aws_sns_topic").items()))
+    assert rule["target"] == [{"address": f"${{aws_sns_topic.{topic_key}.arn}}", "type": "SNS"}]
+    assert topic["name"] == "canvalo-beta-pipeline-notifications"
+    assert topic["kms_master_key_id"].startswith("${aws_kms_key.")
+    policy = one(pipeline, "aws_sns_topic_policy")
+    (publish,) = policy_statements(pipeline, policy["policy"])
+    assert publish["principals"] == [{"type": "Service", "identifiers": ["codestar-notifications.amazonaws.com"]}]
+    assert publish["actions"] == ["sns:Publish"]
+    assert publish["condition"] == [{"test": "StringEquals", "variable": "aws:SourceAccount", "values": [BETA]}]
+    key_policy = next(v for k, v in data_sources(pipeline, "aws_iam_policy_document").items() if "key-policy" in k)
+    notifications = next(s for s in key_policy["statement"] if s["sid"].startswith("CodeStarNotifications"))
+    assert set(notifications["actions"]) == {"kms:GenerateDataKey*", "kms:Decrypt"}
+
+
+@pytest.mark.req("R4.6", "R4.8")
+def test_only_the_deploy_projects_use_the_deploy_role_and_it_assumes_only_the_stage_deploy_roles(
+    pipeline: Document,
+) -> None:
+    for _, action in deploy_actions(pipeline):
+        assert role_of_project(pipeline, action["configuration"]["ProjectName"])["name"] == DEPLOY_ROLE
+    deploy_logical, _ = role_named(pipeline, DEPLOY_ROLE)
+    users = sorted(
+        p["name"]
+        for p in resources(pipeline, "aws_codebuild_project").values()
+        if p["service_role"] == f"${{aws_iam_role.{deploy_logical}.arn}}"
+    )
+    assert users == ["canvalo-beta-pipeline-deploy", "canvalo-beta-pipeline-drift"]
+    _, deploy_role = role_named(pipeline, DEPLOY_ROLE)
+    assert deploy_role["path"] == "/canvalo/"
+    statements = role_statements(pipeline, DEPLOY_ROLE)
+    assume = [s for s in statements if "sts:AssumeRole" in s["actions"]]
+    assert [s["resources"] for s in assume] == [STAGE_DEPLOY_ROLES]
+    # Beta is deployed directly with the beta deploy permissions (R4.8): its state, its prefix.
+    by_sid = {s["sid"]: s for s in statements}
+    assert by_sid["TerraformState"]["resources"] == [f"arn:aws:s3:::canvalo-tfstate-{BETA}-eu-west-1/*"]
+    assert by_sid["ProjectBuckets"]["resources"][0] == "arn:aws:s3:::canvalo-beta-*"
+    guard = by_sid["NeverTouchThePipeline"]
+    assert guard["effect"] == "Deny" and "iam:*" in guard["actions"]
+    assert f"arn:aws:iam::{BETA}:role/canvalo/canvalo-beta-pipeline-*" in guard["resources"]
+    for role in resources(pipeline, "aws_iam_role").values():
+        if role["name"] != DEPLOY_ROLE:
+            assert "sts:AssumeRole" not in allowed_actions(role_statements(pipeline, role["name"])), role["name"]
+
+
+def test_every_pipeline_role_is_named_bounded_and_scoped(pipeline: Document) -> None:
+    boundary = one(pipeline, "aws_iam_policy")
+    assert boundary["name"] == "canvalo-pipeline-boundary" and boundary["path"] == "/canvalo/"
+    roles = resources(pipeline, "aws_iam_role")
+    assert len(roles) == 7
+    star_sids = {"RegistryLogin", "ListCallsWithoutResourceScope"}
+    for role in roles.values():
+        assert role["name"].startswith("canvalo-beta-pipeline-") or role["name"] == DEPLOY_ROLE
+        assert role["path"] == "/canvalo/"
+        assert role["permissions_boundary"].startswith("${aws_iam_policy.")
+        (trust,) = policy_statements(pipeline, role["assume_role_policy"])
+        assert trust["condition"] == [{"test": "StringEquals", "variable": "aws:SourceAccount", "values": [BETA]}]
+        for item in role_statements(pipeline, role["name"]):
+            assert "*" not in item["actions"], item["sid"]
+            if item["resources"] == ["*"] and item["effect"] == "Allow":
+                assert item["sid"] in star_sids or item["sid"].endswith("WithoutResourceScope"), item["sid"]
+                assert not [a for a in item["actions"] if a.startswith(("iam:", "sts:", "s3:", "codebuild:"))]
+    codepipeline_role = role_of_pipeline(pipeline)
+    assert "iam:PassRole" not in allowed_actions(role_statements(pipeline, codepipeline_role))
+
+
+def role_of_pipeline(document: Document) -> str:
+    logical = codepipeline(document)["role_arn"].removeprefix("${aws_iam_role.").removesuffix(".arn}")
+    return str(resources(document, "aws_iam_role")[logical]["name"])
+
+
+@pytest.mark.parametrize("kind", list(BUILDSPECS))
+def test_each_codebuild_role_writes_only_its_own_logs(pipeline: Document, kind: str) -> None:
+    project = project_named(pipeline, f"canvalo-beta-pipeline-{kind}")
+    log_group = resources(pipeline, "aws_cloudwatch_log_group")[
+        project["logs_config"]["cloudwatch_logs"]["group_name"]
+        .removeprefix("${aws_cloudwatch_log_group.")
+        .removesuffix(".name}")
+    ]
+    assert log_group["name"] == f"/canvalo/beta/pipeline/{kind}"
+    role = role_of_project(pipeline, project["name"])
+    (logs,) = [s for s in role_statements(pipeline, role["name"]) if s["sid"] == "WriteOwnLogs"]
+    own = {f"arn:aws:logs:eu-west-1:{BETA}:log-group:/canvalo/beta/pipeline/{k}:*" for k in ("deploy", "drift")}
+    expected = (
+        own if role["name"] == DEPLOY_ROLE else {f"arn:aws:logs:eu-west-1:{BETA}:log-group:{log_group['name']}:*"}
+    )
+    assert set(logs["resources"]) == expected
+    assert project["source"]["buildspec"] == BUILDSPECS[kind]
+    assert project["encryption_key"].startswith("${aws_kms_key.")
+    assert project["environment"]["privileged_mode"] is (kind == "build"), "only the image build runs Docker"
+
+
+def test_the_update_role_can_only_create_roles_inside_the_pipeline_boundary(pipeline: Document) -> None:
+    boundary_arn = f"arn:aws:iam::{BETA}:policy/canvalo/canvalo-pipeline-boundary"
+    statements = role_statements(pipeline, "canvalo-beta-pipeline-update-pipeline")
+    creating = [s for s in statements if "iam:CreateRole" in s["actions"] and s["effect"] == "Allow"]
+    assert [s["condition"] for s in creating] == [
+        [{"test": "StringEquals", "variable": "iam:PermissionsBoundary", "values": [boundary_arn]}]
+    ]
+    denied = next(s for s in statements if s["sid"] == "OnlyAnAdministratorChangesTheUpdateRole")
+    assert denied["resources"] == [f"arn:aws:iam::{BETA}:role/canvalo/canvalo-beta-pipeline-update-pipeline"]
+    boundary = policy_statements(pipeline, one(pipeline, "aws_iam_policy")["policy"])
+    # The boundary copies IAM/STS statements with their conditions, so a role the pipeline creates
+    # can itself only create roles inside a boundary, and nothing may change a boundary.
+    for item in boundary:
+        if item["effect"] != "Allow":
+            continue
+        if {"iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy"} & set(item["actions"]):
+            assert item["condition"][0]["variable"] == "iam:PermissionsBoundary", item["sid"]
+        if "iam:CreateServiceLinkedRole" in item["actions"]:
+            assert item["condition"][0]["variable"] == "iam:AWSServiceName", item["sid"]
+        assert not (item["resources"] == ["*"] and any(a.startswith(("iam:", "sts:")) for a in item["actions"]))
+    never = next(s for s in boundary if s["sid"] == "NeverChangeABoundary")
+    assert never["effect"] == "Deny" and boundary_arn in never["resources"]
+    # A managed policy holds at most 6,144 characters without whitespace.
+    assert len(json.dumps(boundary, separators=(",", ":"))) < 6144
+
+
+@pytest.mark.req("R6.6")
+def test_source_comes_through_a_github_codestar_connection(pipeline: Document) -> None:
+    connection = one(pipeline, "aws_codestarconnections_connection")
+    assert connection["provider_type"] == "GitHub"
+    (source,) = stage(pipeline, "Source")["action"]
+    assert source["configuration"]["ConnectionArn"].startswith("${aws_codestarconnections_connection.")
+    assert "UseTheRepositoryConnection" in {s["sid"] for s in role_statements(pipeline, role_of_pipeline(pipeline))}
+
+
+def test_artifacts_are_private_and_encrypted_with_a_rotating_customer_managed_key(pipeline: Document) -> None:
+    key = one(pipeline, "aws_kms_key")
+    assert key["enable_key_rotation"] is True
+    encryption = one(pipeline, "aws_s3_bucket_server_side_encryption_configuration")["rule"][0]
+    assert encryption["apply_server_side_encryption_by_default"]["sse_algorithm"] == "aws:kms"
+    assert encryption["apply_server_side_encryption_by_default"]["kms_master_key_id"].startswith("${aws_kms_key.")
+    (store,) = codepipeline(pipeline)["artifact_store"]
+    assert store["encryption_key"]["type"] == "KMS"
+    assert one(pipeline, "aws_s3_bucket")["bucket"] == f"canvalo-beta-pipeline-artifacts-{BETA}"
+    block = one(pipeline, "aws_s3_bucket_public_access_block")
+    assert all(
+        block[k] is True
+        for k in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets")
+    )
+
+
+def test_registry_has_immutable_scanned_images_that_gamma_and_prod_execution_roles_may_pull(pipeline: Document) -> None:
+    repository = one(pipeline, "aws_ecr_repository")
+    assert repository["name"] == "canvalo-backend"
+    assert repository["image_tag_mutability"] == "IMMUTABLE"
+    assert repository["image_scanning_configuration"] == {"scan_on_push": True}
+    rules = json.loads(one(pipeline, "aws_ecr_lifecycle_policy")["policy"])["rules"]
+    assert {r["selection"]["tagStatus"] for r in rules} == {"untagged", "any"}
+    pulls = policy_statements(pipeline, one(pipeline, "aws_ecr_repository_policy")["policy"])
+    assert {s["principals"][0]["identifiers"][0] for s in pulls} == {
+        f"arn:aws:iam::{GAMMA}:root",
+        f"arn:aws:iam::{PROD}:root",
+    }
+    for item in pulls:
+        account = item["principals"][0]["identifiers"][0].split(":")[4]
+        stage_name = "gamma" if account == GAMMA else "prod"
+        assert item["condition"] == [
+            {
+                "test": "ArnLike",
+                "variable": "aws:PrincipalArn",
+                "values": [f"arn:aws:iam::{account}:role/canvalo/canvalo-{stage_name}-*"],
+            }
+        ]
+        assert not [a for a in item["actions"] if not a.startswith("ecr:") or "Put" in a or "Upload" in a]
+
+
+def test_drift_is_checked_daily_against_prod_by_a_role_that_can_start_only_that(pipeline: Document) -> None:
+    rule = one(pipeline, "aws_cloudwatch_event_rule")
+    assert rule["schedule_expression"].startswith("cron(") and rule["schedule_expression"].endswith(" * * ? *)")
+    target = one(pipeline, "aws_cloudwatch_event_target")
+    drift = project_named(pipeline, "canvalo-beta-pipeline-drift")
+    assert target["arn"].startswith("${aws_codebuild_project.drift-project")
+    (start,) = role_statements(pipeline, "canvalo-beta-pipeline-drift-schedule")
+    assert start["actions"] == ["codebuild:StartBuild"]
+    assert start["resources"] == [f"arn:aws:codebuild:eu-west-1:{BETA}:project/canvalo-beta-pipeline-drift"]
+    environment = {v["name"]: v["value"] for v in drift["environment"]["environment_variable"]}
+    assert environment["STAGE"] == "prod" and environment["TERRAFORM_VERSION"] == TERRAFORM_VERSION
+    assert environment["NOTIFICATION_TOPIC_ARN"].startswith("${aws_sns_topic.")
+    assert drift["source"]["type"] == "GITHUB" and drift["source"]["auth"]["type"] == "CODECONNECTIONS"
+    assert drift["source_version"] == "main"
+
+
+# A second synth of only the pipeline stack, with the branch and connection changed by configuration.
+@pytest.fixture(scope="module")
+def reconfigured(tmp_path_factory: pytest.TempPathFactory) -> Document:
+    from cdktn import App
+
+    from stacks.config import load_from_environment
+    from stacks.pipeline import PipelineStack
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CANVALO_")} | {
+        "CANVALO_BRANCH": "release",
+        "CANVALO_CODESTAR_CONNECTION_ARN": f"arn:aws:codeconnections:eu-west-1:{BETA}:connection/0a1b2c3d-existing",
+        "CANVALO_NOTIFICATION_EMAIL": "platform@example.com",
+    }
+    outdir = tmp_path_factory.mktemp("pipeline-release")
+    target_versions = json.loads((PROJECT_ROOT / "cdktf.json").read_text())["targetVersions"]
+    app = App(outdir=str(outdir), context={"targetVersions": target_versions})
+    PipelineStack(app, project=load_from_environment(environ, PROJECT_ROOT))
+    app.synth()
+    document: dict[str, Any] = json.loads((Path(outdir) / "stacks" / "pipeline" / "cdk.tf.json").read_text())
+    return document
+
+
+@pytest.mark.req("R4.9", "R4.10", "R6.6")
+def test_branch_and_connection_come_from_configuration(reconfigured: Document) -> None:
+    resource = codepipeline(reconfigured)
+    assert resource["trigger"][0]["git_configuration"]["push"] == [{"branches": {"includes": ["release"]}}]
+    (source,) = stage(reconfigured, "Source")["action"]
+    assert source["configuration"]["BranchName"] == "release"
+    assert source["configuration"]["ConnectionArn"].endswith(":connection/0a1b2c3d-existing")
+    assert not resources(reconfigured, "aws_codestarconnections_connection"), "an existing connection is reused"
+    assert project_named(reconfigured, "canvalo-beta-pipeline-drift")["source_version"] == "release"
+    subscription = one(reconfigured, "aws_sns_topic_subscription")
+    assert subscription["protocol"] == "email" and subscription["endpoint"] == "platform@example.com"
