@@ -377,8 +377,9 @@ def deploy(
     dry_run: bool = False,
     keep_old_assets_days: int | None = None,
     now: datetime | None = None,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> Plan:
+    out = out or sys.stdout
     files = scan_dist(dist)
     check_access(s3, cloudfront, bucket, distribution_id)
     try:
@@ -430,13 +431,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="delete assets of earlier releases once no release that used them was live in the last N days",
     )
     args = parser.parse_args(argv)
+    session = boto3.session.Session()
     try:
         deploy(
             dist=args.dist,
             bucket=args.bucket,
             distribution_id=args.distribution_id,
-            s3=boto3.client("s3"),
-            cloudfront=boto3.client("cloudfront"),
+            s3=session.client("s3"),
+            cloudfront=session.client("cloudfront"),
             dry_run=args.dry_run,
             keep_old_assets_days=args.keep_old_assets_days,
         )
