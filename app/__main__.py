@@ -1,0 +1,30 @@
+"""`python -m app`: one uvicorn worker on HOST:PORT that drains in-flight requests on SIGTERM."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from app.core.logging import logging_config
+from app.main import create_app, load_settings_or_exit
+
+
+def main() -> None:
+    settings = load_settings_or_exit().settings
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        workers=1,
+        # SIGTERM: stop accepting, let in-flight requests finish, give up after this (below ECS's stop timeout).
+        timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+        log_config=logging_config(settings.log_level),
+        access_log=False,
+        server_header=False,
+        # Only the ALB can reach the task (its security group), so its X-Forwarded-* headers are trusted.
+        proxy_headers=True,
+        forwarded_allow_ips="*",
+    )
+
+
+if __name__ == "__main__":
+    main()
