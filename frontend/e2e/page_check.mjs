@@ -1,11 +1,12 @@
 // Opens the frontend in headless Chromium (Debian's, not a downloaded build), waits until the health
 // check has an answer, saves a screenshot and prints what a person sees as one JSON line.
-// Usage: node e2e/page_check.mjs <page url> <screenshot.png>   (driven by tests/e2e/test_browser.py)
+// Usage: node e2e/page_check.mjs <page url> <screenshot.png> [access token]   (driven by tests/e2e/)
+// With a token, the page starts as if the person had pasted it, and the check also waits for /api/v1/me.
 import { chromium } from "playwright-core";
 
-const [url, screenshot] = process.argv.slice(2);
+const [url, screenshot, token] = process.argv.slice(2);
 if (!url || !screenshot) {
-  console.error("usage: node e2e/page_check.mjs <page url> <screenshot.png>");
+  console.error("usage: node e2e/page_check.mjs <page url> <screenshot.png> [access token]");
   process.exit(2);
 }
 const TIMEOUT_MS = 20_000;
@@ -30,9 +31,14 @@ try {
   page.on("console", (message) => message.type() === "error" && consoleErrors.push(message.text()));
   const requests = [];
   page.on("request", (request) => requests.push(request.url()));
+  if (token) {
+    await page.addInitScript((value) => window.sessionStorage.setItem("canvalo.accessToken", value), token);
+  }
   await page.goto(url, { waitUntil: "load", timeout: TIMEOUT_MS });
   await page.waitForFunction(
-    () => document.querySelector('[data-testid="health"]')?.getAttribute("data-state") !== "checking",
+    () =>
+      document.querySelector('[data-testid="health"]')?.getAttribute("data-state") !== "checking" &&
+      document.querySelector('[data-testid="me"]')?.getAttribute("data-state") !== "loading",
     null,
     { timeout: TIMEOUT_MS },
   );
@@ -42,6 +48,8 @@ try {
     apiUrl: await text("api-url"),
     healthState: await page.getByTestId("health").getAttribute("data-state"),
     health: await text("health"),
+    meState: await page.getByTestId("me").getAttribute("data-state"),
+    me: await text("me"),
     alerts: await page.getByRole("alert").allTextContents(),
     requests,
     consoleErrors,
