@@ -8,6 +8,8 @@ FRONTEND_DIST ?= $(FRONTEND_DIR)/dist-$(STAGE)
 # The Vitest suite and the browser test run inside pytest (tests/frontend, tests/e2e), so that the
 # requirements report sees them and they run once; pytest therefore needs the frontend's packages.
 pytest: $(FRONTEND_STAMP)
+# tools/bench_frontend.py builds the frontend to measure its bundle.
+bench: $(FRONTEND_STAMP)
 
 $(FRONTEND_STAMP): $(FRONTEND_DIR)/package.json $(FRONTEND_DIR)/package-lock.json $(STAMP)
 	cd $(FRONTEND_DIR)
