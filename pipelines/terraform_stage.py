@@ -1,0 +1,402 @@
+"""Plan every stack of a stage to saved plans, apply exactly those plans, and hand on the stage's outputs.
+
+    python -m pipelines.terraform_stage plan  --stage S --cdktf-out DIR --plans DIR [--allow-destroy [STACK:]ADDR]...
+    python -m pipelines.terraform_stage apply --stage S --cdktf-out DIR --plans DIR --outputs DIR
+    python -m pipelines.terraform_stage env   --outputs DIR
+
+`plan` runs `terraform init` and `terraform plan -out` in each `cdktf.out/stacks/<stage>-*` directory, in
+dependency order, and writes into the plans directory (the pipeline's `<Stage>Plan` artifact): per stack the
+saved plan, its `terraform show -json` and the dependency lock file it was made with, plus `summary.md`,
+`headline.txt` (one line for the approval message) and `manifest.json` (stage, stacks, SHA-256 of each plan).
+It refuses, with the summary written, a plan that destroys stateful resources (see `plan_summary`).
+
+`apply` applies those saved plans and nothing else: it checks that the manifest is this stage's and that
+every plan file is the one that was planned (and, in prod, approved), initializes with the planned lock
+file read-only, and runs `terraform apply <saved plan>`; Terraform itself refuses a plan whose state moved
+on since. Then it writes each stack's non-sensitive `terraform output -json` into the outputs directory.
+
+A stack that reads another stack's outputs and was planned while that stack's own plan changes its outputs
+is deferred, not planned against values about to change: `apply` applies the rest and then fails, saying
+which stacks to deliver with the next run (on a stage's first deploy that is the normal course).
+
+`env` prints `export NAME=value` lines for the outputs the later actions use (FRONTEND_BUCKET, ...).
+Terraform runs through a `Runner`, so tests drive all of this with a fake one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines.plan_summary import (
+    EXIT_REFUSED,
+    PlanError,
+    StackPlan,
+    allowed_destroys,
+    headline,
+    parse_plan,
+    refused,
+    render,
+)
+
+# Within a stage, stacks with no dependency between them deploy in this order of their component.
+COMPONENT_ORDER = ("network", "backend", "frontend")
+PLAN_FILE = "tfplan"
+PLAN_JSON = "plan.json"
+LOCK_FILE = ".terraform.lock.hcl"
+MANIFEST = "manifest.json"
+SUMMARY = "summary.md"
+HEADLINE = "headline.txt"
+# Stack outputs the later actions read, by the environment variable `env` exports them as. Output names
+# are unique within a stage: the backend and frontend stacks each declare theirs.
+STAGE_OUTPUT_VARIABLES = {
+    "backend_url": "BACKEND_URL",
+    "frontend_url": "FRONTEND_URL",
+    "frontend_bucket": "FRONTEND_BUCKET",
+    "frontend_distribution_id": "FRONTEND_DISTRIBUTION_ID",
+}
+# Applying waits this long for another run's state lock (a drift check, a laptop plan) before failing.
+LOCK_TIMEOUT = "-lock-timeout=10m"
+EXIT_FAILED = 1
+EXIT_DEFERRED = 4
+
+
+class StageError(Exception):
+    """The stage cannot be planned or applied; the message is one line saying what and what to do."""
+
+    def __init__(self, message: str, exit_status: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
+@dataclass(frozen=True)
+class Completed:
+    returncode: int
+    stdout: str = ""
+
+
+# Runs `terraform <args>` in a directory; with capture=True returns its stdout, else it streams to the log.
+Runner = Callable[[Sequence[str], Path, bool], Completed]
+
+
+def run_terraform(args: Sequence[str], cwd: Path, capture: bool) -> Completed:
+    if shutil.which("terraform") is None:
+        raise StageError("terraform is not on PATH: run pipelines/install_terraform.sh first")
+    result = subprocess.run(
+        ["terraform", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE if capture else None,
+        text=True,
+        check=False,
+        env={**os.environ, "TF_IN_AUTOMATION": "1", "TF_INPUT": "0"},
+    )
+    return Completed(result.returncode, result.stdout or "")
+
+
+@dataclass(frozen=True)
+class Terraform:
+    """The Terraform commands this pipeline uses, each checked; `runner` does the running."""
+
+    runner: Runner = run_terraform
+
+    def _run(self, stack_dir: Path, *args: str, capture: bool = False, ok: tuple[int, ...] = (0,)) -> Completed:
+        result = self.runner(args, stack_dir, capture)
+        if result.returncode not in ok:
+            raise StageError(
+                f"terraform {args[0]} failed in {stack_dir.name} (exit status {result.returncode}): see the log above"
+            )
+        return result
+
+    def init(self, stack_dir: Path, *, readonly_lock: bool = False) -> None:
+        lockfile = ("-lockfile=readonly",) if readonly_lock else ()
+        self._run(stack_dir, "init", "-input=false", "-no-color", *lockfile)
+
+    def plan(self, stack_dir: Path, plan_file: Path, *extra: str) -> bool:
+        """Saves the plan; True when it changes anything (`-detailed-exitcode`: 0 none, 2 changes)."""
+        args = ("plan", "-input=false", "-no-color", LOCK_TIMEOUT, "-detailed-exitcode", *extra, f"-out={plan_file}")
+        return self._run(stack_dir, *args, ok=(0, 2)).returncode == 2
+
+    def show_json(self, stack_dir: Path, plan_file: Path) -> dict[str, Any]:
+        return _json(self._run(stack_dir, "show", "-json", str(plan_file), capture=True).stdout, f"show of {plan_file}")
+
+    def apply(self, stack_dir: Path, plan_file: Path) -> None:
+        self._run(stack_dir, "apply", "-input=false", "-no-color", LOCK_TIMEOUT, str(plan_file))
+
+    def outputs(self, stack_dir: Path) -> dict[str, Any]:
+        return _json(self._run(stack_dir, "output", "-json", capture=True).stdout, f"outputs of {stack_dir.name}")
+
+
+def _json(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StageError(f"terraform printed no JSON for the {what} ({exc.msg}): is it Terraform >= 1.10?") from None
+    if not isinstance(value, dict):
+        raise StageError(f"terraform printed {type(value).__name__} for the {what}, expected an object")
+    return value
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# -- which stacks, in which order -----------------------------------------------------------------
+
+
+def read_manifest(cdktf_out: Path) -> dict[str, Any]:
+    path = cdktf_out / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except OSError:
+        raise StageError(
+            f"{path} does not exist: synthesize first with `make synth` (or use the Build artifact)"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise StageError(f"{path} is not JSON ({exc.msg}): synthesize again with `make synth`") from None
+    stacks = manifest.get("stacks")
+    if not isinstance(stacks, dict):
+        raise StageError(f"{path} lists no stacks: synthesize again with `make synth`")
+    return stacks
+
+
+def stage_stacks(cdktf_out: Path, stage: str) -> list[tuple[str, list[str]]]:
+    """`(stack, the stage stacks it depends on)` for every `<stage>-*` stack, dependencies first."""
+    stacks = read_manifest(cdktf_out)
+    names = sorted(name for name in stacks if name.startswith(f"{stage}-"))
+    if not names:
+        raise StageError(f"no {stage}-* stacks in {cdktf_out}/manifest.json: is --stage right, and is it synthesized?")
+    dependencies = {name: [d for d in stacks[name].get("dependencies") or [] if d in names] for name in names}
+
+    def rank(name: str) -> tuple[int, str]:
+        component = name.removeprefix(f"{stage}-")
+        return (COMPONENT_ORDER.index(component) if component in COMPONENT_ORDER else len(COMPONENT_ORDER), name)
+
+    ordered: list[str] = []
+    remaining = sorted(names, key=rank)
+    while remaining:
+        ready = [name for name in remaining if all(d in ordered for d in dependencies[name])]
+        if not ready:
+            raise StageError(f"the stacks {', '.join(remaining)} depend on each other in a cycle: break it in main.py")
+        ordered.append(ready[0])
+        remaining.remove(ready[0])
+    return [(name, dependencies[name]) for name in ordered]
+
+
+def stack_dir(cdktf_out: Path, stack: str) -> Path:
+    return cdktf_out / "stacks" / stack
+
+
+# -- plan -----------------------------------------------------------------------------------------
+
+
+def plan_stage(
+    *,
+    terraform: Terraform,
+    stage: str,
+    cdktf_out: Path,
+    plans_dir: Path,
+    allowed: frozenset[str] = frozenset(),
+    out: Callable[[str], None] = print,
+) -> int:
+    plans_dir.mkdir(parents=True, exist_ok=True)
+    planned: list[StackPlan] = []
+    entries: list[dict[str, Any]] = []
+    outputs_changing: set[str] = set()
+    for stack, dependencies in stage_stacks(cdktf_out, stage):
+        waiting_for = [d for d in dependencies if d in outputs_changing]
+        if waiting_for:
+            out(f"{stack}: deferred: it reads outputs that this run changes in {', '.join(waiting_for)}")
+            entries.append({"stack": stack, "deferred_until": waiting_for})
+            # Whatever depends on a deferred stack waits too.
+            outputs_changing.add(stack)
+            continue
+        directory, target = stack_dir(cdktf_out, stack), plans_dir / stack
+        target.mkdir(exist_ok=True)
+        plan_file = target / PLAN_FILE
+        out(f"{stack}: planning")
+        terraform.init(directory)
+        changes = terraform.plan(directory, plan_file.resolve())
+        document = terraform.show_json(directory, plan_file.resolve())
+        (target / PLAN_JSON).write_text(json.dumps(document))
+        if (directory / LOCK_FILE).exists():
+            shutil.copyfile(directory / LOCK_FILE, target / LOCK_FILE)
+        try:
+            plan = parse_plan(stack, document, f"the plan of {stack}")
+        except PlanError as error:
+            raise StageError(str(error)) from None
+        planned.append(plan)
+        if plan.output_changes:
+            outputs_changing.add(stack)
+        entries.append({"stack": stack, "changes": changes, "sha256": sha256(plan_file)})
+    deferred = [entry["stack"] for entry in entries if "deferred_until" in entry]
+    summary = render(planned, allowed)
+    if deferred:
+        summary += f"\nDeferred to the next run (they read outputs this run changes): {', '.join(deferred)}\n"
+    line = headline(planned, allowed) + (f"; {len(deferred)} stack(s) deferred" if deferred else "")
+    (plans_dir / SUMMARY).write_text(summary)
+    (plans_dir / HEADLINE).write_text(line + "\n")
+    (plans_dir / MANIFEST).write_text(json.dumps({"stage": stage, "stacks": entries}, indent=1))
+    out(summary)
+    blocked = refused(planned, allowed)
+    if blocked:
+        raise StageError(
+            f"refusing to hand on a plan that destroys stateful {', '.join(blocked)}: if intended, set "
+            "CANVALO_ALLOW_DESTROY=STACK:ADDRESS on the plan action (or --allow-destroy) and run again",
+            exit_status=EXIT_REFUSED,
+        )
+    return 0
+
+
+# -- apply ----------------------------------------------------------------------------------------
+
+
+def read_plans_manifest(plans_dir: Path, stage: str) -> list[dict[str, Any]]:
+    path = plans_dir / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        raise StageError(
+            f"{path} is missing or unreadable: apply takes the plans directory that `plan` wrote"
+        ) from None
+    if manifest.get("stage") != stage:
+        raise StageError(
+            f"{path} holds plans for stage {manifest.get('stage')!r}, not {stage!r}: pass this stage's plans"
+        )
+    entries: list[dict[str, Any]] = manifest["stacks"]
+    return entries
+
+
+def apply_stage(
+    *,
+    terraform: Terraform,
+    stage: str,
+    cdktf_out: Path,
+    plans_dir: Path,
+    outputs_dir: Path,
+    out: Callable[[str], None] = print,
+) -> int:
+    entries = read_plans_manifest(plans_dir, stage)
+    synthesized = [stack for stack, _ in stage_stacks(cdktf_out, stage)]
+    if [entry["stack"] for entry in entries] != synthesized:
+        raise StageError(
+            f"the plans are for {[e['stack'] for e in entries]} but {cdktf_out} has {synthesized}: "
+            "plan and apply must use the same Build artifact"
+        )
+    for entry in entries:
+        plan_file = plans_dir / entry["stack"] / PLAN_FILE
+        if "deferred_until" in entry:
+            continue
+        if not plan_file.exists() or sha256(plan_file) != entry["sha256"]:
+            raise StageError(
+                f"the saved plan of {entry['stack']} is missing or not the one that was planned: plan again"
+            )
+    outputs_dir.mkdir(parents=True, exist_ok=True)
+    for entry in entries:
+        stack = entry["stack"]
+        if "deferred_until" in entry:
+            continue
+        directory = stack_dir(cdktf_out, stack)
+        planned_lock = plans_dir / stack / LOCK_FILE
+        if planned_lock.exists():
+            shutil.copyfile(planned_lock, directory / LOCK_FILE)
+        terraform.init(directory, readonly_lock=planned_lock.exists())
+        if entry["changes"]:
+            out(f"{stack}: applying the saved plan")
+            terraform.apply(directory, (plans_dir / stack / PLAN_FILE).resolve())
+        else:
+            out(f"{stack}: no changes")
+        write_outputs(outputs_dir / f"{stack}.json", terraform.outputs(directory))
+    deferred = [entry["stack"] for entry in entries if "deferred_until" in entry]
+    if deferred:
+        raise StageError(
+            f"applied all but {', '.join(deferred)}, which read outputs this run changed: "
+            "release the change again (or rerun the stage) to plan and apply them",
+            exit_status=EXIT_DEFERRED,
+        )
+    return 0
+
+
+def write_outputs(path: Path, outputs: Mapping[str, Any]) -> None:
+    """Only non-sensitive values leave Terraform: the outputs directory is a pipeline artifact."""
+    visible = {name: output["value"] for name, output in outputs.items() if not output.get("sensitive")}
+    path.write_text(json.dumps(visible, indent=1, sort_keys=True))
+
+
+# -- env ------------------------------------------------------------------------------------------
+
+
+def stage_environment(outputs_dir: Path) -> dict[str, str]:
+    """The variables of STAGE_OUTPUT_VARIABLES from the outputs of every stack of a stage."""
+    found: dict[str, tuple[str, str]] = {}
+    files = sorted(outputs_dir.glob("*.json"))
+    if not files:
+        raise StageError(f"no stack outputs in {outputs_dir}: pass the outputs directory that `apply` wrote")
+    for file in files:
+        for name, value in json.loads(file.read_text()).items():
+            if name not in STAGE_OUTPUT_VARIABLES:
+                continue
+            if name in found and found[name][1] != value:
+                raise StageError(f"output {name} comes from both {found[name][0]} and {file.stem}: keep one")
+            found[name] = (file.stem, str(value))
+    missing = [name for name in STAGE_OUTPUT_VARIABLES if name not in found]
+    if missing:
+        raise StageError(
+            f"the stacks {', '.join(f.stem for f in files)} have no output {', '.join(missing)}: "
+            "the backend and frontend stacks must declare them"
+        )
+    return {variable: found[name][1] for name, variable in STAGE_OUTPUT_VARIABLES.items()}
+
+
+def main(
+    argv: Sequence[str] | None = None, terraform: Terraform | None = None, environ: Mapping[str, str] = os.environ
+) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.terraform_stage", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    plan = commands.add_parser("plan", help="plan every stack of the stage to saved plans")
+    apply = commands.add_parser("apply", help="apply exactly the saved plans, then write the outputs")
+    for command in (plan, apply):
+        command.add_argument("--stage", required=True)
+        command.add_argument("--cdktf-out", type=Path, required=True, help="the synthesized cdktf.out directory")
+        command.add_argument("--plans", type=Path, required=True, help="where plan writes and apply reads")
+    plan.add_argument("--allow-destroy", action="append", default=[], metavar="[STACK:]ADDRESS")
+    apply.add_argument("--outputs", type=Path, required=True, help="where to write each stack's outputs")
+    env = commands.add_parser("env", help="print export lines for the outputs later actions use")
+    env.add_argument("--outputs", type=Path, required=True)
+    args = parser.parse_args(argv)
+    terraform = terraform or Terraform()
+    try:
+        if args.command == "plan":
+            return plan_stage(
+                terraform=terraform,
+                stage=args.stage,
+                cdktf_out=args.cdktf_out,
+                plans_dir=args.plans,
+                allowed=allowed_destroys(args.allow_destroy, environ),
+            )
+        if args.command == "apply":
+            return apply_stage(
+                terraform=terraform,
+                stage=args.stage,
+                cdktf_out=args.cdktf_out,
+                plans_dir=args.plans,
+                outputs_dir=args.outputs,
+            )
+        sys.stdout.write("".join(f"export {k}={shlex.quote(v)}\n" for k, v in stage_environment(args.outputs).items()))
+        return 0
+    except StageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""`python -m pipelines.terraform_stage`: plan a stage to saved plans, apply exactly those, hand on outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipelines.terraform_stage import EXIT_DEFERRED, Terraform, main, stage_stacks
+from tests.pipelines.fake_terraform import FakeTerraform, plan_document, synthesized
+
+BETA_STACKS = {
+    "bootstrap-beta": [],
+    "beta-frontend": [],
+    "beta-backend": ["beta-network"],
+    "beta-network": [],
+    "gamma-network": [],
+    "pipeline": [],
+}
+SERVICE = ("aws_ecs_service.backend", "aws_ecs_service", ["create"])
+
+
+@pytest.fixture
+def cdktf_out(tmp_path: Path) -> Path:
+    return synthesized(tmp_path, BETA_STACKS)
+
+
+def plan(fake: FakeTerraform, cdktf_out: Path, plans: Path, *extra: str, stage: str = "beta") -> int:
+    argv = ["plan", "--stage", stage, "--cdktf-out", str(cdktf_out), "--plans", str(plans), *extra]
+    return main(argv, Terraform(fake), environ={})
+
+
+def apply(fake: FakeTerraform, cdktf_out: Path, plans: Path, outputs: Path, stage: str = "beta") -> int:
+    argv = ["apply", "--stage", stage, "--cdktf-out", str(cdktf_out), "--plans", str(plans), "--outputs", str(outputs)]
+    return main(argv, Terraform(fake), environ={})
+
+
+def error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+def test_a_stage_is_its_own_stacks_dependencies_first_then_network_backend_frontend(cdktf_out: Path) -> None:
+    assert stage_stacks(cdktf_out, "beta") == [
+        ("beta-network", []),
+        ("beta-backend", ["beta-network"]),
+        ("beta-frontend", []),
+    ]
+
+
+@pytest.mark.req("R4.3")
+def test_plan_saves_each_stacks_plan_with_its_json_lock_file_summary_and_manifest(
+    cdktf_out: Path, tmp_path: Path
+) -> None:
+    fake = FakeTerraform(plans={"beta-backend": plan_document(SERVICE)})
+    plans = tmp_path / "plans"
+    assert plan(fake, cdktf_out, plans) == 0
+    assert fake.commands() == [
+        (stack, command)
+        for stack in ("beta-network", "beta-backend", "beta-frontend")
+        for command in ("init", "plan", "show")
+    ]
+    assert "-input=false" in fake.args_of("beta-backend", "init")
+    assert "-detailed-exitcode" in fake.args_of("beta-backend", "plan")
+    assert f"-out={(plans / 'beta-backend' / 'tfplan').resolve()}" in fake.args_of("beta-backend", "plan")
+    manifest = json.loads((plans / "manifest.json").read_text())
+    assert manifest["stage"] == "beta"
+    assert [(s["stack"], s["changes"]) for s in manifest["stacks"]] == [
+        ("beta-network", False),
+        ("beta-backend", True),
+        ("beta-frontend", False),
+    ]
+    assert (plans / "beta-backend" / "tfplan").read_bytes() == b"saved plan of beta-backend"
+    assert (plans / "beta-backend" / ".terraform.lock.hcl").read_text() == "# providers of beta-backend\n"
+    assert json.loads((plans / "beta-backend" / "plan.json").read_text()) == plan_document(SERVICE)
+    assert (
+        plans / "headline.txt"
+    ).read_text() == "1 to create, 0 to update, 0 to replace, 0 to destroy in beta-backend\n"
+    assert "| create | `aws_ecs_service.backend` |" in (plans / "summary.md").read_text()
+
+
+@pytest.mark.req("R4.3")
+def test_apply_applies_exactly_the_saved_plans_with_the_planned_providers(cdktf_out: Path, tmp_path: Path) -> None:
+    planner = FakeTerraform(plans={"beta-backend": plan_document(SERVICE)})
+    plans, outputs = tmp_path / "plans", tmp_path / "outputs"
+    assert plan(planner, cdktf_out, plans) == 0
+    # The apply runs elsewhere (another CodeBuild), on a fresh copy of the same Build artifact.
+    fresh = synthesized(tmp_path / "apply", BETA_STACKS)
+    applier = FakeTerraform(
+        outputs={
+            "beta-frontend": {
+                "frontend_url": {"value": "https://d1.cloudfront.net", "type": "string", "sensitive": False},
+                "session_key": {"value": "sentinel-sensitive-5a1c", "type": "string", "sensitive": True},
+            }
+        }
+    )
+    assert apply(applier, fresh, plans, outputs) == 0
+    assert applier.commands() == [
+        ("beta-network", "init"),
+        ("beta-network", "output"),
+        ("beta-backend", "init"),
+        ("beta-backend", "apply"),
+        ("beta-backend", "output"),
+        ("beta-frontend", "init"),
+        ("beta-frontend", "output"),
+    ], "only stacks whose saved plan changes something are applied; none is planned again"
+    assert applier.args_of("beta-backend", "apply")[-1] == str((plans / "beta-backend" / "tfplan").resolve())
+    assert "-lockfile=readonly" in applier.args_of("beta-backend", "init")
+    assert (fresh / "stacks" / "beta-backend" / ".terraform.lock.hcl").read_text() == "# providers of beta-backend\n"
+    assert json.loads((outputs / "beta-frontend.json").read_text()) == {"frontend_url": "https://d1.cloudfront.net"}
+    assert "sentinel-sensitive-5a1c" not in "".join(p.read_text() for p in outputs.iterdir())
+
+
+@pytest.mark.req("R4.3")
+def test_apply_refuses_a_plan_file_that_is_not_the_one_planned(
+    cdktf_out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plans = tmp_path / "plans"
+    assert plan(FakeTerraform(plans={"beta-backend": plan_document(SERVICE)}), cdktf_out, plans) == 0
+    (plans / "beta-backend" / "tfplan").write_bytes(b"a different plan")
+    applier = FakeTerraform()
+    assert apply(applier, cdktf_out, plans, tmp_path / "outputs") == 1
+    assert applier.calls == [], "nothing is applied when any plan was changed"
+    assert "saved plan of beta-backend is missing or not the one that was planned" in error_line(capsys)
+
+
+def test_apply_refuses_another_stages_plans(
+    cdktf_out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plans = tmp_path / "plans"
+    assert plan(FakeTerraform(), cdktf_out, plans) == 0
+    applier = FakeTerraform()
+    assert apply(applier, cdktf_out, plans, tmp_path / "outputs", stage="gamma") == 1
+    assert applier.calls == []
+    assert "holds plans for stage 'beta', not 'gamma'" in error_line(capsys)
+
+
+@pytest.mark.req("R4.3")
+def test_plan_refuses_destroying_a_stateful_resource_with_the_summary_written(
+    cdktf_out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    destroys_bucket = plan_document(("aws_s3_bucket.site", "aws_s3_bucket", ["delete"]))
+    plans = tmp_path / "plans"
+    assert plan(FakeTerraform(plans={"beta-frontend": destroys_bucket}), cdktf_out, plans) == 3
+    assert "beta-frontend:aws_s3_bucket.site" in error_line(capsys)
+    assert "DATA LOSS" in (plans / "summary.md").read_text()
+    allowed = plan(
+        FakeTerraform(plans={"beta-frontend": destroys_bucket}),
+        cdktf_out,
+        tmp_path / "allowed",
+        "--allow-destroy",
+        "beta-frontend:aws_s3_bucket.site",
+    )
+    assert allowed == 0
+
+
+@pytest.mark.req("R4.5")
+def test_a_failing_terraform_command_fails_the_action_with_one_line(
+    cdktf_out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plans = tmp_path / "plans"
+    assert plan(FakeTerraform(plans={"beta-backend": plan_document(SERVICE)}), cdktf_out, plans) == 0
+    applier = FakeTerraform(failures={("beta-backend", "apply"): 1})
+    assert apply(applier, cdktf_out, plans, tmp_path / "outputs") == 1
+    assert "terraform apply failed in beta-backend (exit status 1)" in error_line(capsys)
+    assert ("beta-frontend", "init") not in applier.commands(), "a failed stack stops the stage"
+    failing_plan = FakeTerraform(failures={("beta-network", "plan"): 1})
+    assert plan(failing_plan, cdktf_out, tmp_path / "again") == 1
+    assert "terraform plan failed in beta-network" in error_line(capsys)
+
+
+@pytest.mark.req("R4.5")
+def test_a_stack_reading_outputs_this_run_changes_is_deferred_and_the_apply_fails_after_the_rest(
+    cdktf_out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    new_subnets = plan_document(
+        ("aws_subnet.private", "aws_subnet", ["create"]), outputs={"private_subnets": ["update"]}
+    )
+    plans = tmp_path / "plans"
+    planner = FakeTerraform(plans={"beta-network": new_subnets})
+    assert plan(planner, cdktf_out, plans) == 0
+    assert "beta-backend" not in {stack for stack, _ in planner.commands()}
+    assert "1 stack(s) deferred" in (plans / "headline.txt").read_text()
+    applier = FakeTerraform()
+    assert apply(applier, cdktf_out, plans, tmp_path / "outputs") == EXIT_DEFERRED
+    assert ("beta-network", "apply") in applier.commands()
+    assert ("beta-frontend", "output") in applier.commands()
+    assert not applier.commands("beta-backend")
+    assert "applied all but beta-backend" in error_line(capsys)
+
+
+def test_a_stage_without_synthesized_stacks_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert plan(FakeTerraform(), tmp_path / "nowhere", tmp_path / "plans") == 1
+    assert "make synth" in error_line(capsys)
+    assert plan(FakeTerraform(), synthesized(tmp_path, BETA_STACKS), tmp_path / "plans", stage="qa") == 1
+    assert "no qa-* stacks" in error_line(capsys)
+
+
+@pytest.mark.req("R10.5")
+def test_env_exports_the_urls_and_frontend_target_from_the_stage_outputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    (outputs / "beta-backend.json").write_text(json.dumps({"backend_url": "http://alb.example", "cluster": "c"}))
+    (outputs / "beta-frontend.json").write_text(
+        json.dumps(
+            {"frontend_url": "https://d1.cloudfront.net", "frontend_bucket": "b", "frontend_distribution_id": "E1"}
+        )
+    )
+    assert main(["env", "--outputs", str(outputs)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "export BACKEND_URL=http://alb.example",
+        "export FRONTEND_URL=https://d1.cloudfront.net",
+        "export FRONTEND_BUCKET=b",
+        "export FRONTEND_DISTRIBUTION_ID=E1",
+    ]
+    (outputs / "beta-frontend.json").write_text(json.dumps({"frontend_url": "https://d1.cloudfront.net"}))
+    assert main(["env", "--outputs", str(outputs)]) == 1
+    assert "no output frontend_bucket, frontend_distribution_id" in error_line(capsys)
