@@ -1,0 +1,165 @@
+"""UpdatePipeline (R4.4): bring the pipeline to this commit's definition before anything else runs.
+
+    PIPELINE_NAME=... PIPELINE_EXECUTION_ID=... python -m pipelines.self_update --cdktf-out cdktf.out
+
+Terraform has no CloudFormation-style self-mutation (SPEC.md, R4.4), so this action plans the `pipeline`
+stack from the new commit with `-detailed-exitcode`:
+- 0, no changes: the pipeline already is this commit's; the execution goes on.
+- 2, changes: it shows the plan summary (refusing, like every stage, to destroy stateful resources),
+  applies exactly that saved plan, starts a new execution of the same commit, which now runs on the new
+  definition, and stops this one (abandoning its running actions), so nothing of this commit is deployed
+  by the old definition. The pipeline is QUEUED: the new execution starts once this one has stopped.
+- anything else: the action fails.
+An execution that this action itself started and that still plans changes would restart forever (a
+stack that never converges); it fails instead, naming the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pipelines.plan_summary import PlanError, allowed_destroys, parse_plan, refused, render
+from pipelines.terraform_stage import EXIT_FAILED, StageError, Terraform
+
+if TYPE_CHECKING:
+    from mypy_boto3_codepipeline import CodePipelineClient
+    from mypy_boto3_sts import STSClient
+
+PIPELINE_STACK = "pipeline"
+# The pipeline's source action and its output artifact (modules/pipeline.py SOURCE_ACTION, SOURCE_ARTIFACT).
+SOURCE_ACTION = "Source"
+STARTED_BY_API = "StartPipelineExecution"
+
+
+class SelfUpdateError(Exception):
+    """The self-update cannot go on; one line saying why and what to do."""
+
+
+def role_of(arn: str) -> str:
+    """`arn:aws:sts::1:assumed-role/ROLE/session` -> `1:ROLE`; other ARNs unchanged."""
+    prefix, _, resource = arn.partition(":assumed-role/")
+    if not resource:
+        return arn
+    return f"{prefix.rsplit(':', 1)[-1]}:{resource.split('/')[0]}"
+
+
+def source_revision(codepipeline: CodePipelineClient, pipeline: str, execution_id: str) -> tuple[str, str, str]:
+    """(commit, trigger type, trigger detail) of the running execution."""
+    execution = codepipeline.get_pipeline_execution(pipelineName=pipeline, pipelineExecutionId=execution_id)[
+        "pipelineExecution"
+    ]
+    revisions = [r for r in execution.get("artifactRevisions", []) if r.get("name") == SOURCE_ACTION]
+    if not revisions or not revisions[0].get("revisionId"):
+        raise SelfUpdateError(f"execution {execution_id} of {pipeline} has no {SOURCE_ACTION} revision to restart with")
+    trigger = execution.get("trigger", {})
+    return revisions[0]["revisionId"], trigger.get("triggerType", ""), trigger.get("triggerDetail", "")
+
+
+def self_update(
+    *,
+    terraform: Terraform,
+    cdktf_out: Path,
+    work_dir: Path,
+    pipeline: str,
+    execution_id: str,
+    codepipeline: CodePipelineClient,
+    sts: STSClient,
+    allowed: frozenset[str] = frozenset(),
+    out: Callable[[str], None] = print,
+) -> int:
+    stack_dir = cdktf_out / "stacks" / PIPELINE_STACK
+    if not (stack_dir / "cdk.tf.json").exists():
+        raise SelfUpdateError(f"{stack_dir}/cdk.tf.json does not exist: run `make synth` before the self-update")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    plan_file = (work_dir / "pipeline.tfplan").resolve()
+    terraform.init(stack_dir)
+    if not terraform.plan(stack_dir, plan_file):
+        out(f"{pipeline} already runs this commit's definition: going on")
+        return 0
+    try:
+        plan = parse_plan(PIPELINE_STACK, terraform.show_json(stack_dir, plan_file), "the pipeline plan")
+    except PlanError as error:
+        raise SelfUpdateError(str(error)) from None
+    summary = render([plan], allowed)
+    (work_dir / "summary.md").write_text(summary)
+    out(summary)
+    blocked = refused([plan], allowed)
+    if blocked:
+        raise SelfUpdateError(
+            f"the pipeline plan destroys stateful {', '.join(blocked)}: an administrator applies that on purpose "
+            "(`cdktn deploy pipeline`), or set CANVALO_ALLOW_DESTROY on the update-pipeline project"
+        )
+    commit, trigger_type, trigger_detail = source_revision(codepipeline, pipeline, execution_id)
+    if trigger_type == STARTED_BY_API and role_of(trigger_detail) == role_of(sts.get_caller_identity()["Arn"]):
+        raise SelfUpdateError(
+            f"the pipeline stack still plans changes in execution {execution_id}, which the self-update started "
+            "right after applying it: the stack never converges (a perpetual diff); fix it and push again"
+        )
+    out(f"applying the new definition of {pipeline}")
+    terraform.apply(stack_dir, plan_file)
+    started = codepipeline.start_pipeline_execution(
+        name=pipeline,
+        sourceRevisions=[{"actionName": SOURCE_ACTION, "revisionType": "COMMIT_ID", "revisionValue": commit}],
+        # A retry of this action must not start a second execution.
+        clientRequestToken=f"self-update-{execution_id}",
+    )["pipelineExecutionId"]
+    reason = f"the self-update changed the pipeline; execution {started} runs commit {commit} on the new definition"
+    try:
+        codepipeline.stop_pipeline_execution(
+            pipelineName=pipeline, pipelineExecutionId=execution_id, abandon=True, reason=reason
+        )
+    except ClientError as error:
+        raise SelfUpdateError(
+            f"{reason}, but stopping this execution failed ({error.response['Error']['Code']}): "
+            "failing it so that the old definition deploys nothing"
+        ) from None
+    out(f"{reason}; this execution ({execution_id}) is stopped")
+    return 0
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    terraform: Terraform | None = None,
+    codepipeline: CodePipelineClient | None = None,
+    sts: STSClient | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.self_update", description=__doc__.splitlines()[0])
+    parser.add_argument("--cdktf-out", type=Path, required=True, help="the cdktf.out synthesized from this commit")
+    parser.add_argument("--work-dir", type=Path, default=Path("self-update"), help="where the saved plan goes")
+    args = parser.parse_args(argv)
+    missing = [name for name in ("PIPELINE_NAME", "PIPELINE_EXECUTION_ID") if not environ.get(name)]
+    if missing:
+        print(f"error: {' and '.join(missing)} not set: the UpdatePipeline action passes them", file=sys.stderr)
+        return 2
+    session = boto3.session.Session()
+    try:
+        return self_update(
+            terraform=terraform or Terraform(),
+            cdktf_out=args.cdktf_out,
+            work_dir=args.work_dir,
+            pipeline=environ["PIPELINE_NAME"],
+            execution_id=environ["PIPELINE_EXECUTION_ID"],
+            codepipeline=codepipeline or session.client("codepipeline"),
+            sts=sts or session.client("sts"),
+            allowed=allowed_destroys([], environ),
+        )
+    except (SelfUpdateError, StageError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except (ClientError, BotoCoreError) as error:
+        print(f"error: AWS refused the self-update: {error}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
