@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -58,14 +59,44 @@ class BackendFailedError(RuntimeError):
 def backend_environment(env: Mapping[str, str] | None, port: int) -> dict[str, str]:
     """The child's environment: this one's (fake AWS credentials, PATH) plus `env`, on 127.0.0.1:`port`."""
     defaults = {"ENVIRONMENT": "development", "LOG_LEVEL": "INFO"}
-    return {
-        **os.environ,
-        **defaults,
-        **(env or {}),
-        "HOST": LOOPBACK,
-        "PORT": str(port),
-        "PYTHONUNBUFFERED": "1",
-    }
+    environ = {**os.environ, **defaults, **(env or {}), "HOST": LOOPBACK, "PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), (env or {}).get("PYTHONPATH")]))
+    return environ
+
+
+@dataclass(frozen=True)
+class Backend:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log_path: Path
+
+    def output(self) -> str:
+        """Everything the process wrote so far (JSON log lines)."""
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def backend_process(
+    env: Mapping[str, str] | None = None, *, port: int | None = None, python: str | None = None
+) -> Iterator[Backend]:
+    """Like `run_backend`, but yields the process and its output for tests that signal it or read its logs."""
+    port = port or free_port()
+    with tempfile.TemporaryDirectory(prefix="canvalo-backend-") as workdir:
+        log_path = Path(workdir) / "backend.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [python or sys.executable, "-m", "app"],
+                cwd=workdir,
+                env=backend_environment(env, port),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        backend = Backend(process, f"http://{LOOPBACK}:{port}", log_path)
+        try:
+            _wait_until_serving(process, f"{backend.base_url}/health", log_path)
+            yield backend
+        finally:
+            stop_backend(process)
 
 
 @contextmanager
@@ -73,25 +104,12 @@ def run_backend(env: Mapping[str, str] | None = None, *, port: int | None = None
     """Start `python -m app` on 127.0.0.1, wait for /health, yield its base URL, then SIGTERM it.
 
     `env` adds to (and overrides) this process's environment; without it the backend runs as a
-    development server (auth off unless `env` sets SUPABASE_URL). The working directory is an empty temporary directory, so a
-    developer's `.env` never leaks into a test. The process's output is kept in a file and shown
-    when it fails to start.
+    development server (auth off unless `env` sets SUPABASE_URL). The working directory is an empty
+    temporary directory, so a developer's `.env` never leaks into a test. The process's output is
+    shown when it fails to start.
     """
-    port = port or free_port()
-    base_url = f"http://{LOOPBACK}:{port}"
-    with tempfile.TemporaryDirectory(prefix="canvalo-backend-") as workdir:
-        log_path = Path(workdir) / "backend.log"
-        environ = backend_environment(env, port)
-        environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), environ.get("PYTHONPATH")]))
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "app"], cwd=workdir, env=environ, stdout=log, stderr=subprocess.STDOUT
-            )
-        try:
-            _wait_until_serving(process, f"{base_url}/health", log_path)
-            yield base_url
-        finally:
-            stop_backend(process)
+    with backend_process(env, port=port) as backend:
+        yield backend.base_url
 
 
 def _wait_until_serving(process: subprocess.Popen[bytes], health_url: str, log_path: Path) -> None:
