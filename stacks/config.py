@@ -41,6 +41,8 @@ CONNECTION_ARN = re.compile(r"^arn:aws:(codestar-connections|codeconnections):[a
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # What the pipeline runs against a stage once it is deployed: integration tests or smoke tests (R10.5-R10.7).
 POST_DEPLOY_TESTS = ("integration", "smoke")
+# CloudFront price classes: North America and Europe; plus most of Asia, the Middle East and Africa; every edge.
+CDN_PRICE_CLASSES = ("PriceClass_100", "PriceClass_200", "PriceClass_All")
 
 # Obviously fake ids so that a fresh clone synthesizes; `require_real_accounts` refuses them for a deploy.
 FAKE_ACCOUNT_IDS = frozenset({"111111111111", "222222222222", "333333333333"})
@@ -79,6 +81,8 @@ class StageConfig:
     # The stage's stacks assume the account's deploy role instead of using the caller's credentials (R4.6).
     cross_account_deploy: bool
     log_retention_days: int = 30
+    # Which CloudFront edge locations serve the frontend: one of CDN_PRICE_CLASSES, cheapest first.
+    cdn_price_class: str = "PriceClass_100"
     # The pipeline waits for a person to approve the stage's reviewed plan before applying it (R4.3).
     approval_before_apply: bool = False
     # The suite the pipeline runs against the stage after deploying it: one of POST_DEPLOY_TESTS.
@@ -140,6 +144,8 @@ class StageConfig:
             raise self._error("deregistration_delay_seconds", self.deregistration_delay_seconds, "use 0 to 3600")
         if self.post_deploy_tests not in POST_DEPLOY_TESTS:
             raise self._error("post_deploy_tests", self.post_deploy_tests, f"use one of {', '.join(POST_DEPLOY_TESTS)}")
+        if self.cdn_price_class not in CDN_PRICE_CLASSES:
+            raise self._error("cdn_price_class", self.cdn_price_class, f"use one of {', '.join(CDN_PRICE_CLASSES)}")
         if self.log_retention_days not in (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731):
             raise self._error(
                 "log_retention_days", self.log_retention_days, "CloudWatch Logs takes 1, 3, 7, 14, 30, 90, 365..."
@@ -226,6 +232,7 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
         "deletion_protection": True,
         "cross_account_deploy": True,
         "approval_before_apply": True,
+        "cdn_price_class": "PriceClass_All",
     },
 }
 
