@@ -14,21 +14,31 @@ NO_CHANGES = 0
 CHANGES = 2
 
 
-def plan_document(*changes: tuple[str, str, list[str]], outputs: dict[str, list[str]] | None = None) -> dict[str, Any]:
-    """A JSON plan with `(address, type, actions)` resource changes and `{output: actions}` output changes."""
+Change = tuple[str, str, list[str]]
+
+
+def _entries(changes: Sequence[Change]) -> list[dict[str, Any]]:
+    return [
+        {
+            "address": address,
+            "mode": "managed",
+            "type": kind,
+            "name": address.split(".")[-1],
+            "change": {"actions": actions, "before": None, "after": {}, "after_unknown": {}},
+        }
+        for address, kind, actions in changes
+    ]
+
+
+def plan_document(
+    *changes: Change, outputs: dict[str, list[str]] | None = None, drift: Sequence[Change] = ()
+) -> dict[str, Any]:
+    """A JSON plan: `(address, type, actions)` resource changes and drift, `{output: actions}` output changes."""
     return {
         "format_version": "1.2",
         "terraform_version": "1.13.4",
-        "resource_changes": [
-            {
-                "address": address,
-                "mode": "managed",
-                "type": kind,
-                "name": address.split(".")[-1],
-                "change": {"actions": actions, "before": None, "after": {}, "after_unknown": {}},
-            }
-            for address, kind, actions in changes
-        ],
+        "resource_changes": _entries(changes),
+        "resource_drift": _entries(drift),
         "output_changes": {
             name: {"actions": actions, "before": None, "after": "x", "after_unknown": False}
             for name, actions in (outputs or {}).items()
@@ -55,7 +65,8 @@ class FakeTerraform:
             (out,) = (a.removeprefix("-out=") for a in args if a.startswith("-out="))
             Path(out).write_bytes(f"saved plan of {stack}".encode())
             document = self.plans.get(stack, plan_document())
-            changed = any(c["change"]["actions"] != ["no-op"] for c in document["resource_changes"])
+            entries = document["resource_changes"] + document["resource_drift"]
+            changed = any(c["change"]["actions"] != ["no-op"] for c in entries)
             changed = changed or any(o["actions"] != ["no-op"] for o in document["output_changes"].values())
             return Completed(CHANGES if changed else NO_CHANGES)
         if command == "show":
