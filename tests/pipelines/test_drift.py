@@ -53,7 +53,6 @@ def run(topic: Topic, tmp_path: Path, fake: FakeTerraform) -> int:
     return main(argv, terraform=Terraform(fake), sns=topic.sns, environ={"NOTIFICATION_TOPIC_ARN": topic.arn})
 
 
-@pytest.mark.req("R4.5")
 def test_a_clean_prod_exits_0_and_notifies_nobody(topic: Topic, tmp_path: Path) -> None:
     fake = FakeTerraform()
     assert run(topic, tmp_path, fake) == 0
@@ -68,7 +67,6 @@ def test_a_clean_prod_exits_0_and_notifies_nobody(topic: Topic, tmp_path: Path) 
     assert topic.messages() == []
 
 
-@pytest.mark.req("R4.5")
 def test_drift_is_published_naming_the_stacks_and_resources(
     topic: Topic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -93,7 +91,6 @@ def test_drift_is_published_naming_the_stacks_and_resources(
     assert "prod-network: matches" in capsys.readouterr().out
 
 
-@pytest.mark.req("R4.5")
 def test_a_check_that_cannot_run_is_published_and_fails(
     topic: Topic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
