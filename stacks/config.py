@@ -93,6 +93,11 @@ class StageConfig:
     deregistration_delay_seconds: int = 15
     graceful_shutdown_seconds: int = 20
     stop_timeout_seconds: int = 30
+    # A CloudWatch dashboard of the API's traffic, latency, errors and capacity (R11.5).
+    dashboard: bool = False
+    # Days a deleted backend secret can still be restored; 0 deletes at once so a torn-down stage can
+    # be recreated with the same secret name.
+    secret_recovery_window_days: int = 7
 
     def __post_init__(self) -> None:
         where = f"stage {self.name}"
@@ -142,6 +147,10 @@ class StageConfig:
             )
         if not 0 <= self.deregistration_delay_seconds <= 3600:
             raise self._error("deregistration_delay_seconds", self.deregistration_delay_seconds, "use 0 to 3600")
+        if self.secret_recovery_window_days != 0 and not 7 <= self.secret_recovery_window_days <= 30:
+            raise self._error(
+                "secret_recovery_window_days", self.secret_recovery_window_days, "use 0 (delete at once) or 7 to 30"
+            )
         if self.post_deploy_tests not in POST_DEPLOY_TESTS:
             raise self._error("post_deploy_tests", self.post_deploy_tests, f"use one of {', '.join(POST_DEPLOY_TESTS)}")
         if self.cdn_price_class not in CDN_PRICE_CLASSES:
@@ -209,6 +218,7 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
         "deletion_protection": False,
         "cross_account_deploy": False,
         "post_deploy_tests": "integration",
+        "secret_recovery_window_days": 0,
     },
     "gamma": {
         "vpc_cidr": "10.20.0.0/16",
@@ -233,6 +243,8 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
         "cross_account_deploy": True,
         "approval_before_apply": True,
         "cdn_price_class": "PriceClass_All",
+        "dashboard": True,
+        "secret_recovery_window_days": 30,
     },
 }
 
