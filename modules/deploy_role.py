@@ -108,6 +108,13 @@ def deploy_permissions(
             conditions=in_region,
         ),
         statement(
+            sid="CloudFrontCertificatesWithoutResourceScope",
+            actions=["acm:*"],
+            # CloudFront takes certificates only from us-east-1; RequestCertificate takes no resource ARN.
+            resources=["*"],
+            conditions=[("StringEquals", "aws:RequestedRegion", ["us-east-1"])],
+        ),
+        statement(
             sid="GlobalServicesWithoutResourceScope",
             actions=GLOBAL_ACTIONS_WITHOUT_RESOURCE_SCOPE,
             # CloudFront and Route53 are global services whose create/list APIs take no resource ARN.
