@@ -63,7 +63,8 @@ ONE_YEAR = 31536000
 ALL_METHODS = ["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"]
 READ_METHODS = ["GET", "HEAD", "OPTIONS"]
 CACHED_METHODS = ["GET", "HEAD"]
-# HSTS for two years (the preload list's minimum is one): browsers never try plain HTTP again.
+# HSTS for two years with includeSubDomains and preload (the preload list's terms): once a browser has seen
+# the site, it never tries plain HTTP on the domain or any name under it, so every such name must serve HTTPS.
 HSTS_SECONDS = 2 * ONE_YEAR
 
 SITE_ORIGIN_ID = "site-bucket"
@@ -408,7 +409,7 @@ class StaticSite(Construct):
 def _security_headers(csp: str) -> CloudfrontResponseHeadersPolicySecurityHeadersConfig:
     return CloudfrontResponseHeadersPolicySecurityHeadersConfig(
         strict_transport_security=CloudfrontResponseHeadersPolicySecurityHeadersConfigStrictTransportSecurity(
-            access_control_max_age_sec=HSTS_SECONDS, include_subdomains=True, override=True
+            access_control_max_age_sec=HSTS_SECONDS, include_subdomains=True, preload=True, override=True
         ),
         content_type_options=CloudfrontResponseHeadersPolicySecurityHeadersConfigContentTypeOptions(override=True),
         frame_options=CloudfrontResponseHeadersPolicySecurityHeadersConfigFrameOptions(

@@ -295,7 +295,8 @@ def test_the_site_sends_security_headers_and_a_csp_that_allows_the_stages_api(
     assert behaviour(document, "/assets/*")["response_headers_policy_id"] == site_policy_ref
     headers = headers_policy(document, site_policy_ref)["security_headers_config"]
     assert headers["strict_transport_security"]["access_control_max_age_sec"] >= ONE_YEAR
-    assert headers["strict_transport_security"]["override"] is True
+    hsts = headers["strict_transport_security"]
+    assert hsts["override"] is True and hsts["include_subdomains"] is True and hsts["preload"] is True
     assert headers["content_type_options"]["override"] is True
     assert headers["frame_options"]["frame_option"] == "DENY"
     assert headers["referrer_policy"]["referrer_policy"] == "strict-origin-when-cross-origin"
@@ -410,3 +411,15 @@ def test_the_csp_admits_the_built_page() -> None:
     assert "script-src 'self'" in content_security_policy()
     inline_scripts = [line for line in page.splitlines() if "<script" in line and "src=" not in line]
     assert not inline_scripts and "<style" not in page and " style=" not in page
+
+
+def test_a_price_class_cloudfront_does_not_have_is_refused_with_the_setting_to_fix() -> None:
+    from stacks.config import ConfigError, load_project_config, read_context
+
+    context = read_context(PROJECT_ROOT / "cdktf.json", {})
+    with pytest.raises(ConfigError) as refused:
+        load_project_config(context, {"CANVALO_GAMMA_CDN_PRICE_CLASS": "PriceClass_50"})
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "cdn_price_class='PriceClass_50'" in message and "CANVALO_GAMMA_CDN_PRICE_CLASS" in message
+    assert "PriceClass_100, PriceClass_200, PriceClass_All" in message
