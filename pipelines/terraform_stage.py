@@ -54,6 +54,8 @@ COMPONENT_ORDER = ("network", "backend", "frontend")
 PLAN_FILE = "tfplan"
 PLAN_JSON = "plan.json"
 LOCK_FILE = ".terraform.lock.hcl"
+# The copy in the plans artifact has no leading dot: artifact globs may leave hidden files out.
+PLANNED_LOCK_FILE = "terraform.lock.hcl"
 MANIFEST = "manifest.json"
 SUMMARY = "summary.md"
 HEADLINE = "headline.txt"
@@ -229,7 +231,7 @@ def plan_stage(
         document = terraform.show_json(directory, plan_file.resolve())
         (target / PLAN_JSON).write_text(json.dumps(document))
         if (directory / LOCK_FILE).exists():
-            shutil.copyfile(directory / LOCK_FILE, target / LOCK_FILE)
+            shutil.copyfile(directory / LOCK_FILE, target / PLANNED_LOCK_FILE)
         try:
             plan = parse_plan(stack, document, f"the plan of {stack}")
         except PlanError as error:
@@ -306,7 +308,7 @@ def apply_stage(
         if "deferred_until" in entry:
             continue
         directory = stack_dir(cdktf_out, stack)
-        planned_lock = plans_dir / stack / LOCK_FILE
+        planned_lock = plans_dir / stack / PLANNED_LOCK_FILE
         if planned_lock.exists():
             shutil.copyfile(planned_lock, directory / LOCK_FILE)
         terraform.init(directory, readonly_lock=planned_lock.exists())

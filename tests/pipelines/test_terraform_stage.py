@@ -73,7 +73,7 @@ def test_plan_saves_each_stacks_plan_with_its_json_lock_file_summary_and_manifes
         ("beta-frontend", False),
     ]
     assert (plans / "beta-backend" / "tfplan").read_bytes() == b"saved plan of beta-backend"
-    assert (plans / "beta-backend" / ".terraform.lock.hcl").read_text() == "# providers of beta-backend\n"
+    assert (plans / "beta-backend" / "terraform.lock.hcl").read_text() == "# providers of beta-backend\n"
     assert json.loads((plans / "beta-backend" / "plan.json").read_text()) == plan_document(SERVICE)
     assert (
         plans / "headline.txt"

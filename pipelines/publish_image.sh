@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Build app/Dockerfile and push it to ECR as ECR_REPOSITORY_URI:IMAGE_TAG (the commit id), once.
+#
+#   ECR_REPOSITORY_URI=<account>.dkr.ecr.<region>.amazonaws.com/canvalo-backend IMAGE_TAG=<commit> \
+#     pipelines/publish_image.sh
+#
+# The repository's tags are immutable: a tag that is already there (the same commit released again) is
+# kept, not rebuilt, so every stage runs the very image the first run of that commit pushed.
+set -euo pipefail
+
+fail() { echo "error: $*" >&2; exit 1; }
+
+repository="${ECR_REPOSITORY_URI:-}"
+tag="${IMAGE_TAG:-}"
+[[ "$repository" =~ ^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/[a-z0-9._/-]+$ ]] ||
+  fail "ECR_REPOSITORY_URI='$repository' is not an ECR repository URI (the build project sets it)"
+[[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ && "$tag" != latest ]] ||
+  fail "IMAGE_TAG='$tag' is not an immutable tag: the pipeline passes the commit id"
+registry="${repository%%/*}"
+name="${repository#*/}"
+region="$(cut -d . -f 4 <<<"$registry")"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+
+if aws ecr describe-images --region "$region" --repository-name "$name" --image-ids imageTag="$tag" >/dev/null 2>&1; then
+  echo "$repository:$tag already exists: keeping it (tags are immutable)"
+  exit 0
+fi
+aws ecr get-login-password --region "$region" | docker login --username AWS --password-stdin "$registry"
+docker build --file "$root/app/Dockerfile" --tag "$repository:$tag" "$root"
+docker push "$repository:$tag"
+echo "pushed $repository:$tag"

@@ -1,0 +1,175 @@
+"""Every buildspec the pipeline's projects run parses, and every command it calls exists in this repository."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modules.pipeline import (
+    BUILD_ARTIFACT,
+    BUILDSPECS,
+    PLAN_HEADLINE_VARIABLE,
+    PLAN_SUMMARY_URL_VARIABLE,
+)
+from stacks.config import POST_DEPLOY_TESTS
+from tools.requirements import PROJECT_ROOT
+
+MAKE_COMMAND = re.compile(r"\bmake\s+([a-z][a-z-]*)((?:\s+[A-Z_]+=(?:\"[^\"]*\"|\S+))*)")
+PYTHON_MODULE = re.compile(r"\bpython -m (pipelines\.[a-z_]+)")
+SCRIPT = re.compile(r"(?<![\w/.-])(pipelines/[a-z_]+\.sh)\b")
+# Tools a buildspec must reach through a make target or a pipelines/ script, so that it also runs locally.
+DIRECT_TOOL = re.compile(r"(?:^|[;&|(]|\$\(|then|do)\s*(terraform|aws|docker|npm|npx|pip|uv|curl)\s", re.MULTILINE)
+
+
+@cache
+def buildspec(kind: str) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((PROJECT_ROOT / BUILDSPECS[kind]).read_text())
+    return document
+
+
+def commands(kind: str) -> list[str]:
+    phases = buildspec(kind)["phases"]
+    return [command for phase in phases.values() for command in phase.get("commands", [])]
+
+
+def script_text(kind: str) -> str:
+    return "\n".join(commands(kind))
+
+
+@pytest.mark.parametrize("kind", list(BUILDSPECS))
+def test_each_buildspec_is_a_version_0_2_document_with_commands(kind: str) -> None:
+    document = buildspec(kind)
+    assert document["version"] == 0.2
+    assert document["env"]["shell"] == "bash", "the commands use bash (${STAGE^}, ${!name})"
+    assert commands(kind), "a buildspec that runs nothing"
+    assert set(document["phases"]) <= {"install", "pre_build", "build", "post_build"}
+
+
+@pytest.mark.parametrize("kind", list(BUILDSPECS))
+def test_every_make_target_a_buildspec_calls_exists(kind: str) -> None:
+    calls = MAKE_COMMAND.findall(script_text(kind))
+    assert calls
+    for target, assignments in calls:
+        variables = [a.replace('"', "") for a in shlex.split(assignments)]
+        # Values from the build's environment are given as harmless samples.
+        variables = [re.sub(r"=\$.*", "=sample", v) for v in variables]
+        result = subprocess.run(
+            ["make", "-n", "--no-print-directory", target, *variables],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, f"{BUILDSPECS[kind]}: make {target}: {result.stderr}"
+
+
+@pytest.mark.parametrize("kind", list(BUILDSPECS))
+def test_every_pipelines_module_and_script_a_buildspec_calls_exists(kind: str) -> None:
+    text = script_text(kind)
+    for module in PYTHON_MODULE.findall(text):
+        result = subprocess.run(
+            [sys.executable, "-m", module, "--help"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        )
+        assert result.returncode == 0, f"{BUILDSPECS[kind]}: python -m {module}: {result.stderr}"
+    for script in SCRIPT.findall(text):
+        path = PROJECT_ROOT / script
+        assert path.is_file() and os.access(path, os.X_OK), f"{BUILDSPECS[kind]}: {script} is not an executable file"
+    assert not DIRECT_TOOL.findall(text), f"{BUILDSPECS[kind]} calls tools directly; use a make target or a script"
+
+
+def bash_syntax_error(text: str) -> str:
+    result = subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True, timeout=30, check=False)
+    return result.stderr
+
+
+@pytest.mark.parametrize("kind", list(BUILDSPECS))
+def test_every_command_is_valid_bash(kind: str) -> None:
+    for command in commands(kind):
+        assert bash_syntax_error(command) == "", command
+
+
+def test_the_pipeline_scripts_are_valid_bash() -> None:
+    for script in sorted((PROJECT_ROOT / "pipelines").glob("*.sh")):
+        assert bash_syntax_error(script.read_text()) == "", script
+
+
+@pytest.mark.req("R10.1", "R10.2", "R10.3", "R10.4")
+def test_the_test_stage_runs_exactly_make_test() -> None:
+    # `make test` is pytest (unit, per-criterion, snapshot, checkov) plus the frontend's tsc and Vitest;
+    # CodeBuild fails the action on a non-zero exit, and the pipeline stops there.
+    assert commands("test") == ["make env", "make test"]
+
+
+@pytest.mark.req("R4.3")
+def test_the_deploy_buildspec_hands_the_plans_from_plan_to_apply_and_exports_the_approval_text() -> None:
+    document = buildspec("deploy")
+    assert document["env"]["exported-variables"] == [PLAN_HEADLINE_VARIABLE, PLAN_SUMMARY_URL_VARIABLE]
+    text = script_text("deploy")
+    assert f'build_dir="$CODEBUILD_SRC_DIR_{BUILD_ARTIFACT}"' in text
+    handoff = document["artifacts"]["base-directory"]
+    assert f'terraform_stage plan --stage "$STAGE" --cdktf-out "$build_dir/cdktf.out" --plans {handoff}' in text
+    # The Apply action's third input is the `<Stage>Plan` artifact (modules/pipeline.py).
+    assert 'plan_input="CODEBUILD_SRC_DIR_${STAGE^}Plan"' in text
+    assert '--plans "${!plan_input}" --outputs ' + handoff in text
+    assert f'export {PLAN_HEADLINE_VARIABLE}="$(head -c 300 {handoff}/headline.txt)"' in text
+    assert "python -m pipelines.deploy_frontend" in text and '--dist "$build_dir/frontend/dist-$STAGE"' in text
+    assert "set -euo pipefail" in text, "a failing step fails the action"
+
+
+@pytest.mark.req("R10.5", "R10.6", "R10.7", "R10.8")
+def test_the_post_deploy_buildspec_runs_the_deployed_tests_against_the_stage_outputs() -> None:
+    text = script_text("smoke")
+    assert 'outputs_input="CODEBUILD_SRC_DIR_${STAGE^}Outputs"' in text
+    assert 'make deployed-test SUITE="$TEST_SUITE"' in text
+    assert "EXPECT_AUTH=true" in text
+    assert "set -euo pipefail" in text
+    for suite in POST_DEPLOY_TESTS:
+        result = subprocess.run(
+            ["make", "-n", "deployed-test", f"SUITE={suite}", "BACKEND_URL=http://b", "FRONTEND_URL=http://f"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0 and "tests/deployed" in result.stdout, result.stderr
+
+
+def test_the_build_artifact_holds_what_the_later_stages_read() -> None:
+    files = buildspec("build")["artifacts"]["files"]
+    assert "cdktf.out/**/*" in files
+    text = script_text("build")
+    for stage in ("beta", "gamma", "prod"):
+        assert f"make frontend STAGE={stage}" in text
+        assert f"frontend/dist-{stage}/**/*" in files
+    assert 'CANVALO_IMAGE_TAG="$IMAGE_TAG" make synth' in text
+
+
+@pytest.mark.req("R4.4")
+def test_the_update_stage_synthesizes_then_runs_the_self_update() -> None:
+    assert commands("update-pipeline")[-2:] == [
+        "make synth",
+        "python -m pipelines.self_update --cdktf-out cdktf.out --work-dir self-update",
+    ]
+
+
+def test_every_terraform_project_installs_the_pinned_terraform() -> None:
+    for kind in ("update-pipeline", "deploy", "drift"):
+        assert "pipelines/install_terraform.sh" in commands(kind)
+    assert Path(PROJECT_ROOT / "pipelines" / "install_terraform.sh").exists()
