@@ -20,6 +20,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent
 
 def wire(app: App, project: ProjectConfig) -> list[TerraformStack]:
     """Every stack of every stage, built from its config; the order is the deploy order."""
+    from stacks.backend import BackendStack
     from stacks.bootstrap import BootstrapStack
     from stacks.network import NetworkStack
     from stacks.pipeline import PipelineStack
@@ -29,6 +30,8 @@ def wire(app: App, project: ProjectConfig) -> list[TerraformStack]:
         stacks.append(BootstrapStack(app, project=project, stage=stage))
         network = NetworkStack(app, project=project, stage=stage)
         stacks.append(network)
+        backend = BackendStack(app, project=project, stage=stage, network=network)
+        stacks.append(backend)
     stacks.append(PipelineStack(app, project=project))
     return stacks
 

@@ -127,7 +127,7 @@ class PrivateBucket(Construct):
             "policy-document",
             [deny_insecure_transport(self.bucket.arn), *policy_statements],
         )
-        S3BucketPolicy(
+        self.policy = S3BucketPolicy(
             self,
             "policy",
             bucket=self.bucket.id,

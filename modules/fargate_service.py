@@ -1,0 +1,325 @@
+"""One container on ECS Fargate behind a load balancer target group: cluster, task, service, roles, scaling."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from cdktn import ITerraformDependable, TerraformResourceLifecycle
+from cdktn_provider_aws.appautoscaling_policy import (
+    AppautoscalingPolicy,
+    AppautoscalingPolicyTargetTrackingScalingPolicyConfiguration,
+    AppautoscalingPolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecification,
+)
+from cdktn_provider_aws.appautoscaling_target import AppautoscalingTarget
+from cdktn_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
+from cdktn_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocumentStatement
+from cdktn_provider_aws.ecs_cluster import EcsCluster, EcsClusterSetting
+from cdktn_provider_aws.ecs_service import (
+    EcsService,
+    EcsServiceDeploymentCircuitBreaker,
+    EcsServiceLoadBalancer,
+    EcsServiceNetworkConfiguration,
+)
+from cdktn_provider_aws.ecs_task_definition import (
+    EcsTaskDefinition,
+    EcsTaskDefinitionRuntimePlatform,
+    EcsTaskDefinitionVolume,
+)
+from cdktn_provider_aws.iam_role import IamRole
+from cdktn_provider_aws.iam_role_policy import IamRolePolicy
+from cdktn_provider_aws.security_group import SecurityGroup
+from cdktn_provider_aws.vpc_security_group_egress_rule import VpcSecurityGroupEgressRule
+from cdktn_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
+from constructs import Construct
+
+from modules.iam import assume_role_document, policy_document, statement
+
+CONTAINER_NAME = "app"
+ECR_PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage")
+
+
+@dataclass(frozen=True)
+class ContainerHealthCheck:
+    """ECS marks the container unhealthy after `retries` failed runs of `command`, `interval_seconds`
+    apart, and replaces the task (R2.3)."""
+
+    command: tuple[str, ...]
+    interval_seconds: int = 10
+    timeout_seconds: int = 5
+    retries: int = 2
+    start_period_seconds: int = 10
+
+    @property
+    def seconds_to_unhealthy(self) -> int:
+        return self.interval_seconds * self.retries + self.timeout_seconds
+
+
+@dataclass(frozen=True)
+class TaskSize:
+    """Fargate cpu (1/1024 vCPU) and memory (MiB), and the task count: fixed, or scaled on average CPU
+    between `min_tasks` and `max_tasks` when they differ (R2.6, R7.1-R7.3)."""
+
+    cpu: int
+    memory: int
+    min_tasks: int
+    max_tasks: int
+    cpu_target_percent: int
+
+    @property
+    def autoscaling(self) -> bool:
+        return self.max_tasks > self.min_tasks
+
+
+class FargateService(Construct):
+    """A single-container Fargate service in private subnets, reachable only from its load balancer.
+
+    Deployments replace tasks without losing capacity (minimum healthy 100%) and roll back on their own
+    when new tasks keep failing (circuit breaker). The root filesystem is read-only; `writable_paths`
+    get task-local scratch volumes. Secrets arrive as `secrets` (`valueFrom` = `<secret arn>:<key>::`):
+    ECS reads them with the execution role when a task starts, so the task role cannot read them and a
+    changed value reaches each task at its next start (R5.2-R5.4).
+    Egress is HTTPS only: the image registry, Secrets Manager, Bedrock and Supabase all speak it.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name: str,
+        region: str,
+        image: str,
+        image_repository_arn: str,
+        size: TaskSize,
+        container_port: int,
+        environment: Mapping[str, str],
+        secret_arn: str,
+        secret_keys: Sequence[str],
+        health_check: ContainerHealthCheck,
+        stop_timeout_seconds: int,
+        # A mount point inside the container (a task-local volume), not a temporary file on this machine.
+        writable_paths: Sequence[str] = ("/tmp",),  # noqa: S108
+        log_group_name: str,
+        log_retention_days: int,
+        task_policy_statements: Sequence[DataAwsIamPolicyDocumentStatement],
+        role_path: str,
+        permissions_boundary_arn: str,
+        vpc_id: str,
+        subnet_ids: Sequence[str],
+        target_group_arn: str,
+        load_balancer_security_group_id: str,
+        service_depends_on: Sequence[ITerraformDependable],
+        protected: bool,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = CloudwatchLogGroup(
+            self,
+            "logs",
+            name=log_group_name,
+            retention_in_days=log_retention_days,
+            lifecycle=TerraformResourceLifecycle(prevent_destroy=True) if protected else None,
+        )
+        self.cluster = EcsCluster(
+            self, "cluster", name=name, setting=[EcsClusterSetting(name="containerInsights", value="enabled")]
+        )
+
+        ecs_tasks = {"Service": ["ecs-tasks.amazonaws.com"]}
+        self.execution_role = IamRole(
+            self,
+            "execution-role",
+            name=f"{name}-execution",
+            path=role_path,
+            description=f"{name}: ECS pulls the image, writes logs and reads the secret for the tasks",
+            assume_role_policy=assume_role_document(self, "execution-trust", principals=ecs_tasks).json,
+            permissions_boundary=permissions_boundary_arn,
+        )
+        execution_permissions = policy_document(
+            self,
+            "execution-permissions",
+            [
+                statement(sid="PullImage", actions=ECR_PULL_ACTIONS, resources=[image_repository_arn]),
+                # GetAuthorizationToken has no resource-level permissions: it returns a registry login.
+                statement(sid="RegistryLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+                statement(
+                    sid="WriteLogs",
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[f"{self.log_group.arn}:*"],
+                ),
+                statement(sid="ReadSecret", actions=["secretsmanager:GetSecretValue"], resources=[secret_arn]),
+            ],
+        )
+        IamRolePolicy(
+            self,
+            "execution-policy",
+            role=self.execution_role.name,
+            name="start-tasks",
+            policy=execution_permissions.json,
+        )
+        self.task_role = IamRole(
+            self,
+            "task-role",
+            name=f"{name}-task",
+            path=role_path,
+            description=f"{name}: what the application itself may call",
+            assume_role_policy=assume_role_document(self, "task-trust", principals=ecs_tasks).json,
+            permissions_boundary=permissions_boundary_arn,
+        )
+        task_permissions = policy_document(self, "task-permissions", task_policy_statements)
+        IamRolePolicy(self, "task-policy", role=self.task_role.name, name="application", policy=task_permissions.json)
+
+        volumes = {f"scratch-{index}": path for index, path in enumerate(writable_paths)}
+        self.container_definition: dict[str, object] = {
+            "name": CONTAINER_NAME,
+            "image": image,
+            "essential": True,
+            "portMappings": [{"containerPort": container_port, "protocol": "tcp"}],
+            "environment": [{"name": key, "value": value} for key, value in sorted(environment.items())],
+            "secrets": [{"name": key, "valueFrom": f"{secret_arn}:{key}::"} for key in secret_keys],
+            "healthCheck": {
+                "command": list(health_check.command),
+                "interval": health_check.interval_seconds,
+                "timeout": health_check.timeout_seconds,
+                "retries": health_check.retries,
+                "startPeriod": health_check.start_period_seconds,
+            },
+            "stopTimeout": stop_timeout_seconds,
+            "readonlyRootFilesystem": True,
+            "privileged": False,
+            "mountPoints": [
+                {"sourceVolume": volume, "containerPath": path, "readOnly": False} for volume, path in volumes.items()
+            ],
+            # An init process reaps zombies and forwards SIGTERM to the app for a graceful shutdown.
+            "linuxParameters": {"initProcessEnabled": True, "capabilities": {"drop": ["ALL"]}},
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": log_group_name,
+                    "awslogs-region": region,
+                    "awslogs-stream-prefix": CONTAINER_NAME,
+                    # A slow log service must not block the app; the buffer bounds what can be lost.
+                    "mode": "non-blocking",
+                    "max-buffer-size": "25m",
+                },
+            },
+        }
+        self.task_definition = EcsTaskDefinition(
+            self,
+            "task",
+            family=name,
+            requires_compatibilities=["FARGATE"],
+            network_mode="awsvpc",
+            cpu=str(size.cpu),
+            memory=str(size.memory),
+            runtime_platform=EcsTaskDefinitionRuntimePlatform(
+                operating_system_family="LINUX", cpu_architecture="X86_64"
+            ),
+            execution_role_arn=self.execution_role.arn,
+            task_role_arn=self.task_role.arn,
+            volume=[EcsTaskDefinitionVolume(name=volume) for volume in volumes],
+            container_definitions=json.dumps([self.container_definition]),
+        )
+
+        self.security_group = SecurityGroup(
+            self,
+            "security-group",
+            name=f"{name}-tasks",
+            description=f"{name} tasks: requests from the load balancer only",
+            vpc_id=vpc_id,
+            ingress=[],
+            egress=[],
+        )
+        VpcSecurityGroupIngressRule(
+            self,
+            "from-load-balancer",
+            security_group_id=self.security_group.id,
+            description="Requests and health checks from the load balancer",
+            ip_protocol="tcp",
+            from_port=container_port,
+            to_port=container_port,
+            referenced_security_group_id=load_balancer_security_group_id,
+        )
+        VpcSecurityGroupEgressRule(
+            self,
+            "load-balancer-to-tasks",
+            security_group_id=load_balancer_security_group_id,
+            description="Requests and health checks to the tasks",
+            ip_protocol="tcp",
+            from_port=container_port,
+            to_port=container_port,
+            referenced_security_group_id=self.security_group.id,
+        )
+        VpcSecurityGroupEgressRule(
+            self,
+            "https-out",
+            security_group_id=self.security_group.id,
+            description="HTTPS to ECR, Secrets Manager, CloudWatch Logs, Bedrock and Supabase through NAT",
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            cidr_ipv4="0.0.0.0/0",
+        )
+
+        self.service = EcsService(
+            self,
+            "service",
+            name=name,
+            cluster=self.cluster.arn,
+            task_definition=self.task_definition.arn,
+            launch_type="FARGATE",
+            platform_version="LATEST",
+            desired_count=size.min_tasks,
+            deployment_minimum_healthy_percent=100,
+            deployment_maximum_percent=200,
+            deployment_circuit_breaker=EcsServiceDeploymentCircuitBreaker(enable=True, rollback=True),
+            # Time for a new task to pass its first load balancer checks before ECS acts on their result.
+            health_check_grace_period_seconds=30,
+            load_balancer=[
+                EcsServiceLoadBalancer(
+                    target_group_arn=target_group_arn, container_name=CONTAINER_NAME, container_port=container_port
+                )
+            ],
+            network_configuration=EcsServiceNetworkConfiguration(
+                subnets=list(subnet_ids), security_groups=[self.security_group.id], assign_public_ip=False
+            ),
+            propagate_tags="SERVICE",
+            enable_ecs_managed_tags=True,
+            # An apply finishes only when the new tasks are healthy (or rolled back), so the pipeline's
+            # tests that follow run against the version just deployed.
+            wait_for_steady_state=True,
+            # The target group must belong to a listener before a service can register into it.
+            depends_on=list(service_depends_on),
+            # Auto scaling owns the running count once the service exists.
+            lifecycle=TerraformResourceLifecycle(ignore_changes=["desired_count"]) if size.autoscaling else None,
+        )
+
+        self.scaling_target: AppautoscalingTarget | None = None
+        if size.autoscaling:
+            self.scaling_target = AppautoscalingTarget(
+                self,
+                "scaling-target",
+                service_namespace="ecs",
+                scalable_dimension="ecs:service:DesiredCount",
+                resource_id=f"service/{self.cluster.name}/{self.service.name}",
+                min_capacity=size.min_tasks,
+                max_capacity=size.max_tasks,
+            )
+            AppautoscalingPolicy(
+                self,
+                "cpu-scaling",
+                name=f"{name}-cpu",
+                policy_type="TargetTrackingScaling",
+                service_namespace=self.scaling_target.service_namespace,
+                scalable_dimension=self.scaling_target.scalable_dimension,
+                resource_id=self.scaling_target.resource_id,
+                target_tracking_scaling_policy_configuration=AppautoscalingPolicyTargetTrackingScalingPolicyConfiguration(
+                    target_value=size.cpu_target_percent,
+                    predefined_metric_specification=AppautoscalingPolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecification(
+                        predefined_metric_type="ECSServiceAverageCPUUtilization"
+                    ),
+                    # Add capacity quickly under load; give it back slowly so a burst does not flap.
+                    scale_out_cooldown=60,
+                    scale_in_cooldown=300,
+                ),
+            )

@@ -1,0 +1,204 @@
+"""A public Application Load Balancer in front of one HTTP service, with access logs in a private bucket."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cdktn_provider_aws.data_aws_elb_service_account import DataAwsElbServiceAccount
+from cdktn_provider_aws.lb import Lb, LbAccessLogs
+from cdktn_provider_aws.lb_listener import LbListener, LbListenerDefaultAction, LbListenerDefaultActionRedirect
+from cdktn_provider_aws.lb_target_group import LbTargetGroup, LbTargetGroupHealthCheck
+from cdktn_provider_aws.security_group import SecurityGroup
+from cdktn_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
+from constructs import Construct
+
+from modules.iam import statement
+from modules.private_bucket import PrivateBucket
+
+# TLS 1.3 with TLS 1.2 for older clients, forward-secret ciphers only.
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+ACCESS_LOG_PREFIX = "alb"
+
+
+@dataclass(frozen=True)
+class TargetHealthCheck:
+    """How the ALB decides a target is out of rotation: `unhealthy_threshold` failed checks in a row,
+    `interval_seconds` apart, so an unresponsive target stops getting requests within
+    `seconds_to_out_of_rotation` (R2.3)."""
+
+    path: str = "/health"
+    interval_seconds: int = 10
+    timeout_seconds: int = 5
+    healthy_threshold: int = 2
+    unhealthy_threshold: int = 2
+
+    @property
+    def seconds_to_out_of_rotation(self) -> int:
+        # The first failed check can start right after the last good one, and the last one may time out.
+        return self.interval_seconds * self.unhealthy_threshold + self.timeout_seconds
+
+    @property
+    def seconds_to_in_rotation(self) -> int:
+        return self.interval_seconds * self.healthy_threshold
+
+
+@dataclass(frozen=True)
+class HttpsListener:
+    """Terminate TLS with this (validated) certificate on 443; port 80 only redirects to it."""
+
+    certificate_arn: str
+
+
+class LoadBalancer(Construct):
+    """ALB in `subnet_ids` that forwards to an ip target group on `target_port`, round robin (R2.2).
+
+    Without `https` it listens on HTTP 80 (beta/gamma, R8.4); with it, HTTPS 443 with `TLS_POLICY` and
+    an HTTP 80 listener that only redirects (R8.5). Invalid header fields are dropped. Access logs go to
+    a `PrivateBucket` with SSE-S3, the only encryption ELB log delivery supports, expiring after
+    `access_log_days` (R11.2). `protected` turns on deletion protection for the ALB and its log bucket.
+    The security group admits the listener ports from `ingress_cidrs`; egress to the targets is added
+    by whoever owns them (`security_group`), so the ALB reaches nothing else.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name: str,
+        vpc_id: str,
+        subnet_ids: Sequence[str],
+        account_id: str,
+        access_log_bucket_name: str,
+        access_log_days: int = 90,
+        target_port: int,
+        health_check: TargetHealthCheck,
+        deregistration_delay_seconds: int,
+        https: HttpsListener | None,
+        protected: bool,
+        ingress_cidrs: Sequence[str] = ("0.0.0.0/0",),
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.health_check = health_check
+        # Regions older than August 2022 deliver logs from a regional ELB account, newer ones as the
+        # log delivery service: both may write, and only under this account's log prefix.
+        log_writer = DataAwsElbServiceAccount(self, "log-delivery-account")
+        log_objects = f"arn:aws:s3:::{access_log_bucket_name}/{ACCESS_LOG_PREFIX}/AWSLogs/{account_id}/*"
+        self.access_logs = PrivateBucket(
+            self,
+            "access-logs",
+            bucket_name=access_log_bucket_name,
+            protected=protected,
+            expire_after_days=access_log_days,
+            noncurrent_expire_after_days=7,
+            policy_statements=[
+                statement(
+                    sid="ElbLogDeliveryService",
+                    actions=["s3:PutObject"],
+                    resources=[log_objects],
+                    principals={"Service": ["logdelivery.elasticloadbalancing.amazonaws.com"]},
+                ),
+                statement(
+                    sid="ElbLogDeliveryRegionalAccount",
+                    actions=["s3:PutObject"],
+                    resources=[log_objects],
+                    principals={"AWS": [log_writer.arn]},
+                ),
+            ],
+        )
+
+        listener_ports = (80, 443) if https else (80,)
+        self.security_group = SecurityGroup(
+            self,
+            "security-group",
+            name=f"{name}-alb",
+            description=f"{name} load balancer: the public API listeners",
+            vpc_id=vpc_id,
+            # Rules are separate resources so that other constructs can add theirs without a cycle.
+            ingress=[],
+            egress=[],
+        )
+        for port in listener_ports:
+            for index, cidr in enumerate(ingress_cidrs):
+                VpcSecurityGroupIngressRule(
+                    self,
+                    f"ingress-{port}-{index}",
+                    security_group_id=self.security_group.id,
+                    description=f"API clients on {port}",
+                    ip_protocol="tcp",
+                    from_port=port,
+                    to_port=port,
+                    cidr_ipv4=cidr,
+                )
+
+        self.load_balancer = Lb(
+            self,
+            "load-balancer",
+            name=name,
+            load_balancer_type="application",
+            internal=False,
+            subnets=list(subnet_ids),
+            security_groups=[self.security_group.id],
+            drop_invalid_header_fields=True,
+            enable_deletion_protection=protected,
+            access_logs=LbAccessLogs(bucket=access_log_bucket_name, prefix=ACCESS_LOG_PREFIX, enabled=True),
+            # ELB checks that it can write to the bucket when logging is turned on.
+            depends_on=[self.access_logs.policy],
+        )
+        self.target_group = LbTargetGroup(
+            self,
+            "targets",
+            name=name,
+            target_type="ip",
+            port=target_port,
+            protocol="HTTP",
+            vpc_id=vpc_id,
+            load_balancing_algorithm_type="round_robin",
+            deregistration_delay=str(deregistration_delay_seconds),
+            health_check=LbTargetGroupHealthCheck(
+                enabled=True,
+                path=health_check.path,
+                protocol="HTTP",
+                port="traffic-port",
+                matcher="200",
+                interval=health_check.interval_seconds,
+                timeout=health_check.timeout_seconds,
+                healthy_threshold=health_check.healthy_threshold,
+                unhealthy_threshold=health_check.unhealthy_threshold,
+            ),
+        )
+        forward = LbListenerDefaultAction(type="forward", target_group_arn=self.target_group.arn)
+        if https:
+            self.listener = LbListener(
+                self,
+                "https",
+                load_balancer_arn=self.load_balancer.arn,
+                port=443,
+                protocol="HTTPS",
+                ssl_policy=TLS_POLICY,
+                certificate_arn=https.certificate_arn,
+                default_action=[forward],
+            )
+            LbListener(
+                self,
+                "http-redirect",
+                load_balancer_arn=self.load_balancer.arn,
+                port=80,
+                protocol="HTTP",
+                default_action=[
+                    LbListenerDefaultAction(
+                        type="redirect",
+                        redirect=LbListenerDefaultActionRedirect(protocol="HTTPS", port="443", status_code="HTTP_301"),
+                    )
+                ],
+            )
+        else:
+            self.listener = LbListener(
+                self,
+                "http",
+                load_balancer_arn=self.load_balancer.arn,
+                port=80,
+                protocol="HTTP",
+                default_action=[forward],
+            )

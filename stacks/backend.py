@@ -1,0 +1,217 @@
+"""`<stage>-backend`: the API on ECS Fargate behind an ALB, its secret, scaling, alarms and dashboard (R2, R5, R11)."""
+
+from __future__ import annotations
+
+import re
+
+from cdktn import TerraformOutput, TerraformResourceLifecycle
+from cdktn_provider_aws.data_aws_route53_zone import DataAwsRoute53Zone
+from cdktn_provider_aws.route53_record import Route53Record, Route53RecordAlias
+from cdktn_provider_aws.secretsmanager_secret import SecretsmanagerSecret
+from cdktn_provider_aws.secretsmanager_secret_policy import SecretsmanagerSecretPolicy
+from constructs import Construct
+
+from modules.dashboard import ServiceDashboard
+from modules.fargate_service import ContainerHealthCheck, FargateService, TaskSize
+from modules.iam import policy_document, statement
+from modules.load_balancer import HttpsListener, LoadBalancer, TargetHealthCheck
+from modules.service_alarms import ServiceAlarms
+from modules.static_site import DnsValidatedCertificate
+from stacks.base import StageStack
+from stacks.config import ProjectConfig, StageConfig
+from stacks.network import NetworkStack
+
+CONTAINER_PORT = 8000
+# The keys of the stage's secret (R5.1); its value is set out of band, never by Terraform.
+SECRET_KEYS = ("SUPABASE_URL", "SUPABASE_SERVICE_KEY", "SUPABASE_PUB_KEY")
+# The image has no curl; its Python answers the same question.
+HEALTH_COMMAND = (
+    "CMD",
+    "python",
+    "-c",
+    f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}/health', timeout=3)",
+)
+# R2.3, replaced within 60 s: the ALB takes an unresponsive task out of rotation after 2 failed checks
+# 10 s apart (at most 2 x 10 + 5 s timeout = 25 s) and ECS then replaces it; the container check
+# (2 x 10 + 5 = 25 s) catches a task whose app hangs even without traffic. That leaves 35 s for the
+# replacement to start from the cached image, which is small, and answer /health.
+TARGET_HEALTH = TargetHealthCheck(path="/health", interval_seconds=10, timeout_seconds=5, unhealthy_threshold=2)
+CONTAINER_HEALTH = ContainerHealthCheck(command=HEALTH_COMMAND, interval_seconds=10, timeout_seconds=5, retries=2)
+# Cross-region inference profiles (eu.anthropic..., us.anthropic..., global....) route a call to the
+# foundation model in any region of their group.
+INFERENCE_PROFILE = re.compile(r"^(?P<group>[a-z]{2,6})\.(?P<model>[a-z0-9-]+\..+)$")
+
+
+def bedrock_model_arns(model_id: str, *, region: str, account_id: str) -> list[str]:
+    """What `bedrock:InvokeModel` on `model_id` needs: the foundation model, or an inference profile
+    and the model it routes to (in whichever region of its group that call lands)."""
+    profile = INFERENCE_PROFILE.match(model_id)
+    if profile is None:
+        return [f"arn:aws:bedrock:{region}::foundation-model/{model_id}"]
+    return [
+        f"arn:aws:bedrock:{region}:{account_id}:inference-profile/{model_id}",
+        f"arn:aws:bedrock:*::foundation-model/{profile.group('model')}",
+    ]
+
+
+class BackendStack(StageStack):
+    """`api_origin_domain` is the name CloudFront's `/api/*` origin uses: `api.<domain>` where the stage
+    serves HTTPS, else the ALB's DNS name. Nothing here depends on the frontend stack (no cycle): the
+    CORS origins come from the stage's configuration."""
+
+    def __init__(self, scope: Construct, *, project: ProjectConfig, stage: StageConfig, network: NetworkStack) -> None:
+        super().__init__(scope, project=project, stage=stage, component="backend")
+        app = project.app_name
+        name = stage.resource_name(app, "backend")
+        protected = stage.deletion_protection
+
+        https = None
+        zone = None
+        if stage.https and stage.api_domain and stage.domain_name:
+            zone = DataAwsRoute53Zone(self, "zone", name=stage.domain_name, private_zone=False)
+            certificate = DnsValidatedCertificate(
+                self, "certificate", domain_name=stage.api_domain, zone_id=zone.zone_id, provider=self.aws
+            )
+            https = HttpsListener(certificate_arn=certificate.arn)
+
+        self.load_balancer = LoadBalancer(
+            self,
+            "api",
+            name=name,
+            vpc_id=network.network.vpc.id,
+            subnet_ids=[subnet.id for subnet in network.network.public_subnets],
+            account_id=stage.account_id,
+            access_log_bucket_name=stage.resource_name(app, f"alb-logs-{stage.account_id}"),
+            target_port=CONTAINER_PORT,
+            health_check=TARGET_HEALTH,
+            deregistration_delay_seconds=stage.deregistration_delay_seconds,
+            https=https,
+            protected=protected,
+        )
+        alb = self.load_balancer.load_balancer
+
+        self.secret = SecretsmanagerSecret(
+            self,
+            "secret",
+            name=project.backend_secret_name(stage),
+            description=f"Supabase settings of the {stage.name} backend: JSON keys {', '.join(SECRET_KEYS)}",
+            recovery_window_in_days=stage.secret_recovery_window_days,
+            lifecycle=TerraformResourceLifecycle(prevent_destroy=True) if protected else None,
+        )
+
+        self.service = FargateService(
+            self,
+            "service",
+            name=name,
+            region=stage.region,
+            image=project.image_uri,
+            image_repository_arn=(
+                f"arn:aws:ecr:{project.pipeline_stage.region}:{project.pipeline_stage.account_id}:"
+                f"repository/{project.ecr_repository_name}"
+            ),
+            size=TaskSize(
+                cpu=stage.cpu,
+                memory=stage.memory,
+                min_tasks=stage.min_tasks,
+                max_tasks=stage.max_tasks,
+                cpu_target_percent=stage.cpu_target_percent,
+            ),
+            container_port=CONTAINER_PORT,
+            environment={
+                "ENVIRONMENT": stage.name,
+                "CORS_ORIGINS": ",".join(stage.frontend_origins),
+                "PORT": str(CONTAINER_PORT),
+                "AWS_REGION": stage.region,
+                "BEDROCK_MODEL_ID": project.bedrock_model_id,
+                "GRACEFUL_SHUTDOWN_SECONDS": str(stage.graceful_shutdown_seconds),
+            },
+            secret_arn=self.secret.arn,
+            secret_keys=SECRET_KEYS,
+            health_check=CONTAINER_HEALTH,
+            stop_timeout_seconds=stage.stop_timeout_seconds,
+            log_group_name=project.log_group_name(stage, "backend"),
+            log_retention_days=stage.log_retention_days,
+            task_policy_statements=[
+                statement(
+                    sid="InvokeConfiguredModel",
+                    actions=["bedrock:InvokeModel"],
+                    resources=bedrock_model_arns(
+                        project.bedrock_model_id, region=stage.region, account_id=stage.account_id
+                    ),
+                )
+            ],
+            role_path=project.iam_path,
+            permissions_boundary_arn=project.permissions_boundary_arn(stage),
+            vpc_id=network.network.vpc.id,
+            subnet_ids=[subnet.id for subnet in network.network.private_subnets],
+            target_group_arn=self.load_balancer.target_group.arn,
+            load_balancer_security_group_id=self.load_balancer.security_group.id,
+            service_depends_on=[self.load_balancer.listener],
+            protected=protected,
+        )
+        # Only ECS, starting a task with the execution role, may read the value (R5.3); the task role,
+        # operators and the deploy role can set it (PutSecretValue) but not read it back.
+        read_only_by_execution_role = policy_document(
+            self,
+            "secret-policy-document",
+            [
+                statement(
+                    sid="OnlyTheTaskExecutionRoleReads",
+                    effect="Deny",
+                    actions=["secretsmanager:GetSecretValue"],
+                    resources=["*"],
+                    principals={"AWS": ["*"]},
+                    conditions=[("StringNotEquals", "aws:PrincipalArn", [self.service.execution_role.arn])],
+                )
+            ],
+        )
+        SecretsmanagerSecretPolicy(
+            self,
+            "secret-policy",
+            secret_arn=self.secret.arn,
+            policy=read_only_by_execution_role.json,
+            block_public_policy=True,
+        )
+
+        self.alarms = ServiceAlarms(
+            self,
+            "alarms",
+            name=name,
+            topic_name=stage.resource_name(app, "alarms"),
+            account_id=stage.account_id,
+            region=stage.region,
+            load_balancer_arn_suffix=alb.arn_suffix,
+            target_group_arn_suffix=self.load_balancer.target_group.arn_suffix,
+            healthy_tasks_threshold=stage.healthy_tasks_alarm_threshold,
+        )
+        self.alarm_topic = self.alarms.topic
+        if stage.dashboard:
+            ServiceDashboard(
+                self,
+                "dashboard",
+                name=name,
+                region=stage.region,
+                load_balancer_arn_suffix=alb.arn_suffix,
+                target_group_arn_suffix=self.load_balancer.target_group.arn_suffix,
+                cluster_name=self.service.cluster.name,
+                service_name=self.service.service.name,
+            )
+
+        if zone is not None and stage.api_domain:
+            Route53Record(
+                self,
+                "api-alias",
+                zone_id=zone.zone_id,
+                name=stage.api_domain,
+                type="A",
+                alias=Route53RecordAlias(name=alb.dns_name, zone_id=alb.zone_id, evaluate_target_health=True),
+            )
+            self.api_origin_domain: str = stage.api_domain
+            backend_url = f"https://{stage.api_domain}"
+        else:
+            self.api_origin_domain = alb.dns_name
+            backend_url = f"http://{alb.dns_name}"
+        # The names pipelines/terraform_stage.py exports to the test actions.
+        TerraformOutput(self, "backend_url", value=backend_url)
+        TerraformOutput(self, "backend_alarm_topic_arn", value=self.alarm_topic.arn)
+        TerraformOutput(self, "backend_secret_name", value=self.secret.name)
