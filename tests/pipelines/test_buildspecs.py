@@ -116,7 +116,7 @@ def test_the_test_stage_runs_exactly_make_test() -> None:
     assert commands("test") == ["make env", "make test"]
 
 
-@pytest.mark.req("R4.3")
+@pytest.mark.req("R4.3", "R4.6")
 def test_the_deploy_buildspec_hands_the_plans_from_plan_to_apply_and_exports_the_approval_text() -> None:
     document = buildspec("deploy")
     assert document["env"]["exported-variables"] == [PLAN_HEADLINE_VARIABLE, PLAN_SUMMARY_URL_VARIABLE]
@@ -129,6 +129,7 @@ def test_the_deploy_buildspec_hands_the_plans_from_plan_to_apply_and_exports_the
     assert '--plans "${!plan_input}" --outputs ' + handoff in text
     assert f'export {PLAN_HEADLINE_VARIABLE}="$(head -c 300 {handoff}/headline.txt)"' in text
     assert "python -m pipelines.deploy_frontend" in text and '--dist "$build_dir/frontend/dist-$STAGE"' in text
+    assert text.index('pipelines.stage_credentials --stage "$STAGE"') < text.index("pipelines.deploy_frontend")
     assert "set -euo pipefail" in text, "a failing step fails the action"
 
 
