@@ -22,6 +22,7 @@ def wire(app: App, project: ProjectConfig) -> list[TerraformStack]:
     """Every stack of every stage, built from its config; the order is the deploy order."""
     from stacks.backend import BackendStack
     from stacks.bootstrap import BootstrapStack
+    from stacks.frontend import FrontendStack
     from stacks.network import NetworkStack
     from stacks.pipeline import PipelineStack
 
@@ -32,6 +33,7 @@ def wire(app: App, project: ProjectConfig) -> list[TerraformStack]:
         stacks.append(network)
         backend = BackendStack(app, project=project, stage=stage, network=network)
         stacks.append(backend)
+        stacks.append(FrontendStack(app, project=project, stage=stage, api_origin_domain=backend.api_origin_domain))
     stacks.append(PipelineStack(app, project=project))
     return stacks
 
