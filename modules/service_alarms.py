@@ -102,7 +102,7 @@ class ServiceAlarms(Construct):
             self,
             "healthy-tasks",
             alarm_name=f"{name}-healthy-tasks",
-            alarm_description=f"Fewer than {healthy_tasks_threshold} healthy tasks behind the load balancer",
+            alarm_description=f"Healthy tasks behind the load balancer below {healthy_tasks_threshold}",
             namespace=ALB_NAMESPACE,
             metric_name="HealthyHostCount",
             dimensions={"LoadBalancer": load_balancer_arn_suffix, "TargetGroup": target_group_arn_suffix},
