@@ -89,6 +89,7 @@ class FargateService(Construct):
         construct_id: str,
         *,
         name: str,
+        account_id: str,
         region: str,
         image: str,
         image_repository_arn: str,
@@ -125,20 +126,23 @@ class FargateService(Construct):
             self, "cluster", name=name, setting=[EcsClusterSetting(name="containerInsights", value="enabled")]
         )
 
-        ecs_tasks = {"Service": ["ecs-tasks.amazonaws.com"]}
-        self.execution_role = IamRole(
+        # One trust for both roles: ECS tasks of this account and region only (no confused deputy).
+        self._trust = assume_role_document(
             self,
-            "execution-role",
-            name=f"{name}-execution",
-            path=role_path,
-            description=f"{name}: ECS pulls the image, writes logs and reads the secret for the tasks",
-            assume_role_policy=assume_role_document(self, "execution-trust", principals=ecs_tasks).json,
-            permissions_boundary=permissions_boundary_arn,
+            "ecs-tasks-trust",
+            principals={"Service": ["ecs-tasks.amazonaws.com"]},
+            conditions=[
+                ("StringEquals", "aws:SourceAccount", [account_id]),
+                ("ArnLike", "aws:SourceArn", [f"arn:aws:ecs:{region}:{account_id}:*"]),
+            ],
         )
-        execution_permissions = policy_document(
-            self,
-            "execution-permissions",
-            [
+        self.execution_role = self._role(
+            "execution",
+            name=name,
+            description="ECS pulls the image, writes logs and reads the secret for the tasks",
+            role_path=role_path,
+            permissions_boundary_arn=permissions_boundary_arn,
+            statements=[
                 statement(sid="PullImage", actions=ECR_PULL_ACTIONS, resources=[image_repository_arn]),
                 # GetAuthorizationToken has no resource-level permissions: it returns a registry login.
                 statement(sid="RegistryLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
@@ -150,24 +154,14 @@ class FargateService(Construct):
                 statement(sid="ReadSecret", actions=["secretsmanager:GetSecretValue"], resources=[secret_arn]),
             ],
         )
-        IamRolePolicy(
-            self,
-            "execution-policy",
-            role=self.execution_role.name,
-            name="start-tasks",
-            policy=execution_permissions.json,
+        self.task_role = self._role(
+            "task",
+            name=name,
+            description="what the application itself may call",
+            role_path=role_path,
+            permissions_boundary_arn=permissions_boundary_arn,
+            statements=task_policy_statements,
         )
-        self.task_role = IamRole(
-            self,
-            "task-role",
-            name=f"{name}-task",
-            path=role_path,
-            description=f"{name}: what the application itself may call",
-            assume_role_policy=assume_role_document(self, "task-trust", principals=ecs_tasks).json,
-            permissions_boundary=permissions_boundary_arn,
-        )
-        task_permissions = policy_document(self, "task-permissions", task_policy_statements)
-        IamRolePolicy(self, "task-policy", role=self.task_role.name, name="application", policy=task_permissions.json)
 
         volumes = {f"scratch-{index}": path for index, path in enumerate(writable_paths)}
         self.container_definition: dict[str, object] = {
@@ -323,3 +317,26 @@ class FargateService(Construct):
                     scale_in_cooldown=300,
                 ),
             )
+
+    def _role(
+        self,
+        purpose: str,
+        *,
+        name: str,
+        description: str,
+        role_path: str,
+        permissions_boundary_arn: str,
+        statements: Sequence[DataAwsIamPolicyDocumentStatement],
+    ) -> IamRole:
+        role = IamRole(
+            self,
+            f"{purpose}-role",
+            name=f"{name}-{purpose}",
+            path=role_path,
+            description=f"{name}: {description}",
+            assume_role_policy=self._trust.json,
+            permissions_boundary=permissions_boundary_arn,
+        )
+        permissions = policy_document(self, f"{purpose}-permissions", statements)
+        IamRolePolicy(self, f"{purpose}-policy", role=role.name, name=purpose, policy=permissions.json)
+        return role

@@ -103,6 +103,7 @@ class BackendStack(StageStack):
             self,
             "service",
             name=name,
+            account_id=stage.account_id,
             region=stage.region,
             image=project.image_uri,
             image_repository_arn=(

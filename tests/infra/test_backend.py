@@ -274,6 +274,12 @@ def test_roles_are_named_bounded_and_scoped(stacks: dict[str, Document], stage: 
         assert found["permissions_boundary"] == (
             f"arn:aws:iam::{ACCOUNTS[stage]}:policy/canvalo/canvalo-workload-boundary"
         )
+        (trust,) = policy_statements(document, found["assume_role_policy"])
+        assert trust["principals"] == [{"type": "Service", "identifiers": ["ecs-tasks.amazonaws.com"]}]
+        # Only ECS acting for this account may assume them (no confused deputy).
+        assert {"test": "StringEquals", "variable": "aws:SourceAccount", "values": [ACCOUNTS[stage]]} in trust[
+            "condition"
+        ]
     execution_key, _ = role(document, "-execution")
     by_sid = {s["sid"]: s for s in role_statements(document, execution_key)}
     assert by_sid["PullImage"]["resources"] == [REPOSITORY_ARN]
