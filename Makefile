@@ -87,6 +87,10 @@ deployed-test: $(STAMP) ## tests/deployed against a stage: BACKEND_URL=... FRONT
 requirements: $(STAMP) ## table of every acceptance criterion, its tests and their last result
 	python -m tools.requirements_report --write docs/requirements.md
 
+.PHONY: image
+image: ## build app/Dockerfile with buildah (debootstrap base, no Docker) and prove it serves /health and stops on SIGTERM
+	bash tools/build_backend_image.sh
+
 .PHONY: bench
 bench: $(STAMP) ## measure synth time and memory (and the other budgets) into docs/benchmarks.md
 	python -m tools.bench --write docs/benchmarks.md

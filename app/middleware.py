@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
+import secrets
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,6 +20,14 @@ _QUIET_PATHS = frozenset({"/health"})
 
 access_log = logging.getLogger("canvalo.access")
 
+# Unique across tasks (random per process) and cheap per request (a counter, no syscall): /health runs hot.
+_PROCESS_PREFIX = secrets.token_hex(6)
+_sequence = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_PROCESS_PREFIX}-{next(_sequence):x}"
+
 
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp) -> None:
@@ -28,7 +37,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        request_id = _incoming_request_id(scope) or new_request_id()
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status_code = 500
