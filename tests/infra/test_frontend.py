@@ -56,10 +56,6 @@ def resource_by_reference(document: Document, ref: str) -> Document:
     return dict(resources(document, kind)[name])
 
 
-def headers_policy(document: Document, policy_ref: str) -> Document:
-    return resource_by_reference(document, policy_ref)
-
-
 def bucket_name(stage: str) -> str:
     return f"canvalo-{stage}-frontend-{ACCOUNTS[stage]}"
 
@@ -283,7 +279,7 @@ def test_the_site_sends_security_headers_and_a_csp_that_allows_the_stages_api(
     cdn = distribution(document)
     site_policy_ref = cdn["default_cache_behavior"]["response_headers_policy_id"]
     assert behaviour(document, "/assets/*")["response_headers_policy_id"] == site_policy_ref
-    headers = headers_policy(document, site_policy_ref)["security_headers_config"]
+    headers = resource_by_reference(document, site_policy_ref)["security_headers_config"]
     assert headers["strict_transport_security"]["access_control_max_age_sec"] >= ONE_YEAR
     hsts = headers["strict_transport_security"]
     assert hsts["override"] is True and hsts["include_subdomains"] is True and hsts["preload"] is True
@@ -303,8 +299,8 @@ def test_the_site_sends_security_headers_and_a_csp_that_allows_the_stages_api(
 def test_cors_allows_exactly_the_stages_frontend_origin(frontend: dict[str, Document], stage: str) -> None:
     document = frontend[stage]
     cdn = distribution(document)
-    site = headers_policy(document, cdn["default_cache_behavior"]["response_headers_policy_id"])
-    api = headers_policy(document, behaviour(document, "/api/*")["response_headers_policy_id"])
+    site = resource_by_reference(document, cdn["default_cache_behavior"]["response_headers_policy_id"])
+    api = resource_by_reference(document, behaviour(document, "/api/*")["response_headers_policy_id"])
     # The backend's own CORS middleware answers for the API; CloudFront must not widen it.
     assert "cors_config" not in api
     assert api["security_headers_config"]["strict_transport_security"]["override"] is True
