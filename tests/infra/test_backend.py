@@ -581,3 +581,24 @@ def test_secret_recovery_window_outside_what_secrets_manager_takes_is_refused(va
             secret_recovery_window_days=value,
         )
     assert "\n" not in str(error.value) and "CANVALO_GAMMA_SECRET_RECOVERY_WINDOW_DAYS" in str(error.value)
+
+
+@pytest.mark.req("R2.5")
+@pytest.mark.parametrize("stage", STAGES)
+def test_alb_and_tasks_span_the_networks_zones(stacks: dict[str, Document], stage: str) -> None:
+    """The ALB sits in the public subnets and the tasks in the private ones, each in a different zone."""
+    document, network = backend(stacks, stage), stacks[f"{stage}-network"]
+    subnets = resources(network, "aws_subnet")
+
+    def subnet_of(reference: str) -> Document:
+        output = reference.removesuffix("}").rsplit(".outputs.", 1)[1]
+        name = network["output"][output]["value"].removeprefix("${aws_subnet.").removesuffix(".id}")
+        return subnets[name]
+
+    for placed, tier in (
+        (one(document, "aws_lb")["subnets"], "public"),
+        (one(document, "aws_ecs_service")["network_configuration"]["subnets"], "private"),
+    ):
+        found = [subnet_of(reference) for reference in placed]
+        assert {subnet["tags"]["tier"] for subnet in found} == {tier}
+        assert len({subnet["availability_zone"] for subnet in found}) == len(found) >= 2
