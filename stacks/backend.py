@@ -88,7 +88,7 @@ class BackendStack(StageStack):
             https=https,
             protected=protected,
         )
-        alb = self.load_balancer.load_balancer
+        self.alb = alb = self.load_balancer.load_balancer
 
         self.secret = SecretsmanagerSecret(
             self,
