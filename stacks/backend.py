@@ -56,8 +56,9 @@ def bedrock_model_arns(model_id: str, *, region: str, account_id: str) -> list[s
 
 class BackendStack(StageStack):
     """`api_origin_domain` is the name CloudFront's `/api/*` origin uses: `api.<domain>` where the stage
-    serves HTTPS, else the ALB's DNS name. Nothing here depends on the frontend stack (no cycle): the
-    CORS origins come from the stage's configuration."""
+    serves HTTPS, else the ALB's DNS name; `alb` and `alarm_topic` are the ALB and the stage's alarm
+    topic. Nothing here depends on the frontend stack (no cycle): the CORS origins come from the
+    stage's configuration."""
 
     def __init__(self, scope: Construct, *, project: ProjectConfig, stage: StageConfig, network: NetworkStack) -> None:
         super().__init__(scope, project=project, stage=stage, component="backend")
