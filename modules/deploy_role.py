@@ -17,7 +17,7 @@ from cdktn_provider_aws.iam_role import IamRole
 from cdktn_provider_aws.iam_role_policy import IamRolePolicy
 from constructs import Construct
 
-from modules.iam import assume_role_document, policy_document, statement
+from modules.iam import ROLE_LIFECYCLE_ACTIONS, assume_role_document, policy_document, statement
 from stacks.config import ProjectConfig, StageConfig
 
 # Services whose create/list APIs have no resource-level permissions: Resource must be "*", so these
@@ -149,6 +149,14 @@ def deploy_permissions(
             resources=[f"arn:aws:sns:{region}:{account}:{app}-*"],
         ),
         statement(
+            sid="TagNewProjectKeysWithoutResourceScope",
+            actions=["kms:TagResource"],
+            # CreateKey with tags is authorised before the key exists, so there is no key ARN to name;
+            # only keys tagged as this application's can be tagged this way.
+            resources=["*"],
+            conditions=[("StringEquals", "aws:RequestTag/application", [app]), *in_region],
+        ),
+        statement(
             sid="ProjectKeys",
             actions=["kms:*"],
             resources=[f"arn:aws:kms:{region}:{account}:key/*"],
@@ -156,20 +164,7 @@ def deploy_permissions(
         ),
         statement(
             sid="ProjectRolesReadAndDelete",
-            actions=[
-                "iam:GetRole",
-                "iam:GetRolePolicy",
-                "iam:ListRolePolicies",
-                "iam:ListAttachedRolePolicies",
-                "iam:ListInstanceProfilesForRole",
-                "iam:DeleteRole",
-                "iam:DeleteRolePolicy",
-                "iam:TagRole",
-                "iam:UntagRole",
-                "iam:UpdateRole",
-                "iam:UpdateRoleDescription",
-                "iam:UpdateAssumeRolePolicy",
-            ],
+            actions=ROLE_LIFECYCLE_ACTIONS,
             resources=[project_roles],
         ),
         statement(

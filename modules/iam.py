@@ -79,3 +79,36 @@ def deny_insecure_transport(bucket_arn: str) -> DataAwsIamPolicyDocumentStatemen
         principals={"*": ["*"]},
         conditions=[("Bool", "aws:SecureTransport", ["false"])],
     )
+
+
+# What managing an existing role takes, short of creating it or granting it anything new: the
+# deploy role and the pipeline's update role both get these on the roles they own.
+ROLE_LIFECYCLE_ACTIONS = (
+    "iam:GetRole",
+    "iam:GetRolePolicy",
+    "iam:ListRolePolicies",
+    "iam:ListAttachedRolePolicies",
+    "iam:ListInstanceProfilesForRole",
+    "iam:DeleteRole",
+    "iam:DeleteRolePolicy",
+    "iam:TagRole",
+    "iam:UntagRole",
+    "iam:UpdateRole",
+    "iam:UpdateRoleDescription",
+    "iam:UpdateAssumeRolePolicy",
+)
+
+
+def key_administered_through_iam(account_id: str) -> DataAwsIamPolicyDocumentStatement:
+    """The key-policy statement that lets the account's IAM policies grant use of the key.
+
+    Without it only the key policy itself could grant access, and a key whose policy names no
+    working administrator can never be managed again.
+    """
+    return statement(
+        sid="AccountAdministersThroughIam",
+        actions=["kms:*"],
+        # In a key policy "*" means this key.
+        resources=["*"],
+        principals={"AWS": [f"arn:aws:iam::{account_id}:root"]},
+    )

@@ -6,7 +6,7 @@ from cdktn_provider_aws.kms_alias import KmsAlias
 from cdktn_provider_aws.kms_key import KmsKey
 from constructs import Construct
 
-from modules.iam import policy_document, statement
+from modules.iam import key_administered_through_iam, policy_document, statement
 from modules.private_bucket import PrivateBucket
 
 
@@ -35,13 +35,7 @@ class PipelineArtifactStore(Construct):
             self,
             "key-policy",
             [
-                statement(
-                    sid="AccountAdministersThroughIam",
-                    actions=["kms:*"],
-                    # In a key policy "*" means this key; without this statement IAM policies cannot grant it.
-                    resources=["*"],
-                    principals={"AWS": [f"arn:aws:iam::{account_id}:root"]},
-                ),
+                key_administered_through_iam(account_id),
                 statement(
                     sid="CodeStarNotificationsPublishToTheEncryptedTopic",
                     actions=["kms:GenerateDataKey*", "kms:Decrypt"],

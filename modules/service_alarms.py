@@ -12,7 +12,7 @@ from cdktn_provider_aws.sns_topic import SnsTopic
 from cdktn_provider_aws.sns_topic_policy import SnsTopicPolicy
 from constructs import Construct
 
-from modules.iam import policy_document, statement
+from modules.iam import key_administered_through_iam, policy_document, statement
 
 ALB_NAMESPACE = "AWS/ApplicationELB"
 # Responses the service (target) or the load balancer itself answered with 5xx, per request, in percent.
@@ -54,13 +54,7 @@ class ServiceAlarms(Construct):
             self,
             "key-policy",
             [
-                statement(
-                    sid="AccountAdministersThroughIam",
-                    actions=["kms:*"],
-                    # In a key policy, "*" is this key.
-                    resources=["*"],
-                    principals={"AWS": [f"arn:aws:iam::{account_id}:root"]},
-                ),
+                key_administered_through_iam(account_id),
                 statement(
                     sid="CloudWatchAlarmsPublish",
                     actions=["kms:Decrypt", "kms:GenerateDataKey*"],

@@ -20,7 +20,7 @@ from constructs import Construct
 from modules.codebuild_project import CodeBuildProject, GitHubSource, ScheduledBuild
 from modules.container_registry import ContainerRegistry
 from modules.deploy_role import deploy_permissions
-from modules.iam import statement
+from modules.iam import ROLE_LIFECYCLE_ACTIONS, statement
 from modules.pipeline import (
     BUILDSPECS,
     TERRAFORM_VERSION,
@@ -141,20 +141,7 @@ def update_pipeline_permissions(
         ),
         statement(
             sid="ManageThePipelineRoles",
-            actions=[
-                "iam:GetRole",
-                "iam:GetRolePolicy",
-                "iam:ListRolePolicies",
-                "iam:ListAttachedRolePolicies",
-                "iam:ListInstanceProfilesForRole",
-                "iam:DeleteRole",
-                "iam:DeleteRolePolicy",
-                "iam:TagRole",
-                "iam:UntagRole",
-                "iam:UpdateRole",
-                "iam:UpdateRoleDescription",
-                "iam:UpdateAssumeRolePolicy",
-            ],
+            actions=ROLE_LIFECYCLE_ACTIONS,
             resources=list(pipeline_roles),
         ),
         statement(
