@@ -21,7 +21,7 @@ def run(*command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False)
 
 
-@pytest.mark.req("R6.4")
+@pytest.mark.req("R6.1", "R6.4")
 def test_mypy_strict_is_clean() -> None:
     result = run(str(BIN / "mypy"), "--strict", *PACKAGES)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]

@@ -1,0 +1,45 @@
+"""The project's shape as SPEC.md sets it: Python CDK for Terraform, one repository for everything."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+import pytest
+
+from tools.requirements import PROJECT_ROOT
+
+
+@pytest.mark.req("R6.1")
+def test_infrastructure_is_python_cdk_terrain() -> None:
+    cdktf = json.loads((PROJECT_ROOT / "cdktf.json").read_text())
+    assert cdktf["language"] == "python"
+    assert cdktf["app"].endswith("python main.py")
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    assert project["project"]["requires-python"] == ">=3.11"
+    infra = " ".join(project["dependency-groups"]["infra"])
+    assert "cdktn>=" in infra and "cdktn-provider-aws>=" in infra
+    assert "cdktf" not in infra.replace("cdktn", ""), "the archived cdktf packages are not used"
+    assert project["tool"]["mypy"]["strict"] is True
+
+
+@pytest.mark.req("R6.5")
+def test_one_repository_holds_app_frontend_infrastructure_pipeline_and_tests() -> None:
+    expected = {
+        "main.py": "file",
+        "cdktf.json": "file",
+        "pyproject.toml": "file",
+        "uv.lock": "file",
+        "stacks": "dir",
+        "modules": "dir",
+        "app": "dir",
+        "frontend": "dir",
+        "pipelines": "dir",
+        "tests": "dir",
+    }
+    for name, kind in expected.items():
+        path = PROJECT_ROOT / name
+        assert path.is_file() if kind == "file" else path.is_dir(), f"{name} is missing"
+    assert (PROJECT_ROOT / "app" / "Dockerfile").is_file()
+    assert (PROJECT_ROOT / "frontend" / "package-lock.json").is_file()
+    assert list((PROJECT_ROOT / "pipelines" / "buildspecs").glob("*.yml"))
