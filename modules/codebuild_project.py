@@ -23,6 +23,9 @@ from constructs import Construct
 
 # Amazon Linux 2023 standard image: Python 3.11+, Node, Docker; the buildspecs install pinned tools.
 BUILD_IMAGE = "aws/codebuild/amazonlinux-x86_64-standard:5.0"
+# Debian 12 with Python 3.11, the OS the project's CI runs on: `.ci/run` installs Debian's Chromium there
+# for the browser tests, which Amazon Linux does not package.
+DEBIAN_TEST_IMAGE = "public.ecr.aws/docker/library/python:3.11-bookworm"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +60,7 @@ class CodeBuildProject(Construct):
         compute_type: str = "BUILD_GENERAL1_SMALL",
         timeout_minutes: int = 60,
         github_source: GitHubSource | None = None,
+        image: str = BUILD_IMAGE,
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = CloudwatchLogGroup(self, "logs", name=log_group_name, retention_in_days=log_retention_days)
@@ -85,7 +89,7 @@ class CodeBuildProject(Construct):
             artifacts=artifacts,
             environment=CodebuildProjectEnvironment(
                 compute_type=compute_type,
-                image=BUILD_IMAGE,
+                image=image,
                 type="LINUX_CONTAINER",
                 image_pull_credentials_type="CODEBUILD",
                 privileged_mode=privileged,

@@ -17,7 +17,7 @@ from cdktn_provider_aws.codestarconnections_connection import Codestarconnection
 from cdktn_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocumentStatement
 from constructs import Construct
 
-from modules.codebuild_project import CodeBuildProject, GitHubSource, ScheduledBuild
+from modules.codebuild_project import BUILD_IMAGE, DEBIAN_TEST_IMAGE, CodeBuildProject, GitHubSource, ScheduledBuild
 from modules.container_registry import ContainerRegistry
 from modules.deploy_role import deploy_permissions
 from modules.iam import ROLE_LIFECYCLE_ACTIONS, statement
@@ -439,6 +439,7 @@ class PipelineStack(StageStack):
             compute_type: str = "BUILD_GENERAL1_SMALL",
             timeout_minutes: int = 60,
             github_source: GitHubSource | None = None,
+            image: str = BUILD_IMAGE,
         ) -> CodeBuildProject:
             return CodeBuildProject(
                 self,
@@ -455,6 +456,7 @@ class PipelineStack(StageStack):
                 compute_type=compute_type,
                 timeout_minutes=timeout_minutes,
                 github_source=github_source,
+                image=image,
             )
 
         terraform = {"TERRAFORM_VERSION": TERRAFORM_VERSION}
@@ -464,7 +466,7 @@ class PipelineStack(StageStack):
                 "update-pipeline", role="update-pipeline", environment={**terraform, "PIPELINE_NAME": prefix}
             ),
             # `make test` runs pytest, checkov and the browser tests: the medium size keeps it in minutes.
-            "test": codebuild("test", role="test", compute_type="BUILD_GENERAL1_MEDIUM"),
+            "test": codebuild("test", role="test", compute_type="BUILD_GENERAL1_MEDIUM", image=DEBIAN_TEST_IMAGE),
             "build": codebuild(
                 "build",
                 role="build",

@@ -42,7 +42,10 @@ def commands(kind: str) -> list[str]:
 
 
 def script_text(kind: str) -> str:
-    return "\n".join(commands(kind))
+    """The buildspec's commands, followed by the text of each script it runs with `bash <path>`."""
+    text = "\n".join(commands(kind))
+    scripts = [PROJECT_ROOT / path for path in re.findall(r"^bash (\S+)$", text, re.MULTILINE)]
+    return "\n".join([text, *(script.read_text() for script in scripts)])
 
 
 @pytest.mark.parametrize("kind", list(BUILDSPECS))
@@ -110,10 +113,15 @@ def test_the_pipeline_scripts_are_valid_bash() -> None:
 
 
 @pytest.mark.req("R10.1", "R10.2", "R10.3", "R10.4")
-def test_the_test_stage_runs_exactly_make_test() -> None:
-    # `make test` is pytest (unit, per-criterion, snapshot, checkov) plus the frontend's tsc and Vitest;
-    # CodeBuild fails the action on a non-zero exit, and the pipeline stops there.
-    assert commands("test") == ["make env", "make test"]
+def test_the_test_stage_runs_exactly_what_ci_runs() -> None:
+    # `.ci/run` installs Chromium and runs `make test`: pytest (unit, per-criterion, snapshot, checkov,
+    # browser) plus the frontend's tsc and Vitest; CodeBuild fails the action on a non-zero exit, and the
+    # pipeline stops there.
+    assert commands("test") == ["bash .ci/run"]
+    assert buildspec("test")["env"]["variables"]["CI"] == "true"
+    ci_run = (PROJECT_ROOT / ".ci" / "run").read_text().splitlines()
+    assert "set -euo pipefail" in ci_run
+    assert ci_run[-1] == "make test"
 
 
 @pytest.mark.req("R4.3", "R4.6")
