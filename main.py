@@ -10,7 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stacks.config import ConfigError, ProjectConfig, load_from_environment
+# The AWS provider's Python bindings are hundreds of megabytes of source: recompiling the modules a
+# synth imports costs about a second each time, so keep their bytecode even where the environment sets
+# PYTHONDONTWRITEBYTECODE (this machine does).
+sys.dont_write_bytecode = False
+
+from stacks.config import ConfigError, ProjectConfig, load_from_environment  # noqa: E402
 
 if TYPE_CHECKING:
     from cdktn import App, TerraformStack

