@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import uvicorn
 
 from app.core.logging import logging_config
@@ -10,8 +12,14 @@ from app.main import create_app, load_settings_or_exit
 
 def main() -> None:
     settings = load_settings_or_exit().settings
+    app = create_app(settings)
+    # Everything imported so far (FastAPI, pydantic, boto3's settings path) lives as long as the process: move it
+    # out of the collector's reach, so that the full collections that requests trigger scan only what requests
+    # left behind. Measured under 64 connections: 5 full collections of 25-38 ms each in 4 s, the p99 tail.
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         workers=1,

@@ -55,6 +55,8 @@ APP_COMMAND = [sys.executable, "-m", "app"]
 BARE_COMMAND = [
     sys.executable, "-m", "uvicorn", "--factory", "tools.bench_backend:bare_app",
     "--workers", "1", "--no-access-log", "--log-level", "warning", "--host", LOOPBACK,
+    # The same proxy and header settings as app/__main__.py, so that neither side does work the other skips.
+    "--proxy-headers", "--forwarded-allow-ips", "*", "--no-server-header",
 ]  # fmt: skip
 
 

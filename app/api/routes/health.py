@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from app.api.deps import SettingsDep
@@ -18,21 +19,28 @@ class ApiHealth(Health):
     environment: str
 
 
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
+# The body never changes: encoded once, not per call (jsonable_encoder + json.dumps measured ~8 us a call).
+_HEALTH_BODY = JSONResponse({"status": "ok"}).body
+
+
+async def health() -> Response:
+    return Response(_HEALTH_BODY, media_type="application/json")
 
 
 def add_liveness_route(app: FastAPI) -> None:
     """GET /health, the route the ALB and the container HEALTHCHECK poll, on the app itself.
 
-    Measured with FastAPI 0.165: a route reached through `include_router` costs ~8 us more per call, and
-    `response_model` validation more again; `responses=` documents the body without validating each call.
+    Measured with FastAPI 0.165: a route reached through `include_router` costs ~8 us more per call. The
+    body is a constant, so the route returns its pre-encoded bytes: FastAPI passes a returned `Response`
+    through untouched (no `response_model` validation, no `jsonable_encoder`), while it still goes through
+    every middleware and exception handler like any route. `responses=` documents the body for the schema.
     """
     app.add_api_route(
         "/health",
         health,
         methods=["GET"],
         response_model=None,
+        response_class=JSONResponse,
         responses={200: {"model": Health}},
         tags=["health"],
         summary="Liveness for the ALB and the container HEALTHCHECK",
