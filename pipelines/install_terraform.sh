@@ -31,7 +31,10 @@ case "${TERRAFORM_ARCH:-$(uname -m)}" in
 esac
 zip="terraform_${version}_linux_${arch}.zip"
 
-if [[ -x "$install_dir/terraform" ]] && "$install_dir/terraform" version | head -n 1 | grep -qx "Terraform v$version"; then
+# sed reads all of the output: `head -n 1` would close the pipe early, and under pipefail the writer's
+# SIGPIPE would make an installed Terraform look missing, at random.
+if [[ -x "$install_dir/terraform" ]] &&
+  [[ "$("$install_dir/terraform" version 2>/dev/null | sed -n 1p)" == "Terraform v$version" ]]; then
   echo "Terraform $version is already installed in $install_dir"
   exit 0
 fi
