@@ -43,3 +43,14 @@ def test_one_repository_holds_app_frontend_infrastructure_pipeline_and_tests() -
     assert (PROJECT_ROOT / "app" / "Dockerfile").is_file()
     assert (PROJECT_ROOT / "frontend" / "package-lock.json").is_file()
     assert list((PROJECT_ROOT / "pipelines" / "buildspecs").glob("*.yml"))
+
+
+@pytest.mark.req("R6.3")
+def test_the_readme_documents_every_setting() -> None:
+    """Every project setting and every stage field can be overridden, so each has a row in the README."""
+    from stacks.config import PROJECT_SETTINGS, STAGE_FIELDS
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    missing = [variable for _, variable in PROJECT_SETTINGS.values() if f"`{variable}`" not in readme]
+    missing += [field.upper() for field in STAGE_FIELDS if f"`{field.upper()}`" not in readme]
+    assert not missing, f"README.md's configuration tables lack {missing}"
