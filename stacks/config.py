@@ -265,6 +265,10 @@ class ProjectConfig:
     # Where bootstrap stacks keep their state: "local" before the state bucket exists, then "s3".
     bootstrap_state: Literal["local", "s3"] = "local"
     stages: tuple[StageConfig, ...] = field(default=())
+    # The known `CANVALO_*` variables the environment set when this was loaded, raw and sorted by name,
+    # except per-commit ones (NOT_FORWARDED): the pipeline's CodeBuild projects get them, so that a synth
+    # inside the pipeline sees the administrator's settings, not only the committed cdktf.json.
+    settings_from_environment: tuple[tuple[str, str], ...] = ()
 
     # IAM roles this project creates live under this path and name prefix, so that deploy roles
     # can be allowed to manage exactly them.
@@ -301,6 +305,11 @@ class ProjectConfig:
         names = [stage.name for stage in self.stages]
         if names != list(STAGE_NAMES):
             raise ConfigError(f"stages are {names}; expected exactly {', '.join(STAGE_NAMES)} in that order")
+
+    @property
+    def environment_settings(self) -> dict[str, str]:
+        """`settings_from_environment` as variable -> value."""
+        return dict(self.settings_from_environment)
 
     def stage(self, name: str) -> StageConfig:
         for stage in self.stages:
@@ -375,6 +384,15 @@ PROJECT_SETTINGS: dict[str, tuple[str, str]] = {
 # Field name -> its annotation as written ("int", "bool", "str | None"): what an override is parsed as.
 STAGE_FIELDS: dict[str, str] = {f.name: str(f.type) for f in fields(StageConfig) if f.name != "name"}
 STAGE_ENV_PATTERN = re.compile(r"^CANVALO_([A-Z]+)_(" + "|".join(n.upper() for n in STAGE_FIELDS) + r")$")
+REGION_VARIABLE = "CANVALO_REGION"
+# Set by the pipeline itself for each commit (build.yml): never a setting to carry from one synth to the next.
+NOT_FORWARDED = frozenset({"CANVALO_IMAGE_TAG"})
+# Every variable `load_project_config` reads, less NOT_FORWARDED: what `settings_from_environment` records.
+FORWARDED_SETTINGS = (
+    frozenset({REGION_VARIABLE})
+    | {variable for _, variable in PROJECT_SETTINGS.values()}
+    | {stage_env_var(stage, field_name) for stage in STAGE_NAMES for field_name in STAGE_FIELDS}
+) - NOT_FORWARDED
 
 
 def _parse(stage: str, field_name: str, raw: object, source: str) -> object:
@@ -400,7 +418,7 @@ def _parse(stage: str, field_name: str, raw: object, source: str) -> object:
 
 def load_project_config(context: Mapping[str, Any], environ: Mapping[str, str]) -> ProjectConfig:
     """Build the validated configuration from cdktf.json's context and environment overrides."""
-    region = str(environ.get("CANVALO_REGION") or context.get("region") or "eu-west-1")
+    region = str(environ.get(REGION_VARIABLE) or context.get("region") or "eu-west-1")
     stage_context = context.get("stages") or {}
     if not isinstance(stage_context, Mapping):
         raise ConfigError("context stages in cdktf.json must be an object keyed by stage name")
@@ -447,7 +465,8 @@ def load_project_config(context: Mapping[str, Any], environ: Mapping[str, str]) 
     for required in ("branch", "repository", "image_tag", "bedrock_model_id"):
         if required not in project_values:
             raise ConfigError(f"{required} is not set: add it to cdktf.json context or its CANVALO_ variable")
-    return ProjectConfig(stages=tuple(stages), **project_values)
+    forwarded = tuple(sorted((name, value) for name, value in environ.items() if name in FORWARDED_SETTINGS))
+    return ProjectConfig(stages=tuple(stages), settings_from_environment=forwarded, **project_values)
 
 
 def with_stage(project: ProjectConfig, stage: StageConfig) -> ProjectConfig:

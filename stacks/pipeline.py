@@ -440,7 +440,16 @@ class PipelineStack(StageStack):
             timeout_minutes: int = 60,
             github_source: GitHubSource | None = None,
             image: str = BUILD_IMAGE,
+            administrator_settings: bool = True,
         ) -> CodeBuildProject:
+            """`administrator_settings`: the project also gets the `CANVALO_*` settings this stack was
+            deployed with, so every synth and config load in it sees them and a self-update keeps them."""
+            if administrator_settings:
+                clashes = settings.keys() & (environment or {}).keys()
+                # A raise, not an assert: cdktf.json runs the app with `python -O`.
+                if clashes:
+                    raise ValueError(f"the {kind} project sets {', '.join(sorted(clashes))} itself")
+                environment = {**(environment or {}), **settings}
             return CodeBuildProject(
                 self,
                 f"{kind}-project",
@@ -459,6 +468,7 @@ class PipelineStack(StageStack):
                 image=image,
             )
 
+        settings = project.environment_settings
         terraform = {"TERRAFORM_VERSION": TERRAFORM_VERSION}
         last_stage = project.stages[-1].name
         self.projects = {
@@ -466,7 +476,14 @@ class PipelineStack(StageStack):
                 "update-pipeline", role="update-pipeline", environment={**terraform, "PIPELINE_NAME": prefix}
             ),
             # `make test` runs pytest, checkov and the browser tests: the medium size keeps it in minutes.
-            "test": codebuild("test", role="test", compute_type="BUILD_GENERAL1_MEDIUM", image=DEBIAN_TEST_IMAGE),
+            # It tests the repository's own fixture configuration, never the administrator's settings.
+            "test": codebuild(
+                "test",
+                role="test",
+                compute_type="BUILD_GENERAL1_MEDIUM",
+                image=DEBIAN_TEST_IMAGE,
+                administrator_settings=False,
+            ),
             "build": codebuild(
                 "build",
                 role="build",
