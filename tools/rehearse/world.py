@@ -1,0 +1,123 @@
+"""The rehearsal's AWS: one moto_server on 127.0.0.1, one set of credentials per account.
+
+moto links credentials to an account by how they were made: keys that `sts:AssumeRole` returned for
+`arn:aws:iam::<account>:role/<name>` act in <account>. The rehearsal plays AWS itself (the fake
+Terraform's checks, CodeBuild's role credentials) with such keys for a role that no policy names,
+`AWS_SIDE_ROLE`, so what it does on AWS's behalf never passes for a principal of the project.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+# What AWS itself does in an account (create what an admin created, read what IAM would read).
+AWS_SIDE_ROLE = "rehearsal-aws-side"
+# The base keys moto maps to its default account; only ever used to call sts:AssumeRole.
+BASE_CREDENTIALS = {"aws_access_key_id": "rehearsal", "aws_secret_access_key": "rehearsal"}
+WORLD_FILE_VARIABLE = "CANVALO_REHEARSAL_WORLD"
+
+
+@dataclass(frozen=True)
+class World:
+    """Where the rehearsal's AWS is, and the accounts in it (stage name -> account id)."""
+
+    endpoint: str
+    region: str
+    accounts: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> World:
+        raw = json.loads(path.read_text())
+        return cls(endpoint=raw["endpoint"], region=raw["region"], accounts=dict(raw["accounts"]))
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps({"endpoint": self.endpoint, "region": self.region, "accounts": self.accounts}))
+
+    def session_for(self, credentials: dict[str, str], region: str | None = None) -> boto3.session.Session:
+        return boto3.session.Session(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+            region_name=region or self.region,
+        )
+
+    def role_credentials(self, role_arn: str, session_name: str = "rehearsal") -> dict[str, str]:
+        """Keys that act as `role_arn` in its account; nothing is checked: callers check trust first."""
+        sts = boto3.session.Session(region_name=self.region, **BASE_CREDENTIALS).client(
+            "sts", endpoint_url=self.endpoint
+        )
+        issued = sts.assume_role(RoleArn=role_arn, RoleSessionName=session_name[:64])["Credentials"]
+        return {
+            "AccessKeyId": issued["AccessKeyId"],
+            "SecretAccessKey": issued["SecretAccessKey"],
+            "SessionToken": issued["SessionToken"],
+            "Expiration": issued["Expiration"].isoformat(),
+        }
+
+    def aws_side(self, account: str, region: str | None = None) -> boto3.session.Session:
+        """A session acting as AWS itself inside `account`."""
+        return self.session_for(self.role_credentials(f"arn:aws:iam::{account}:role/{AWS_SIDE_ROLE}"), region)
+
+    def client(self, account: str, service: str, region: str | None = None) -> Any:
+        return self.aws_side(account, region).client(service, endpoint_url=self.endpoint)  # type: ignore[call-overload]
+
+    def owner_of_bucket(self, bucket: str) -> str | None:
+        for account in self.accounts.values():
+            names = [b["Name"] for b in self.client(account, "s3").list_buckets().get("Buckets", [])]
+            if bucket in names:
+                return account
+        return None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class MotoServer:
+    """moto_server on 127.0.0.1 for the length of a `with` block."""
+
+    def __init__(self, log: Path) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> MotoServer:
+        moto_server = Path(sys.executable).parent / "moto_server"
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(moto_server), "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"},
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.__exit__()
+        raise RuntimeError(f"moto_server did not listen on 127.0.0.1:{self.port} within 30 s: see {self.log}")
+
+    def __exit__(self, *_: object) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
