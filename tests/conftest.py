@@ -44,7 +44,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for marker in item.iter_markers("req"):
             for criterion in marker.args:
                 if not CRITERION_ID.match(criterion) or criterion not in KNOWN_CRITERIA:
-                    raise pytest.UsageError(f"{item.nodeid}: req({criterion!r}) is not a criterion of requirements.md")
+                    raise pytest.UsageError(f"{item.nodeid}: req({criterion!r}) is not a criterion of docs/criteria.md")
                 item.user_properties.append(("req", criterion))
 
 

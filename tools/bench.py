@@ -1,4 +1,4 @@
-"""`make bench`: measure the budgets of ../shared/DESIGN.md and write them as Markdown tables.
+"""`make bench`: measure the project's performance budgets and write them as Markdown tables.
 
 This file measures synth (cold and warm, time and peak memory); every other `tools/bench_*.py`
 module contributes a section through its `measure() -> str`. A benchmark reports, it never fails a

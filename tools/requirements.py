@@ -1,4 +1,4 @@
-"""The acceptance criteria of the requirements document, read from the document itself."""
+"""The acceptance criteria this project is held to, read from the repository's own table of them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-REQUIREMENTS_DOCUMENT = PROJECT_ROOT.parent / "shared" / "seed" / "requirements.md"
+CRITERIA_DOCUMENT = PROJECT_ROOT / "docs" / "criteria.md"
 CRITERION_ID = re.compile(r"^R(\d+)\.(\d+)$")
 
 
@@ -18,19 +18,15 @@ class Criterion:
     text: str
 
 
-def load_criteria(document: Path = REQUIREMENTS_DOCUMENT) -> list[Criterion]:
-    """Every numbered acceptance criterion, as R<requirement>.<criterion>, in document order."""
+def load_criteria(document: Path = CRITERIA_DOCUMENT) -> list[Criterion]:
+    """Every row `| R<requirement>.<criterion> | <requirement> | <summary> |` of the table, in file order."""
     criteria: list[Criterion] = []
-    requirement_number, requirement_title, in_criteria = "", "", False
-    for line in document.read_text().splitlines():
-        heading = re.match(r"^### Requirement (\d+): (.+)$", line)
-        if heading:
-            requirement_number, requirement_title, in_criteria = heading.group(1), heading.group(2), False
+    for number, line in enumerate(document.read_text().splitlines(), start=1):
+        if not line.startswith("| R"):
             continue
-        if line.startswith("#### Acceptance Criteria"):
-            in_criteria = True
-            continue
-        item = re.match(r"^(\d+)\. (.+)$", line)
-        if in_criteria and item and requirement_number:
-            criteria.append(Criterion(f"R{requirement_number}.{item.group(1)}", requirement_title, item.group(2)))
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        # A malformed row would silently drop a criterion, and with it the tests that cite it.
+        if len(cells) != 3 or not CRITERION_ID.match(cells[0]) or not all(cells):
+            raise ValueError(f"{document}:{number}: expected | R<n>.<m> | <requirement> | <summary> |, got {line!r}")
+        criteria.append(Criterion(*cells))
     return criteria
