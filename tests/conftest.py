@@ -1,4 +1,4 @@
-"""Shared test setup: fake AWS credentials, and the `req` marker that ties tests to acceptance criteria.
+"""Shared test setup: fake AWS credentials, no CANVALO_* settings, and the `req` marker for acceptance criteria.
 
 Every run writes `.reports/requirements.json` (criterion -> tests and outcomes), which
 `make requirements` turns into the coverage table.
@@ -34,6 +34,10 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get(
 os.environ["JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION"] = "1"
 for leaked in ("AWS_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"):
     os.environ.pop(leaked, None)
+# Settings a developer exported for a deploy (CANVALO_BETA_ACCOUNT_ID...) would override the fixture
+# configuration (tests/fixtures/context.json) that every test assumes.
+for setting in [name for name in os.environ if name.startswith("CANVALO_")]:
+    del os.environ[setting]
 
 REPORT = PROJECT_ROOT / ".reports" / "requirements.json"
 KNOWN_CRITERIA = {criterion.id for criterion in load_criteria()}

@@ -1,4 +1,4 @@
-"""Synthesize every stack once per test session (once across xdist workers) and share the JSON.
+"""Synthesize every stack of the fixture configuration once per test session (once across xdist workers).
 
 The synth runs with sentinel secret values in the environment, so that the sentinel test can prove
 no secret reaches cdktf.out whatever a stack might read.
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tools.requirements import PROJECT_ROOT
+from tests.support.config import fixture_project
 
 SENTINELS = {
     "SUPABASE_URL": "https://sentinel-supabase-url.invalid",
@@ -28,9 +28,8 @@ Document = dict[str, Any]
 
 def synth_into(outdir: Path, environ: dict[str, str]) -> None:
     from main import synthesize
-    from stacks.config import load_from_environment
 
-    synthesize(load_from_environment(environ, PROJECT_ROOT), outdir)
+    synthesize(fixture_project(environ), outdir)
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +42,7 @@ def synth_outdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with (shared / "cdktf.out.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.exists():
-            environ = {k: v for k, v in os.environ.items() if not k.startswith("CANVALO_")} | SENTINELS
+            environ = dict(os.environ) | SENTINELS
             saved = dict(os.environ)
             os.environ.clear()
             os.environ.update(environ)

@@ -2,72 +2,107 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from stacks.config import (
     FARGATE_MEMORY_BY_CPU,
+    PROJECT_SETTINGS,
     ConfigError,
-    ProjectConfig,
     load_from_environment,
-    load_project_config,
 )
+from tests.support.config import fixture_context, fixture_project, hermetic_environment
 from tools.requirements import PROJECT_ROOT
 
-CONTEXT: dict[str, Any] = {
-    "region": "eu-west-1",
-    "branch": "main",
-    "repository": "canvalo/canvalo",
-    "imageTag": "abc123",
-    "bedrockModelId": "anthropic.claude",
-    "stages": {
-        "beta": {"account_id": "111111111111"},
-        "gamma": {"account_id": "222222222222"},
-        "prod": {"account_id": "333333333333", "domain_name": "canvalo.example.com"},
-    },
-}
-
-
-def load(environ: Mapping[str, str] | None = None, **context: Any) -> ProjectConfig:
-    return load_project_config({**CONTEXT, **context}, environ or {})
+STAGES_CONTEXT: dict[str, Any] = fixture_context()["stages"]
 
 
 @pytest.mark.req("R7.1")
 def test_beta_is_small_with_one_task() -> None:
-    beta = load().stage("beta")
+    beta = fixture_project().stage("beta")
     assert (beta.cpu, beta.memory, beta.min_tasks, beta.max_tasks) == (256, 512, 1, 1)
     assert not beta.autoscaling
 
 
 @pytest.mark.req("R7.2")
 def test_gamma_is_medium_with_two_tasks_scaling_to_ten() -> None:
-    gamma = load().stage("gamma")
+    gamma = fixture_project().stage("gamma")
     assert (gamma.cpu, gamma.memory, gamma.min_tasks, gamma.max_tasks) == (512, 1024, 2, 10)
 
 
 @pytest.mark.req("R7.3")
 def test_prod_is_large_with_two_tasks_and_autoscaling() -> None:
-    prod = load().stage("prod")
+    prod = fixture_project().stage("prod")
     assert (prod.cpu, prod.memory, prod.min_tasks, prod.max_tasks) == (1024, 2048, 2, 10)
     assert prod.autoscaling and prod.https and prod.deletion_protection
 
 
 @pytest.mark.req("R6.3")
-def test_committed_context_is_the_default() -> None:
+def test_the_committed_context_loads_and_validates() -> None:
+    """Whatever an administrator committed to cdktf.json (real accounts, another branch) must be a valid config."""
     project = load_from_environment({}, PROJECT_ROOT)
+    assert [stage.name for stage in project.stages] == ["beta", "gamma", "prod"]
+
+
+def test_the_fixture_is_what_the_tests_assume() -> None:
+    project = fixture_project()
     assert [s.account_id for s in project.stages] == ["111111111111", "222222222222", "333333333333"]
-    assert project.branch == "main"
+    assert {s.region for s in project.stages} == {"eu-west-1"}
+    assert (project.app_name, project.branch, project.repository) == ("canvalo", "main", "canvalo/canvalo")
+    assert (project.image_tag, project.bootstrap_state) == ("unreleased", "local")
+    assert project.codestar_connection_arn is None and project.notification_email is None
     assert project.stage("prod").domain_name == "canvalo.example.com"
+    assert project.stage("beta").domain_name is None and project.stage("gamma").domain_name is None
+
+
+def test_a_process_given_the_hermetic_environment_sees_the_fixture_whatever_cdktf_json_says(tmp_path: Path) -> None:
+    # Every key the loader reads: a key the fixture left out would let cdktf.json's value through.
+    assert {"region", "stages", *PROJECT_SETTINGS} <= set(fixture_context())
+    administrators = {
+        "appName": "shop",
+        "region": "us-east-2",
+        "branch": "release",
+        "repository": "acme/shop",
+        "codestarConnectionArn": "arn:aws:codeconnections:us-east-2:444444444444:connection/abc",
+        "notificationEmail": "ops@example.com",
+        "imageTag": "v1",
+        "bedrockModelId": "other-model",
+        "bootstrapState": "s3",
+        "stages": {
+            "beta": {"account_id": "444444444444", "domain_name": "beta.example.org"},
+            "gamma": {"account_id": "555555555555", "min_tasks": 3},
+            "prod": {"account_id": "666666666666", "domain_name": "shop.example.org"},
+        },
+    }
+    (tmp_path / "cdktf.json").write_text(json.dumps({"context": administrators}))
+    assert load_from_environment({}, tmp_path).branch == "release", "the administrator's file is read"
+    assert load_from_environment(hermetic_environment({}), tmp_path) == fixture_project()
+
+
+def test_settings_a_developer_exported_do_not_reach_the_tests() -> None:
+    script = (
+        "import os\n"
+        "def settings(): return sorted(k for k in os.environ if k.startswith('CANVALO_'))\n"
+        "print(settings())\n"
+        "import tests.conftest\n"
+        "print(settings())\n"
+    )
+    environ = {**os.environ, "CANVALO_BETA_ACCOUNT_ID": "444444444444", "CANVALO_BRANCH": "release"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, env=environ, capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.splitlines() == ["['CANVALO_BETA_ACCOUNT_ID', 'CANVALO_BRANCH']", "[]"], result.stderr
 
 
 @pytest.mark.req("R6.3")
 def test_environment_overrides_context() -> None:
-    project = load(
+    project = fixture_project(
         {
             "CANVALO_GAMMA_ACCOUNT_ID": "444444444444",
             "CANVALO_REGION": "us-east-2",
@@ -84,7 +119,7 @@ def test_environment_overrides_context() -> None:
 
 @pytest.mark.req("R6.3")
 def test_context_overrides_defaults() -> None:
-    project = load(stages={**CONTEXT["stages"], "beta": {"account_id": "555555555555", "nat_gateways": 2}})
+    project = fixture_project(stages={**STAGES_CONTEXT, "beta": {"account_id": "555555555555", "nat_gateways": 2}})
     assert project.stage("beta").account_id == "555555555555"
     assert project.stage("beta").nat_gateways == 2
 
@@ -130,7 +165,7 @@ def test_context_overrides_defaults() -> None:
 @pytest.mark.req("R6.3")
 def test_bad_values_name_the_setting_and_the_value(environ: dict[str, str], expected: str) -> None:
     with pytest.raises(ConfigError) as raised:
-        load(environ)
+        fixture_project(environ)
     message = str(raised.value)
     assert expected in message
     assert "\n" not in message
@@ -139,29 +174,29 @@ def test_bad_values_name_the_setting_and_the_value(environ: dict[str, str], expe
 @pytest.mark.req("R6.3")
 def test_unknown_stage_in_context_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"unknown stage .staging. in cdktf\.json context stages"):
-        load(stages={**CONTEXT["stages"], "staging": {"account_id": "444444444444"}})
+        fixture_project(stages={**STAGES_CONTEXT, "staging": {"account_id": "444444444444"}})
     with pytest.raises(ConfigError, match="unknown stage 'dev'"):
-        load().stage("dev")
+        fixture_project().stage("dev")
 
 
 @pytest.mark.req("R6.3")
 def test_unknown_stage_field_in_context_is_refused() -> None:
     with pytest.raises(ConfigError, match="stage beta: unknown field 'cpus'"):
-        load(stages={**CONTEXT["stages"], "beta": {"account_id": "111111111111", "cpus": 256}})
+        fixture_project(stages={**STAGES_CONTEXT, "beta": {"account_id": "111111111111", "cpus": 256}})
 
 
 def test_every_fargate_pair_is_accepted_and_its_neighbours_refused() -> None:
     for cpu, sizes in FARGATE_MEMORY_BY_CPU.items():
         for memory in sizes:
-            load({"CANVALO_GAMMA_CPU": str(cpu), "CANVALO_GAMMA_MEMORY": str(memory)})
+            fixture_project({"CANVALO_GAMMA_CPU": str(cpu), "CANVALO_GAMMA_MEMORY": str(memory)})
         with pytest.raises(ConfigError):
-            load({"CANVALO_GAMMA_CPU": str(cpu), "CANVALO_GAMMA_MEMORY": str(sizes[-1] + 1024 * 8)})
+            fixture_project({"CANVALO_GAMMA_CPU": str(cpu), "CANVALO_GAMMA_MEMORY": str(sizes[-1] + 1024 * 8)})
 
 
 def test_placeholder_accounts_are_refused_before_a_real_deploy() -> None:
     with pytest.raises(ConfigError, match=r"placeholder account ids beta=111111111111"):
-        load().require_real_accounts()
-    load(
+        fixture_project().require_real_accounts()
+    fixture_project(
         {
             "CANVALO_BETA_ACCOUNT_ID": "123456789012",
             "CANVALO_GAMMA_ACCOUNT_ID": "223456789012",
@@ -172,7 +207,7 @@ def test_placeholder_accounts_are_refused_before_a_real_deploy() -> None:
 
 @pytest.mark.req("R6.3")
 def test_synth_with_a_bad_override_exits_with_one_line_and_no_traceback() -> None:
-    environ = {**os.environ, "CANVALO_PROD_MEMORY": "3000"}
+    environ = hermetic_environment({**os.environ, "CANVALO_PROD_MEMORY": "3000"})
     result = subprocess.run(
         [sys.executable, "main.py"], cwd=PROJECT_ROOT, env=environ, capture_output=True, text=True, timeout=60
     )

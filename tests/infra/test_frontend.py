@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.infra.conftest import STAGES, Document, data_sources, one, policy_statements, resources
+from tests.support.config import fixture_project
 from tools.requirements import PROJECT_ROOT
 
 ACCOUNTS = {"beta": "111111111111", "gamma": "222222222222", "prod": "333333333333"}
@@ -400,11 +401,10 @@ def test_the_csp_admits_the_built_page() -> None:
 
 
 def test_a_price_class_cloudfront_does_not_have_is_refused_with_the_setting_to_fix() -> None:
-    from stacks.config import ConfigError, load_project_config, read_context
+    from stacks.config import ConfigError
 
-    context = read_context(PROJECT_ROOT / "cdktf.json", {})
     with pytest.raises(ConfigError) as refused:
-        load_project_config(context, {"CANVALO_GAMMA_CDN_PRICE_CLASS": "PriceClass_50"})
+        fixture_project({"CANVALO_GAMMA_CDN_PRICE_CLASS": "PriceClass_50"})
     message = str(refused.value)
     assert "\n" not in message
     assert "cdn_price_class='PriceClass_50'" in message and "CANVALO_GAMMA_CDN_PRICE_CLASS" in message

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import pytest
 
 from modules.pipeline import BUILDSPECS, TERRAFORM_VERSION
 from tests.infra.conftest import Document, data_sources, one, policy_statements, resources
+from tests.support.config import fixture_project
 from tools.requirements import PROJECT_ROOT
 
 BETA, GAMMA, PROD = "111111111111", "222222222222", "333333333333"
@@ -401,10 +401,9 @@ def test_drift_is_checked_daily_against_prod_by_a_role_that_can_start_only_that(
 def reconfigured(tmp_path_factory: pytest.TempPathFactory) -> Document:
     from cdktn import App
 
-    from stacks.config import load_from_environment
     from stacks.pipeline import PipelineStack
 
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("CANVALO_")} | {
+    environ = {
         "CANVALO_BRANCH": "release",
         "CANVALO_CODESTAR_CONNECTION_ARN": f"arn:aws:codeconnections:eu-west-1:{BETA}:connection/0a1b2c3d-existing",
         "CANVALO_NOTIFICATION_EMAIL": "platform@example.com",
@@ -412,7 +411,7 @@ def reconfigured(tmp_path_factory: pytest.TempPathFactory) -> Document:
     outdir = tmp_path_factory.mktemp("pipeline-release")
     target_versions = json.loads((PROJECT_ROOT / "cdktf.json").read_text())["targetVersions"]
     app = App(outdir=str(outdir), context={"targetVersions": target_versions})
-    PipelineStack(app, project=load_from_environment(environ, PROJECT_ROOT))
+    PipelineStack(app, project=fixture_project(environ))
     app.synth()
     document: dict[str, Any] = json.loads((Path(outdir) / "stacks" / "pipeline" / "cdk.tf.json").read_text())
     return document

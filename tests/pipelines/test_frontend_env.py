@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from pipelines.frontend_env import main
+from tests.support.config import hermetic_environment
 
 
 def exports(capsys: pytest.CaptureFixture[str], *argv: str, **environ: str) -> tuple[int, str, str]:
-    code = main(list(argv), {**environ})
+    code = main(list(argv), hermetic_environment(environ))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.config import hermetic_environment
 from tools.requirements import PROJECT_ROOT
 
 FRONTEND = PROJECT_ROOT / "frontend"
@@ -33,7 +34,7 @@ def make_frontend(stage: str, dist: Path, **environ: str) -> subprocess.Complete
     return run(
         ["make", "--no-print-directory", "-o", str(PROJECT_ROOT / ".venv" / ".synced"), "-o", str(INSTALLED),
          "frontend", f"STAGE={stage}", f"FRONTEND_DIST={dist}"],
-        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **environ},
+        env=hermetic_environment({**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **environ}),
     )  # fmt: skip
 
 
