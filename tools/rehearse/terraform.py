@@ -108,7 +108,7 @@ class Backend:
 
     @property
     def local_path(self) -> Path:
-        return (self.directory / self.settings.get("path", "terraform.tfstate")).resolve()
+        return (self.directory / str(self.settings.get("path", "terraform.tfstate"))).resolve()
 
     def _s3(self) -> Any:
         assert self.session is not None
@@ -124,10 +124,11 @@ class Cloud:
 
     def identity(self, session: boto3.session.Session) -> dict[str, str]:
         try:
-            found: dict[str, str] = session.client("sts", endpoint_url=self.world.endpoint).get_caller_identity()
-        except Exception as error:  # noqa: BLE001 - any failure to sign is "no valid credentials" to Terraform
+            found = session.client("sts", endpoint_url=self.world.endpoint).get_caller_identity()
+        except Exception as error:
+            # Any failure to sign or to reach STS is "no valid credentials" to Terraform.
             raise Refused(f"No valid credential sources found: {error}") from None
-        return found
+        return {"Account": found["Account"], "Arn": found["Arn"], "UserId": found["UserId"]}
 
     def principal_arn(self, session: boto3.session.Session) -> str:
         """The IAM ARN of the caller as IAM conditions see it (`aws:PrincipalArn`): the role, with its path."""
@@ -188,7 +189,9 @@ def trust_allows(policy: Mapping[str, Any], caller_arn: str) -> bool:
         actions = as_list(item.get("Action"))
         if not any(fnmatch.fnmatchcase("sts:AssumeRole", a) for a in actions):
             continue
-        principals = as_list((item.get("Principal") or {}).get("AWS")) if isinstance(item.get("Principal"), dict) else []
+        principals = (
+            as_list((item.get("Principal") or {}).get("AWS")) if isinstance(item.get("Principal"), dict) else []
+        )
         if item.get("Principal") == "*":
             principals = ["*"]
         named = any(
@@ -348,14 +351,15 @@ class Stack:
                     f"(the stack at {body['config'].get('key')} has not applied that output)"
                 )
             return dig(outputs[path[1]]["value"], path[2:])
-        values: dict[str, Any] = {
+        data: dict[str, dict[str, Any]] = {
             "aws_caller_identity": {"account_id": self.account, "arn": f"arn:aws:iam::{self.account}:root"},
             "aws_region": {"name": self.region, "id": self.region, "region": self.region},
             "aws_partition": {"partition": "aws", "dns_suffix": "amazonaws.com"},
             "aws_availability_zones": {"names": [f"{self.region}{z}" for z in "abc"]},
             "aws_elb_service_account": {"arn": "arn:aws:iam::156460612806:root"},
             "aws_route53_zone": {"zone_id": f"Z{stable_hash(self.account, name).upper()}"},
-        }.get(kind, {})
+        }
+        values = data.get(kind, {})
         return dig(values, path) if path and path[0] in values else f"data-{stable_hash(kind, name, *path)}"
 
     def resource_attribute(self, address: str, path: list[str]) -> Any:
@@ -390,7 +394,9 @@ class Stack:
             service = SERVICE_OF_TYPE.get(kind, kind.removeprefix("aws_").split("_")[0])
             return f"arn:aws:{service}:{self.region}:{self.account}:{kind.removeprefix('aws_')}/{label}/{token}"
         if attribute in ("id", "bucket", "name"):
-            return label if kind in ("aws_s3_bucket", "aws_iam_role", "aws_secretsmanager_secret") else f"{label}-{token}"
+            return (
+                label if kind in ("aws_s3_bucket", "aws_iam_role", "aws_secretsmanager_secret") else f"{label}-{token}"
+            )
         if attribute == "dns_name":
             return f"{label}-{token}.{self.region}.elb.amazonaws.com"
         if attribute == "domain_name":
@@ -701,7 +707,9 @@ class Terraform:
 
     def provider_session(self) -> tuple[boto3.session.Session, str, str]:
         providers = (self.config.get("provider") or {}).get("aws") or [{}]
-        sessions = [self.cloud.session_in(p, f"provider aws{'.' + p['alias'] if p.get('alias') else ''}") for p in providers]
+        sessions = [
+            self.cloud.session_in(p, f"provider aws{'.' + p['alias'] if p.get('alias') else ''}") for p in providers
+        ]
         main = providers[0]
         region = main.get("region") or self.world.region
         session = sessions[0]
@@ -748,7 +756,8 @@ class Terraform:
         wanted = "".join(
             f'provider "registry.terraform.io/{source}" {{ version = "{spec.get("version", "")}" }}\n'
             for source, spec in sorted(
-                (v.get("source", k), v) for k, v in ((self.config.get("terraform") or {}).get("required_providers") or {}).items()
+                (v.get("source", k), v)
+                for k, v in ((self.config.get("terraform") or {}).get("required_providers") or {}).items()
             )
         )
         if "-lockfile=readonly" in args and lock.exists() and lock.read_text() != wanted:
@@ -920,11 +929,21 @@ class Terraform:
 
     @staticmethod
     def computed_attributes(stack: Stack, address: str) -> dict[str, Any]:
-        return {a: stack.computed(address, a) for a in ("id", "arn", "dns_name", "domain_name", "repository_url", "arn_suffix")}
+        return {
+            a: stack.computed(address, a)
+            for a in ("id", "arn", "dns_name", "domain_name", "repository_url", "arn_suffix")
+        }
 
     def output(self, args: Sequence[str]) -> int:
         state = self.initialized().read()
-        print(json.dumps({n: {"sensitive": o["sensitive"], "type": "string", "value": o["value"]} for n, o in state["outputs"].items()}))
+        print(
+            json.dumps(
+                {
+                    n: {"sensitive": o["sensitive"], "type": "string", "value": o["value"]}
+                    for n, o in state["outputs"].items()
+                }
+            )
+        )
         return 0
 
 
@@ -939,7 +958,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     world = World.load(Path(os.environ[WORLD_FILE_VARIABLE]))
     try:
         terraform = Terraform(Path.cwd(), world)
-        command = {"init": terraform.init, "plan": terraform.plan, "show": terraform.show, "apply": terraform.apply, "output": terraform.output}.get(args[0])
+        command = {
+            "init": terraform.init,
+            "plan": terraform.plan,
+            "show": terraform.show,
+            "apply": terraform.apply,
+            "output": terraform.output,
+        }.get(args[0])
         if command is None:
             raise Refused(f"the rehearsal's terraform does not model `terraform {args[0]}`")
         return command(args[1:])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -53,9 +54,11 @@ class World:
 
     def role_credentials(self, role_arn: str, session_name: str = "rehearsal") -> dict[str, str]:
         """Keys that act as `role_arn` in its account; nothing is checked: callers check trust first."""
-        sts = boto3.session.Session(region_name=self.region, **BASE_CREDENTIALS).client(
-            "sts", endpoint_url=self.endpoint
-        )
+        sts = boto3.session.Session(
+            aws_access_key_id=BASE_CREDENTIALS["aws_access_key_id"],
+            aws_secret_access_key=BASE_CREDENTIALS["aws_secret_access_key"],
+            region_name=self.region,
+        ).client("sts", endpoint_url=self.endpoint)
         issued = sts.assume_role(RoleArn=role_arn, RoleSessionName=session_name[:64])["Credentials"]
         return {
             "AccessKeyId": issued["AccessKeyId"],
@@ -77,6 +80,22 @@ class World:
             if bucket in names:
                 return account
         return None
+
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def tool_command(module: str, world_file: Path, **variables: str) -> str:
+    """A shell command running one of the rehearsal's modules, AWS's side of a build: `-P` keeps the build's
+    own working directory (a copy of some commit, maybe without the rehearsal) off the import path."""
+    settings = {WORLD_FILE_VARIABLE: str(world_file), "PYTHONPATH": str(REPOSITORY), **variables}
+    assignments = " ".join(f"{name}={shlex.quote(value)}" for name, value in settings.items())
+    return f"{assignments} {shlex.quote(sys.executable)} -P -m {module}"
+
+
+def launcher(module: str, world_file: Path, *arguments: str, **variables: str) -> str:
+    """An executable script that runs `module` with the script's own arguments."""
+    return f'#!/bin/sh\nexec env {tool_command(module, world_file, **variables)} {" ".join(arguments)} "$@"\n'
 
 
 def free_port() -> int:

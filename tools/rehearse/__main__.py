@@ -1,0 +1,477 @@
+"""`make rehearse`: from empty accounts to prod, then a no-op commit, an output change, a pipeline change,
+a failure and its retry; each through the synthesized pipeline's own actions. Exits 1 unless every
+scenario ends as expected. A scenario that a known defect breaks is expected to fail with that defect's
+words (like a strict xfail): it counts as unexpected once it passes, so the fix must update it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools.rehearse.codebuild import Machine, StandIn
+from tools.rehearse.pipeline import Execution, Pipeline, Services, Step
+from tools.rehearse.world import REPOSITORY, MotoServer, World, launcher, tool_command
+
+ACCOUNTS = {"beta": "444444444444", "gamma": "555555555555", "prod": "666666666666"}
+REGION = "eu-west-1"
+# Executions a new deployment may take before the rehearsal calls it stuck.
+MAX_FIRST_DEPLOY_EXECUTIONS = 8
+ADMINISTRATOR_ROLE = "Administrator"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """`defect` is None when the scenario must pass; else the words its failure must contain."""
+
+    defect: str | None = None
+    words: str = ""
+
+
+@dataclass
+class Outcome:
+    name: str
+    passed: bool
+    detail: str
+    expectation: Expectation
+
+    @property
+    def as_expected(self) -> bool:
+        if self.expectation.defect is None:
+            return self.passed
+        return not self.passed and self.expectation.words in self.detail
+
+
+class ScenarioError(Exception):
+    pass
+
+
+class Rehearsal:
+    def __init__(self, root: Path, world: World, services: Services, out: Callable[[str], None]) -> None:
+        self.root = root
+        self.world = world
+        self.services = services
+        self.out = out
+        self.steps: list[Step] = []
+        root.mkdir(parents=True)
+        world_file = root / "world.json"
+        world.save(world_file)
+        (root / "faults").mkdir()
+        self.machine = Machine(root / "machine", world_file, world.endpoint)
+        self.github = root / "github"
+        self.admin = root / "admin"
+        self.admin_bin = self._admin_tools(world_file)
+        self._create_repository()
+        stand_ins = [
+            StandIn(
+                "test",
+                "bash .ci/run",
+                "make env >/dev/null && .venv/bin/python -m pytest -q --collect-only tests >/dev/null && echo 'every test collects'",
+                "the whole suite ran in CI on this commit; here the repository-only copy collects every test",
+            ),
+            StandIn(
+                "smoke",
+                "make deployed-test",
+                tool_command("tools.rehearse.probe", world_file)
+                + ' --stage "$STAGE" --backend-url "$BACKEND_URL" --frontend-url "$FRONTEND_URL"',
+                "the stage's hosts do not answer here: the probe asks the rehearsal's AWS what they would serve",
+            ),
+        ]
+        self.pipeline = Pipeline(
+            world=world,
+            machine=self.machine,
+            services=services,
+            repository=self.github,
+            root=root / "runs",
+            state_bucket=f"canvalo-tfstate-{ACCOUNTS['beta']}-{REGION}",
+            pipeline_account=ACCOUNTS["beta"],
+            stand_ins=stand_ins,
+            record=self.record,
+        )
+        (root / "runs").mkdir()
+
+    # The world outside the pipeline: GitHub, an administrator's laptop
+
+    def _create_repository(self) -> None:
+        files = (
+            subprocess.run(["git", "ls-files", "-z"], cwd=REPOSITORY, capture_output=True, check=True)
+            .stdout.decode()
+            .split("\0")
+        )
+        self.github.mkdir()
+        for name in filter(None, files):
+            source = REPOSITORY / name
+            if source.is_file():
+                target = self.github / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target)
+        self.git(self.github, "init", "-q", "-b", "main")
+        self.git(self.github, "add", "-A")
+        self.git(self.github, "commit", "-q", "-m", "the repository as it is now")
+        self.git(self.root, "clone", "-q", str(self.github), str(self.admin))
+
+    @staticmethod
+    def git(where: Path, *args: str) -> str:
+        environment = {
+            **os.environ,
+            "GIT_AUTHOR_NAME": "rehearsal",
+            "GIT_AUTHOR_EMAIL": "rehearsal@example.com",
+            "GIT_COMMITTER_NAME": "rehearsal",
+            "GIT_COMMITTER_EMAIL": "rehearsal@example.com",
+        }
+        return subprocess.run(
+            ["git", *args], cwd=where, env=environment, capture_output=True, text=True, check=True
+        ).stdout
+
+    def _admin_tools(self, world_file: Path) -> Path:
+        """The administrator's PATH additions: Terraform (the fake) and the cdktn CLI's deploy."""
+        folder = self.root / "admin-bin"
+        folder.mkdir()
+        terraform = launcher("tools.rehearse.terraform", world_file)
+        # `cdktn deploy STACK...` as the CLI does it: synthesize (cdktf.json's app), then init and apply each stack.
+        cdktn = (
+            "#!/bin/bash\nset -euo pipefail\n"
+            '[ "$1" = deploy ] || { echo "the rehearsal models only cdktn deploy" >&2; exit 2; }\nshift\n'
+            "make synth >/dev/null\n"
+            'for stack in "$@"; do (cd "cdktf.out/stacks/$stack" && terraform init -input=false >/dev/null && '
+            "terraform apply -auto-approve -input=false); done\n"
+        )
+        for name, text in (("terraform", terraform), ("cdktn", cdktn)):
+            (folder / name).write_text(text)
+            (folder / name).chmod(0o755)
+        return folder
+
+    def administrator(self, stage: str, script: str, settings: dict[str, str]) -> tuple[int, str]:
+        """Runs shell commands on the administrator's clone with that account's administrator credentials."""
+        credentials = self.world.role_credentials(
+            f"arn:aws:iam::{ACCOUNTS[stage]}:role/{ADMINISTRATOR_ROLE}", f"admin-{stage}"
+        )
+        environment = {
+            "PATH": f"{self.admin_bin}:{os.environ.get('PATH', '')}",
+            "HOME": str(self.machine.home),
+            "AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": credentials["SessionToken"],
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ENDPOINT_URL": self.world.endpoint,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "LANG": "C.UTF-8",
+            **settings,
+        }
+        started = time.monotonic()
+        completed = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=self.admin,
+            env=environment,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=600,
+            check=False,
+        )
+        output = completed.stdout + completed.stderr
+        (self.root / "admin.log").open("a").write(f"$ {script}\n{output}\n")
+        result = "Succeeded" if completed.returncode == 0 else "Failed"
+        detail = "" if completed.returncode == 0 else last_error_line(output)
+        self.record(Step("admin", stage, script.splitlines()[0][:60], time.monotonic() - started, result, detail))
+        return completed.returncode, detail
+
+    def record(self, step: Step) -> None:
+        self.steps.append(step)
+        detail = f"  {step.detail}" if step.detail else ""
+        self.out(f"{step.execution:<9} {step.stage:<15} {step.action:<30} {step.seconds:6.1f}s  {step.result}{detail}")
+
+    def commit(self, message: str, change: Callable[[Path], None]) -> str:
+        """A developer's commit pushed to the branch: change the working copy of `github`, commit."""
+        change(self.github)
+        self.git(self.github, "add", "-A")
+        self.git(self.github, "commit", "-q", "-m", message)
+        return self.git(self.github, "rev-parse", "HEAD").strip()
+
+    def head(self) -> str:
+        return self.git(self.github, "rev-parse", "HEAD").strip()
+
+    def set_secret(self, stage: str) -> None:
+        """README "Secrets": an operator sets the stage's secret once its backend deploy created it."""
+        secrets = self.world.client(ACCOUNTS[stage], "secretsmanager")
+        value = '{"SUPABASE_URL":"https://x.supabase.co","SUPABASE_SERVICE_KEY":"k","SUPABASE_PUB_KEY":"p"}'
+        try:
+            secrets.get_secret_value(SecretId=f"canvalo/{stage}/backend")
+        except secrets.exceptions.ResourceNotFoundException:
+            try:
+                secrets.put_secret_value(SecretId=f"canvalo/{stage}/backend", SecretString=value)
+                self.record(Step("operator", stage, "put-secret-value (README)", 0.0, "Succeeded"))
+            except secrets.exceptions.ResourceNotFoundException:
+                return
+
+
+def last_error_line(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("Error:") or line.startswith("error:"):
+            return line[:300]
+    return lines[-1][:300] if lines else ""
+
+
+# -- scenarios ------------------------------------------------------------------------------------
+
+
+def readme_bootstrap_block() -> str:
+    """The shell block of the README's "Bootstrap an account" section, as written."""
+    text = (REPOSITORY / "README.md").read_text()
+    section = text.split("## Bootstrap an account", 1)[1].split("\n## ", 1)[0]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+def bootstrap_commands(stage: str) -> str:
+    """The README's block for one stage: its placeholders filled, its example stage replaced by `stage`."""
+    lines = []
+    for line in readme_bootstrap_block().splitlines():
+        command = line.split("  #", 1)[0].rstrip()
+        if command.startswith("export "):
+            for name, account in ACCOUNTS.items():
+                command = command.replace(
+                    f"CANVALO_{name.upper()}_ACCOUNT_ID=...", f"CANVALO_{name.upper()}_ACCOUNT_ID={account}"
+                )
+        lines.append(command.replace("bootstrap-gamma", f"bootstrap-{stage}"))
+    return "\n".join(lines)
+
+
+def settings() -> dict[str, str]:
+    return {f"CANVALO_{stage.upper()}_ACCOUNT_ID": account for stage, account in ACCOUNTS.items()}
+
+
+def bootstrap(rehearsal: Rehearsal, stage: str) -> None:
+    status, detail = rehearsal.administrator(stage, bootstrap_commands(stage), settings())
+    if status:
+        raise ScenarioError(f"bootstrap-{stage} (README steps): {detail}")
+
+
+def deploy_pipeline(rehearsal: Rehearsal) -> None:
+    status, detail = rehearsal.administrator("beta", "cdktn deploy pipeline", settings())
+    if status:
+        raise ScenarioError(f"cdktn deploy pipeline: {detail}")
+
+
+def mark_bootstrapped(rehearsal: Rehearsal) -> None:
+    """README: set "bootstrapState": "s3" in cdktf.json and commit."""
+
+    def change(repository: Path) -> None:
+        path = repository / "cdktf.json"
+        text = path.read_text()
+        if '"bootstrapState"' not in text:
+            text = text.replace('"appName": "canvalo",', '"appName": "canvalo",\n    "bootstrapState": "s3",')
+        path.write_text(text)
+
+    rehearsal.commit("cdktf.json: bootstrap stacks keep state in S3", change)
+
+
+def deliver(rehearsal: Rehearsal, commit: str, limit: int) -> tuple[list[Execution], str]:
+    """Executions of `commit` until one succeeds, each after the operator's documented step; at most `limit`."""
+    runs: list[Execution] = []
+    rehearsal.pipeline.push(commit)
+    while len(runs) < limit:
+        finished = rehearsal.pipeline.run_queue()
+        runs += finished
+        if finished and finished[-1].status == "Succeeded":
+            return runs, ""
+        for stage in ACCOUNTS:
+            rehearsal.set_secret(stage)
+        if len(runs) < limit:
+            rehearsal.pipeline.push(commit)
+    failures = [s for s in rehearsal.steps if s.result == "Failed"]
+    return runs, failures[-1].detail if failures else "no execution succeeded"
+
+
+def first_deploy(rehearsal: Rehearsal, strict_order: bool) -> tuple[bool, str, int]:
+    """README order (beta, gamma, prod bootstrap; then the pipeline), or the working order when not strict."""
+    try:
+        bootstrap(rehearsal, "beta")
+        if strict_order:
+            bootstrap(rehearsal, "gamma")
+            bootstrap(rehearsal, "prod")
+            deploy_pipeline(rehearsal)
+        else:
+            deploy_pipeline(rehearsal)
+            bootstrap(rehearsal, "gamma")
+            bootstrap(rehearsal, "prod")
+        mark_bootstrapped(rehearsal)
+    except ScenarioError as failure:
+        return False, str(failure), 0
+    runs, detail = deliver(rehearsal, rehearsal.head(), MAX_FIRST_DEPLOY_EXECUTIONS)
+    return not detail, detail, len(runs)
+
+
+def single_execution(rehearsal: Rehearsal, commit: str) -> tuple[bool, str, list[Execution]]:
+    rehearsal.pipeline.push(commit)
+    runs = rehearsal.pipeline.run_queue()
+    last = runs[-1]
+    failures = [s for s in rehearsal.steps if s.result == "Failed"]
+    detail = "" if last.status == "Succeeded" else (failures[-1].detail if failures else last.status)
+    return last.status == "Succeeded", detail, runs
+
+
+def edit(path: str, old: str, new: str) -> Callable[[Path], None]:
+    def change(repository: Path) -> None:
+        file = repository / path
+        text = file.read_text()
+        if old not in text:
+            raise ScenarioError(f"the scenario's change no longer applies: {path} has no {old!r}")
+        file.write_text(text.replace(old, new, 1))
+
+    return change
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.rehearse", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the rehearsal's folder (logs, artifacts) and print it"
+    )
+    args = parser.parse_args(argv)
+    # The timeline is read while it runs (CI's log, a terminal): one line at a time.
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    started = time.monotonic()
+    root = Path(tempfile.mkdtemp(prefix="canvalo-rehearsal-"))
+    print(f"{'execution':<9} {'stage':<15} {'action':<30} {'time':>7}  result")
+    outcomes: list[Outcome] = []
+    first_executions, approvals = 0, 0
+    try:
+        with MotoServer(root / "moto.log") as moto:
+            world = World(endpoint=moto.endpoint, region=REGION, accounts=dict(ACCOUNTS))
+            services = Services(world)
+            try:
+                outcomes, first_executions, approvals = run_scenarios(root, world, services)
+            finally:
+                services.close()
+    finally:
+        if args.keep:
+            print(f"rehearsal folder: {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    print()
+    for outcome in outcomes:
+        verdict = "as expected" if outcome.as_expected else "NOT AS EXPECTED"
+        expected = f" (expected failure: {outcome.expectation.defect})" if outcome.expectation.defect else ""
+        print(f"{outcome.name:<18} {'passed' if outcome.passed else 'failed'}{expected}: {verdict}")
+        if outcome.detail:
+            print(f"{'':<18} {outcome.detail}")
+    good = sum(o.as_expected for o in outcomes)
+    print(f"rehearsed in {time.monotonic() - started:.0f} s")
+    print(
+        f"rehearsal: first deploy took {first_executions} executions and {approvals} approvals; "
+        f"{good}/{len(SCENARIOS)} scenarios as expected"
+    )
+    return 0 if good == len(SCENARIOS) else 1
+
+
+SCENARIOS = ("first deploy", "no-op commit", "output change", "pipeline change", "failure and retry")
+EXPECTED: dict[str, Expectation] = {
+    "first deploy": Expectation(
+        "bootstrap order: gamma/prod deploy roles trust a pipeline role that does not exist yet (issue: first deployment, 1)",
+        "Invalid principal in policy",
+    ),
+    "no-op commit": Expectation(),
+    "output change": Expectation(
+        "a stack reading a changed output is deferred to the next run (issue: first deployment, 6)",
+        "release the change again",
+    ),
+    "pipeline change": Expectation(),
+    "failure and retry": Expectation(),
+}
+
+
+def run_scenarios(root: Path, world: World, services: Services) -> tuple[list[Outcome], int, int]:
+    outcomes: list[Outcome] = []
+
+    def outcome(name: str, passed: bool, detail: str) -> None:
+        outcomes.append(Outcome(name, passed, detail, EXPECTED[name]))
+
+    # First deploy, following the README as written.
+    readme = Rehearsal(root / "as-written", world, services, print)
+    passed, detail, executions = first_deploy(readme, strict_order=True)
+    approvals = readme.pipeline.approvals
+    outcome("first deploy", passed, detail)
+    rehearsal = readme
+    if not passed:
+        # The other scenarios need a deployed pipeline: a fresh set of accounts, deployed in the order
+        # that works (pipeline before the gamma/prod bootstrap), with the operator's documented steps.
+        print("-- the README's order failed; the other scenarios start from accounts deployed in the order that works")
+        with MotoServer(root / "moto-baseline.log") as moto:
+            baseline_world = World(endpoint=moto.endpoint, region=REGION, accounts=dict(ACCOUNTS))
+            baseline_services = Services(baseline_world)
+            try:
+                rehearsal = Rehearsal(root / "baseline", baseline_world, baseline_services, print)
+                ok, base_detail, executions = first_deploy(rehearsal, strict_order=False)
+                approvals = rehearsal.pipeline.approvals
+                later_scenarios(rehearsal, outcome, ok, base_detail)
+            finally:
+                baseline_services.close()
+        return outcomes, executions, approvals
+    later_scenarios(rehearsal, outcome, True, "")
+    return outcomes, executions, approvals
+
+
+def later_scenarios(rehearsal: Rehearsal, outcome: Callable[[str, bool, str], None], ready: bool, why: str) -> None:
+    if not ready:
+        for name in SCENARIOS[1:]:
+            outcome(name, False, f"not run: no deployed baseline ({why})")
+        return
+    print("-- no-op commit")
+    commit = rehearsal.commit("docs: a comment", edit("docs/pipeline.md", "\n", "\n\n"))
+    passed, detail, _ = single_execution(rehearsal, commit)
+    outcome("no-op commit", passed, detail)
+
+    print("-- output change: replace the beta load balancer")
+    try:
+        commit = rehearsal.commit(
+            "load balancer: a new name (replaces it)",
+            edit("modules/load_balancer.py", 'name=f"{name}-alb"', 'name=f"{name}-lb"'),
+        )
+        passed, detail, _ = single_execution(rehearsal, commit)
+    except ScenarioError as failure:
+        passed, detail = False, str(failure)
+    outcome("output change", passed, detail)
+    # Whatever that left behind, the next scenarios start from a delivered head.
+    deliver(rehearsal, rehearsal.head(), 3)
+
+    print("-- pipeline change")
+    commit = rehearsal.commit(
+        "pipeline: drift check an hour later", edit("stacks/pipeline.py", "cron(0 5 * * ? *)", "cron(0 6 * * ? *)")
+    )
+    passed, detail, runs = single_execution(rehearsal, commit)
+    restarted = [r.status for r in runs] == ["Stopped", "Succeeded"]
+    if passed and not restarted:
+        passed, detail = (
+            False,
+            f"expected the self-update to stop the execution and restart it, got {[r.status for r in runs]}",
+        )
+    outcome("pipeline change", passed, detail)
+
+    print("-- failure and retry: beta's post-deploy tests fail once")
+    fault = rehearsal.root / "faults" / "smoke-beta"
+    fault.write_text("fail once")
+    commit = rehearsal.commit("docs: another comment", edit("docs/pipeline.md", "\n", "\n\n"))
+    rehearsal.pipeline.push(commit)
+    (execution,) = rehearsal.pipeline.run_queue()
+    if execution.status != "Failed":
+        outcome("failure and retry", False, f"the injected failure did not fail the execution ({execution.status})")
+        return
+    rehearsal.pipeline.retry_failed(execution)
+    failures = [s for s in rehearsal.steps if s.result == "Failed"]
+    outcome(
+        "failure and retry",
+        execution.status == "Succeeded",
+        "" if execution.status == "Succeeded" else failures[-1].detail,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""One CodeBuild build, as CodeBuild runs it: a fresh container, the project's environment, the buildspec.
+
+The "container" is a private mount namespace (`unshare --mount`) in which /usr/local/bin is a fresh
+directory, so what a build installs there (Terraform) is gone with it, as in a new CodeBuild container.
+That directory also holds the build image's stand-ins for what cannot run here: `curl`, which serves
+Terraform releases from the rehearsal's mirror (holding the fake terraform) and reaches no other
+host, and `docker`, which pushes an image manifest to the rehearsal's ECR. Role credentials come from a
+container credentials endpoint on 127.0.0.1, as CodeBuild hands them to a build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import shutil
+import subprocess
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tools.rehearse.world import launcher
+
+PHASES = ("install", "pre_build", "build", "post_build")
+TERRAFORM_VERSION_PLACEHOLDER = "1.13.4"
+# What the build image brings besides the buildspec's own installs: git, python3 and the AWS CLI.
+IMAGE_TOOLS = ("git", "python3", "aws", "bash", "make", "unzip", "zip", "sha256sum")
+
+
+@dataclass(frozen=True)
+class StandIn:
+    """A buildspec command the rehearsal cannot run here, and what it runs instead, with the reason."""
+
+    project_kind: str
+    command_starts: str
+    replacement: str
+    reason: str
+
+
+@dataclass
+class Build:
+    """What one action hands CodeBuild, and what comes back."""
+
+    project: str
+    buildspec: str
+    primary: Path
+    secondary: dict[str, Path]
+    environment: dict[str, str]
+    credentials_url: str
+    stand_ins: list[StandIn] = field(default_factory=list)
+    exported: dict[str, str] = field(default_factory=dict)
+    status: int = 0
+    log: Path | None = None
+
+
+class Machine:
+    """The build image: the tools a build may call, prepared once per rehearsal."""
+
+    def __init__(self, root: Path, world_file: Path, endpoint: str) -> None:
+        self.root = root
+        self.world_file = world_file
+        self.endpoint = endpoint
+        self.mirror = root / "terraform-releases"
+        self.home = root / "home"
+        self.tool_path = self._tool_path()
+        self._prepare_mirror()
+        self._prepare_home()
+
+    def _tool_path(self) -> str:
+        directories: list[str] = []
+        for tool in IMAGE_TOOLS:
+            found = shutil.which(tool)
+            if found and str(Path(found).parent) not in directories and Path(found).parent != Path("/usr/local/bin"):
+                directories.append(str(Path(found).parent))
+        return ":".join(["/usr/local/bin", *directories, "/usr/bin", "/bin"])
+
+    def _prepare_mirror(self) -> None:
+        """A Terraform release whose binary is the fake: install_terraform.sh checks and installs it."""
+        version = TERRAFORM_VERSION_PLACEHOLDER
+        folder = self.mirror / "terraform" / version
+        folder.mkdir(parents=True, exist_ok=True)
+        terraform = launcher("tools.rehearse.terraform", self.world_file)
+        sums = []
+        for arch in ("amd64", "arm64"):
+            name = f"terraform_{version}_linux_{arch}.zip"
+            with zipfile.ZipFile(folder / name, "w") as archive:
+                info = zipfile.ZipInfo("terraform", date_time=(2025, 1, 1, 0, 0, 0))
+                info.external_attr = 0o755 << 16
+                archive.writestr(info, terraform)
+            sums.append(f"{hashlib.sha256((folder / name).read_bytes()).hexdigest()}  {name}\n")
+        (folder / f"terraform_{version}_SHA256SUMS").write_text("".join(sums))
+
+    def _prepare_home(self) -> None:
+        """HOME of every build: the machine's package caches, so installs read no registry twice."""
+        cache = self.home / ".cache"
+        cache.mkdir(parents=True, exist_ok=True)
+        machine_home = Path.home()
+        for name, target in ((".cache/uv", cache / "uv"), (".npm", self.home / ".npm")):
+            source = machine_home / name
+            source.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                target.symlink_to(source)
+
+    def image_bin(self, folder: Path) -> Path:
+        """A fresh /usr/local/bin for one build: the machine's own tools, and the stand-ins."""
+        folder.mkdir(parents=True)
+        for entry in Path("/usr/local/bin").iterdir():
+            if entry.name not in ("terraform", "docker", "curl"):
+                (folder / entry.name).symlink_to(entry)
+        for tool in ("curl", "docker"):
+            script = launcher(
+                "tools.rehearse.image_tools", self.world_file, tool, CANVALO_REHEARSAL_MIRROR=str(self.mirror)
+            )
+            (folder / tool).write_text(script)
+            (folder / tool).chmod(0o755)
+        return folder
+
+
+def load_buildspec(path: Path) -> dict[str, Any]:
+    try:
+        spec: dict[str, Any] = yaml.safe_load(path.read_text())
+    except OSError:
+        raise FileNotFoundError(f"the buildspec {path.name} is not in the source artifact") from None
+    return spec
+
+
+def build_script(spec: dict[str, Any], build: Build, exports_file: Path) -> tuple[str, list[str]]:
+    """The shell script of the buildspec's phases: one shell, as CodeBuild's buildspec 0.2 runs them."""
+    lines = ['cd "$CODEBUILD_SRC_DIR"']
+    notes: list[str] = []
+    for phase in PHASES:
+        for number, command in enumerate((spec.get("phases") or {}).get(phase, {}).get("commands") or [], 1):
+            for stand_in in build.stand_ins:
+                if command.strip().startswith(stand_in.command_starts):
+                    notes.append(f"stand-in for `{stand_in.command_starts}`: {stand_in.reason}")
+                    command = stand_in.replacement
+            lines.append(f"echo '[Container] {phase}: running command {number}' >&2")
+            lines.append(command.rstrip("\n"))
+            lines.append(
+                f'status=$?; if [ "$status" -ne 0 ]; then echo "[Container] {phase}: command {number} exited $status" >&2; '
+                'exit "$status"; fi'
+            )
+    exported = (spec.get("env") or {}).get("exported-variables") or []
+    for name in exported:
+        lines.append(f'printf "%s=%s\\0" {name} "${{{name}:-}}" >> {shlex.quote(str(exports_file))}')
+    return "\n".join(lines) + "\n", notes
+
+
+def run_build(build: Build, machine: Machine, workdir: Path) -> list[str]:
+    """Runs the build; returns notes (stand-ins used). Sets status, exported variables and log."""
+    spec = load_buildspec(build.primary / build.buildspec)
+    exports_file = workdir / "exported"
+    script, notes = build_script(spec, build, exports_file)
+    (workdir / "build.sh").write_text(script)
+    image_bin = machine.image_bin(workdir / "image-bin")
+    environment = {
+        **{str(k): str(v) for k, v in ((spec.get("env") or {}).get("variables") or {}).items()},
+        **build.environment,
+        "PATH": machine.tool_path,
+        "HOME": str(machine.home),
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": build.credentials_url,
+        "AWS_ENDPOINT_URL": machine.endpoint,
+        "CODEBUILD_SRC_DIR": str(build.primary),
+        **{f"CODEBUILD_SRC_DIR_{name}": str(path) for name, path in build.secondary.items()},
+        "LANG": "C.UTF-8",
+    }
+    build.log = workdir / "build.log"
+    inner = f"mount --bind {shlex.quote(str(image_bin))} /usr/local/bin && exec bash {shlex.quote(str(workdir / 'build.sh'))}"
+    with build.log.open("w") as log:
+        started = time.monotonic()
+        completed = subprocess.run(
+            ["unshare", "--mount", "--fork", "bash", "-c", inner],
+            cwd=build.primary,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            timeout=900,
+            check=False,
+        )
+        log.write(
+            f"\n[Container] build finished with status {completed.returncode} in {time.monotonic() - started:.1f} s\n"
+        )
+    build.status = completed.returncode
+    if exports_file.exists():
+        for item in exports_file.read_text().split("\0"):
+            if "=" in item:
+                name, value = item.split("=", 1)
+                build.exported[name] = value
+    return notes
+
+
+def collect_artifacts(spec_path: Path, primary: Path, target: Path) -> None:
+    """The buildspec's `artifacts` section: files under base-directory matching its globs."""
+    spec = load_buildspec(spec_path)
+    section = spec.get("artifacts") or {}
+    base = primary / section.get("base-directory", ".")
+    target.mkdir(parents=True, exist_ok=True)
+    for pattern in section.get("files") or []:
+        for path in base.glob(pattern):
+            if path.is_file():
+                destination = target / path.relative_to(base)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, destination)
+
+
+def credentials_document(credentials: dict[str, str]) -> bytes:
+    return json.dumps(
+        {
+            "AccessKeyId": credentials["AccessKeyId"],
+            "SecretAccessKey": credentials["SecretAccessKey"],
+            "Token": credentials["SessionToken"],
+            "Expiration": credentials["Expiration"],
+        }
+    ).encode()
+
+
+def environment_of_project(project: dict[str, Any]) -> dict[str, str]:
+    variables = (project.get("environment") or {}).get("environment_variable") or []
+    return {str(v["name"]): str(v["value"]) for v in variables}

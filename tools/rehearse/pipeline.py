@@ -1,0 +1,384 @@
+"""CodePipeline as the rehearsal plays it: the pipeline stack's applied definition, executed action by action.
+
+The definition is read from the `pipeline` stack's state as Terraform last applied it (so a self-update
+takes effect only once applied): stages, actions, run order, each CodeBuild project's buildspec,
+environment and role, input and output artifacts, namespaces. The pipeline's own API calls
+(GetPipelineExecution, StartPipelineExecution, StopPipelineExecution) reach this module's server on
+127.0.0.1, which also hands each build its role's credentials as CodeBuild's container endpoint does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from tools.rehearse.codebuild import (
+    Build,
+    Machine,
+    StandIn,
+    collect_artifacts,
+    credentials_document,
+    environment_of_project,
+    run_build,
+)
+from tools.rehearse.world import World
+
+VARIABLE = re.compile(r"#\{([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)\}")
+
+
+@dataclass(frozen=True)
+class Action:
+    stage: str
+    name: str
+    category: str
+    run_order: int
+    configuration: dict[str, str]
+    inputs: list[str]
+    outputs: list[str]
+    namespace: str | None
+
+
+@dataclass(frozen=True)
+class Definition:
+    name: str
+    stages: list[tuple[str, list[Action]]]
+    projects: dict[str, dict[str, Any]]
+    roles: dict[str, str]
+
+
+def read_definition(world: World, account: str, bucket: str, key: str = "pipeline/terraform.tfstate") -> Definition:
+    """The pipeline as the `pipeline` stack's state says it was last applied."""
+    body = world.client(account, "s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    resources = json.loads(body)["resources"]
+    pipelines = [r for address, r in resources.items() if address.startswith("aws_codepipeline.")]
+    if not pipelines:
+        raise RuntimeError("the pipeline stack's state holds no aws_codepipeline: deploy the pipeline stack first")
+    pipeline = pipelines[0]["config"]
+    stages = []
+    for stage in pipeline["stage"]:
+        actions = [
+            Action(
+                stage=stage["name"],
+                name=a["name"],
+                category=a["category"],
+                run_order=int(a.get("run_order") or 1),
+                configuration=dict(a.get("configuration") or {}),
+                inputs=list(a.get("input_artifacts") or []),
+                outputs=list(a.get("output_artifacts") or []),
+                namespace=a.get("namespace"),
+            )
+            for a in stage["action"]
+        ]
+        stages.append((stage["name"], sorted(actions, key=lambda a: a.run_order)))
+    projects = {
+        r["config"]["name"]: r["config"]
+        for address, r in resources.items()
+        if address.startswith("aws_codebuild_project.")
+    }
+    roles = {name: str(project["service_role"]) for name, project in projects.items()}
+    return Definition(name=pipeline["name"], stages=stages, projects=projects, roles=roles)
+
+
+@dataclass
+class Step:
+    execution: str
+    stage: str
+    action: str
+    seconds: float
+    result: str
+    detail: str = ""
+
+
+@dataclass
+class Execution:
+    id: str
+    commit: str
+    trigger: tuple[str, str] = ("Webhook", "push")
+    status: str = "InProgress"
+    stopped_reason: str = ""
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    variables: dict[str, dict[str, str]] = field(default_factory=dict)
+    failed_at: tuple[str, str] | None = None
+    done_actions: set[tuple[str, str]] = field(default_factory=set)
+
+
+class Services:
+    """127.0.0.1 server: CodeBuild's credentials endpoint and the CodePipeline API calls the actions make."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.credentials: dict[str, bytes] = {}
+        self.executions: dict[str, Execution] = {}
+        self.queue: list[Execution] = []
+        self.caller_of_start: str = ""
+        services = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_: Any) -> None:
+                return
+
+            def do_GET(self) -> None:
+                token = self.path.rsplit("/", 1)[-1]
+                body = services.credentials.get(token)
+                self.send_response(200 if body else 404)
+                self.end_headers()
+                self.wfile.write(body or b"{}")
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                request = json.loads(self.rfile.read(length) or b"{}")
+                operation = (self.headers.get("X-Amz-Target") or "").rsplit(".", 1)[-1]
+                status, answer = services.codepipeline(operation, request, self.headers.get("Authorization") or "")
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def credentials_url(self, role_arn: str) -> str:
+        token = uuid.uuid4().hex
+        self.credentials[token] = credentials_document(self.world.role_credentials(role_arn, "codebuild"))
+        return f"{self.url}/credentials/{token}"
+
+    def codepipeline(self, operation: str, request: dict[str, Any], authorization: str) -> tuple[int, dict[str, Any]]:
+        if operation == "GetPipelineExecution":
+            execution = self.executions.get(request.get("pipelineExecutionId", ""))
+            if execution is None:
+                return 400, {"__type": "PipelineExecutionNotFoundException", "message": "no such execution"}
+            return 200, {
+                "pipelineExecution": {
+                    "pipelineName": request["pipelineName"],
+                    "pipelineExecutionId": execution.id,
+                    "status": execution.status,
+                    "artifactRevisions": [{"name": "Source", "revisionId": execution.commit}],
+                    "trigger": {"triggerType": execution.trigger[0], "triggerDetail": execution.trigger[1]},
+                }
+            }
+        if operation == "StartPipelineExecution":
+            revisions = request.get("sourceRevisions") or []
+            commit = revisions[0]["revisionValue"] if revisions else ""
+            execution = Execution(
+                id=new_execution_id(), commit=commit, trigger=("StartPipelineExecution", self.caller_of_start)
+            )
+            self.executions[execution.id] = execution
+            self.queue.append(execution)
+            return 200, {"pipelineExecutionId": execution.id}
+        if operation == "StopPipelineExecution":
+            execution = self.executions.get(request.get("pipelineExecutionId", ""))
+            if execution is None:
+                return 400, {"__type": "PipelineExecutionNotStoppableException", "message": "no such execution"}
+            execution.status = "Stopping"
+            execution.stopped_reason = str(request.get("reason") or "")
+            return 200, {"pipelineExecutionId": execution.id}
+        return 400, {"__type": "UnknownOperationException", "message": f"{operation} is not modelled"}
+
+
+def new_execution_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Pipeline:
+    """Runs executions of the applied pipeline definition over a git repository standing in for GitHub."""
+
+    def __init__(
+        self,
+        *,
+        world: World,
+        machine: Machine,
+        services: Services,
+        repository: Path,
+        root: Path,
+        state_bucket: str,
+        pipeline_account: str,
+        stand_ins: list[StandIn],
+        record: Callable[[Step], None],
+    ) -> None:
+        self.world = world
+        self.machine = machine
+        self.services = services
+        self.repository = repository
+        self.root = root
+        self.state_bucket = state_bucket
+        self.pipeline_account = pipeline_account
+        self.stand_ins = stand_ins
+        self.record = record
+        self.approvals = 0
+        self.counter = 0
+
+    def push(self, commit: str) -> Execution:
+        execution = Execution(id=new_execution_id(), commit=commit)
+        self.services.executions[execution.id] = execution
+        self.services.queue.append(execution)
+        return execution
+
+    def run_queue(self) -> list[Execution]:
+        finished = []
+        while self.services.queue:
+            execution = self.services.queue.pop(0)
+            self.run(execution)
+            finished.append(execution)
+        return finished
+
+    def run(self, execution: Execution, retry: bool = False) -> None:
+        definition = read_definition(self.world, self.pipeline_account, self.state_bucket)
+        execution.status = "InProgress"
+        for stage, actions in definition.stages:
+            for action in actions:
+                key = (stage, action.name)
+                if key in execution.done_actions:
+                    continue
+                started = time.monotonic()
+                ok, detail = self.run_action(definition, execution, action)
+                short = execution.id[:8]
+                if execution.status == "Stopping":
+                    execution.status = "Stopped"
+                    self.record(
+                        Step(short, stage, action.name, time.monotonic() - started, "Stopped", execution.stopped_reason)
+                    )
+                    return
+                self.record(
+                    Step(short, stage, action.name, time.monotonic() - started, "Succeeded" if ok else "Failed", detail)
+                )
+                if not ok:
+                    execution.status = "Failed"
+                    execution.failed_at = key
+                    return
+                execution.done_actions.add(key)
+        execution.status = "Succeeded"
+
+    def retry_failed(self, execution: Execution) -> None:
+        """CodePipeline's "Retry failed actions": the same execution, artifacts and variables."""
+        if execution.status != "Failed":
+            raise RuntimeError(f"execution {execution.id} did not fail: nothing to retry")
+        execution.failed_at = None
+        self.run(execution, retry=True)
+
+    def run_action(self, definition: Definition, execution: Execution, action: Action) -> tuple[bool, str]:
+        if action.category == "Source":
+            return self.source(execution, action)
+        if action.category == "Approval":
+            self.approvals += 1
+            message = self.substitute(action.configuration.get("CustomData", ""), execution)
+            return True, f"approved by the rehearsal: {message[:160]}"
+        return self.codebuild(definition, execution, action)
+
+    def substitute(self, text: str, execution: Execution) -> str:
+        def value(match: re.Match[str]) -> str:
+            namespace, name = match.groups()
+            if namespace == "codepipeline" and name == "PipelineExecutionId":
+                return execution.id
+            return execution.variables.get(namespace, {}).get(name, "")
+
+        return VARIABLE.sub(value, text)
+
+    def source(self, execution: Execution, action: Action) -> tuple[bool, str]:
+        """CODE_ZIP: the commit's files in a zip, which keeps no file modes and no .git."""
+        self.counter += 1
+        archive = self.root / f"source-{self.counter}.zip"
+        subprocess.run(
+            ["git", "archive", "--format=zip", f"--output={archive}", execution.commit],
+            cwd=self.repository,
+            check=True,
+        )
+        target = self.root / f"artifact-{self.counter}-{action.outputs[0]}"
+        with zipfile.ZipFile(archive) as zipped:
+            zipped.extractall(target)
+        execution.artifacts[action.outputs[0]] = target
+        message = subprocess.run(
+            ["git", "log", "-1", "--format=%s", execution.commit],
+            cwd=self.repository,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        if action.namespace:
+            execution.variables[action.namespace] = {
+                "CommitId": execution.commit,
+                "BranchName": action.configuration.get("BranchName", ""),
+                "CommitMessage": message,
+                "FullRepositoryName": action.configuration.get("FullRepositoryId", ""),
+            }
+        return True, f"commit {execution.commit[:10]}: {message[:80]}"
+
+    def codebuild(self, definition: Definition, execution: Execution, action: Action) -> tuple[bool, str]:
+        project_name = action.configuration["ProjectName"]
+        project = definition.projects.get(project_name)
+        if project is None:
+            return False, f"project {project_name} does not exist"
+        self.counter += 1
+        workdir = self.root / f"build-{self.counter}-{action.stage}-{action.name}"
+        workdir.mkdir()
+        copies: dict[str, Path] = {}
+        for name in action.inputs:
+            if name not in execution.artifacts:
+                return False, f"input artifact {name} was never produced"
+            copies[name] = workdir / "src" / name
+            shutil.copytree(execution.artifacts[name], copies[name], symlinks=True)
+        primary_name = action.configuration.get("PrimarySource") or action.inputs[0]
+        action_variables = {
+            v["name"]: self.substitute(v["value"], execution)
+            for v in json.loads(action.configuration.get("EnvironmentVariables") or "[]")
+        }
+        self.services.caller_of_start = definition.roles[project_name]
+        kind = project_name.removeprefix(f"{definition.name}-")
+        build = Build(
+            project=project_name,
+            buildspec=project["source"]["buildspec"],
+            primary=copies[primary_name],
+            secondary={name: path for name, path in copies.items() if name != primary_name},
+            environment={
+                **environment_of_project(project),
+                **action_variables,
+                "CODEBUILD_BUILD_ID": f"{project_name}:{uuid.uuid4()}",
+                "CODEBUILD_BUILD_URL": f"https://console.aws.amazon.com/codesuite/codebuild/projects/{project_name}",
+                "CODEBUILD_RESOLVED_SOURCE_VERSION": execution.commit,
+                "CODEBUILD_INITIATOR": f"codepipeline/{definition.name}",
+                "AWS_REGION": self.world.region,
+                "AWS_DEFAULT_REGION": self.world.region,
+                "AWS_ENDPOINT_URL_CODEPIPELINE": self.services.url,
+            },
+            credentials_url=self.services.credentials_url(definition.roles[project_name]),
+            stand_ins=[s for s in self.stand_ins if s.project_kind == kind],
+        )
+        notes = run_build(build, self.machine, workdir)
+        if build.status != 0:
+            return False, f"exit {build.status}: {last_error(build.log)}"
+        for output in action.outputs:
+            target = self.root / f"artifact-{self.counter}-{output}"
+            collect_artifacts(build.primary / build.buildspec, build.primary, target)
+            execution.artifacts[output] = target
+        if action.namespace:
+            execution.variables[action.namespace] = dict(build.exported)
+        return True, "; ".join(notes)
+
+
+def last_error(log: Path | None) -> str:
+    """The line of the log that says why: the last `error:`/`Error:` line, else the last line."""
+    if log is None or not log.exists():
+        return ""
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.lower().startswith("error") or "Error:" in line or "Permission denied" in line:
+            return line[:300]
+    return lines[-2][:300] if len(lines) > 1 else ""

@@ -1,0 +1,82 @@
+"""The deployed stage as a browser would find it, for the rehearsal's post-deploy tests.
+
+    python -m tools.rehearse.probe --stage beta --backend-url URL --frontend-url URL
+
+The URLs of the stage's outputs name no host that answers here, so the rehearsal stands this in for
+`make deployed-test`: it asks the rehearsal's AWS what those hosts would serve. The backend answers when
+its URL names the load balancer the stage's state holds and the service's tasks can start (image in
+ECR, secret with every key); the frontend's `/api/*` answers when its origin is that same load balancer.
+A scenario can make the next probe of a stage fail by leaving a file `faults/smoke-<stage>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from tools.rehearse.terraform import Cloud, Effects, Stack
+from tools.rehearse.world import WORLD_FILE_VARIABLE, World
+
+
+def state_of(world: World, account: str, stack: str) -> dict[str, Any]:
+    bucket = f"canvalo-tfstate-{account}-{world.region}"
+    body = world.client(account, "s3").get_object(Bucket=bucket, Key=f"{stack}/terraform.tfstate")["Body"].read()
+    state: dict[str, Any] = json.loads(body)
+    return state
+
+
+def problems(world: World, stage: str, backend_url: str, frontend_url: str) -> list[str]:
+    account = world.accounts[stage]
+    backend = state_of(world, account, f"{stage}-backend")
+    frontend = state_of(world, account, f"{stage}-frontend")
+    found: list[str] = []
+    balancers = [r["computed"]["dns_name"] for a, r in backend["resources"].items() if a.startswith("aws_lb.")]
+    services = [r for a, r in backend["resources"].items() if a.startswith("aws_ecs_service.")]
+    if urlparse(backend_url).hostname not in balancers and not backend_url.startswith("https://api."):
+        found.append(f"BACKEND_URL {backend_url} names no load balancer of {stage} (it has {', '.join(balancers)})")
+    if any(service.get("tainted") for service in services):
+        found.append(f"the {stage} service never reached steady state: /health answers 503")
+    stack = Stack(f"{stage}-backend", {}, backend, account, world.region, Cloud(world), lambda _: {})
+    stack.desired = {a: r["config"] for a, r in backend["resources"].items()}
+    found += Effects(stack, world.aws_side(account)).tasks_cannot_start()
+    origins = [
+        origin["domain_name"]
+        for address, resource in frontend["resources"].items()
+        if address.startswith("aws_cloudfront_distribution.")
+        for origin in resource["config"].get("origin", [])
+        if str(origin.get("domain_name", "")).endswith(".elb.amazonaws.com")
+    ]
+    stale = [origin for origin in origins if origin not in balancers]
+    if stale:
+        found.append(f"{frontend_url}/api/* goes to {', '.join(stale)}, a load balancer that no longer exists: 502")
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.rehearse.probe", description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", required=True)
+    parser.add_argument("--backend-url", required=True)
+    parser.add_argument("--frontend-url", required=True)
+    args = parser.parse_args(argv)
+    world = World.load(Path(os.environ[WORLD_FILE_VARIABLE]))
+    fault = Path(os.environ[WORLD_FILE_VARIABLE]).parent / "faults" / f"smoke-{args.stage}"
+    if fault.exists():
+        fault.unlink()
+        print(f"error: {args.stage} smoke test failed: GET {args.backend_url}/health answered 500 (injected)")
+        return 1
+    found = problems(world, args.stage, args.backend_url, args.frontend_url)
+    for problem in found:
+        print(f"error: {problem}")
+    if not found:
+        print(f"{args.stage}: {args.backend_url}/health 200, {args.frontend_url} 200, /api/* reaches the backend")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
