@@ -83,6 +83,10 @@ deployed-test: $(STAMP) ## tests/deployed against a stage: BACKEND_URL=... FRONT
 	BACKEND_URL="$(BACKEND_URL)" FRONTEND_URL="$(FRONTEND_URL)" API_URL="$(API_URL)" EXPECT_AUTH="$(EXPECT_AUTH)" \
 	  python -m pytest -q tests/deployed $$marker
 
+.PHONY: rehearse
+rehearse: $(STAMP) ## run the synthesized pipeline's own actions against moto, from empty accounts to prod (README "Rehearsal")
+	python -m tools.rehearse $(REHEARSE_ARGS)
+
 .PHONY: requirements
 requirements: $(STAMP) ## table of every acceptance criterion, its tests and their last result
 	python -m tools.requirements_report --write docs/requirements.md

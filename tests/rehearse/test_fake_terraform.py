@@ -228,11 +228,6 @@ def test_a_role_trusting_a_role_that_does_not_exist_is_refused_until_it_exists(
 
 
 @pytest.mark.req("R4.6")
-@pytest.mark.xfail(
-    strict=True,
-    reason="fake bug: Effects.aws_iam_role looks a principal role up by name only, ignoring its path, "
-    "so role/Runner passes for role/pipeline/Runner where IAM says Invalid principal",
-)
 def test_a_role_trusting_a_role_arn_without_the_roles_path_is_refused(rehearsal: Rehearsal) -> None:
     tools, beta = rehearsal.account("tools"), rehearsal.account("beta")
     rehearsal.role(tools, "Runner", trust(f"arn:aws:iam::{tools}:root"), path="/pipeline/")
@@ -330,11 +325,6 @@ def test_a_saved_plan_applied_after_the_state_moved_is_stale(rehearsal: Rehearsa
 
 
 @pytest.mark.req("R4.5")
-@pytest.mark.xfail(
-    strict=True,
-    reason="fake bug: Backend.read gives a stack without state a new random lineage on every read, "
-    "so the first `plan -out` + `apply <plan>` of a new stack is always refused as stale",
-)
 def test_a_saved_plan_of_a_new_stack_applies(rehearsal: Rehearsal) -> None:
     beta = rehearsal.account("beta")
     stack = rehearsal.stack("app", config(resource=log_groups(api=7)))
@@ -359,11 +349,6 @@ def test_a_plan_that_replaces_a_resource_with_prevent_destroy_is_refused(rehears
 
 
 @pytest.mark.req("R4.5")
-@pytest.mark.xfail(
-    strict=True,
-    reason="fake divergence: Stack.plan refuses to delete a resource whose block was removed because the "
-    "state remembers prevent_destroy; Terraform drops the protection with the block and plans the delete",
-)
 def test_removing_a_protected_resources_block_plans_its_deletion(rehearsal: Rehearsal) -> None:
     resource = log_groups(web=7)
     resource[LOG_GROUP]["api"] = {"name": "api", "lifecycle": {"prevent_destroy": True}}

@@ -377,8 +377,12 @@ def last_error(log: Path | None) -> str:
     """The line of the log that says why: the last `error:`/`Error:` line, else the last line."""
     if log is None or not log.exists():
         return ""
-    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    lines = [
+        line.strip()
+        for line in log.read_text(errors="replace").splitlines()
+        if line.strip() and not line.startswith("[Container]")
+    ]
     for line in reversed(lines):
         if line.lower().startswith("error") or "Error:" in line or "Permission denied" in line:
             return line[:300]
-    return lines[-2][:300] if len(lines) > 1 else ""
+    return lines[-1][:300] if lines else ""

@@ -58,11 +58,11 @@ FORCE_NEW: dict[str, set[str]] = {
 IMMUTABLE_TYPES = {"aws_ecs_task_definition", "aws_iam_policy"}
 
 
-class Refused(Exception):
+class RefusedError(Exception):
     """Terraform or AWS said no; the message is what the real one prints after `Error: `."""
 
 
-class Tainted(Refused):
+class TaintedError(RefusedError):
     """The resource was created but never became ready: it stays in the state, marked for replacement."""
 
 
@@ -70,7 +70,8 @@ class Tainted(Refused):
 
 
 def empty_state() -> dict[str, Any]:
-    return {"version": 4, "serial": 0, "lineage": str(uuid.uuid4()), "resources": {}, "outputs": {}}
+    """No state yet: Terraform gives a state its lineage when it first writes it."""
+    return {"version": 4, "serial": 0, "lineage": "", "resources": {}, "outputs": {}}
 
 
 @dataclass
@@ -127,7 +128,7 @@ class Cloud:
             found = session.client("sts", endpoint_url=self.world.endpoint).get_caller_identity()
         except Exception as error:
             # Any failure to sign or to reach STS is "no valid credentials" to Terraform.
-            raise Refused(f"No valid credential sources found: {error}") from None
+            raise RefusedError(f"No valid credential sources found: {error}") from None
         return {"Account": found["Account"], "Arn": found["Arn"], "UserId": found["UserId"]}
 
     def principal_arn(self, session: boto3.session.Session) -> str:
@@ -146,9 +147,9 @@ class Cloud:
     def assume(self, session: boto3.session.Session, role_arn: str, session_name: str) -> boto3.session.Session:
         """sts:AssumeRole as AWS answers it: the role must exist and its trust policy must allow the caller."""
         caller = self.principal_arn(session)
-        match = re.match(r"^arn:aws:iam::(\d{12}):role(/.*/|/)([^/]+)$", role_arn)
+        match = ROLE_ARN.match(role_arn)
         if not match:
-            raise Refused(f"assume_role: {role_arn!r} is not a role ARN")
+            raise RefusedError(f"assume_role: {role_arn!r} is not a role ARN")
         account, path, name = match.groups()
         denied = (
             f"Cannot assume IAM Role: AccessDenied: User: {caller} is not authorized to perform: "
@@ -157,13 +158,13 @@ class Cloud:
         try:
             role = self.world.client(account, "iam").get_role(RoleName=name)["Role"]
         except ClientError:
-            raise Refused(f"{denied} (the role does not exist)") from None
+            raise RefusedError(f"{denied} (the role does not exist)") from None
         if role.get("Path", "/") != path:
-            raise Refused(f"{denied} (the role's path is {role.get('Path')!r}, not {path!r})")
+            raise RefusedError(f"{denied} (the role's path is {role.get('Path')!r}, not {path!r})")
         trust = role["AssumeRolePolicyDocument"]
         trust = json.loads(trust) if isinstance(trust, str) else trust
         if not trust_allows(trust, caller):
-            raise Refused(f"{denied} (its trust policy, as applied, does not allow {caller})")
+            raise RefusedError(f"{denied} (its trust policy, as applied, does not allow {caller})")
         return self.world.session_for(self.world.role_credentials(role_arn, session_name))
 
     def session_in(self, settings: Mapping[str, Any], what: str) -> boto3.session.Session:
@@ -177,7 +178,7 @@ class Cloud:
         account = self.identity(session)["Account"]
         allowed = settings.get("allowed_account_ids")
         if allowed and account not in allowed:
-            raise Refused(f"{what}: AWS account ID not allowed: {account} (allowed_account_ids: {', '.join(allowed)})")
+            raise RefusedError(f"{what}: AWS account ID not allowed: {account} (allowed_account_ids: {', '.join(allowed)})")
         return session
 
 
@@ -252,6 +253,7 @@ def expressions(text: str) -> Iterator[tuple[int, int, str]]:
 
 
 REFERENCE = re.compile(r"^(data\.)?([a-z0-9_]+)\.([A-Za-z0-9_-]+)((?:\.[A-Za-z0-9_-]+|\[\d+\])*)$")
+ROLE_ARN = re.compile(r"^arn:aws:iam::(\d{12}):role(/.*/|/)([^/]+)$")
 RESOURCE_REFERENCE = re.compile(r"(?<![.\w])(aws_[a-z0-9_]+)\.([A-Za-z0-9_-]+)")
 ELEMENT = re.compile(r"^element\((.+),\s*(\d+)\)$")
 
@@ -346,7 +348,7 @@ class Stack:
             if path[0] != "outputs":
                 return UNKNOWN
             if path[1] not in outputs:
-                raise Refused(
+                raise RefusedError(
                     f'Unsupported attribute: data.terraform_remote_state.{name}.outputs has no attribute "{path[1]}" '
                     f"(the stack at {body['config'].get('key')} has not applied that output)"
                 )
@@ -364,7 +366,7 @@ class Stack:
 
     def resource_attribute(self, address: str, path: list[str]) -> Any:
         if address not in self.resources():
-            raise Refused(f"Reference to undeclared resource {address}")
+            raise RefusedError(f"Reference to undeclared resource {address}")
         self.plan_resource(address)
         attribute, rest = path[0], path[1:]
         desired = self.desired[address]
@@ -443,7 +445,7 @@ class Stack:
             else:
                 actions = ["no-op"]
         if "delete" in actions and (body.get("lifecycle") or {}).get("prevent_destroy"):
-            raise Refused(
+            raise RefusedError(
                 f"Instance cannot be destroyed: resource {address} has lifecycle.prevent_destroy set, "
                 "but the plan calls for this resource to be destroyed"
             )
@@ -454,10 +456,9 @@ class Stack:
     def plan(self) -> dict[str, Any]:
         for address in self.resources():
             self.plan_resource(address)
-        for address, prior in self.state["resources"].items():
+        for address in self.state["resources"]:
             if address not in self.resources():
-                if prior.get("prevent_destroy"):
-                    raise Refused(f"Instance cannot be destroyed: resource {address} has lifecycle.prevent_destroy set")
+                # Removing the block removes its prevent_destroy too: Terraform plans the delete.
                 self.actions[address] = ["delete"]
         outputs = {}
         for name, body in (self.config.get("output") or {}).items():
@@ -544,7 +545,7 @@ class Effects:
         if owner == self.stack.account:
             return
         if owner is not None:
-            raise Refused(f"creating S3 Bucket ({body['bucket']}): BucketAlreadyExists (owned by account {owner})")
+            raise RefusedError(f"creating S3 Bucket ({body['bucket']}): BucketAlreadyExists (owned by account {owner})")
         self.client("s3").create_bucket(
             Bucket=body["bucket"], CreateBucketConfiguration={"LocationConstraint": self.stack.region}
         )
@@ -565,13 +566,16 @@ class Effects:
         for statement in as_list(json.loads(trust).get("Statement")):
             principal = statement.get("Principal")
             for arn in as_list(principal.get("AWS")) if isinstance(principal, dict) else []:
-                match = re.match(r"^arn:aws:iam::(\d{12}):role/(?:.*/)?([^/]+)$", str(arn))
+                match = ROLE_ARN.match(str(arn))
                 if not match:
                     continue
+                account, path, name = match.groups()
                 try:
-                    self.world.client(match.group(1), "iam").get_role(RoleName=match.group(2))
+                    found = self.world.client(account, "iam").get_role(RoleName=name)["Role"]
                 except ClientError:
-                    raise Refused(
+                    found = None
+                if found is None or found.get("Path", "/") != path:
+                    raise RefusedError(
                         f"creating IAM Role ({body['name']}): MalformedPolicyDocument: "
                         f'Invalid principal in policy: "AWS":"{arn}"'
                     ) from None
@@ -619,7 +623,7 @@ class Effects:
     def aws_ecs_service(self, address: str, body: dict[str, Any], actions: list[str]) -> None:
         problems = self.tasks_cannot_start()
         if problems and body.get("wait_for_steady_state"):
-            raise Tainted(
+            raise TaintedError(
                 f"waiting for ECS Service ({body['name']}) to reach steady state: timeout while waiting for state "
                 f"to become 'tfSTABLE' (last state: 'tfPENDING', timeout: 20m0s); its tasks stop: {'; '.join(problems)}"
             )
@@ -675,7 +679,7 @@ class Terraform:
         self.cloud = Cloud(world)
         path = directory / "cdk.tf.json"
         if not path.exists():
-            raise Refused(f"No configuration files in {directory}")
+            raise RefusedError(f"No configuration files in {directory}")
         self.config: dict[str, Any] = json.loads(path.read_text())
         self.name = directory.name
 
@@ -694,12 +698,12 @@ class Terraform:
         account = self.cloud.identity(session)["Account"]
         owner = self.world.owner_of_bucket(settings["bucket"])
         if owner is None:
-            raise Refused(
+            raise RefusedError(
                 f'Failed to get existing workspaces: S3 bucket "{settings["bucket"]}" does not exist. '
                 "The referenced S3 bucket must have been previously created."
             )
         if owner != account:
-            raise Refused(
+            raise RefusedError(
                 f'Failed to get existing workspaces: S3 bucket "{settings["bucket"]}": AccessDenied: it belongs to '
                 f"account {owner}, and these credentials are account {account}"
             )
@@ -730,7 +734,7 @@ class Terraform:
         record_path = self.directory / DATA_DIR / BACKEND_RECORD
         backend = self.backend()
         if not record_path.exists() or json.loads(record_path.read_text()) != backend.record:
-            raise Refused('Backend initialization required, please run "terraform init"')
+            raise RefusedError('Backend initialization required, please run "terraform init"')
         return backend
 
     # Commands
@@ -748,7 +752,7 @@ class Terraform:
                         backend.write(moved)
                         print(f"Successfully migrated the state of {self.name} to the {backend.kind} backend.")
             elif "-reconfigure" not in args:
-                raise Refused(
+                raise RefusedError(
                     "Backend configuration changed: run terraform init -migrate-state to move the state, "
                     "or -reconfigure to leave it"
                 )
@@ -761,7 +765,7 @@ class Terraform:
             )
         )
         if "-lockfile=readonly" in args and lock.exists() and lock.read_text() != wanted:
-            raise Refused("the dependency lock file does not match the configuration, and -lockfile=readonly is set")
+            raise RefusedError("the dependency lock file does not match the configuration, and -lockfile=readonly is set")
         lock.write_text(wanted)
         record_path.parent.mkdir(exist_ok=True)
         record_path.write_text(json.dumps(backend.record))
@@ -786,6 +790,8 @@ class Terraform:
             "serial": state["serial"],
             "refresh_only": refresh_only,
             "document": document,
+            # A saved plan carries the configuration it was made from; apply uses that, not the directory's.
+            "config": self.config,
         }
         out = next((a.removeprefix("-out=") for a in args if a.startswith("-out=")), None)
         if out:
@@ -851,21 +857,27 @@ class Terraform:
         if plan_file:
             saved = json.loads(Path(plan_file).read_text())
             if (saved["lineage"], saved["serial"]) != (state["lineage"], state["serial"]):
-                raise Refused(
+                raise RefusedError(
                     "Saved plan is stale: the given plan file can no longer be applied because the state was "
                     "changed by another operation after the plan was created."
                 )
+            self.config = saved["config"]
             if saved["refresh_only"]:
                 print("Apply complete! Resources: 0 added, 0 changed, 0 destroyed.")
                 return 0
         elif "-auto-approve" not in args:
-            raise Refused("apply without a saved plan needs -auto-approve here (no one can answer the prompt)")
+            raise RefusedError("apply without a saved plan needs -auto-approve here (no one can answer the prompt)")
         stack, session = self.stack(state)
         stack.plan()
         planned = dict(stack.actions)
         stack.applying = True
         effects = Effects(stack, session)
-        new_state = {**state, "serial": state["serial"] + 1, "resources": dict(state["resources"])}
+        new_state = {
+            **state,
+            "lineage": state["lineage"] or str(uuid.uuid4()),
+            "serial": state["serial"] + 1,
+            "resources": dict(state["resources"]),
+        }
         done: set[str] = set()
 
         def apply_one(address: str) -> None:
@@ -888,8 +900,8 @@ class Terraform:
             body = stack.desired[address]
             try:
                 assigned = effects.apply(address, action, body)
-            except Refused as refusal:
-                if isinstance(refusal, Tainted):
+            except RefusedError as refusal:
+                if isinstance(refusal, TaintedError):
                     # Created, but never became healthy: Terraform keeps it, tainted, and replaces it next time.
                     new_state["resources"][address] = {
                         "config": body,
@@ -898,13 +910,11 @@ class Terraform:
                         "tainted": True,
                     }
                 backend.write(new_state)
-                raise Refused(f"{refusal}\n  with {address}") from None
-            lifecycle = stack.resources()[address].get("lifecycle") or {}
+                raise RefusedError(f"{refusal}\n  with {address}") from None
             new_state["resources"][address] = {
                 "config": body,
                 "generation": stack.generation[address],
                 "computed": {**self.computed_attributes(stack, address), **assigned},
-                "prevent_destroy": bool(lifecycle.get("prevent_destroy")),
             }
             stack.state = {**stack.state, "resources": new_state["resources"]}
             stack.actions[address] = ["no-op"]
@@ -966,9 +976,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "output": terraform.output,
         }.get(args[0])
         if command is None:
-            raise Refused(f"the rehearsal's terraform does not model `terraform {args[0]}`")
+            raise RefusedError(f"the rehearsal's terraform does not model `terraform {args[0]}`")
         return command(args[1:])
-    except Refused as refusal:
+    except RefusedError as refusal:
         print(f"\nError: {refusal}\n", file=sys.stderr)
         return 1
 
