@@ -164,6 +164,7 @@ class Rehearsal:
             "AWS_ENDPOINT_URL": self.world.endpoint,
             "AWS_EC2_METADATA_DISABLED": "true",
             "LANG": "C.UTF-8",
+            **Machine.trusted_certificates(),
             **settings,
         }
         started = time.monotonic()

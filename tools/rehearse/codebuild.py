@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -26,6 +28,7 @@ import yaml
 from tools.rehearse.world import launcher
 
 PHASES = ("install", "pre_build", "build", "post_build")
+TRUST_VARIABLE = re.compile(r"(CA_BUNDLE|CA_CERTS|CERT_FILE|CERT_DIR|CAINFO|ROOTS_FILE_PATH)$")
 TERRAFORM_VERSION_PLACEHOLDER = "1.13.4"
 # What the build image brings besides the buildspec's own installs: git, python3 and the AWS CLI.
 IMAGE_TOOLS = ("git", "python3", "aws", "bash", "make", "unzip", "zip", "sha256sum")
@@ -70,6 +73,11 @@ class Machine:
         self._prepare_mirror()
         self._prepare_home()
 
+    @staticmethod
+    def trusted_certificates() -> dict[str, str]:
+        """The machine's TLS trust settings (a build image trusts what its host trusts)."""
+        return {name: value for name, value in os.environ.items() if TRUST_VARIABLE.search(name)}
+
     def _tool_path(self) -> str:
         directories: list[str] = []
         for tool in IMAGE_TOOLS:
@@ -99,10 +107,13 @@ class Machine:
         cache = self.home / ".cache"
         cache.mkdir(parents=True, exist_ok=True)
         machine_home = Path.home()
-        for name, target in ((".cache/uv", cache / "uv"), (".npm", self.home / ".npm")):
-            source = machine_home / name
-            source.mkdir(parents=True, exist_ok=True)
-            if not target.exists():
+        for name in (".cache/uv", ".npm"):
+            (machine_home / name).mkdir(parents=True, exist_ok=True)
+        # The registries' settings of this machine too (npm's, pip's): the same registries, reached the same way.
+        for name in (".cache/uv", ".npm", ".npmrc", ".config/pip", ".config/uv"):
+            source, target = machine_home / name, self.home / name
+            if source.exists() and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
                 target.symlink_to(source)
 
     def image_bin(self, folder: Path) -> Path:
@@ -153,6 +164,7 @@ def build_script(spec: dict[str, Any], build: Build, exports_file: Path) -> tupl
 def run_build(build: Build, machine: Machine, workdir: Path) -> list[str]:
     """Runs the build; returns notes (stand-ins used). Sets status, exported variables and log."""
     spec = load_buildspec(build.primary / build.buildspec)
+    workdir.mkdir(parents=True, exist_ok=True)
     exports_file = workdir / "exported"
     script, notes = build_script(spec, build, exports_file)
     (workdir / "build.sh").write_text(script)
@@ -167,6 +179,7 @@ def run_build(build: Build, machine: Machine, workdir: Path) -> list[str]:
         "CODEBUILD_SRC_DIR": str(build.primary),
         **{f"CODEBUILD_SRC_DIR_{name}": str(path) for name, path in build.secondary.items()},
         "LANG": "C.UTF-8",
+        **Machine.trusted_certificates(),
     }
     build.log = workdir / "build.log"
     inner = f"mount --bind {shlex.quote(str(image_bin))} /usr/local/bin && exec bash {shlex.quote(str(workdir / 'build.sh'))}"

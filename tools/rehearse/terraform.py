@@ -178,7 +178,9 @@ class Cloud:
         account = self.identity(session)["Account"]
         allowed = settings.get("allowed_account_ids")
         if allowed and account not in allowed:
-            raise RefusedError(f"{what}: AWS account ID not allowed: {account} (allowed_account_ids: {', '.join(allowed)})")
+            raise RefusedError(
+                f"{what}: AWS account ID not allowed: {account} (allowed_account_ids: {', '.join(allowed)})"
+            )
         return session
 
 
@@ -765,7 +767,9 @@ class Terraform:
             )
         )
         if "-lockfile=readonly" in args and lock.exists() and lock.read_text() != wanted:
-            raise RefusedError("the dependency lock file does not match the configuration, and -lockfile=readonly is set")
+            raise RefusedError(
+                "the dependency lock file does not match the configuration, and -lockfile=readonly is set"
+            )
         lock.write_text(wanted)
         record_path.parent.mkdir(exist_ok=True)
         record_path.write_text(json.dumps(backend.record))

@@ -1,0 +1,180 @@
+"""The rehearsal's CodeBuild and CodePipeline: what a build is handed, and nothing more.
+
+A build sees exactly the project's variables, the action's (namespace variables resolved), the
+buildspec's, and CodeBuild's own; its Source is the commit as a zip, without `.git`, `.venv` or
+execute bits; and the pipeline it runs is the one the pipeline stack's state holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tools.rehearse.codebuild import Build, Machine, StandIn, collect_artifacts, run_build
+from tools.rehearse.pipeline import Action, Execution, Pipeline, Services, read_definition
+from tools.rehearse.world import MotoServer, World
+
+pytestmark = pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
+
+BUILDSPEC = """version: 0.2
+env:
+  shell: bash
+  variables:
+    FROM_BUILDSPEC: "yes"
+  exported-variables:
+    - HEADLINE
+phases:
+  build:
+    commands:
+      - env -0 > "$CODEBUILD_SRC_DIR/environment"
+      - export HEADLINE="planned $STAGE"
+      - mkdir -p handoff && echo artifact > handoff/file.txt
+artifacts:
+  base-directory: handoff
+  files:
+    - "**/*"
+"""
+# What CodeBuild itself adds to every build, besides the project's, action's and buildspec's variables.
+CODEBUILD_OWN = {
+    "PATH",
+    "HOME",
+    "LANG",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_ENDPOINT_URL",
+    "CODEBUILD_SRC_DIR",
+    "CODEBUILD_SRC_DIR_Build",
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with MotoServer(tmp_path_factory.mktemp("moto") / "moto.log") as moto:
+        yield World(endpoint=moto.endpoint, region="eu-west-1", accounts={"beta": "444444444444"})
+
+
+@pytest.mark.req("R4.4")
+def test_a_build_sees_exactly_the_variables_it_is_handed(world: World, tmp_path: Path) -> None:
+    source, secondary = tmp_path / "Source", tmp_path / "Build"
+    (source / "spec").mkdir(parents=True)
+    (source / "spec" / "buildspec.yml").write_text(BUILDSPEC)
+    secondary.mkdir()
+    world_file = tmp_path / "world.json"
+    world.save(world_file)
+    machine = Machine(tmp_path / "machine", world_file, world.endpoint)
+    build = Build(
+        project="canvalo-beta-pipeline-deploy",
+        buildspec="spec/buildspec.yml",
+        primary=source,
+        secondary={"Build": secondary},
+        environment={"CANVALO_BETA_ACCOUNT_ID": "444444444444", "STAGE": "beta"},
+        credentials_url="http://127.0.0.1:1/credentials/x",
+    )
+    os.environ["LEAKED_FROM_THE_HOST"] = "must not reach the build"
+    try:
+        run_build(build, machine, tmp_path / "work-env")
+    finally:
+        del os.environ["LEAKED_FROM_THE_HOST"]
+    assert build.status == 0, (tmp_path / "work-env" / "build.log").read_text()
+    seen = dict(item.split("=", 1) for item in (source / "environment").read_text().split("\0") if item)
+    trusted = set(Machine.trusted_certificates())
+    # bash adds its own bookkeeping variables.
+    shell = {"PWD", "SHLVL", "OLDPWD", "_"}
+    assert set(seen) - shell - trusted == {"CANVALO_BETA_ACCOUNT_ID", "STAGE", "FROM_BUILDSPEC"} | CODEBUILD_OWN
+    assert seen["CODEBUILD_SRC_DIR_Build"] == str(secondary)
+    assert build.exported == {"HEADLINE": "planned beta"}
+    collect_artifacts(source / "spec" / "buildspec.yml", source, tmp_path / "out")
+    assert (tmp_path / "out" / "file.txt").read_text() == "artifact\n"
+
+
+@pytest.mark.req("R4.4")
+def test_a_stand_in_replaces_its_command_and_says_so(world: World, tmp_path: Path) -> None:
+    source = tmp_path / "Source"
+    source.mkdir()
+    (source / "buildspec.yml").write_text("version: 0.2\nphases:\n  build:\n    commands:\n      - exit 7\n")
+    world_file = tmp_path / "world.json"
+    world.save(world_file)
+    machine = Machine(tmp_path / "machine", world_file, world.endpoint)
+
+    def build_with(stand_ins: list[StandIn], folder: str) -> Build:
+        build = Build("p", "buildspec.yml", source, {}, {}, "http://127.0.0.1:1/c", stand_ins=stand_ins)
+        notes = run_build(build, machine, tmp_path / folder)
+        build.exported["notes"] = "; ".join(notes)
+        return build
+
+    assert build_with([], "plain").status == 7
+    replaced = build_with([StandIn("test", "exit 7", "true", "why")], "replaced")
+    assert replaced.status == 0 and "stand-in for `exit 7`: why" in replaced.exported["notes"]
+
+
+@pytest.mark.req("R4.4")
+def test_the_source_artifact_is_a_zip_without_git_venv_or_execute_bits(world: World, tmp_path: Path) -> None:
+    repository = tmp_path / "github"
+    (repository / "pipelines").mkdir(parents=True)
+    script = repository / "pipelines" / "run.sh"
+    script.write_text("#!/bin/sh\necho ran\n")
+    script.chmod(0o755)
+    (repository / ".gitignore").write_text(".venv/\n")
+    (repository / ".venv").mkdir()
+    (repository / ".venv" / "marker").write_text("ignored")
+    identity = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repository, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=repository, check=True)
+    subprocess.run(["git", *identity, "commit", "-q", "-m", "first"], cwd=repository, check=True)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repository, capture_output=True, text=True).stdout.strip()
+    services = Services(world)
+    try:
+        pipeline = Pipeline(
+            world=world,
+            machine=Machine(tmp_path / "machine", tmp_path / "world.json", world.endpoint),
+            services=services,
+            repository=repository,
+            root=tmp_path,
+            state_bucket="unused",
+            pipeline_account="444444444444",
+            stand_ins=[],
+            record=lambda _: None,
+        )
+        execution = Execution(id="e1", commit=commit)
+        action = Action("Source", "Source", "Source", 1, {"BranchName": "main"}, [], ["Source"], "SourceVariables")
+        ok, detail = pipeline.source(execution, action)
+    finally:
+        services.close()
+    delivered = execution.artifacts["Source"]
+    assert ok and "first" in detail
+    assert (delivered / "pipelines" / "run.sh").read_text() == "#!/bin/sh\necho ran\n"
+    assert not os.access(delivered / "pipelines" / "run.sh", os.X_OK)
+    assert not (delivered / ".git").exists() and not (delivered / ".venv").exists()
+    assert execution.variables["SourceVariables"]["CommitId"] == commit
+
+
+@pytest.mark.req("R4.4")
+def test_the_pipeline_is_read_from_the_applied_state_not_typed_again(world: World) -> None:
+    account, bucket = "444444444444", "canvalo-tfstate-444444444444-eu-west-1"
+    s3 = world.client(account, "s3")
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    stage = {
+        "name": "Beta",
+        "action": [
+            {"name": "Apply", "category": "Build", "run_order": 2, "configuration": {"ProjectName": "deploy"}},
+            {"name": "Plan", "category": "Build", "run_order": 1, "configuration": {"ProjectName": "deploy"}},
+        ],
+    }
+    state = {
+        "resources": {
+            "aws_codepipeline.p": {"config": {"name": "canvalo-beta-pipeline", "stage": [stage]}},
+            "aws_codebuild_project.d": {
+                "config": {"name": "deploy", "service_role": "arn:aws:iam::444444444444:role/canvalo/deploy"}
+            },
+        }
+    }
+    s3.put_object(Bucket=bucket, Key="pipeline/terraform.tfstate", Body=json.dumps(state).encode())
+    definition = read_definition(world, account, bucket)
+    ((name, actions),) = definition.stages
+    assert name == "Beta" and [a.name for a in actions] == ["Plan", "Apply"], "run order decides"
+    assert definition.roles == {"deploy": "arn:aws:iam::444444444444:role/canvalo/deploy"}
