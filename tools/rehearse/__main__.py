@@ -24,7 +24,7 @@ from tools.rehearse.world import REPOSITORY, MotoServer, World, launcher, tool_c
 ACCOUNTS = {"beta": "444444444444", "gamma": "555555555555", "prod": "666666666666"}
 REGION = "eu-west-1"
 # Executions a new deployment may take before the rehearsal calls it stuck.
-MAX_FIRST_DEPLOY_EXECUTIONS = 8
+MAX_FIRST_DEPLOY_EXECUTIONS = 12
 ADMINISTRATOR_ROLE = "Administrator"
 
 
@@ -149,7 +149,7 @@ class Rehearsal:
             (folder / name).chmod(0o755)
         return folder
 
-    def administrator(self, stage: str, script: str, settings: dict[str, str]) -> tuple[int, str]:
+    def administrator(self, stage: str, label: str, script: str, settings: dict[str, str]) -> tuple[int, str]:
         """Runs shell commands on the administrator's clone with that account's administrator credentials."""
         credentials = self.world.role_credentials(
             f"arn:aws:iam::{ACCOUNTS[stage]}:role/{ADMINISTRATOR_ROLE}", f"admin-{stage}"
@@ -182,7 +182,7 @@ class Rehearsal:
         (self.root / "admin.log").open("a").write(f"$ {script}\n{output}\n")
         result = "Succeeded" if completed.returncode == 0 else "Failed"
         detail = "" if completed.returncode == 0 else last_error_line(output)
-        self.record(Step("admin", stage, script.splitlines()[0][:60], time.monotonic() - started, result, detail))
+        self.record(Step("admin", stage, label, time.monotonic() - started, result, detail))
         return completed.returncode, detail
 
     def record(self, step: Step) -> None:
@@ -251,13 +251,13 @@ def settings() -> dict[str, str]:
 
 
 def bootstrap(rehearsal: Rehearsal, stage: str) -> None:
-    status, detail = rehearsal.administrator(stage, bootstrap_commands(stage), settings())
+    status, detail = rehearsal.administrator(stage, f"README bootstrap-{stage}", bootstrap_commands(stage), settings())
     if status:
         raise ScenarioError(f"bootstrap-{stage} (README steps): {detail}")
 
 
 def deploy_pipeline(rehearsal: Rehearsal) -> None:
-    status, detail = rehearsal.administrator("beta", "cdktn deploy pipeline", settings())
+    status, detail = rehearsal.administrator("beta", "cdktn deploy pipeline", "cdktn deploy pipeline", settings())
     if status:
         raise ScenarioError(f"cdktn deploy pipeline: {detail}")
 

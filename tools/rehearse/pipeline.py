@@ -382,7 +382,11 @@ def last_error(log: Path | None) -> str:
         for line in log.read_text(errors="replace").splitlines()
         if line.strip() and not line.startswith("[Container]")
     ]
+    # Terraform's own `Error:` says more than the wrapper's `error: terraform apply failed`.
     for line in reversed(lines):
-        if line.lower().startswith("error") or "Error:" in line or "Permission denied" in line:
+        if line.startswith("Error:"):
+            return line[:300]
+    for line in reversed(lines):
+        if line.lower().startswith("error") or "Permission denied" in line:
             return line[:300]
     return lines[-1][:300] if lines else ""

@@ -610,14 +610,20 @@ class Effects:
         prior = self.stack.state["resources"].get(address, {}).get("computed", {})
         if "id" in prior and "create" not in actions:
             return dict(prior)
-        origin = "origin.invalid"
+        # Only its id and domain matter to later actions (invalidations); moto wants an S3-shaped origin.
+        origin = {"Id": "site", "DomainName": "site.s3.amazonaws.com", "S3OriginConfig": {"OriginAccessIdentity": ""}}
         created = self.client("cloudfront").create_distribution(
             DistributionConfig={
                 "CallerReference": f"{address}-{uuid.uuid4()}",
                 "Comment": address,
                 "Enabled": True,
-                "Origins": {"Quantity": 1, "Items": [{"Id": "o", "DomainName": origin, "S3OriginConfig": {}}]},
-                "DefaultCacheBehavior": {"TargetOriginId": "o", "ViewerProtocolPolicy": "redirect-to-https"},
+                "Origins": {"Quantity": 1, "Items": [origin]},
+                "DefaultCacheBehavior": {
+                    "TargetOriginId": "site",
+                    "ViewerProtocolPolicy": "redirect-to-https",
+                    "MinTTL": 0,
+                    "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
+                },
             }
         )["Distribution"]
         return {"id": created["Id"], "arn": created["ARN"], "domain_name": created["DomainName"]}
