@@ -221,8 +221,7 @@ class FargateService(Construct):
             name=f"{name}-tasks",
             description=f"{name} tasks: requests from the load balancer only",
             vpc_id=vpc_id,
-            ingress=[],
-            egress=[],
+            # No in-line `ingress`/`egress` (see LoadBalancer): the rule resources below are the only rules.
         )
         VpcSecurityGroupIngressRule(
             self,

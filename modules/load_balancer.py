@@ -115,9 +115,10 @@ class LoadBalancer(Construct):
             name=f"{name}-alb",
             description=f"{name} load balancer: the public API listeners",
             vpc_id=vpc_id,
-            # Rules are separate resources so that other constructs can add theirs without a cycle.
-            ingress=[],
-            egress=[],
+            # Rules are separate resources so that other constructs can add theirs without a cycle. No
+            # `ingress`/`egress` here, not even empty lists: in-line rules (`[]` included) would revoke
+            # the rule resources at every other apply. The provider removes AWS's allow-all egress rule
+            # when it creates the group, so the group allows only what the rule resources add.
         )
         for port in listener_ports:
             for index, cidr in enumerate(ingress_cidrs):

@@ -9,7 +9,7 @@ import pytest
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from tests.infra.conftest import SENTINELS, STAGES, Document
+from tests.infra.conftest import SENTINELS, STAGES, Document, resources
 from tools.requirements import PROJECT_ROOT
 
 
@@ -93,3 +93,25 @@ def test_no_account_id_is_written_in_the_infrastructure_code() -> None:
     for path in [p for p in code if p.name != "config.py"]:
         found = re.findall(r"(?<![\d.])\d{12}(?![\d.])", path.read_text())
         assert not found, f"{path.name} hard-codes account ids {found}: take them from StageConfig"
+
+
+@pytest.mark.req("R2.2")
+def test_security_groups_keep_their_rules_only_in_rule_resources(stacks: dict[str, Document]) -> None:
+    """terraform-provider-aws: in-line `ingress`/`egress` on aws_security_group, even `[]`, conflict with
+    aws_vpc_security_group_*_rule resources, and every other apply revokes those rules."""
+    checked = 0
+    for name, document in stacks.items():
+        groups = resources(document, "aws_security_group")
+        for key, group in groups.items():
+            assert not {"ingress", "egress"} & set(group), f"{name}: aws_security_group.{key} has in-line rules"
+        rules = [
+            *resources(document, "aws_vpc_security_group_ingress_rule").values(),
+            *resources(document, "aws_vpc_security_group_egress_rule").values(),
+        ]
+        assert not resources(document, "aws_security_group_rule"), f"{name}: use the aws_vpc_* rule resources"
+        ruled = {rule["security_group_id"] for rule in rules}
+        assert ruled == {f"${{aws_security_group.{key}.id}}" for key in groups}, (
+            f"{name}: every group's rules are rule resources on a group of this stack"
+        )
+        checked += len(groups)
+    assert checked, "no security group was synthesized: the test checks nothing"
