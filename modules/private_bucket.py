@@ -106,8 +106,9 @@ class PrivateBucket(Construct):
                 S3BucketLifecycleConfigurationRule(
                     id="expire-old-versions",
                     status="Enabled",
-                    # An empty filter applies the rule to every object.
-                    filter=[S3BucketLifecycleConfigurationRuleFilter()],
+                    # Every object, said explicitly: an empty filter draws the provider's "Invalid
+                    # Attribute Combination" warning, which a future version makes an error.
+                    filter=[S3BucketLifecycleConfigurationRuleFilter(prefix="")],
                     noncurrent_version_expiration=[
                         S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration(
                             noncurrent_days=noncurrent_expire_after_days

@@ -115,3 +115,16 @@ def test_security_groups_keep_their_rules_only_in_rule_resources(stacks: dict[st
         )
         checked += len(groups)
     assert checked, "no security group was synthesized: the test checks nothing"
+
+
+def test_no_lifecycle_rule_has_an_empty_filter(stacks: dict[str, Document]) -> None:
+    """An empty `filter {}` draws the provider's "Invalid Attribute Combination" warning, an error in a
+    future version: a rule for every object says so with `prefix = ""`."""
+    checked = 0
+    for name, document in stacks.items():
+        for key, configuration in resources(document, "aws_s3_bucket_lifecycle_configuration").items():
+            for rule in configuration["rule"]:
+                filters = rule.get("filter") or []
+                assert len(filters) == 1 and filters[0], f"{name}: {key} rule {rule['id']} has no explicit filter"
+                checked += 1
+    assert checked, "no lifecycle rule was synthesized: the test checks nothing"
