@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from cdktn import TerraformResourceLifecycle
 from cdktn_provider_aws.ecr_lifecycle_policy import EcrLifecyclePolicy
 from cdktn_provider_aws.ecr_repository import (
     EcrRepository,
@@ -19,8 +20,15 @@ from modules.iam import policy_document, statement
 PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")
 
 
+# The fewest commits' images the lifecycle may keep: far more than a promotion ever lags behind.
+MIN_KEPT_IMAGES = 100
+
+
 class ContainerRegistry(Construct):
     """Immutable tags (a commit's image never changes), scan on push, and a lifecycle that bounds storage.
+
+    Always protected (no `force_delete`, `prevent_destroy`), whatever the stage it lives in: every stage,
+    prod included, pulls its images from here, so losing the repository stops prod's next task start.
 
     `pullers` maps a label (the stage) to another account allowed to pull and the role ARN pattern there
     that may (its ECS task execution roles): the account is the principal, the pattern a condition on
@@ -37,9 +45,11 @@ class ContainerRegistry(Construct):
         name: str,
         pullers: Mapping[str, tuple[str, str]],
         keep_images: int = 200,
-        protected: bool,
     ) -> None:
         super().__init__(scope, construct_id)
+        if keep_images < MIN_KEPT_IMAGES:
+            # A raise, not an assert: cdktf.json runs the app with `python -O`.
+            raise ValueError(f"keep_images={keep_images} could expire prod's image: keep at least {MIN_KEPT_IMAGES}")
         self.repository = EcrRepository(
             self,
             "repository",
@@ -47,7 +57,9 @@ class ContainerRegistry(Construct):
             image_tag_mutability="IMMUTABLE",
             image_scanning_configuration=EcrRepositoryImageScanningConfiguration(scan_on_push=True),
             encryption_configuration=[EcrRepositoryEncryptionConfiguration(encryption_type="AES256")],
-            force_delete=not protected,
+            # Deleting the repository with its images takes an administrator removing both switches.
+            force_delete=False,
+            lifecycle=TerraformResourceLifecycle(prevent_destroy=True),
         )
         EcrLifecyclePolicy(
             self,
@@ -58,7 +70,9 @@ class ContainerRegistry(Construct):
                     "rules": [
                         {
                             "rulePriority": 1,
-                            "description": "Untagged layers are left-overs of failed pushes",
+                            # Every image the pipeline pushes is tagged with its commit: an untagged one
+                            # is a left-over of a failed push, never what a stage runs.
+                            "description": "Untagged images are left-overs of failed pushes",
                             "selection": {
                                 "tagStatus": "untagged",
                                 "countType": "sinceImagePushed",
@@ -69,10 +83,15 @@ class ContainerRegistry(Construct):
                         },
                         {
                             "rulePriority": 2,
-                            # Far more commits than a promotion ever lags behind, so prod's image stays.
+                            # Only tagged images count, so untagged left-overs never push a commit out.
+                            # Prod's running image stays because prod runs one of the newest commits:
+                            # each execution carries one commit through beta, gamma and prod, so prod lags
+                            # the newest build only by the commits built since its last release (queued,
+                            # failed or not approved), far fewer than keep_images (>= MIN_KEPT_IMAGES).
                             "description": f"Keep the newest {keep_images} commits' images",
                             "selection": {
-                                "tagStatus": "any",
+                                "tagStatus": "tagged",
+                                "tagPatternList": ["*"],
                                 "countType": "imageCountMoreThan",
                                 "countNumber": keep_images,
                             },

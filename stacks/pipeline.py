@@ -236,7 +236,6 @@ class PipelineStack(StageStack):
                 for s in project.stages
                 if s.account_id != account
             },
-            protected=stage.deletion_protection,
         )
         self.notifications = NotificationTopic(
             self,

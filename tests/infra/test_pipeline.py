@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cdktn import App, TerraformStack
 
+from modules.container_registry import MIN_KEPT_IMAGES, ContainerRegistry
 from modules.pipeline import BUILDSPECS, TERRAFORM_VERSION
 from tests.infra.conftest import Document, data_sources, one, policy_statements, resources
 from tests.support.config import fixture_project
@@ -360,8 +362,6 @@ def test_registry_has_immutable_scanned_images_that_gamma_and_prod_execution_rol
     assert repository["name"] == "canvalo-backend"
     assert repository["image_tag_mutability"] == "IMMUTABLE"
     assert repository["image_scanning_configuration"] == {"scan_on_push": True}
-    rules = json.loads(one(pipeline, "aws_ecr_lifecycle_policy")["policy"])["rules"]
-    assert {r["selection"]["tagStatus"] for r in rules} == {"untagged", "any"}
     pulls = policy_statements(pipeline, one(pipeline, "aws_ecr_repository_policy")["policy"])
     assert {s["principals"][0]["identifiers"][0] for s in pulls} == {
         f"arn:aws:iam::{GAMMA}:root",
@@ -378,6 +378,34 @@ def test_registry_has_immutable_scanned_images_that_gamma_and_prod_execution_rol
             }
         ]
         assert not [a for a in item["actions"] if not a.startswith("ecr:") or "Put" in a or "Upload" in a]
+
+
+@pytest.mark.req("R7.6")
+def test_the_registry_holding_prods_images_is_protected_although_beta_is_not(pipeline: Document) -> None:
+    """The repository lives in the beta account, but every stage, prod included, pulls from it."""
+    assert not fixture_project().pipeline_stage.deletion_protection, "the pipeline's own stage is unprotected"
+    repository = one(pipeline, "aws_ecr_repository")
+    assert repository["force_delete"] is False
+    assert repository["lifecycle"] == {"prevent_destroy": True}
+
+
+@pytest.mark.req("R7.6")
+def test_the_registry_lifecycle_never_expires_a_recent_commits_image(pipeline: Document) -> None:
+    rules = sorted(
+        json.loads(one(pipeline, "aws_ecr_lifecycle_policy")["policy"])["rules"], key=lambda r: r["rulePriority"]
+    )
+    by_age, by_count = [r["selection"] for r in rules if r["action"] == {"type": "expire"}]
+    # Only untagged left-overs expire by age; a commit's image expires only when 200 newer ones exist.
+    assert by_age == {"tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 7}
+    assert by_count["tagStatus"] == "tagged" and by_count["tagPatternList"] == ["*"]
+    assert by_count["countType"] == "imageCountMoreThan" and by_count["countNumber"] >= 200
+    assert len(rules) == 2
+
+
+def test_the_registry_refuses_a_lifecycle_that_keeps_too_few_images() -> None:
+    stack = TerraformStack(App(), "registry")
+    with pytest.raises(ValueError, match=f"keep at least {MIN_KEPT_IMAGES}"):
+        ContainerRegistry(stack, "registry", name="canvalo-backend", pullers={}, keep_images=MIN_KEPT_IMAGES - 1)
 
 
 def test_drift_is_checked_daily_against_prod_by_a_role_that_can_start_only_that(pipeline: Document) -> None:
