@@ -266,10 +266,15 @@ class DeployRole(Construct):
         lock_table_arn: str,
     ) -> None:
         super().__init__(scope, construct_id)
+        # The pipeline account as principal, held to the one role by aws:PrincipalArn: IAM accepts this
+        # before that role exists (a role ARN as principal is "Invalid principal" until it does, so the
+        # account could not be bootstrapped before the pipeline), and it still matches after the role is
+        # recreated (a role ARN principal silently turns into the old role's unique id).
         trust = assume_role_document(
             self,
             "trust",
-            principals={"AWS": [project.pipeline_deploy_role_arn]},
+            principals={"AWS": [f"arn:aws:iam::{project.pipeline_stage.account_id}:root"]},
+            conditions=[("ArnEquals", "aws:PrincipalArn", [project.pipeline_deploy_role_arn])],
         )
         self.role = IamRole(
             self,

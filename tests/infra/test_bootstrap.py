@@ -60,7 +60,8 @@ def test_deploy_role_trusts_only_the_pipelines_deploy_role(stacks: dict[str, Doc
             "effect": "Allow",
             "actions": ["sts:AssumeRole"],
             "resources": [],
-            "principals": [{"type": "AWS", "identifiers": [PIPELINE_DEPLOY_ROLE]}],
+            "principals": [{"type": "AWS", "identifiers": ["arn:aws:iam::111111111111:root"]}],
+            "condition": [{"test": "ArnEquals", "variable": "aws:PrincipalArn", "values": [PIPELINE_DEPLOY_ROLE]}],
         }
     ]
     assert "managed_policy_arns" not in role

@@ -405,6 +405,8 @@ class Stack:
             return f"{label}-{token}.{self.region}.elb.amazonaws.com"
         if attribute == "domain_name":
             return f"d{token}.cloudfront.net"
+        if attribute in ("bucket_regional_domain_name", "bucket_domain_name") and kind == "aws_s3_bucket":
+            return f"{label}.s3.{self.region}.amazonaws.com"
         if attribute == "repository_url":
             return f"{self.account}.dkr.ecr.{self.region}.amazonaws.com/{label}"
         if attribute == "arn_suffix":
@@ -610,16 +612,22 @@ class Effects:
         prior = self.stack.state["resources"].get(address, {}).get("computed", {})
         if "id" in prior and "create" not in actions:
             return dict(prior)
-        # Only its id and domain matter to later actions (invalidations); moto wants an S3-shaped origin.
-        origin = {"Id": "site", "DomainName": "site.s3.amazonaws.com", "S3OriginConfig": {"OriginAccessIdentity": ""}}
+        # The frontend deploy checks that the distribution serves its bucket: keep the S3 origins as declared.
+        buckets = [o for o in as_list(body.get("origin")) if ".s3." in str(o.get("domain_name"))]
+        if not buckets:
+            raise RefusedError(f"creating CloudFront Distribution ({address}): the rehearsal models S3 origins only")
+        origins = [
+            {"Id": o["origin_id"], "DomainName": o["domain_name"], "S3OriginConfig": {"OriginAccessIdentity": ""}}
+            for o in buckets
+        ]
         created = self.client("cloudfront").create_distribution(
             DistributionConfig={
                 "CallerReference": f"{address}-{uuid.uuid4()}",
                 "Comment": address,
                 "Enabled": True,
-                "Origins": {"Quantity": 1, "Items": [origin]},
+                "Origins": {"Quantity": len(origins), "Items": origins},
                 "DefaultCacheBehavior": {
-                    "TargetOriginId": "site",
+                    "TargetOriginId": origins[0]["Id"],
                     "ViewerProtocolPolicy": "redirect-to-https",
                     "MinTTL": 0,
                     "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
