@@ -63,7 +63,7 @@ class BackendStack(StageStack):
     def __init__(self, scope: Construct, *, project: ProjectConfig, stage: StageConfig, network: NetworkStack) -> None:
         super().__init__(scope, project=project, stage=stage, component="backend")
         app = project.app_name
-        name = stage.resource_name(app, "backend")
+        name = project.backend_name(stage)
         protected = stage.deletion_protection
 
         https = None

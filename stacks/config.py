@@ -39,6 +39,10 @@ REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 IMAGE_TAG = re.compile(r"^(sha256:[a-f0-9]{64}|[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$")
 CONNECTION_ARN = re.compile(r"^arn:aws:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/[\w-]+$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# The prefix of every resource name: what S3 buckets, load balancers and IAM names all accept.
+APP_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
+# AWS holds load balancer, target group and CodeStar connection names to 32 characters (ProjectConfig.short_names).
+SHORT_NAME_LIMIT = 32
 # What the pipeline runs against a stage once it is deployed: integration tests or smoke tests (R10.5-R10.7).
 POST_DEPLOY_TESTS = ("integration", "smoke")
 # CloudFront price classes: North America and Europe; plus most of Asia, the Middle East and Africa; every edge.
@@ -278,6 +282,12 @@ class ProjectConfig:
     permissions_boundary_name = "canvalo-workload-boundary"
 
     def __post_init__(self) -> None:
+        # A load balancer's name may not start with "internal-".
+        if not APP_NAME.match(self.app_name) or f"{self.app_name}-".startswith("internal-"):
+            raise ConfigError(
+                f"app_name={self.app_name!r} is invalid: use lowercase letters, digits and hyphens, starting with "
+                "a letter (not 'internal-') (set CANVALO_APP_NAME or context appName in cdktf.json)"
+            )
         if not BRANCH.match(self.branch):
             raise ConfigError(
                 f"branch={self.branch!r} is not a valid git branch name (set CANVALO_BRANCH or context branch)"
@@ -305,6 +315,14 @@ class ProjectConfig:
         names = [stage.name for stage in self.stages]
         if names != list(STAGE_NAMES):
             raise ConfigError(f"stages are {names}; expected exactly {', '.join(STAGE_NAMES)} in that order")
+        what, longest = max(self.short_names().items(), key=lambda item: len(item[1]))
+        if len(longest) > SHORT_NAME_LIMIT:
+            room = SHORT_NAME_LIMIT - (len(longest) - len(self.app_name))
+            raise ConfigError(
+                f"app_name={self.app_name!r} is too long: {what} would be named {longest!r}, {len(longest)} "
+                f"characters, and AWS allows {SHORT_NAME_LIMIT}; use at most {room} characters "
+                "(set CANVALO_APP_NAME or context appName in cdktf.json)"
+            )
 
     @property
     def environment_settings(self) -> dict[str, str]:
@@ -321,6 +339,21 @@ class ProjectConfig:
     def pipeline_stage(self) -> StageConfig:
         """The pipeline lives in the beta account (R4.7) and deploys beta without assuming a role (R4.8)."""
         return self.stage("beta")
+
+    def backend_name(self, stage: StageConfig) -> str:
+        """`<app>-<stage>-backend`: the stage's ECS cluster and service, load balancer and target group."""
+        return stage.resource_name(self.app_name, "backend")
+
+    @property
+    def connection_name(self) -> str:
+        """The CodeStar connection the pipeline stack creates when none is configured."""
+        return self.pipeline_stage.resource_name(self.app_name, "github")
+
+    def short_names(self) -> dict[str, str]:
+        """The names built from `app_name` that AWS holds to SHORT_NAME_LIMIT characters, by what they name."""
+        names = {f"the {s.name} load balancer and target group": self.backend_name(s) for s in self.stages}
+        names["the CodeStar connection"] = self.connection_name
+        return names
 
     # The backend image lives in the pipeline account's ECR repository; every stage pulls the same tag.
     ecr_repository_name = "canvalo-backend"

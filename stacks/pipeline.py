@@ -251,7 +251,7 @@ class PipelineStack(StageStack):
         else:
             # Created PENDING: someone authorizes it once in the console (Developer Tools > Connections).
             self.connection = CodestarconnectionsConnection(
-                self, "github-connection", name=stage.resource_name(app, "github"), provider_type="GitHub"
+                self, "github-connection", name=project.connection_name, provider_type="GitHub"
             )
             connection_arn = self.connection.arn
 

@@ -14,6 +14,7 @@ import pytest
 from stacks.config import (
     FARGATE_MEMORY_BY_CPU,
     PROJECT_SETTINGS,
+    SHORT_NAME_LIMIT,
     ConfigError,
     load_from_environment,
 )
@@ -160,6 +161,11 @@ def test_context_overrides_defaults() -> None:
         ({"CANVALO_REPOSITORY": "no-slash"}, "repository='no-slash' is invalid"),
         ({"CANVALO_PROD_DOMAIN_NAME": "Not A Domain"}, "stage prod: domain_name='Not A Domain' is invalid"),
         ({"CANVALO_CODESTAR_CONNECTION_ARN": "arn:aws:s3:::x"}, "is not a CodeStar connection ARN"),
+        ({"CANVALO_APP_NAME": "Canvalo"}, "app_name='Canvalo' is invalid: use lowercase letters, digits and hyphens"),
+        ({"CANVALO_APP_NAME": "9lives"}, "app_name='9lives' is invalid"),
+        ({"CANVALO_APP_NAME": "my_app"}, "app_name='my_app' is invalid"),
+        ({"CANVALO_APP_NAME": "internal"}, "app_name='internal' is invalid"),
+        ({"CANVALO_APP_NAME": "a" * 19}, f"app_name='{'a' * 19}' is too long"),
     ],
 )
 @pytest.mark.req("R6.3")
@@ -169,6 +175,38 @@ def test_bad_values_name_the_setting_and_the_value(environ: dict[str, str], expe
     message = str(raised.value)
     assert expected in message
     assert "\n" not in message
+
+
+@pytest.mark.req("R6.3")
+def test_an_app_name_too_long_for_aws_names_is_refused_with_the_name_it_would_make() -> None:
+    with pytest.raises(ConfigError) as raised:
+        fixture_project(appName="canvalo-enterprises")
+    assert str(raised.value) == (
+        "app_name='canvalo-enterprises' is too long: the gamma load balancer and target group would be named "
+        "'canvalo-enterprises-gamma-backend', 33 characters, and AWS allows 32; use at most 18 characters "
+        "(set CANVALO_APP_NAME or context appName in cdktf.json)"
+    )
+
+
+@pytest.mark.req("R6.3")
+def test_the_longest_accepted_app_name_gives_names_aws_accepts(tmp_path: Path) -> None:
+    from main import synthesize
+
+    app_name = "canvalo-enterprise"
+    project = fixture_project(appName=app_name)
+    synthesize(project, tmp_path)
+    limited = {"aws_lb", "aws_lb_target_group", "aws_codestarconnections_connection"}
+    names = [
+        body["name"]
+        for path in sorted((tmp_path / "stacks").glob("*/cdk.tf.json"))
+        for kind, instances in json.loads(path.read_text()).get("resource", {}).items()
+        if kind in limited
+        for body in instances.values()
+    ]
+    assert len(names) == 7, "a load balancer and a target group per stage, and the connection"
+    assert all(name.startswith(f"{app_name}-") for name in names)
+    assert max(len(name) for name in names) == SHORT_NAME_LIMIT
+    assert sorted(set(names)) == sorted(set(project.short_names().values()))
 
 
 @pytest.mark.req("R6.3")
