@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import tomllib
+from pathlib import Path
 
 import pytest
 
+from tests.support.config import hermetic_environment
 from tools.requirements import PROJECT_ROOT
 
 
@@ -54,3 +58,20 @@ def test_the_readme_documents_every_setting() -> None:
     missing = [variable for _, variable in PROJECT_SETTINGS.values() if f"`{variable}`" not in readme]
     missing += [field.upper() for field in STAGE_FIELDS if f"`{field.upper()}`" not in readme]
     assert not missing, f"README.md's configuration tables lack {missing}"
+
+
+@pytest.mark.req("R6.1")
+def test_the_cdktn_cli_runs_the_app_with_the_projects_environment_and_no_uv(tmp_path: Path) -> None:
+    """The CLI runs cdktf.json's `app` in a shell in the project folder: `make env` is all it needs."""
+    app = json.loads((PROJECT_ROOT / "cdktf.json").read_text())["app"]
+    tools = PROJECT_ROOT / ".venv" / "bin"
+    assert not (tools / "uv").exists(), "the PATH below must not offer uv"
+    # Only the project's environment on PATH (its Node.js for jsii): no uv, nothing of the machine's.
+    environ = hermetic_environment(
+        {"PATH": str(tools), "HOME": os.environ.get("HOME", str(tmp_path)), "CDKTF_OUTDIR": str(tmp_path)}
+    )
+    result = subprocess.run(
+        ["/bin/sh", "-c", app], cwd=PROJECT_ROOT, env=environ, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "stacks" / "pipeline" / "cdk.tf.json").is_file()
