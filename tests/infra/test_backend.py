@@ -221,7 +221,7 @@ def test_container_environment_is_the_backends_contract(stacks: dict[str, Docume
         "CORS_ORIGINS": "https://canvalo.example.com" if stage == "prod" else "",
         "PORT": "8000",
         "AWS_REGION": "eu-west-1",
-        "BEDROCK_MODEL_ID": "anthropic.claude-3-5-sonnet-20240620-v1:0",
+        "BEDROCK_MODEL_ID": "eu.anthropic.claude-sonnet-4-5-20250929-v1:0",
         "GRACEFUL_SHUTDOWN_SECONDS": "20",
     }
 
@@ -292,8 +292,10 @@ def test_roles_are_named_bounded_and_scoped(stacks: dict[str, Document], stage: 
     task_key, _ = role(document, "-task")
     (invoke,) = role_statements(document, task_key)
     assert invoke["actions"] == ["bedrock:InvokeModel"]
+    # The default model is a cross-region inference profile: the profile, and the model in any EU region.
     assert invoke["resources"] == [
-        "arn:aws:bedrock:eu-west-1::foundation-model/anthropic.claude-3-5-sonnet-20240620-v1:0"
+        f"arn:aws:bedrock:eu-west-1:{ACCOUNTS[stage]}:inference-profile/eu.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "arn:aws:bedrock:*::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0",
     ]
 
 

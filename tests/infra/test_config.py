@@ -57,6 +57,9 @@ def test_the_fixture_is_what_the_tests_assume() -> None:
     assert {s.region for s in project.stages} == {"eu-west-1"}
     assert (project.app_name, project.branch, project.repository) == ("canvalo", "main", "canvalo/canvalo")
     assert (project.image_tag, project.bootstrap_state) == ("unreleased", "local")
+    # Claude Sonnet 4.5 through the EU cross-region inference profile: Claude 4 models are invoked in
+    # eu-west-1 through an inference profile only.
+    assert project.bedrock_model_id == "eu.anthropic.claude-sonnet-4-5-20250929-v1:0"
     assert project.codestar_connection_arn is None and project.notification_email is None
     assert project.stage("prod").domain_name == "canvalo.example.com"
     assert project.stage("beta").domain_name is None and project.stage("gamma").domain_name is None

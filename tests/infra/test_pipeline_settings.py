@@ -25,7 +25,7 @@ CONTEXT: dict[str, Any] = {
     "branch": "main",
     "repository": "canvalo/canvalo",
     "imageTag": "unreleased",
-    "bedrockModelId": "anthropic.claude-3-5-sonnet-20240620-v1:0",
+    "bedrockModelId": "eu.anthropic.claude-sonnet-4-5-20250929-v1:0",
     "stages": {
         "beta": {"account_id": "111111111111"},
         "gamma": {"account_id": "222222222222"},
