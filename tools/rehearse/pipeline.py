@@ -340,7 +340,12 @@ class Pipeline:
             v["name"]: self.substitute(v["value"], execution)
             for v in json.loads(action.configuration.get("EnvironmentVariables") or "[]")
         }
-        self.services.caller_of_start = definition.roles[project_name]
+        # CodePipeline records who started an execution as the caller's session ARN.
+        role_account, role_name = (
+            definition.roles[project_name].split(":")[4],
+            definition.roles[project_name].rsplit("/", 1)[-1],
+        )
+        self.services.caller_of_start = f"arn:aws:sts::{role_account}:assumed-role/{role_name}/codebuild"
         kind = project_name.removeprefix(f"{definition.name}-")
         build = Build(
             project=project_name,
