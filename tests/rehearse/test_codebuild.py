@@ -18,7 +18,7 @@ import pytest
 
 from tools.rehearse.codebuild import Build, Machine, StandIn, collect_artifacts, run_build
 from tools.rehearse.pipeline import Action, Execution, Pipeline, Services, read_definition
-from tools.rehearse.world import MotoServer, World
+from tools.rehearse.world import MotoServer, StateLocation, World
 
 pytestmark = pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
 
@@ -96,7 +96,9 @@ def test_a_build_sees_exactly_the_variables_it_is_handed(world: World, tmp_path:
 def test_a_stand_in_replaces_its_command_and_says_so(world: World, tmp_path: Path) -> None:
     source = tmp_path / "Source"
     source.mkdir()
-    (source / "buildspec.yml").write_text("version: 0.2\nphases:\n  build:\n    commands:\n      - exit 7\n")
+    # A buildspec command may be a block: the stand-in replaces its line, and the rest still runs.
+    block = "version: 0.2\nphases:\n  build:\n    commands:\n      - |\n        set -e\n        exit 7\n        echo after\n"
+    (source / "buildspec.yml").write_text(block)
     world_file = tmp_path / "world.json"
     world.save(world_file)
     machine = Machine(tmp_path / "machine", world_file, world.endpoint)
@@ -110,6 +112,7 @@ def test_a_stand_in_replaces_its_command_and_says_so(world: World, tmp_path: Pat
     assert build_with([], "plain").status == 7
     replaced = build_with([StandIn("test", "exit 7", "true", "why")], "replaced")
     assert replaced.status == 0 and "stand-in for `exit 7`: why" in replaced.exported["notes"]
+    assert replaced.log is not None and "after" in replaced.log.read_text()
 
 
 @pytest.mark.req("R4.4")
@@ -135,8 +138,6 @@ def test_the_source_artifact_is_a_zip_without_git_venv_or_execute_bits(world: Wo
             services=services,
             repository=repository,
             root=tmp_path,
-            state_bucket="unused",
-            pipeline_account="444444444444",
             stand_ins=[],
             record=lambda _: None,
         )
@@ -174,7 +175,10 @@ def test_the_pipeline_is_read_from_the_applied_state_not_typed_again(world: Worl
         }
     }
     s3.put_object(Bucket=bucket, Key="pipeline/terraform.tfstate", Body=json.dumps(state).encode())
-    definition = read_definition(world, account, bucket)
+    located = World(
+        world.endpoint, world.region, states={"pipeline": StateLocation(account, bucket, "pipeline/terraform.tfstate")}
+    )
+    definition = read_definition(located)
     ((name, actions),) = definition.stages
     assert name == "Beta" and [a.name for a in actions] == ["Plan", "Apply"], "run order decides"
     assert definition.roles == {"deploy": "arn:aws:iam::444444444444:role/canvalo/deploy"}

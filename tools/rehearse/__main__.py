@@ -62,7 +62,7 @@ class Rehearsal:
         self.out = out
         self.steps: list[Step] = []
         root.mkdir(parents=True)
-        world_file = root / "world.json"
+        self.world_file = world_file = root / "world.json"
         world.save(world_file)
         (root / "faults").mkdir()
         self.machine = Machine(root / "machine", world_file, world.endpoint)
@@ -91,8 +91,6 @@ class Rehearsal:
             services=services,
             repository=self.github,
             root=root / "runs",
-            state_bucket=f"canvalo-tfstate-{ACCOUNTS['beta']}-{REGION}",
-            pipeline_account=ACCOUNTS["beta"],
             stand_ins=stand_ins,
             record=self.record,
         )
@@ -260,6 +258,10 @@ def deploy_pipeline(rehearsal: Rehearsal) -> None:
     status, detail = rehearsal.administrator("beta", "cdktn deploy pipeline", "cdktn deploy pipeline", settings())
     if status:
         raise ScenarioError(f"cdktn deploy pipeline: {detail}")
+    # Where every stack keeps its state, as the administrator's synth says: the pipeline's definition
+    # and the post-deploy probe read the states from there.
+    rehearsal.world.learn_states(rehearsal.admin / "cdktf.out")
+    rehearsal.world.save(rehearsal.world_file)
 
 
 def mark_bootstrapped(rehearsal: Rehearsal) -> None:

@@ -145,10 +145,7 @@ def build_script(spec: dict[str, Any], build: Build, exports_file: Path) -> tupl
     notes: list[str] = []
     for phase in PHASES:
         for number, command in enumerate((spec.get("phases") or {}).get(phase, {}).get("commands") or [], 1):
-            for stand_in in build.stand_ins:
-                if command.strip().startswith(stand_in.command_starts):
-                    notes.append(f"stand-in for `{stand_in.command_starts}`: {stand_in.reason}")
-                    command = stand_in.replacement
+            command = stand_in_lines(command, build.stand_ins, notes)
             lines.append(f"echo '[Container] {phase}: running command {number}' >&2")
             lines.append(command.rstrip("\n"))
             lines.append(
@@ -159,6 +156,18 @@ def build_script(spec: dict[str, Any], build: Build, exports_file: Path) -> tupl
     for name in exported:
         lines.append(f'printf "%s=%s\\0" {name} "${{{name}:-}}" >> {shlex.quote(str(exports_file))}')
     return "\n".join(lines) + "\n", notes
+
+
+def stand_in_lines(command: str, stand_ins: list[StandIn], notes: list[str]) -> str:
+    """The command with each line a stand-in names replaced (a buildspec command may be a whole block)."""
+    lines = command.split("\n")
+    for index, line in enumerate(lines):
+        for stand_in in stand_ins:
+            if line.strip().startswith(stand_in.command_starts):
+                indent = line[: len(line) - len(line.lstrip())]
+                lines[index] = indent + stand_in.replacement
+                notes.append(f"stand-in for `{stand_in.command_starts}`: {stand_in.reason}")
+    return "\n".join(lines)
 
 
 def run_build(build: Build, machine: Machine, workdir: Path) -> list[str]:

@@ -57,10 +57,9 @@ class Definition:
     roles: dict[str, str]
 
 
-def read_definition(world: World, account: str, bucket: str, key: str = "pipeline/terraform.tfstate") -> Definition:
+def read_definition(world: World, stack: str = "pipeline") -> Definition:
     """The pipeline as the `pipeline` stack's state says it was last applied."""
-    body = world.client(account, "s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-    resources = json.loads(body)["resources"]
+    resources = world.read_state(stack)["resources"]
     pipelines = [r for address, r in resources.items() if address.startswith("aws_codepipeline.")]
     if not pipelines:
         raise RuntimeError("the pipeline stack's state holds no aws_codepipeline: deploy the pipeline stack first")
@@ -209,8 +208,6 @@ class Pipeline:
         services: Services,
         repository: Path,
         root: Path,
-        state_bucket: str,
-        pipeline_account: str,
         stand_ins: list[StandIn],
         record: Callable[[Step], None],
     ) -> None:
@@ -219,8 +216,6 @@ class Pipeline:
         self.services = services
         self.repository = repository
         self.root = root
-        self.state_bucket = state_bucket
-        self.pipeline_account = pipeline_account
         self.stand_ins = stand_ins
         self.record = record
         self.approvals = 0
@@ -241,7 +236,7 @@ class Pipeline:
         return finished
 
     def run(self, execution: Execution, retry: bool = False) -> None:
-        definition = read_definition(self.world, self.pipeline_account, self.state_bucket)
+        definition = read_definition(self.world)
         execution.status = "InProgress"
         for stage, actions in definition.stages:
             for action in actions:

@@ -12,29 +12,20 @@ A scenario can make the next probe of a stage fail by leaving a file `faults/smo
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 from tools.rehearse.terraform import Cloud, Effects, Stack
 from tools.rehearse.world import WORLD_FILE_VARIABLE, World
 
 
-def state_of(world: World, account: str, stack: str) -> dict[str, Any]:
-    bucket = f"canvalo-tfstate-{account}-{world.region}"
-    body = world.client(account, "s3").get_object(Bucket=bucket, Key=f"{stack}/terraform.tfstate")["Body"].read()
-    state: dict[str, Any] = json.loads(body)
-    return state
-
-
 def problems(world: World, stage: str, backend_url: str, frontend_url: str) -> list[str]:
-    account = world.accounts[stage]
-    backend = state_of(world, account, f"{stage}-backend")
-    frontend = state_of(world, account, f"{stage}-frontend")
+    account = world.states[f"{stage}-backend"].account
+    backend = world.read_state(f"{stage}-backend")
+    frontend = world.read_state(f"{stage}-frontend")
     found: list[str] = []
     balancers = [r["computed"]["dns_name"] for a, r in backend["resources"].items() if a.startswith("aws_lb.")]
     services = [r for a, r in backend["resources"].items() if a.startswith("aws_ecs_service.")]

@@ -29,20 +29,47 @@ WORLD_FILE_VARIABLE = "CANVALO_REHEARSAL_WORLD"
 
 
 @dataclass(frozen=True)
+class StateLocation:
+    account: str
+    bucket: str
+    key: str
+
+
+@dataclass(frozen=True)
 class World:
     """Where the rehearsal's AWS is, and the accounts in it (stage name -> account id)."""
 
     endpoint: str
     region: str
     accounts: dict[str, str] = field(default_factory=dict)
+    # Where each stack keeps its state (account, bucket, key), as the synthesized backends say.
+    states: dict[str, StateLocation] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> World:
         raw = json.loads(path.read_text())
-        return cls(endpoint=raw["endpoint"], region=raw["region"], accounts=dict(raw["accounts"]))
+        states = {name: StateLocation(**where) for name, where in raw.get("states", {}).items()}
+        return cls(endpoint=raw["endpoint"], region=raw["region"], accounts=dict(raw["accounts"]), states=states)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps({"endpoint": self.endpoint, "region": self.region, "accounts": self.accounts}))
+        states = {name: vars(where) for name, where in self.states.items()}
+        path.write_text(
+            json.dumps({"endpoint": self.endpoint, "region": self.region, "accounts": self.accounts, "states": states})
+        )
+
+    def learn_states(self, cdktf_out: Path) -> None:
+        """Read each stack's S3 backend from a synthesized cdktf.out, so no location is typed twice."""
+        for path in sorted(cdktf_out.glob("stacks/*/cdk.tf.json")):
+            backend = (json.loads(path.read_text()).get("terraform") or {}).get("backend") or {}
+            s3 = backend.get("s3")
+            if s3:
+                self.states[path.parent.name] = StateLocation(s3["allowed_account_ids"][0], s3["bucket"], s3["key"])
+
+    def read_state(self, stack: str) -> dict[str, Any]:
+        where = self.states[stack]
+        body = self.client(where.account, "s3").get_object(Bucket=where.bucket, Key=where.key)["Body"].read()
+        state: dict[str, Any] = json.loads(body)
+        return state
 
     def session_for(self, credentials: dict[str, str], region: str | None = None) -> boto3.session.Session:
         return boto3.session.Session(
