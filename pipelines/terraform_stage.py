@@ -2,6 +2,7 @@
 
     python -m pipelines.terraform_stage plan  --stage S --cdktf-out DIR --plans DIR [--allow-destroy [STACK:]ADDR]...
     python -m pipelines.terraform_stage apply --stage S --cdktf-out DIR --plans DIR --outputs DIR
+                                              [--deferred defer|apply] [--allow-destroy [STACK:]ADDR]...
     python -m pipelines.terraform_stage env   --outputs DIR
 
 `plan` runs `terraform init` and `terraform plan -out` in each `cdktf.out/stacks/<stage>-*` directory, in
@@ -16,8 +17,12 @@ file read-only, and runs `terraform apply <saved plan>`; Terraform itself refuse
 on since. Then it writes each stack's non-sensitive `terraform output -json` into the outputs directory.
 
 A stack that reads another stack's outputs and was planned while that stack's own plan changes its outputs
-is deferred, not planned against values about to change: `apply` applies the rest and then fails, saying
-which stacks to deliver with the next run (on a stage's first deploy that is the normal course).
+is deferred, not planned against values about to change. With `--deferred defer` (the default, and prod's:
+a person approves what is applied) `apply` applies the rest and then fails, saying which stacks to deliver
+with the next run. With `--deferred apply` (stages without an approval: nobody reviews the plan before it is
+applied anyway) `apply` plans each deferred stack itself, in dependency order, once the stacks it reads are
+applied: into `<stack>/tfplan.deferred` in the plans directory, refused like `plan` refuses when it destroys
+stateful resources, its summary in the log, and applies that plan, so a new stage deploys in one run.
 
 `env` prints `export NAME=value` lines for the outputs the later actions use (FRONTEND_BUCKET, ...).
 Terraform runs through a `Runner`, so tests drive all of this with a fake one.
@@ -52,6 +57,8 @@ from pipelines.plan_summary import (
 # Within a stage, stacks with no dependency between them deploy in this order of their component.
 COMPONENT_ORDER = ("network", "backend", "frontend")
 PLAN_FILE = "tfplan"
+# A deferred stack's plan, made and applied by `apply --deferred apply`.
+DEFERRED_PLAN_FILE = "tfplan.deferred"
 PLAN_JSON = "plan.json"
 LOCK_FILE = ".terraform.lock.hcl"
 # The copy in the plans artifact has no leading dot: artifact globs may leave hidden files out.
@@ -71,6 +78,9 @@ STAGE_OUTPUT_VARIABLES = {
 LOCK_TIMEOUT = "-lock-timeout=10m"
 EXIT_FAILED = 1
 EXIT_DEFERRED = 4
+# `apply --deferred`: leave deferred stacks to the next run (a person approves what is applied), or plan
+# and apply them in this run once the stacks they read are applied (stages without an approval).
+DEFER, APPLY_DEFERRED = "defer", "apply"
 
 
 class StageError(Exception):
@@ -201,6 +211,19 @@ def stack_dir(cdktf_out: Path, stack: str) -> Path:
 # -- plan -----------------------------------------------------------------------------------------
 
 
+def plan_stack(
+    terraform: Terraform, stack: str, directory: Path, plan_file: Path
+) -> tuple[bool, dict[str, Any], StackPlan]:
+    """`init`, `plan -out=plan_file` and `show -json` in one stack: (changes anything, JSON plan, its reading)."""
+    terraform.init(directory)
+    changes = terraform.plan(directory, plan_file.resolve())
+    document = terraform.show_json(directory, plan_file.resolve())
+    try:
+        return changes, document, parse_plan(stack, document, f"the plan of {stack}")
+    except PlanError as error:
+        raise StageError(str(error)) from None
+
+
 def plan_stage(
     *,
     terraform: Terraform,
@@ -226,16 +249,10 @@ def plan_stage(
         target.mkdir(exist_ok=True)
         plan_file = target / PLAN_FILE
         out(f"{stack}: planning")
-        terraform.init(directory)
-        changes = terraform.plan(directory, plan_file.resolve())
-        document = terraform.show_json(directory, plan_file.resolve())
+        changes, document, plan = plan_stack(terraform, stack, directory, plan_file)
         (target / PLAN_JSON).write_text(json.dumps(document))
         if (directory / LOCK_FILE).exists():
             shutil.copyfile(directory / LOCK_FILE, target / PLANNED_LOCK_FILE)
-        try:
-            plan = parse_plan(stack, document, f"the plan of {stack}")
-        except PlanError as error:
-            raise StageError(str(error)) from None
         planned.append(plan)
         if plan.output_changes:
             outputs_changing.add(stack)
@@ -243,7 +260,10 @@ def plan_stage(
     deferred = [entry["stack"] for entry in entries if "deferred_until" in entry]
     summary = render(planned, allowed)
     if deferred:
-        summary += f"\nDeferred to the next run (they read outputs this run changes): {', '.join(deferred)}\n"
+        summary += (
+            f"\nDeferred (they read outputs this run changes): {', '.join(deferred)}. Without an approval, Apply "
+            "plans and applies them after the stacks they read; with one, the next run does.\n"
+        )
     line = headline(planned, allowed) + (f"; {len(deferred)} stack(s) deferred" if deferred else "")
     (plans_dir / SUMMARY).write_text(summary)
     (plans_dir / HEADLINE).write_text(line + "\n")
@@ -285,6 +305,8 @@ def apply_stage(
     cdktf_out: Path,
     plans_dir: Path,
     outputs_dir: Path,
+    deferred_mode: str = DEFER,
+    allowed: frozenset[str] = frozenset(),
     out: Callable[[str], None] = print,
 ) -> int:
     entries = read_plans_manifest(plans_dir, stage)
@@ -306,6 +328,9 @@ def apply_stage(
     for entry in entries:
         stack = entry["stack"]
         if "deferred_until" in entry:
+            if deferred_mode == APPLY_DEFERRED:
+                # The manifest lists dependencies first: what this stack reads is applied by now.
+                apply_deferred(terraform, stack, cdktf_out, plans_dir, outputs_dir, allowed, out)
             continue
         directory = stack_dir(cdktf_out, stack)
         planned_lock = plans_dir / stack / PLANNED_LOCK_FILE
@@ -319,13 +344,46 @@ def apply_stage(
             out(f"{stack}: no changes")
         write_outputs(outputs_dir / f"{stack}.json", terraform.outputs(directory))
     deferred = [entry["stack"] for entry in entries if "deferred_until" in entry]
-    if deferred:
+    if deferred and deferred_mode != APPLY_DEFERRED:
         raise StageError(
             f"applied all but {', '.join(deferred)}, which read outputs this run changed: "
             "release the change again (or rerun the stage) to plan and apply them",
             exit_status=EXIT_DEFERRED,
         )
     return 0
+
+
+def apply_deferred(
+    terraform: Terraform,
+    stack: str,
+    cdktf_out: Path,
+    plans_dir: Path,
+    outputs_dir: Path,
+    allowed: frozenset[str],
+    out: Callable[[str], None],
+) -> None:
+    """Plans a deferred stack against the state its dependencies were just applied to, checks it as `plan`
+    does, and applies that plan: only in stages where nobody approves plans before they are applied."""
+    directory, target = stack_dir(cdktf_out, stack), plans_dir / stack
+    target.mkdir(parents=True, exist_ok=True)
+    plan_file = target / DEFERRED_PLAN_FILE
+    out(f"{stack}: planning now that the stacks it reads are applied")
+    changes, _, plan = plan_stack(terraform, stack, directory, plan_file)
+    out(render([plan], allowed))
+    blocked = refused([plan], allowed)
+    if blocked:
+        raise StageError(
+            f"refusing to apply the plan of {stack}, deferred until now, that destroys stateful "
+            f"{', '.join(blocked)}: if intended, set CANVALO_ALLOW_DESTROY=STACK:ADDRESS on the deploy project "
+            "(or --allow-destroy) and run again",
+            exit_status=EXIT_REFUSED,
+        )
+    if changes:
+        out(f"{stack}: applying the plan just made")
+        terraform.apply(directory, plan_file.resolve())
+    else:
+        out(f"{stack}: no changes")
+    write_outputs(outputs_dir / f"{stack}.json", terraform.outputs(directory))
 
 
 def write_outputs(path: Path, outputs: Mapping[str, Any]) -> None:
@@ -370,8 +428,14 @@ def main(
         command.add_argument("--stage", required=True)
         command.add_argument("--cdktf-out", type=Path, required=True, help="the synthesized cdktf.out directory")
         command.add_argument("--plans", type=Path, required=True, help="where plan writes and apply reads")
-    plan.add_argument("--allow-destroy", action="append", default=[], metavar="[STACK:]ADDRESS")
+        command.add_argument("--allow-destroy", action="append", default=[], metavar="[STACK:]ADDRESS")
     apply.add_argument("--outputs", type=Path, required=True, help="where to write each stack's outputs")
+    apply.add_argument(
+        "--deferred",
+        choices=(DEFER, APPLY_DEFERRED),
+        default=DEFER,
+        help="deferred stacks: leave them to the next run (default), or plan and apply them after what they read",
+    )
     env = commands.add_parser("env", help="print export lines for the outputs later actions use")
     env.add_argument("--outputs", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -392,6 +456,8 @@ def main(
                 cdktf_out=args.cdktf_out,
                 plans_dir=args.plans,
                 outputs_dir=args.outputs,
+                deferred_mode=args.deferred,
+                allowed=allowed_destroys(args.allow_destroy, environ),
             )
         sys.stdout.write("".join(f"export {k}={shlex.quote(v)}\n" for k, v in stage_environment(args.outputs).items()))
         return 0

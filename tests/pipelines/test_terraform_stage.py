@@ -31,9 +31,17 @@ def plan(fake: FakeTerraform, cdktf_out: Path, plans: Path, *extra: str, stage: 
     return main(argv, Terraform(fake), environ={})
 
 
-def apply(fake: FakeTerraform, cdktf_out: Path, plans: Path, outputs: Path, stage: str = "beta") -> int:
+def apply(
+    fake: FakeTerraform,
+    cdktf_out: Path,
+    plans: Path,
+    outputs: Path,
+    *extra: str,
+    stage: str = "beta",
+    environ: dict[str, str] | None = None,
+) -> int:
     argv = ["apply", "--stage", stage, "--cdktf-out", str(cdktf_out), "--plans", str(plans), "--outputs", str(outputs)]
-    return main(argv, Terraform(fake), environ={})
+    return main([*argv, *extra], Terraform(fake), environ=environ or {})
 
 
 def error_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -172,8 +180,9 @@ def test_a_failing_terraform_command_fails_the_action_with_one_line(
 
 
 @pytest.mark.req("R4.5")
+@pytest.mark.parametrize("deferred", [(), ("--deferred", "defer")], ids=["default", "defer"])
 def test_a_stack_reading_outputs_this_run_changes_is_deferred_and_the_apply_fails_after_the_rest(
-    cdktf_out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cdktf_out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], deferred: tuple[str, ...]
 ) -> None:
     new_subnets = plan_document(
         ("aws_subnet.private", "aws_subnet", ["create"]), outputs={"private_subnets": ["update"]}
@@ -184,11 +193,97 @@ def test_a_stack_reading_outputs_this_run_changes_is_deferred_and_the_apply_fail
     assert "beta-backend" not in {stack for stack, _ in planner.commands()}
     assert "1 stack(s) deferred" in (plans / "headline.txt").read_text()
     applier = FakeTerraform()
-    assert apply(applier, cdktf_out, plans, tmp_path / "outputs") == EXIT_DEFERRED
+    assert apply(applier, cdktf_out, plans, tmp_path / "outputs", *deferred) == EXIT_DEFERRED
     assert ("beta-network", "apply") in applier.commands()
     assert ("beta-frontend", "output") in applier.commands()
     assert not applier.commands("beta-backend")
     assert "applied all but beta-backend" in error_line(capsys)
+
+
+# A stage as main.py builds it: the frontend reads the backend's outputs, the backend the network's.
+CHAINED_STACKS = {"beta-network": [], "beta-backend": ["beta-network"], "beta-frontend": ["beta-backend"]}
+NEW_NETWORK = plan_document(("aws_vpc.main", "aws_vpc", ["create"]), outputs={"private_subnets": ["create"]})
+NEW_BACKEND = plan_document(
+    ("aws_lb.backend", "aws_lb", ["create"]), SERVICE, outputs={"backend_url": ["create"], "alb_dns": ["create"]}
+)
+NEW_FRONTEND = plan_document(("aws_cloudfront_distribution.site", "aws_cloudfront_distribution", ["create"]))
+
+
+def planned_first_deploy(tmp_path: Path) -> tuple[Path, Path]:
+    """The saved plans of a stage's first run: the network planned, the backend and frontend deferred."""
+    cdktf_out, plans = synthesized(tmp_path, CHAINED_STACKS), tmp_path / "plans"
+    planner = FakeTerraform(plans={"beta-network": NEW_NETWORK})
+    assert plan(planner, cdktf_out, plans) == 0
+    assert {stack for stack, _ in planner.commands()} == {"beta-network"}
+    entries = json.loads((plans / "manifest.json").read_text())["stacks"]
+    assert [e["stack"] for e in entries if "deferred_until" in e] == ["beta-backend", "beta-frontend"]
+    return cdktf_out, plans
+
+
+@pytest.mark.req("R4.5")
+def test_without_approval_apply_plans_and_applies_each_deferred_stack_once_what_it_reads_is_applied(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cdktf_out, plans = planned_first_deploy(tmp_path)
+    outputs = tmp_path / "outputs"
+    applier = FakeTerraform(
+        plans={"beta-backend": NEW_BACKEND, "beta-frontend": NEW_FRONTEND},
+        outputs={
+            "beta-network": {"private_subnets": {"value": ["subnet-1"], "sensitive": False}},
+            "beta-backend": {"backend_url": {"value": "http://alb.example", "sensitive": False}},
+            "beta-frontend": {"frontend_url": {"value": "https://d1.cloudfront.net", "sensitive": False}},
+        },
+    )
+    assert apply(applier, cdktf_out, plans, outputs, "--deferred", "apply") == 0
+    assert applier.commands() == [
+        ("beta-network", "init"),
+        ("beta-network", "apply"),
+        ("beta-network", "output"),
+        ("beta-backend", "init"),
+        ("beta-backend", "plan"),
+        ("beta-backend", "show"),
+        ("beta-backend", "apply"),
+        ("beta-backend", "output"),
+        ("beta-frontend", "init"),
+        ("beta-frontend", "plan"),
+        ("beta-frontend", "show"),
+        ("beta-frontend", "apply"),
+        ("beta-frontend", "output"),
+    ], "each deferred stack is planned only after the stacks it reads are applied, then its plan is applied"
+    for stack in ("beta-backend", "beta-frontend"):
+        deferred_plan = str((plans / stack / "tfplan.deferred").resolve())
+        assert f"-out={deferred_plan}" in applier.args_of(stack, "plan")
+        assert applier.args_of(stack, "apply")[-1] == deferred_plan, "exactly the plan made in this action"
+    assert applier.args_of("beta-network", "apply")[-1] == str((plans / "beta-network" / "tfplan").resolve())
+    assert json.loads((outputs / "beta-network.json").read_text()) == {"private_subnets": ["subnet-1"]}
+    assert json.loads((outputs / "beta-backend.json").read_text()) == {"backend_url": "http://alb.example"}
+    assert json.loads((outputs / "beta-frontend.json").read_text()) == {"frontend_url": "https://d1.cloudfront.net"}
+    log = capsys.readouterr().out
+    assert "| create | `aws_lb.backend` |" in log and "| create | `aws_cloudfront_distribution.site` |" in log
+
+
+@pytest.mark.req("R4.3", "R4.5")
+def test_a_deferred_stack_whose_new_plan_destroys_a_stateful_resource_is_refused_like_plan_refuses_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cdktf_out, plans = planned_first_deploy(tmp_path)
+    destroys_logs = plan_document(("aws_cloudwatch_log_group.backend", "aws_cloudwatch_log_group", ["delete"]))
+    applier = FakeTerraform(plans={"beta-backend": destroys_logs})
+    assert apply(applier, cdktf_out, plans, tmp_path / "outputs", "--deferred", "apply") == 3
+    assert "beta-backend:aws_cloudwatch_log_group.backend" in error_line(capsys)
+    assert ("beta-network", "apply") in applier.commands()
+    assert applier.commands("beta-backend") == [
+        ("beta-backend", "init"),
+        ("beta-backend", "plan"),
+        ("beta-backend", "show"),
+    ]
+    assert not applier.commands("beta-frontend"), "what reads a refused stack is not planned either"
+    assert not (tmp_path / "outputs" / "beta-backend.json").exists()
+    allowed = FakeTerraform(plans={"beta-backend": destroys_logs})
+    environ = {"CANVALO_ALLOW_DESTROY": "beta-backend:aws_cloudwatch_log_group.backend"}
+    assert apply(allowed, cdktf_out, plans, tmp_path / "allowed", "--deferred", "apply", environ=environ) == 0
+    assert ("beta-backend", "apply") in allowed.commands()
+    assert "DATA LOSS" in capsys.readouterr().out, "the summary in the log still shows an allowed destroy"
 
 
 def test_a_stage_without_synthesized_stacks_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
