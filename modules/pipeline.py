@@ -238,13 +238,17 @@ class DeliveryPipeline(Construct):
                     },
                 )
             )
+        # Where nobody approves the plan, Apply also plans and applies the stacks that `plan` deferred because
+        # they read outputs this run changes, once those are applied: a new stage deploys in one run. Where a
+        # person approves, only what they approved is applied; deferred stacks wait for the next run.
+        deferred = "defer" if deployment.approval_before_apply else "apply"
         actions.append(
             codebuild_action(
                 "Apply",
                 project=projects.deploy,
                 inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT, plan_artifact],
                 outputs=[outputs_artifact],
-                environment={"STAGE": deployment.name, "MODE": "apply"},
+                environment={"STAGE": deployment.name, "MODE": "apply", "DEFERRED": deferred},
                 run_order=len(actions) + 1,
             )
         )

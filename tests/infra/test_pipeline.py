@@ -12,6 +12,7 @@ from cdktn import App, TerraformStack
 
 from modules.container_registry import MIN_KEPT_IMAGES, ContainerRegistry
 from modules.pipeline import BUILDSPECS, TERRAFORM_VERSION
+from pipelines.terraform_stage import APPLY_DEFERRED, DEFER
 from tests.infra.conftest import Document, data_sources, one, policy_statements, resources
 from tests.support.config import fixture_project
 from tools.requirements import PROJECT_ROOT
@@ -177,12 +178,31 @@ def test_every_prod_apply_waits_for_a_manual_approval_of_its_plan(pipeline: Docu
         assert not [a for a in stage(pipeline, name)["action"] if a["category"] == "Approval"]
 
 
+@pytest.mark.req("R4.3", "R4.5")
+def test_stages_without_approval_apply_deferred_stacks_in_the_same_run_and_prod_leaves_them_to_the_next(
+    pipeline: Document,
+) -> None:
+    def apply_of(name: str) -> Document:
+        return next(a for a in stage(pipeline, name)["action"] if action_environment(a).get("MODE") == "apply")
+
+    # terraform_stage apply --deferred takes these values (DEFER, APPLY_DEFERRED).
+    assert action_environment(apply_of("Beta"))["DEFERRED"] == APPLY_DEFERRED
+    assert action_environment(apply_of("Gamma"))["DEFERRED"] == APPLY_DEFERRED
+    assert action_environment(apply_of("Prod"))["DEFERRED"] == DEFER, "prod applies only what a person approved"
+    for name in ("Beta", "Gamma"):
+        assert not [a for a in stage(pipeline, name)["action"] if a["category"] == "Approval"]
+
+
 @pytest.mark.parametrize("stage_name", list(DEPLOY_STAGES))
 def test_each_stage_applies_the_saved_plan_it_made_from_the_one_build(pipeline: Document, stage_name: str) -> None:
     actions = {a["name"]: a for a in stage(pipeline, stage_name)["action"]}
     plan, apply = actions["Plan"], actions["Apply"]
     assert action_environment(plan) == {"STAGE": DEPLOY_STAGES[stage_name], "MODE": "plan"}
-    assert action_environment(apply) == {"STAGE": DEPLOY_STAGES[stage_name], "MODE": "apply"}
+    assert action_environment(apply) == {
+        "STAGE": DEPLOY_STAGES[stage_name],
+        "MODE": "apply",
+        "DEFERRED": "defer" if stage_name == "Prod" else "apply",
+    }
     assert plan["input_artifacts"] == ["Source", "Build"]
     assert apply["input_artifacts"] == ["Source", "Build", f"{stage_name}Plan"]
     assert plan["output_artifacts"] == [f"{stage_name}Plan"]

@@ -141,7 +141,7 @@ def test_the_deploy_buildspec_hands_the_plans_from_plan_to_apply_and_exports_the
     assert f'terraform_stage plan --stage "$STAGE" --cdktf-out "$build_dir/cdktf.out" --plans {handoff}' in text
     # The Apply action's third input is the `<Stage>Plan` artifact (modules/pipeline.py).
     assert 'plan_input="CODEBUILD_SRC_DIR_${STAGE^}Plan"' in text
-    assert '--plans "${!plan_input}" --outputs ' + handoff in text
+    assert '--plans "${!plan_input}" --outputs ' + handoff + ' --deferred "$DEFERRED"' in text
     assert f'export {PLAN_HEADLINE_VARIABLE}="$(head -c 300 {handoff}/headline.txt)"' in text
     assert "python -m pipelines.deploy_frontend" in text and '--dist "$build_dir/frontend/dist-$STAGE"' in text
     assert text.index('pipelines.stage_credentials --stage "$STAGE"') < text.index("pipelines.deploy_frontend")
