@@ -380,7 +380,8 @@ EXPECTED: dict[str, Expectation] = {
     "first deploy": Expectation(),
     "no-op commit": Expectation(),
     "output change": Expectation(
-        "a stack reading a changed output is deferred to the next run (issue: first deployment, 6)",
+        "prod, which applies only approved plans, defers the stack reading a replaced load balancer to the next "
+        "run and its approval (issue: first deployment, 6)",
         "release the change again",
     ),
     "pipeline change": Expectation(),
