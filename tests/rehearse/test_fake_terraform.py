@@ -437,3 +437,15 @@ def test_a_changed_backend_needs_init_and_migrate_state_moves_the_state_into_the
     assert list(stored["resources"]) == [f"{LOG_GROUP}.api"]
     planned = rehearsal.run(stack, "plan", "-detailed-exitcode", caller=caller)
     assert planned.code == 0 and "No changes" in planned.out, planned
+
+
+@pytest.mark.req("R4.5")
+def test_for_each_values_plan_and_stay_stable(rehearsal: Rehearsal) -> None:
+    """`each.value` (the certificate validation records of prod) is wiring, not a resource reference."""
+    resource = log_groups(api=7)
+    resource[LOG_GROUP]["per_zone"] = {
+        "for_each": "${{ for key, val in aws_cloudwatch_log_group.api: key => val }}",
+        "name": "${each.value.name}",
+    }
+    stack, caller = applied(rehearsal, config(resource=resource))
+    assert rehearsal.run(stack, "plan", "-detailed-exitcode", caller=caller).code == 0

@@ -331,9 +331,9 @@ class Stack:
         if element:
             items = self.evaluate(element.group(1))
             return UNKNOWN if items == UNKNOWN else items[int(element.group(2)) % len(items)]
-        reference = REFERENCE.match(expression)
+        reference = None if expression.startswith(("each.", "count.", "self.")) else REFERENCE.match(expression)
         if not reference:
-            # for-expressions and functions the stacks use for wiring only: a stable stand-in.
+            # for-expressions, functions and for_each's each.* serve wiring only: a stable stand-in.
             return f"expr-{stable_hash(expression)}"
         is_data, kind, name, rest = reference.groups()
         path = [p for p in re.split(r"\.|\[(\d+)\]", rest) if p]
