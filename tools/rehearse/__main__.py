@@ -379,11 +379,7 @@ SCENARIOS = ("first deploy", "no-op commit", "output change", "pipeline change",
 EXPECTED: dict[str, Expectation] = {
     "first deploy": Expectation(),
     "no-op commit": Expectation(),
-    "output change": Expectation(
-        "prod, which applies only approved plans, defers the stack reading a replaced load balancer to the next "
-        "run and its approval (issue: first deployment, 6)",
-        "release the change again",
-    ),
+    "output change": Expectation(),
     "pipeline change": Expectation(),
     "failure and retry": Expectation(),
 }
@@ -440,8 +436,9 @@ def later_scenarios(rehearsal: Rehearsal, outcome: Callable[[str, bool, str], No
     except ScenarioError as failure:
         passed, detail = False, str(failure)
     outcome("output change", passed, detail)
-    # Whatever that left behind, the next scenarios start from a delivered head.
-    deliver(rehearsal, rehearsal.head(), 3)
+    if not passed:
+        # The next scenarios start from a delivered head, as an operator would leave it.
+        deliver(rehearsal, rehearsal.head(), 3)
 
     print("-- pipeline change")
     commit = rehearsal.commit(

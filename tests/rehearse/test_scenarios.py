@@ -1,0 +1,28 @@
+"""The rehearsal's verdicts and its reading of the README: what `make rehearse` decides, without running it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tools.rehearse.__main__ import ACCOUNTS, Expectation, Outcome, bootstrap_commands
+
+
+@pytest.mark.req("R4.5")
+def test_an_expected_failure_counts_only_when_it_fails_with_its_defects_words() -> None:
+    known = Expectation("bootstrap order", "Invalid principal in policy")
+    assert Outcome("first deploy", False, "Error: ... Invalid principal in policy ...", known).as_expected
+    assert not Outcome("first deploy", False, "Error: something else broke", known).as_expected
+    assert not Outcome("first deploy", True, "", known).as_expected, "a fixed defect must update its expectation"
+    assert Outcome("no-op commit", True, "", Expectation()).as_expected
+    assert not Outcome("no-op commit", False, "exit 1", Expectation()).as_expected
+
+
+@pytest.mark.req("R4.6")
+@pytest.mark.parametrize("stage", ["beta", "gamma", "prod"])
+def test_the_readme_bootstrap_block_is_run_as_written_for_each_stage(stage: str) -> None:
+    commands = bootstrap_commands(stage)
+    assert f"cdktn deploy bootstrap-{stage}" in commands
+    assert f"cd cdktf.out/stacks/bootstrap-{stage}" in commands
+    assert "terraform init -migrate-state" in commands and "..." not in commands
+    assert all(f"={account}" in commands for account in ACCOUNTS.values())
+    assert "#" not in commands, "the README's comments are not commands"
