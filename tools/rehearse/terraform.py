@@ -122,14 +122,23 @@ class Cloud:
     def __init__(self, world: World) -> None:
         self.world = world
         self.caller = boto3.session.Session(region_name=world.region)
+        # Who each session is, asked once; the sessions are kept so that their ids stay theirs.
+        self._identities: dict[int, dict[str, str]] = {}
+        self._sessions: list[boto3.session.Session] = []
 
     def identity(self, session: boto3.session.Session) -> dict[str, str]:
+        known = self._identities.get(id(session))
+        if known:
+            return known
         try:
             found = session.client("sts", endpoint_url=self.world.endpoint).get_caller_identity()
         except Exception as error:
             # Any failure to sign or to reach STS is "no valid credentials" to Terraform.
             raise RefusedError(f"No valid credential sources found: {error}") from None
-        return {"Account": found["Account"], "Arn": found["Arn"], "UserId": found["UserId"]}
+        identity = {"Account": found["Account"], "Arn": found["Arn"], "UserId": found["UserId"]}
+        self._identities[id(session)] = identity
+        self._sessions.append(session)
+        return identity
 
     def principal_arn(self, session: boto3.session.Session) -> str:
         """The IAM ARN of the caller as IAM conditions see it (`aws:PrincipalArn`): the role, with its path."""
@@ -291,12 +300,16 @@ class Stack:
     generation: dict[str, int] = field(default_factory=dict)
     # During apply every referenced attribute is known; during plan, a new resource's computed ones are not.
     applying: bool = False
+    _resources: dict[str, dict[str, Any]] | None = None
 
     def resources(self) -> dict[str, dict[str, Any]]:
+        if self._resources is not None:
+            return self._resources
         found = {}
         for kind, instances in (self.config.get("resource") or {}).items():
             for name, body in instances.items():
                 found[f"{kind}.{name}"] = body
+        self._resources = found
         return found
 
     # Values
@@ -545,7 +558,7 @@ class Effects:
         return result
 
     def aws_s3_bucket(self, address: str, body: dict[str, Any], actions: list[str]) -> None:
-        owner = self.world.owner_of_bucket(body["bucket"])
+        owner = self.world.owner_of_bucket(body["bucket"], likely=self.stack.account)
         if owner == self.stack.account:
             return
         if owner is not None:
@@ -712,7 +725,7 @@ class Terraform:
     def reach_bucket(self, settings: Mapping[str, Any], what: str) -> boto3.session.Session:
         session = self.cloud.session_in(settings, what)
         account = self.cloud.identity(session)["Account"]
-        owner = self.world.owner_of_bucket(settings["bucket"])
+        owner = self.world.owner_of_bucket(settings["bucket"], likely=account)
         if owner is None:
             raise RefusedError(
                 f'Failed to get existing workspaces: S3 bucket "{settings["bucket"]}" does not exist. '

@@ -26,6 +26,9 @@ AWS_SIDE_ROLE = "rehearsal-aws-side"
 # The base keys moto maps to its default account; only ever used to call sts:AssumeRole.
 BASE_CREDENTIALS = {"aws_access_key_id": "rehearsal", "aws_secret_access_key": "rehearsal"}
 WORLD_FILE_VARIABLE = "CANVALO_REHEARSAL_WORLD"
+# Per process: issued credentials and clients (a client costs tens of milliseconds to make).
+_CREDENTIALS: dict[tuple[str, str, str], dict[str, str]] = {}
+_CLIENTS: dict[tuple[str, str, str, str], Any] = {}
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,15 @@ class World:
         )
 
     def role_credentials(self, role_arn: str, session_name: str = "rehearsal") -> dict[str, str]:
-        """Keys that act as `role_arn` in its account; nothing is checked: callers check trust first."""
+        """Keys that act as `role_arn` in its account; nothing is checked: callers check trust first.
+
+        Kept for the process (moto's keys last an hour; a fake terraform run lasts seconds)."""
+        key = (self.endpoint, role_arn, session_name)
+        if key not in _CREDENTIALS:
+            _CREDENTIALS[key] = self._issue(role_arn, session_name)
+        return _CREDENTIALS[key]
+
+    def _issue(self, role_arn: str, session_name: str) -> dict[str, str]:
         sts = boto3.session.Session(
             aws_access_key_id=BASE_CREDENTIALS["aws_access_key_id"],
             aws_secret_access_key=BASE_CREDENTIALS["aws_secret_access_key"],
@@ -99,10 +110,16 @@ class World:
         return self.session_for(self.role_credentials(f"arn:aws:iam::{account}:role/{AWS_SIDE_ROLE}"), region)
 
     def client(self, account: str, service: str, region: str | None = None) -> Any:
-        return self.aws_side(account, region).client(service, endpoint_url=self.endpoint)  # type: ignore[call-overload]
+        key = (self.endpoint, account, service, region or self.region)
+        if key not in _CLIENTS:
+            session = self.aws_side(account, region)
+            _CLIENTS[key] = session.client(service, endpoint_url=self.endpoint)  # type: ignore[call-overload]
+        return _CLIENTS[key]
 
-    def owner_of_bucket(self, bucket: str) -> str | None:
-        for account in self.accounts.values():
+    def owner_of_bucket(self, bucket: str, likely: str | None = None) -> str | None:
+        """The account whose bucket it is; `likely` is asked first (usually the caller's own)."""
+        accounts = [a for a in (likely, *self.accounts.values()) if a]
+        for account in dict.fromkeys(accounts):
             names = [b["Name"] for b in self.client(account, "s3").list_buckets().get("Buckets", [])]
             if bucket in names:
                 return account
