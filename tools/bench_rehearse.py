@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
 
-from tools.requirements import PROJECT_ROOT
+from tools.timed_run import timed_section
 
 BUDGET_SECONDS = 600.0
 
 
 def measure() -> str:
-    started = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-m", "tools.rehearse"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=3600,
-        check=False,
-    )
-    elapsed = time.perf_counter() - started
-    lines = result.stdout.strip().splitlines()
-    summary = lines[-1] if lines else "no output"
-    verdict = "ok" if elapsed <= BUDGET_SECONDS and result.returncode == 0 else "OVER BUDGET or FAILED"
-    return "\n".join(
-        [
-            "## Rehearsal: `make rehearse`, every scenario",
-            "",
-            f"Budget: <= {BUDGET_SECONDS / 60:.0f} minutes on the 2-core machine.",
-            "",
-            "| wall time | closing line | budget |",
-            "|---|---|---|",
-            f"| {elapsed:.0f} s | {summary} | {verdict} |",
-        ]
+    return timed_section(
+        title="Rehearsal: `make rehearse`, every scenario",
+        command=[sys.executable, "-m", "tools.rehearse"],
+        budget_seconds=BUDGET_SECONDS,
+        budget_text=f"<= {BUDGET_SECONDS / 60:.0f} minutes on the 2-core machine.",
     )

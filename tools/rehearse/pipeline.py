@@ -108,7 +108,6 @@ class Execution:
     stopped_reason: str = ""
     artifacts: dict[str, Path] = field(default_factory=dict)
     variables: dict[str, dict[str, str]] = field(default_factory=dict)
-    failed_at: tuple[str, str] | None = None
     done_actions: set[tuple[str, str]] = field(default_factory=set)
 
 
@@ -235,7 +234,7 @@ class Pipeline:
             finished.append(execution)
         return finished
 
-    def run(self, execution: Execution, retry: bool = False) -> None:
+    def run(self, execution: Execution) -> None:
         definition = read_definition(self.world)
         execution.status = "InProgress"
         for stage, actions in definition.stages:
@@ -257,7 +256,6 @@ class Pipeline:
                 )
                 if not ok:
                     execution.status = "Failed"
-                    execution.failed_at = key
                     return
                 execution.done_actions.add(key)
         execution.status = "Succeeded"
@@ -266,8 +264,7 @@ class Pipeline:
         """CodePipeline's "Retry failed actions": the same execution, artifacts and variables."""
         if execution.status != "Failed":
             raise RuntimeError(f"execution {execution.id} did not fail: nothing to retry")
-        execution.failed_at = None
-        self.run(execution, retry=True)
+        self.run(execution)
 
     def run_action(self, definition: Definition, execution: Execution, action: Action) -> tuple[bool, str]:
         if action.category == "Source":
