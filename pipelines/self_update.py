@@ -6,9 +6,10 @@ Terraform has no CloudFormation-style self-mutation (SPEC.md, R4.4), so this act
 stack from the new commit with `-detailed-exitcode`:
 - 0, no changes: the pipeline already is this commit's; the execution goes on.
 - 2, changes: it shows the plan summary (refusing, like every stage, to destroy stateful resources),
-  applies exactly that saved plan, starts a new execution of the same commit, which now runs on the new
-  definition, and stops this one (abandoning its running actions), so nothing of this commit is deployed
-  by the old definition. The pipeline is QUEUED: the new execution starts once this one has stopped.
+  applies exactly that saved plan, starts a new execution of the branch head (this commit or a newer
+  one, never an older commit over a newer), which runs on the new definition, and stops this one
+  (abandoning its running actions), so nothing of this commit is deployed by the old definition. The
+  pipeline is QUEUED: the new execution starts after the executions already waiting.
 - anything else: the action fails.
 An execution that this action itself started and that still plans changes would restart forever (a
 stack that never converges); it fails instead, naming the problem.
@@ -107,11 +108,15 @@ def self_update(
     terraform.apply(stack_dir, plan_file)
     started = codepipeline.start_pipeline_execution(
         name=pipeline,
-        sourceRevisions=[{"actionName": SOURCE_ACTION, "revisionType": "COMMIT_ID", "revisionValue": commit}],
+        # No source revision: the new execution takes the branch head when it starts. Replaying this
+        # commit would queue it behind newer commits already waiting, and deploy it over them.
         # A retry of this action must not start a second execution.
         clientRequestToken=f"self-update-{execution_id}",
     )["pipelineExecutionId"]
-    reason = f"the self-update changed the pipeline; execution {started} runs commit {commit} on the new definition"
+    reason = (
+        f"the self-update changed the pipeline; execution {started} runs the branch head "
+        f"(commit {commit} or newer) on the new definition"
+    )
     try:
         codepipeline.stop_pipeline_execution(
             pipelineName=pipeline, pipelineExecutionId=execution_id, abandon=True, reason=reason

@@ -60,8 +60,8 @@ class Aws:
             "start_pipeline_execution",
             {"pipelineExecutionId": NEW_EXECUTION},
             {
+                # No sourceRevisions: the branch head, so an older commit is never replayed over newer ones.
                 "name": PIPELINE,
-                "sourceRevisions": [{"actionName": "Source", "revisionType": "COMMIT_ID", "revisionValue": COMMIT}],
                 "clientRequestToken": f"self-update-{EXECUTION}",
             },
         )
@@ -111,7 +111,7 @@ def test_without_changes_the_execution_goes_on_untouched(
 
 
 @pytest.mark.req("R4.4")
-def test_changes_are_applied_then_the_same_commit_restarts_and_this_execution_stops(
+def test_changes_are_applied_then_the_branch_head_restarts_and_this_execution_stops(
     aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     aws.execution_is()
@@ -123,8 +123,8 @@ def test_changes_are_applied_then_the_same_commit_restarts_and_this_execution_st
             "pipelineName": PIPELINE,
             "pipelineExecutionId": EXECUTION,
             "abandon": True,
-            "reason": f"the self-update changed the pipeline; execution {NEW_EXECUTION} runs commit {COMMIT} "
-            "on the new definition",
+            "reason": f"the self-update changed the pipeline; execution {NEW_EXECUTION} runs the branch head "
+            f"(commit {COMMIT} or newer) on the new definition",
         },
     )
     fake = RecordingTerraform(plans={"pipeline": NEW_PROJECT}, events=aws.events)
@@ -155,7 +155,7 @@ def test_when_stopping_fails_the_action_fails_naming_the_new_execution(
     assert run(aws, tmp_path, FakeTerraform(plans={"pipeline": NEW_PROJECT})) == 1
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and "\n" not in error
-    assert f"execution {NEW_EXECUTION} runs commit {COMMIT}" in error
+    assert f"execution {NEW_EXECUTION} runs the branch head (commit {COMMIT} or newer)" in error
     assert "DuplicatedStopRequestException" in error
 
 

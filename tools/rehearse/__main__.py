@@ -440,17 +440,25 @@ def later_scenarios(rehearsal: Rehearsal, outcome: Callable[[str, bool, str], No
         # The next scenarios start from a delivered head, as an operator would leave it.
         deliver(rehearsal, rehearsal.head(), 3)
 
-    print("-- pipeline change")
-    commit = rehearsal.commit(
+    print("-- pipeline change, with a newer commit queued behind it")
+    changed = rehearsal.commit(
         "pipeline: drift check an hour later", edit("stacks/pipeline.py", "cron(0 5 * * ? *)", "cron(0 6 * * ? *)")
     )
-    passed, detail, runs = single_execution(rehearsal, commit)
-    restarted = [r.status for r in runs] == ["Stopped", "Succeeded"]
-    if passed and not restarted:
-        passed, detail = (
-            False,
-            f"expected the self-update to stop the execution and restart it, got {[r.status for r in runs]}",
+    rehearsal.pipeline.push(changed)
+    newer = rehearsal.commit("docs: after the pipeline change", edit("docs/pipeline.md", "\n", "\n\n"))
+    rehearsal.pipeline.push(newer)
+    runs = rehearsal.pipeline.run_queue()
+    statuses = [r.status for r in runs]
+    last_deployed = [r.commit for r in runs if r.status == "Succeeded"][-1:]
+    passed = statuses == ["Stopped", "Succeeded", "Succeeded"] and last_deployed == [newer]
+    detail = (
+        ""
+        if passed
+        else (
+            f"expected the self-update to stop its execution and the branch head to be deployed last; got {statuses}, "
+            f"last deployed {last_deployed[0][:10] if last_deployed else 'nothing'} (head {newer[:10]})"
         )
+    )
     outcome("pipeline change", passed, detail)
 
     print("-- failure and retry: beta's post-deploy tests fail once")

@@ -146,7 +146,7 @@ def build_script(spec: dict[str, Any], build: Build, exports_file: Path) -> tupl
     for phase in PHASES:
         for number, command in enumerate((spec.get("phases") or {}).get(phase, {}).get("commands") or [], 1):
             command = stand_in_lines(command, build.stand_ins, notes)
-            lines.append(f"echo \"[Container] $(date +%T) {phase}: running command {number}\" >&2")
+            lines.append(f'echo "[Container] $(date +%T) {phase}: running command {number}" >&2')
             lines.append(command.rstrip("\n"))
             lines.append(
                 f'status=$?; if [ "$status" -ne 0 ]; then echo "[Container] {phase}: command {number} exited $status" >&2; '

@@ -286,6 +286,13 @@ class Pipeline:
 
     def source(self, execution: Execution, action: Action) -> tuple[bool, str]:
         """CODE_ZIP: the commit's files in a zip, which keeps no file modes and no .git."""
+        if not execution.commit:
+            # Started without a revision: the branch head as it is now.
+            branch = action.configuration.get("BranchName", "main")
+            head = subprocess.run(
+                ["git", "rev-parse", branch], cwd=self.repository, capture_output=True, text=True, check=True
+            )
+            execution.commit = head.stdout.strip()
         self.counter += 1
         archive = self.root / f"source-{self.counter}.zip"
         subprocess.run(
