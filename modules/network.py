@@ -6,7 +6,7 @@ import ipaddress
 
 from cdktn import Fn, TerraformResourceLifecycle
 from cdktn_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
-from cdktn_provider_aws.data_aws_availability_zones import DataAwsAvailabilityZones
+from cdktn_provider_aws.data_aws_availability_zones import DataAwsAvailabilityZones, DataAwsAvailabilityZonesFilter
 from cdktn_provider_aws.default_security_group import DefaultSecurityGroup
 from cdktn_provider_aws.eip import Eip
 from cdktn_provider_aws.flow_log import FlowLog
@@ -56,8 +56,15 @@ class Network(Construct):
         protected: bool,
     ) -> None:
         super().__init__(scope, construct_id)
-        available = DataAwsAvailabilityZones(self, "zones", state="available")
-        self.zone_names = [Fn.element(available.names, index) for index in range(zones)]
+        # The region's own zones whatever their state, so the list (sorted by name) never shifts: with
+        # state="available", one impaired zone would move every later index and replace their subnets
+        # and NAT gateways. opt-in-not-required leaves out Local and Wavelength Zones.
+        regional = DataAwsAvailabilityZones(
+            self,
+            "zones",
+            filter=[DataAwsAvailabilityZonesFilter(name="opt-in-status", values=["opt-in-not-required"])],
+        )
+        self.zone_names = [Fn.element(regional.names, index) for index in range(zones)]
         self.vpc = Vpc(
             self,
             "vpc",

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from tests.infra.conftest import STAGES, Document, one, policy_statements, resources
+from tests.infra.conftest import STAGES, Document, data_sources, one, policy_statements, resources
 
 NAT_GATEWAYS = {"beta": 1, "gamma": 1, "prod": 2}
 
@@ -61,3 +61,13 @@ def test_flow_logs_go_to_cloudwatch_through_a_bounded_role(stacks: dict[str, Doc
 def test_default_security_group_allows_nothing(stacks: dict[str, Document], stage: str) -> None:
     group = one(stacks[f"{stage}-network"], "aws_default_security_group")
     assert group["ingress"] == [] and group["egress"] == []
+
+
+@pytest.mark.req("R2.5")
+@pytest.mark.parametrize("stage", STAGES)
+def test_subnet_zones_come_from_a_list_that_an_impaired_zone_cannot_reorder(
+    stacks: dict[str, Document], stage: str
+) -> None:
+    (zones,) = data_sources(stacks[f"{stage}-network"], "aws_availability_zones").values()
+    assert "state" not in zones, "filtering on state='available' shifts every zone after an impaired one"
+    assert zones["filter"] == [{"name": "opt-in-status", "values": ["opt-in-not-required"]}]
