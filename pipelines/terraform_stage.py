@@ -339,7 +339,7 @@ def apply_stage(
         terraform.init(directory, readonly_lock=planned_lock.exists())
         if entry["changes"]:
             out(f"{stack}: applying the saved plan")
-            terraform.apply(directory, (plans_dir / stack / PLAN_FILE).resolve())
+            apply_or_confirm_applied(terraform, stack, directory, plans_dir, out)
         else:
             out(f"{stack}: no changes")
         write_outputs(outputs_dir / f"{stack}.json", terraform.outputs(directory))
@@ -351,6 +351,21 @@ def apply_stage(
             exit_status=EXIT_DEFERRED,
         )
     return 0
+
+
+def apply_or_confirm_applied(
+    terraform: Terraform, stack: str, directory: Path, plans_dir: Path, out: Callable[[str], None]
+) -> None:
+    """Apply the saved plan; when Terraform refuses it, it may be a retry of this very action: a saved plan
+    already applied is stale. Then a fresh plan that changes nothing proves the state holds it, and the
+    retry goes on; anything else (a partial apply, another change) still fails."""
+    try:
+        terraform.apply(directory, (plans_dir / stack / PLAN_FILE).resolve())
+    except StageError:
+        check = plans_dir / stack / "tfplan.retry-check"
+        if terraform.plan(directory, check.resolve()):
+            raise
+        out(f"{stack}: the saved plan is already applied (a retry of this action): nothing left to change")
 
 
 def apply_deferred(

@@ -121,6 +121,27 @@ def test_apply_applies_exactly_the_saved_plans_with_the_planned_providers(cdktf_
     assert "sentinel-sensitive-5a1c" not in "".join(p.read_text() for p in outputs.iterdir())
 
 
+@pytest.mark.req("R4.5")
+def test_a_retried_apply_goes_on_past_a_saved_plan_it_already_applied(cdktf_out: Path, tmp_path: Path) -> None:
+    plans, outputs = tmp_path / "plans", tmp_path / "outputs"
+    assert plan(FakeTerraform(plans={"beta-backend": plan_document(SERVICE)}), cdktf_out, plans) == 0
+    # The first attempt applied beta-backend, then failed later; on the retry Terraform calls its saved
+    # plan stale, and a fresh plan of the stack changes nothing.
+    retry = FakeTerraform(failures={("beta-backend", "apply"): 1})
+    assert apply(retry, cdktf_out, plans, outputs) == 0
+    assert ("beta-backend", "plan") in retry.commands("beta-backend")
+    assert (outputs / "beta-frontend.json").exists()
+
+
+@pytest.mark.req("R4.5")
+def test_a_failed_apply_with_changes_still_left_fails_the_retry(cdktf_out: Path, tmp_path: Path) -> None:
+    plans, outputs = tmp_path / "plans", tmp_path / "outputs"
+    assert plan(FakeTerraform(plans={"beta-backend": plan_document(SERVICE)}), cdktf_out, plans) == 0
+    partial = FakeTerraform(plans={"beta-backend": plan_document(SERVICE)}, failures={("beta-backend", "apply"): 1})
+    assert apply(partial, cdktf_out, plans, outputs) == 1
+    assert not (outputs / "beta-frontend.json").exists(), "nothing after the failed stack is applied"
+
+
 @pytest.mark.req("R4.3")
 def test_apply_refuses_a_plan_file_that_is_not_the_one_planned(
     cdktf_out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -170,7 +191,8 @@ def test_a_failing_terraform_command_fails_the_action_with_one_line(
 ) -> None:
     plans = tmp_path / "plans"
     assert plan(FakeTerraform(plans={"beta-backend": plan_document(SERVICE)}), cdktf_out, plans) == 0
-    applier = FakeTerraform(failures={("beta-backend", "apply"): 1})
+    # The apply fails and the stack still plans its changes: not a retry of an applied plan.
+    applier = FakeTerraform(plans={"beta-backend": plan_document(SERVICE)}, failures={("beta-backend", "apply"): 1})
     assert apply(applier, cdktf_out, plans, tmp_path / "outputs") == 1
     assert "terraform apply failed in beta-backend (exit status 1)" in error_line(capsys)
     assert ("beta-frontend", "init") not in applier.commands(), "a failed stack stops the stage"
