@@ -702,9 +702,11 @@ class Effects:
 
 
 class Terraform:
-    def __init__(self, directory: Path, world: World) -> None:
+    def __init__(self, directory: Path, world: World, faults: Path) -> None:
         self.directory = directory
         self.world = world
+        # A scenario leaves `apply-<stack>` here to make that stack's next apply fail once it has written its state.
+        self.faults = faults
         self.cloud = Cloud(world)
         path = directory / "cdk.tf.json"
         if not path.exists():
@@ -960,6 +962,13 @@ class Terraform:
             for name, body in (self.config.get("output") or {}).items()
         }
         backend.write(new_state)
+        fault = self.faults / f"apply-{self.name}"
+        if fault.exists():
+            fault.unlink()
+            raise RefusedError(
+                f'Post "https://sts.{self.world.region}.amazonaws.com/": connection reset by peer, after {self.name}\'s '
+                "state was written (a fault the rehearsal injected)"
+            )
         counts = {kind: sum(1 for a in planned.values() if a == wanted) for kind, wanted in PLAN_WORDS.items()}
         replaced = sum(1 for a in planned.values() if len(a) == 2)
         print(
@@ -996,9 +1005,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or args[0] in ("version", "-version", "--version"):
         print(f"Terraform v{VERSION}\non linux_amd64")
         return 0
-    world = World.load(Path(os.environ[WORLD_FILE_VARIABLE]))
+    world_file = Path(os.environ[WORLD_FILE_VARIABLE])
+    world = World.load(world_file)
     try:
-        terraform = Terraform(Path.cwd(), world)
+        terraform = Terraform(Path.cwd(), world, world_file.parent / "faults")
         command = {
             "init": terraform.init,
             "plan": terraform.plan,
