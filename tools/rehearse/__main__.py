@@ -55,7 +55,9 @@ class ScenarioError(Exception):
 
 
 class Rehearsal:
-    def __init__(self, root: Path, world: World, services: Services, out: Callable[[str], None]) -> None:
+    def __init__(
+        self, root: Path, world: World, services: Services, out: Callable[[str], None], keep: bool = False
+    ) -> None:
         self.root = root
         self.world = world
         self.services = services
@@ -93,6 +95,7 @@ class Rehearsal:
             root=root / "runs",
             stand_ins=stand_ins,
             record=self.record,
+            keep=keep,
         )
         (root / "runs").mkdir()
 
@@ -351,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             world = World(endpoint=moto.endpoint, region=REGION, accounts=dict(ACCOUNTS))
             services = Services(world)
             try:
-                outcomes, first_executions, approvals = run_scenarios(root, world, services)
+                outcomes, first_executions, approvals = run_scenarios(root, world, services, args.keep)
             finally:
                 services.close()
     finally:
@@ -385,14 +388,14 @@ EXPECTED: dict[str, Expectation] = {
 }
 
 
-def run_scenarios(root: Path, world: World, services: Services) -> tuple[list[Outcome], int, int]:
+def run_scenarios(root: Path, world: World, services: Services, keep: bool) -> tuple[list[Outcome], int, int]:
     outcomes: list[Outcome] = []
 
     def outcome(name: str, passed: bool, detail: str) -> None:
         outcomes.append(Outcome(name, passed, detail, EXPECTED[name]))
 
     # First deploy, following the README as written.
-    readme = Rehearsal(root / "as-written", world, services, print)
+    readme = Rehearsal(root / "as-written", world, services, print, keep)
     passed, detail, executions = first_deploy(readme, strict_order=True)
     approvals = readme.pipeline.approvals
     outcome("first deploy", passed, detail)
@@ -405,14 +408,19 @@ def run_scenarios(root: Path, world: World, services: Services) -> tuple[list[Ou
             baseline_world = World(endpoint=moto.endpoint, region=REGION, accounts=dict(ACCOUNTS))
             baseline_services = Services(baseline_world)
             try:
-                rehearsal = Rehearsal(root / "baseline", baseline_world, baseline_services, print)
+                rehearsal = Rehearsal(root / "baseline", baseline_world, baseline_services, print, keep)
                 ok, base_detail, executions = first_deploy(rehearsal, strict_order=False)
                 approvals = rehearsal.pipeline.approvals
                 later_scenarios(rehearsal, outcome, ok, base_detail)
             finally:
                 baseline_services.close()
+                rehearsal.pipeline.close()
+        readme.pipeline.close()
         return outcomes, executions, approvals
-    later_scenarios(rehearsal, outcome, True, "")
+    try:
+        later_scenarios(rehearsal, outcome, True, "")
+    finally:
+        rehearsal.pipeline.close()
     return outcomes, executions, approvals
 
 

@@ -18,6 +18,7 @@ import time
 import uuid
 import zipfile
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -209,6 +210,7 @@ class Pipeline:
         root: Path,
         stand_ins: list[StandIn],
         record: Callable[[Step], None],
+        keep: bool = False,
     ) -> None:
         self.world = world
         self.machine = machine
@@ -219,6 +221,9 @@ class Pipeline:
         self.record = record
         self.approvals = 0
         self.counter = 0
+        self.keep = keep
+        self.cleaner = ThreadPoolExecutor(max_workers=1)
+        self.pending: list[Future[None]] = []
 
     def push(self, commit: str) -> Execution:
         execution = Execution(id=new_execution_id(), commit=commit)
@@ -265,6 +270,18 @@ class Pipeline:
         if execution.status != "Failed":
             raise RuntimeError(f"execution {execution.id} did not fail: nothing to retry")
         self.run(execution)
+
+    def _discard(self, folder: Path) -> None:
+        """A finished build's copies (each with its own .venv and node_modules, hundreds of megabytes) go
+        once its artifacts are collected, in the background, as a CodeBuild container goes."""
+        if not self.keep:
+            self.pending.append(self.cleaner.submit(shutil.rmtree, folder, True))
+
+    def close(self) -> None:
+        """Wait for the discarding to finish."""
+        for future in self.pending:
+            future.result()
+        self.cleaner.shutdown()
 
     def run_action(self, definition: Definition, execution: Execution, action: Action) -> tuple[bool, str]:
         if action.category == "Source":
@@ -365,7 +382,14 @@ class Pipeline:
             credentials_url=self.services.credentials_url(definition.roles[project_name]),
             stand_ins=[s for s in self.stand_ins if s.project_kind == kind],
         )
-        notes = run_build(build, self.machine, workdir)
+        try:
+            notes = run_build(build, self.machine, workdir)
+            return self._hand_on(build, execution, action, notes)
+        finally:
+            self._discard(workdir / "src")
+
+    def _hand_on(self, build: Build, execution: Execution, action: Action, notes: list[str]) -> tuple[bool, str]:
+        """The build's result: its output artifacts and exported variables, or why it failed."""
         if build.status != 0:
             return False, f"exit {build.status}: {last_error(build.log)}"
         for output in action.outputs:
