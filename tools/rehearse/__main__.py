@@ -469,9 +469,9 @@ def later_scenarios(rehearsal: Rehearsal, outcome: Callable[[str, bool, str], No
     )
     outcome("pipeline change", passed, detail)
 
-    print("-- failure and retry: gamma's Apply fails after writing its state, beta's post-deploy tests fail once")
+    print("-- failure and retry: beta's post-deploy tests fail once, gamma's Apply fails once after applying")
     (rehearsal.root / "faults" / "smoke-beta").write_text("fail once")
-    (rehearsal.root / "faults" / "apply-gamma-backend").write_text("fail once, after the state is written")
+    (rehearsal.root / "faults" / "output-gamma-backend").write_text("fail once, after the apply")
     commit = rehearsal.commit("docs: another comment", edit("docs/pipeline.md", "\n", "\n\n"))
     rehearsal.pipeline.push(commit)
     (execution,) = rehearsal.pipeline.run_queue()

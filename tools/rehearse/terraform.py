@@ -705,7 +705,7 @@ class Terraform:
     def __init__(self, directory: Path, world: World, faults: Path) -> None:
         self.directory = directory
         self.world = world
-        # A scenario leaves `apply-<stack>` here to make that stack's next apply fail once it has written its state.
+        # A scenario leaves `output-<stack>` here to make reading that stack's outputs fail once (after its apply).
         self.faults = faults
         self.cloud = Cloud(world)
         path = directory / "cdk.tf.json"
@@ -962,13 +962,6 @@ class Terraform:
             for name, body in (self.config.get("output") or {}).items()
         }
         backend.write(new_state)
-        fault = self.faults / f"apply-{self.name}"
-        if fault.exists():
-            fault.unlink()
-            raise RefusedError(
-                f'Post "https://sts.{self.world.region}.amazonaws.com/": connection reset by peer, after {self.name}\'s '
-                "state was written (a fault the rehearsal injected)"
-            )
         counts = {kind: sum(1 for a in planned.values() if a == wanted) for kind, wanted in PLAN_WORDS.items()}
         replaced = sum(1 for a in planned.values() if len(a) == 2)
         print(
@@ -986,6 +979,13 @@ class Terraform:
 
     def output(self, args: Sequence[str]) -> int:
         state = self.initialized().read()
+        fault = self.faults / f"output-{self.name}"
+        if fault.exists():
+            fault.unlink()
+            raise RefusedError(
+                f"Failed to load state of {self.name}: RequestError: send request failed: connection reset by peer "
+                "(a fault the rehearsal injected)"
+            )
         print(
             json.dumps(
                 {
