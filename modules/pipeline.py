@@ -238,10 +238,10 @@ class DeliveryPipeline(Construct):
                     },
                 )
             )
-        # Where nobody approves the plan, Apply also plans and applies the stacks that `plan` deferred because
-        # they read outputs this run changes, once those are applied: a new stage deploys in one run. Where a
-        # person approves, only what they approved is applied; deferred stacks wait for the next run.
-        deferred = "defer" if deployment.approval_before_apply else "apply"
+        # Apply also plans and applies the stacks that `plan` deferred because they read outputs this run
+        # changes, once those are applied: a new stage deploys in one run. Where a person approves, such a
+        # plan is applied only within the bound the approval showed; beyond it, it waits for the next run.
+        deferred = "approved" if deployment.approval_before_apply else "apply"
         actions.append(
             codebuild_action(
                 "Apply",

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.approval_bound import Bound, following_resources, provisional_bound
 from pipelines.plan_summary import (
     EXIT_REFUSED,
     PlanError,
@@ -57,8 +58,10 @@ from pipelines.plan_summary import (
 # Within a stage, stacks with no dependency between them deploy in this order of their component.
 COMPONENT_ORDER = ("network", "backend", "frontend")
 PLAN_FILE = "tfplan"
-# A deferred stack's plan, made and applied by `apply --deferred apply`.
+# A deferred stack's plan, made and applied by `apply --deferred apply|approved`.
 DEFERRED_PLAN_FILE = "tfplan.deferred"
+# A deferred stack's plan against the outputs as they are before this run: the approved bound's base.
+PROVISIONAL_PLAN_FILE = "tfplan.provisional"
 PLAN_JSON = "plan.json"
 LOCK_FILE = ".terraform.lock.hcl"
 # The copy in the plans artifact has no leading dot: artifact globs may leave hidden files out.
@@ -78,9 +81,10 @@ STAGE_OUTPUT_VARIABLES = {
 LOCK_TIMEOUT = "-lock-timeout=10m"
 EXIT_FAILED = 1
 EXIT_DEFERRED = 4
-# `apply --deferred`: leave deferred stacks to the next run (a person approves what is applied), or plan
-# and apply them in this run once the stacks they read are applied (stages without an approval).
-DEFER, APPLY_DEFERRED = "defer", "apply"
+# `apply --deferred`: leave deferred stacks to the next run; plan and apply them in this run once the
+# stacks they read are applied (stages without an approval); or do that only when the new plan stays
+# within the bound the approval showed (prod), leaving the rest to the next run and its approval.
+DEFER, APPLY_DEFERRED, APPLY_APPROVED = "defer", "apply", "approved"
 
 
 class StageError(Exception):
@@ -143,6 +147,10 @@ class Terraform:
 
     def apply(self, stack_dir: Path, plan_file: Path) -> None:
         self._run(stack_dir, "apply", "-input=false", "-no-color", LOCK_TIMEOUT, str(plan_file))
+
+    def state_list(self, stack_dir: Path) -> list[str]:
+        """The addresses in the stack's state: none before its first apply."""
+        return self._run(stack_dir, "state", "list", capture=True).stdout.split()
 
     def outputs(self, stack_dir: Path) -> dict[str, Any]:
         return _json(self._run(stack_dir, "output", "-json", capture=True).stdout, f"outputs of {stack_dir.name}")
@@ -237,11 +245,13 @@ def plan_stage(
     planned: list[StackPlan] = []
     entries: list[dict[str, Any]] = []
     outputs_changing: set[str] = set()
+    changed_outputs: dict[str, frozenset[str]] = {}
     for stack, dependencies in stage_stacks(cdktf_out, stage):
         waiting_for = [d for d in dependencies if d in outputs_changing]
         if waiting_for:
             out(f"{stack}: deferred: it reads outputs that this run changes in {', '.join(waiting_for)}")
-            entries.append({"stack": stack, "deferred_until": waiting_for})
+            changing = {d: changed_outputs.get(d) for d in waiting_for}
+            entries.append(deferred_entry(terraform, stack, cdktf_out, plans_dir, changing, out))
             # Whatever depends on a deferred stack waits too.
             outputs_changing.add(stack)
             continue
@@ -256,14 +266,10 @@ def plan_stage(
         planned.append(plan)
         if plan.output_changes:
             outputs_changing.add(stack)
+            changed_outputs[stack] = frozenset(plan.output_changes)
         entries.append({"stack": stack, "changes": changes, "sha256": sha256(plan_file)})
-    deferred = [entry["stack"] for entry in entries if "deferred_until" in entry]
-    summary = render(planned, allowed)
-    if deferred:
-        summary += (
-            f"\nDeferred (they read outputs this run changes): {', '.join(deferred)}. Without an approval, Apply "
-            "plans and applies them after the stacks they read; with one, the next run does.\n"
-        )
+    deferred = [entry for entry in entries if "deferred_until" in entry]
+    summary = render(planned, allowed) + render_deferred(deferred)
     line = headline(planned, allowed) + (f"; {len(deferred)} stack(s) deferred" if deferred else "")
     (plans_dir / SUMMARY).write_text(summary)
     (plans_dir / HEADLINE).write_text(line + "\n")
@@ -277,6 +283,55 @@ def plan_stage(
             exit_status=EXIT_REFUSED,
         )
     return 0
+
+
+def deferred_entry(
+    terraform: Terraform,
+    stack: str,
+    cdktf_out: Path,
+    plans_dir: Path,
+    changing: Mapping[str, frozenset[str] | None],
+    out: Callable[[str], None],
+) -> dict[str, Any]:
+    """The manifest entry of a deferred stack, with the bound its later plan must stay within to be
+    applied under this plan's approval (see `approval_bound`), or why it has none."""
+    entry: dict[str, Any] = {"stack": stack, "deferred_until": sorted(changing)}
+    directory = stack_dir(cdktf_out, stack)
+    terraform.init(directory)
+    if not terraform.state_list(directory):
+        entry["bound"] = Bound(new=True).to_json()
+        return entry
+    target = plans_dir / stack
+    target.mkdir(exist_ok=True)
+    out(f"{stack}: planning against the outputs as they are, to bound what its later plan may do")
+    try:
+        _, document, plan = plan_stack(terraform, stack, directory, target / PROVISIONAL_PLAN_FILE)
+    except StageError as error:
+        entry["unbounded"] = f"it cannot be planned before the stacks it reads are applied ({error})"
+        return entry
+    (target / PLAN_JSON).write_text(json.dumps(document))
+    stack_json = json.loads((directory / "cdk.tf.json").read_text())
+    entry["bound"] = provisional_bound(plan, following_resources(stack_json, changing)).to_json()
+    return entry
+
+
+def render_deferred(deferred: Sequence[Mapping[str, Any]]) -> str:
+    if not deferred:
+        return ""
+    lines = [
+        "",
+        "## Deferred: planned after the stacks they read are applied",
+        "",
+        "Without an approval, Apply plans and applies them then. In a stage with an approval, Apply applies",
+        "such a plan only if it stays within what is shown here; otherwise the next run plans it for approval.",
+        "",
+    ]
+    for entry in deferred:
+        if "bound" in entry:
+            lines += Bound.from_json(entry["bound"]).describe(entry["stack"], entry["deferred_until"])
+        else:
+            lines.append(f"- `{entry['stack']}`: left to the next run: {entry['unbounded']}")
+    return "\n".join(lines) + "\n"
 
 
 # -- apply ----------------------------------------------------------------------------------------
@@ -325,12 +380,19 @@ def apply_stage(
                 f"the saved plan of {entry['stack']} is missing or not the one that was planned: plan again"
             )
     outputs_dir.mkdir(parents=True, exist_ok=True)
+    left: dict[str, str] = {}
     for entry in entries:
         stack = entry["stack"]
         if "deferred_until" in entry:
-            if deferred_mode == APPLY_DEFERRED:
-                # The manifest lists dependencies first: what this stack reads is applied by now.
-                apply_deferred(terraform, stack, cdktf_out, plans_dir, outputs_dir, allowed, out)
+            reason = deferred_left_because(entry, deferred_mode, left)
+            if reason:
+                left[stack] = reason
+                continue
+            # The manifest lists dependencies first: what this stack reads is applied by now.
+            bound = Bound.from_json(entry["bound"]) if deferred_mode == APPLY_APPROVED else None
+            beyond = apply_deferred(terraform, stack, cdktf_out, plans_dir, outputs_dir, allowed, out, bound)
+            if beyond:
+                left[stack] = f"its plan now goes beyond what was approved ({', '.join(beyond)})"
             continue
         directory = stack_dir(cdktf_out, stack)
         planned_lock = plans_dir / stack / PLANNED_LOCK_FILE
@@ -343,14 +405,26 @@ def apply_stage(
         else:
             out(f"{stack}: no changes")
         write_outputs(outputs_dir / f"{stack}.json", terraform.outputs(directory))
-    deferred = [entry["stack"] for entry in entries if "deferred_until" in entry]
-    if deferred and deferred_mode != APPLY_DEFERRED:
+    if left:
         raise StageError(
-            f"applied all but {', '.join(deferred)}, which read outputs this run changed: "
-            "release the change again (or rerun the stage) to plan and apply them",
+            "applied all but "
+            + "; ".join(f"{stack}: {reason}" for stack, reason in left.items())
+            + ": release the change again to plan them (and approve, where the stage asks for it)",
             exit_status=EXIT_DEFERRED,
         )
     return 0
+
+
+def deferred_left_because(entry: Mapping[str, Any], deferred_mode: str, left: Mapping[str, str]) -> str | None:
+    """Why a deferred stack is left to the next run without being planned now, or None to plan it now."""
+    if deferred_mode == DEFER:
+        return f"it reads outputs this run changed in {', '.join(entry['deferred_until'])}"
+    waiting = [stack for stack in entry["deferred_until"] if stack in left]
+    if waiting:
+        return f"it reads {', '.join(waiting)}, which is left to the next run too"
+    if deferred_mode == APPLY_APPROVED and "bound" not in entry:
+        return str(entry.get("unbounded", "the approved plan holds no bound for it"))
+    return None
 
 
 def apply_or_confirm_applied(
@@ -376,9 +450,11 @@ def apply_deferred(
     outputs_dir: Path,
     allowed: frozenset[str],
     out: Callable[[str], None],
-) -> None:
+    bound: Bound | None = None,
+) -> list[str]:
     """Plans a deferred stack against the state its dependencies were just applied to, checks it as `plan`
-    does, and applies that plan: only in stages where nobody approves plans before they are applied."""
+    does, and applies that plan: where nobody approves plans, or, with the `bound` a person approved, only
+    if the plan stays within it. Returns the changes beyond the bound (nothing applied then), else []."""
     directory, target = stack_dir(cdktf_out, stack), plans_dir / stack
     target.mkdir(parents=True, exist_ok=True)
     plan_file = target / DEFERRED_PLAN_FILE
@@ -393,12 +469,17 @@ def apply_deferred(
             "(or --allow-destroy) and run again",
             exit_status=EXIT_REFUSED,
         )
+    beyond = bound.exceeded_by(plan) if bound else []
+    if beyond:
+        out(f"{stack}: not applied: its plan goes beyond what was approved: {', '.join(beyond)}")
+        return beyond
     if changes:
-        out(f"{stack}: applying the plan just made")
+        out(f"{stack}: applying the plan just made" + (", within what was approved" if bound else ""))
         terraform.apply(directory, plan_file.resolve())
     else:
         out(f"{stack}: no changes")
     write_outputs(outputs_dir / f"{stack}.json", terraform.outputs(directory))
+    return []
 
 
 def write_outputs(path: Path, outputs: Mapping[str, Any]) -> None:
@@ -447,9 +528,10 @@ def main(
     apply.add_argument("--outputs", type=Path, required=True, help="where to write each stack's outputs")
     apply.add_argument(
         "--deferred",
-        choices=(DEFER, APPLY_DEFERRED),
+        choices=(DEFER, APPLY_DEFERRED, APPLY_APPROVED),
         default=DEFER,
-        help="deferred stacks: leave them to the next run (default), or plan and apply them after what they read",
+        help="deferred stacks: leave them to the next run (default); plan and apply them after what they read; "
+        "or do that only for plans within the bound the approval showed",
     )
     env = commands.add_parser("env", help="print export lines for the outputs later actions use")
     env.add_argument("--outputs", type=Path, required=True)

@@ -12,7 +12,7 @@ from cdktn import App, TerraformStack
 
 from modules.container_registry import MIN_KEPT_IMAGES, ContainerRegistry
 from modules.pipeline import BUILDSPECS, TERRAFORM_VERSION
-from pipelines.terraform_stage import APPLY_DEFERRED, DEFER
+from pipelines.terraform_stage import APPLY_APPROVED, APPLY_DEFERRED
 from tests.infra.conftest import Document, data_sources, one, policy_statements, resources
 from tests.support.config import fixture_project
 from tools.requirements import PROJECT_ROOT
@@ -179,16 +179,16 @@ def test_every_prod_apply_waits_for_a_manual_approval_of_its_plan(pipeline: Docu
 
 
 @pytest.mark.req("R4.3", "R4.5")
-def test_stages_without_approval_apply_deferred_stacks_in_the_same_run_and_prod_leaves_them_to_the_next(
+def test_stages_apply_deferred_stacks_in_the_same_run_and_prod_only_within_what_was_approved(
     pipeline: Document,
 ) -> None:
     def apply_of(name: str) -> Document:
         return next(a for a in stage(pipeline, name)["action"] if action_environment(a).get("MODE") == "apply")
 
-    # terraform_stage apply --deferred takes these values (DEFER, APPLY_DEFERRED).
+    # terraform_stage apply --deferred takes these values (APPLY_DEFERRED, APPLY_APPROVED).
     assert action_environment(apply_of("Beta"))["DEFERRED"] == APPLY_DEFERRED
     assert action_environment(apply_of("Gamma"))["DEFERRED"] == APPLY_DEFERRED
-    assert action_environment(apply_of("Prod"))["DEFERRED"] == DEFER, "prod applies only what a person approved"
+    assert action_environment(apply_of("Prod"))["DEFERRED"] == APPLY_APPROVED, "prod applies only what was approved"
     for name in ("Beta", "Gamma"):
         assert not [a for a in stage(pipeline, name)["action"] if a["category"] == "Approval"]
 
@@ -201,7 +201,7 @@ def test_each_stage_applies_the_saved_plan_it_made_from_the_one_build(pipeline: 
     assert action_environment(apply) == {
         "STAGE": DEPLOY_STAGES[stage_name],
         "MODE": "apply",
-        "DEFERRED": "defer" if stage_name == "Prod" else "apply",
+        "DEFERRED": "approved" if stage_name == "Prod" else "apply",
     }
     assert plan["input_artifacts"] == ["Source", "Build"]
     assert apply["input_artifacts"] == ["Source", "Build", f"{stage_name}Plan"]

@@ -52,6 +52,8 @@ class FakeTerraform:
 
     plans: dict[str, dict[str, Any]] = field(default_factory=dict)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # `state list` of a stack: the addresses it has applied; none by default (not deployed yet).
+    states: dict[str, list[str]] = field(default_factory=dict)
     # (stack, subcommand) -> exit status, to make one command fail.
     failures: dict[tuple[str, str], int] = field(default_factory=dict)
     calls: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
@@ -71,6 +73,8 @@ class FakeTerraform:
             return Completed(CHANGES if changed else NO_CHANGES)
         if command == "show":
             return Completed(0, json.dumps(self.plans.get(stack, plan_document())))
+        if command == "state" and args[1:] == ("list",):
+            return Completed(0, "".join(f"{address}\n" for address in self.states.get(stack, [])))
         if command == "output":
             return Completed(0, json.dumps(self.outputs.get(stack, {})))
         if command == "init":
@@ -85,12 +89,13 @@ class FakeTerraform:
         return args
 
 
-def synthesized(root: Path, stacks: dict[str, list[str]]) -> Path:
-    """A cdktf.out with a manifest of `{stack: dependencies}` and a directory per stack."""
+def synthesized(root: Path, stacks: dict[str, list[str]], documents: dict[str, dict[str, Any]] | None = None) -> Path:
+    """A cdktf.out with a manifest of `{stack: dependencies}` and a directory per stack, holding its
+    `documents` entry as its cdk.tf.json (an empty one by default)."""
     out = root / "cdktf.out"
     manifest = {"stacks": {name: {"name": name, "dependencies": deps} for name, deps in stacks.items()}}
     for name in stacks:
         (out / "stacks" / name).mkdir(parents=True)
-        (out / "stacks" / name / "cdk.tf.json").write_text("{}")
+        (out / "stacks" / name / "cdk.tf.json").write_text(json.dumps((documents or {}).get(name, {})))
     (out / "manifest.json").write_text(json.dumps(manifest))
     return out

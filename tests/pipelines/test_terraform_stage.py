@@ -212,7 +212,9 @@ def test_a_stack_reading_outputs_this_run_changes_is_deferred_and_the_apply_fail
     plans = tmp_path / "plans"
     planner = FakeTerraform(plans={"beta-network": new_subnets})
     assert plan(planner, cdktf_out, plans) == 0
-    assert "beta-backend" not in {stack for stack, _ in planner.commands()}
+    assert planner.commands("beta-backend") == [("beta-backend", "init"), ("beta-backend", "state")], (
+        "a deferred stack with no state is not planned: only asked whether it was ever deployed"
+    )
     assert "1 stack(s) deferred" in (plans / "headline.txt").read_text()
     applier = FakeTerraform()
     assert apply(applier, cdktf_out, plans, tmp_path / "outputs", *deferred) == EXIT_DEFERRED
@@ -236,7 +238,7 @@ def planned_first_deploy(tmp_path: Path) -> tuple[Path, Path]:
     cdktf_out, plans = synthesized(tmp_path, CHAINED_STACKS), tmp_path / "plans"
     planner = FakeTerraform(plans={"beta-network": NEW_NETWORK})
     assert plan(planner, cdktf_out, plans) == 0
-    assert {stack for stack, _ in planner.commands()} == {"beta-network"}
+    assert {stack for stack, command in planner.commands() if command == "plan"} == {"beta-network"}
     entries = json.loads((plans / "manifest.json").read_text())["stacks"]
     assert [e["stack"] for e in entries if "deferred_until" in e] == ["beta-backend", "beta-frontend"]
     return cdktf_out, plans
@@ -337,3 +339,139 @@ def test_env_exports_the_urls_and_frontend_target_from_the_stage_outputs(
     (outputs / "beta-frontend.json").write_text(json.dumps({"frontend_url": "https://d1.cloudfront.net"}))
     assert main(["env", "--outputs", str(outputs)]) == 1
     assert "no output frontend_bucket, frontend_distribution_id" in error_line(capsys)
+
+
+# -- prod: deferred stacks applied within what the approval showed ---------------------------------
+
+PROD_STACKS = {"prod-network": [], "prod-backend": ["prod-network"], "prod-frontend": ["prod-backend"]}
+# The backend as synthesized: the service reads the network's subnets, and the scaling target reads the
+# service; the listener reads the target group, which reads the VPC; the log group reads nothing of it.
+REMOTE = "data.terraform_remote_state.cross-stack-reference-input-prod-network.outputs"
+PROD_BACKEND_JSON = {
+    "data": {
+        "terraform_remote_state": {
+            "cross-stack-reference-input-prod-network": {"config": {"key": "prod-network/terraform.tfstate"}}
+        }
+    },
+    "resource": {
+        "aws_ecs_service": {"backend": {"network_configuration": {"subnets": [f"${{{REMOTE}.private_subnets}}"]}}},
+        "aws_lb_target_group": {"backend": {"vpc_id": f"${{{REMOTE}.vpc_id}}"}},
+        "aws_lb_listener": {"http": {"default_action": [{"target_group_arn": "${aws_lb_target_group.backend.arn}"}]}},
+        "aws_cloudwatch_log_group": {"backend": {"name": "/canvalo/prod/backend"}},
+        "aws_appautoscaling_target": {"backend": {"resource_id": "service/${aws_ecs_service.backend.name}"}},
+    },
+}
+TASK_DEFINITION = ("aws_ecs_task_definition.backend", "aws_ecs_task_definition", ["delete", "create"])
+NEW_SUBNETS = plan_document(("aws_subnet.private", "aws_subnet", ["create"]), outputs={"private_subnets": ["update"]})
+
+
+def prod_plans(tmp_path: Path, planner: FakeTerraform) -> tuple[Path, Path]:
+    cdktf_out = synthesized(tmp_path, PROD_STACKS, {"prod-backend": PROD_BACKEND_JSON})
+    plans = tmp_path / "plans"
+    assert plan(planner, cdktf_out, plans, stage="prod") == 0
+    return cdktf_out, plans
+
+
+def apply_prod(applier: FakeTerraform, cdktf_out: Path, plans: Path, tmp_path: Path) -> int:
+    return apply(applier, cdktf_out, plans, tmp_path / "outputs", "--deferred", "approved", stage="prod")
+
+
+@pytest.mark.req("R4.3")
+def test_a_new_prod_stage_deploys_in_one_run_its_deferred_stacks_only_creating(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cdktf_out, plans = prod_plans(tmp_path, FakeTerraform(plans={"prod-network": NEW_NETWORK}))
+    summary = (plans / "summary.md").read_text()
+    assert "`prod-backend` (first deploy): after prod-network applies, it creates" in summary, summary
+    applier = FakeTerraform(plans={"prod-backend": NEW_BACKEND, "prod-frontend": NEW_FRONTEND})
+    assert apply_prod(applier, cdktf_out, plans, tmp_path) == 0
+    assert [stack for stack, command in applier.commands() if command == "apply"] == [
+        "prod-network",
+        "prod-backend",
+        "prod-frontend",
+    ]
+    assert "applying the plan just made, within what was approved" in capsys.readouterr().out
+
+
+@pytest.mark.req("R4.3")
+def test_a_first_deploy_whose_plan_touches_what_exists_is_left_for_a_new_approval(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cdktf_out, plans = prod_plans(tmp_path, FakeTerraform(plans={"prod-network": NEW_NETWORK}))
+    # Between the approval and the apply, someone created the log group: the plan now updates it.
+    touches = plan_document(SERVICE, ("aws_cloudwatch_log_group.backend", "aws_cloudwatch_log_group", ["update"]))
+    applier = FakeTerraform(plans={"prod-backend": touches, "prod-frontend": NEW_FRONTEND})
+    assert apply_prod(applier, cdktf_out, plans, tmp_path) == EXIT_DEFERRED
+    line = error_line(capsys)
+    assert "prod-backend: its plan now goes beyond what was approved (update aws_cloudwatch_log_group.backend)" in line
+    assert "prod-frontend: it reads prod-backend, which is left to the next run too" in line
+    applied = [stack for stack, command in applier.commands() if command == "apply"]
+    assert applied == ["prod-network"], "nothing beyond the approval is applied, nor what reads it"
+
+
+def deployed_backend_plans(tmp_path: Path) -> tuple[Path, Path]:
+    """Prod with state: the network's plan changes the subnets; the backend's plan replaces its task
+    definition (a new image), planned against the subnets as they are."""
+    planner = FakeTerraform(
+        plans={"prod-network": NEW_SUBNETS, "prod-backend": plan_document(TASK_DEFINITION)},
+        states={"prod-backend": ["aws_ecs_service.backend", "aws_lb_target_group.backend"]},
+    )
+    cdktf_out, plans = prod_plans(tmp_path, planner)
+    assert planner.args_of("prod-backend", "plan")[-1].endswith("prod-backend/tfplan.provisional")
+    return cdktf_out, plans
+
+
+@pytest.mark.req("R4.3")
+def test_a_deployed_stack_may_also_update_in_place_what_reads_the_changing_outputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cdktf_out, plans = deployed_backend_plans(tmp_path)
+    summary = (plans / "summary.md").read_text()
+    assert "its plan may hold: replace `aws_ecs_task_definition.backend`" in summary, summary
+    assert (
+        "in-place updates of what reads the changing outputs: `aws_appautoscaling_target.backend`, "
+        "`aws_ecs_service.backend`" in summary
+    ), "the scaling target reads the service, which reads the subnets"
+    assert "aws_lb_target_group" not in summary, "the target group reads vpc_id, which this run does not change"
+    new_subnets_applied = plan_document(TASK_DEFINITION, ("aws_ecs_service.backend", "aws_ecs_service", ["update"]))
+    applier = FakeTerraform(plans={"prod-backend": new_subnets_applied})
+    assert apply_prod(applier, cdktf_out, plans, tmp_path) == 0
+    assert ("prod-backend", "apply") in applier.commands()
+
+
+@pytest.mark.req("R4.3")
+@pytest.mark.parametrize(
+    "beyond",
+    [
+        ("aws_ecs_service.backend", "aws_ecs_service", ["delete", "create"]),
+        ("aws_lb_target_group.backend", "aws_lb_target_group", ["update"]),
+        ("aws_cloudwatch_log_group.backend", "aws_cloudwatch_log_group", ["create"]),
+    ],
+    ids=["replace-of-a-reader", "update-of-a-non-reader", "create-not-planned"],
+)
+def test_a_deployed_stacks_plan_beyond_its_approved_bound_is_not_applied(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], beyond: tuple[str, str, list[str]]
+) -> None:
+    cdktf_out, plans = deployed_backend_plans(tmp_path)
+    applier = FakeTerraform(plans={"prod-backend": plan_document(TASK_DEFINITION, beyond)})
+    assert apply_prod(applier, cdktf_out, plans, tmp_path) == EXIT_DEFERRED
+    assert f"{beyond[0]})" in error_line(capsys)
+    assert ("prod-backend", "apply") not in applier.commands()
+
+
+@pytest.mark.req("R4.3")
+def test_a_deferred_stack_that_cannot_be_planned_yet_is_left_to_the_next_run_and_its_approval(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The backend reads an output the network adds in this very run: it cannot be planned before.
+    planner = FakeTerraform(
+        plans={"prod-network": NEW_SUBNETS},
+        states={"prod-backend": ["aws_ecs_service.backend"]},
+        failures={("prod-backend", "plan"): 1},
+    )
+    cdktf_out, plans = prod_plans(tmp_path, planner)
+    assert "`prod-backend`: left to the next run: it cannot be planned before" in (plans / "summary.md").read_text()
+    applier = FakeTerraform()
+    assert apply_prod(applier, cdktf_out, plans, tmp_path) == EXIT_DEFERRED
+    assert "prod-backend: it cannot be planned before the stacks it reads are applied" in error_line(capsys)
+    assert not [c for c in applier.commands("prod-backend") if c[1] in ("plan", "apply")]
