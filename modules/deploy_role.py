@@ -18,6 +18,7 @@ from cdktn_provider_aws.iam_role_policy import IamRolePolicy
 from constructs import Construct
 
 from modules.iam import ROLE_LIFECYCLE_ACTIONS, assume_role_document, policy_document, statement
+from stacks.bootstrap_version import bootstrap_version_parameter_arn
 from stacks.config import ProjectConfig, StageConfig
 
 # Services whose create/list APIs have no resource-level permissions: Resource must be "*", so these
@@ -50,12 +51,12 @@ REGIONAL_ACTIONS_WITHOUT_RESOURCE_SCOPE = (
     "secretsmanager:ListSecrets",
     "sns:ListTopics",
 )
+# No hosted zone create, delete or tagging: bootstrap-<stage> owns the zone; deploys only add records.
 GLOBAL_ACTIONS_WITHOUT_RESOURCE_SCOPE = (
     "cloudfront:*",
     "route53:Get*",
     "route53:List*",
     "route53:ChangeResourceRecordSets",
-    "route53:ChangeTagsForResource",
 )
 # What the project's workload roles (ECS task and execution roles, flow-log role) may ever be granted.
 WORKLOAD_BOUNDARY_ACTIONS = (
@@ -130,18 +131,23 @@ def deploy_permissions(
         ),
         statement(
             sid="ProjectSecretsWithoutValues",
+            # bootstrap-<stage> creates and deletes the secret; a deploy reads its metadata and tags
+            # (DescribeSecret, for the data source) and manages its resource policy. Never its value.
             actions=[
-                "secretsmanager:CreateSecret",
-                "secretsmanager:DeleteSecret",
                 "secretsmanager:DescribeSecret",
-                "secretsmanager:UpdateSecret",
-                "secretsmanager:TagResource",
-                "secretsmanager:UntagResource",
                 "secretsmanager:GetResourcePolicy",
                 "secretsmanager:PutResourcePolicy",
                 "secretsmanager:DeleteResourcePolicy",
             ],
-            resources=[f"arn:aws:secretsmanager:{region}:{account}:secret:{app}/*"],
+            # Exactly the stage's backend secret: Secrets Manager ends its ARN with "-" and 6 random
+            # characters, which IAM can match only with wildcards.
+            resources=[f"arn:aws:secretsmanager:{region}:{account}:secret:{project.backend_secret_name(stage)}-??????"],
+        ),
+        statement(
+            sid="ReadTheBootstrapVersion",
+            # The pipeline's preflight compares it with BOOTSTRAP_VERSION before it deploys the stage.
+            actions=["ssm:GetParameter"],
+            resources=[bootstrap_version_parameter_arn(app, stage.name, region=region, account_id=account)],
         ),
         statement(
             sid="ProjectTopics",

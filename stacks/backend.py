@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
-from cdktn import TerraformOutput, TerraformResourceLifecycle
+from cdktn import TerraformOutput
 from cdktn_provider_aws.data_aws_route53_zone import DataAwsRoute53Zone
+from cdktn_provider_aws.data_aws_secretsmanager_secret import DataAwsSecretsmanagerSecret
 from cdktn_provider_aws.route53_record import Route53Record, Route53RecordAlias
-from cdktn_provider_aws.secretsmanager_secret import SecretsmanagerSecret
 from cdktn_provider_aws.secretsmanager_secret_policy import SecretsmanagerSecretPolicy
 from constructs import Construct
 
@@ -18,12 +18,11 @@ from modules.load_balancer import HttpsListener, LoadBalancer, TargetHealthCheck
 from modules.service_alarms import ServiceAlarms
 from modules.static_site import DnsValidatedCertificate
 from stacks.base import StageStack
+from stacks.bootstrap import SECRET_KEYS
 from stacks.config import ProjectConfig, StageConfig
 from stacks.network import NetworkStack
 
 CONTAINER_PORT = 8000
-# The keys of the stage's secret (R5.1); its value is set out of band, never by Terraform.
-SECRET_KEYS = ("SUPABASE_URL", "SUPABASE_SERVICE_KEY", "SUPABASE_PUB_KEY")
 # The image has no curl; its Python answers the same question.
 HEALTH_COMMAND = (
     "CMD",
@@ -91,14 +90,9 @@ class BackendStack(StageStack):
         )
         self.alb = alb = self.load_balancer.load_balancer
 
-        self.secret = SecretsmanagerSecret(
-            self,
-            "secret",
-            name=project.backend_secret_name(stage),
-            description=f"Supabase settings of the {stage.name} backend: JSON keys {', '.join(SECRET_KEYS)}",
-            recovery_window_in_days=stage.secret_recovery_window_days,
-            lifecycle=TerraformResourceLifecycle(prevent_destroy=True) if protected else None,
-        )
+        # bootstrap-<stage> creates the secret, so that its value can be set before the first deploy
+        # starts a task (a plan of this stack fails until the stage is bootstrapped).
+        self.secret = DataAwsSecretsmanagerSecret(self, "secret", name=project.backend_secret_name(stage))
 
         self.service = FargateService(
             self,

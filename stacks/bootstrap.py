@@ -1,21 +1,32 @@
-"""`bootstrap-<stage>`: what must exist in an account before any other stack can keep state there."""
+"""`bootstrap-<stage>`: what must exist in an account before any other stack can keep state there,
+and what a person must fill in before the stage's first deploy."""
 
 from __future__ import annotations
 
-from cdktn import TerraformOutput
+from cdktn import TerraformOutput, TerraformResourceLifecycle
+from cdktn_provider_aws.route53_zone import Route53Zone
+from cdktn_provider_aws.secretsmanager_secret import SecretsmanagerSecret
+from cdktn_provider_aws.ssm_parameter import SsmParameter
 from constructs import Construct
 
 from modules.deploy_role import DeployRole, WorkloadBoundary
 from modules.state_backend import StateBackend
 from stacks.base import StageStack
+from stacks.bootstrap_version import BOOTSTRAP_VERSION, bootstrap_version_parameter
 from stacks.config import ProjectConfig, StageConfig
+
+# The keys of the stage's backend secret (R5.1); its value is set out of band, never by Terraform.
+SECRET_KEYS = ("SUPABASE_URL", "SUPABASE_SERVICE_KEY", "SUPABASE_PUB_KEY")
 
 
 class BootstrapStack(StageStack):
-    """State bucket, lock table, workload boundary and, for gamma/prod, the pipeline's deploy role.
+    """State bucket, lock table, workload boundary, for gamma/prod the pipeline's deploy role; the
+    backend's secret and, for a stage with a domain, its public hosted zone; the bootstrap version.
 
     Applied once per account by an administrator with the account's own credentials (the deploy role
-    does not exist yet), first with local state, then migrated into the bucket it creates.
+    does not exist yet), first with local state, then migrated into the bucket it creates. The secret
+    and the zone live here, not in the stacks that use them, so that the administrator can set the
+    secret's value and delegate the domain before the pipeline's first deploy needs them.
     """
 
     def __init__(self, scope: Construct, *, project: ProjectConfig, stage: StageConfig) -> None:
@@ -28,6 +39,7 @@ class BootstrapStack(StageStack):
             assume_deploy_role=False,
             remote_state=project.bootstrap_state == "s3",
         )
+        protected = stage.deletion_protection
         self.state = StateBackend(
             self,
             "state",
@@ -47,3 +59,36 @@ class BootstrapStack(StageStack):
                 lock_table_arn=self.state.lock_table.arn,
             )
             TerraformOutput(self, "deploy_role_arn", value=self.deploy_role.role.arn)
+
+        # No value, ever: the administrator puts it after this apply (README "Secrets"); the backend stack
+        # reads the secret by name and sets its resource policy, which names the task execution role.
+        self.backend_secret = SecretsmanagerSecret(
+            self,
+            "backend-secret",
+            name=project.backend_secret_name(stage),
+            description=f"Supabase settings of the {stage.name} backend: JSON keys {', '.join(SECRET_KEYS)}",
+            recovery_window_in_days=stage.secret_recovery_window_days,
+            lifecycle=TerraformResourceLifecycle(prevent_destroy=True) if protected else None,
+        )
+        TerraformOutput(self, "backend_secret_name", value=self.backend_secret.name)
+
+        if stage.domain_name:
+            # The administrator delegates the domain to these name servers; the backend and frontend
+            # stacks find the zone by name, and ACM's DNS validation waits until the delegation works.
+            self.zone = Route53Zone(
+                self,
+                "zone",
+                name=stage.domain_name,
+                comment=f"Canvalo {stage.name}: delegate {stage.domain_name} to this zone's name servers",
+                lifecycle=TerraformResourceLifecycle(prevent_destroy=True) if protected else None,
+            )
+            TerraformOutput(self, "name_servers", value=self.zone.name_servers)
+
+        self.version = SsmParameter(
+            self,
+            "bootstrap-version",
+            name=bootstrap_version_parameter(project.app_name, stage.name),
+            type="String",
+            value=str(BOOTSTRAP_VERSION),
+            description=f"Version of bootstrap-{stage.name} applied here; the pipeline refuses to deploy over an older one",
+        )

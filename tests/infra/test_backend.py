@@ -45,6 +45,12 @@ def role_statements(document: Document, role_name: str) -> list[Document]:
     return policy_statements(document, attached["policy"])
 
 
+def secret_ref(document: Document, attribute: str) -> str:
+    """`${data.aws_secretsmanager_secret.<name>.<attribute>}`: the stage's secret, read by name (bootstrap creates it)."""
+    (name,) = data_sources(document, "aws_secretsmanager_secret")
+    return f"${{data.aws_secretsmanager_secret.{name}.{attribute}}}"
+
+
 def environment(document: Document) -> dict[str, str]:
     return {item["name"]: item["value"] for item in container(document)["environment"]}
 
@@ -146,30 +152,35 @@ def test_an_unhealthy_task_is_out_of_rotation_and_replaced_within_60_seconds(
 def test_secrets_reach_the_container_from_the_stages_own_secret(stacks: dict[str, Document], stage: str) -> None:
     document = backend(stacks, stage)
     definition = container(document)
-    secret_arn = ref("aws_secretsmanager_secret", document, "arn")
+    secret_arn = secret_ref(document, "arn")
     assert definition["secrets"] == [{"name": key, "valueFrom": f"{secret_arn}:{key}::"} for key in SECRET_KEYS]
     # Not in the environment, not in the image: only references to this stack's own secret.
     assert not set(SECRET_KEYS) & set(environment(document))
-    assert one(document, "aws_secretsmanager_secret")["name"] == f"canvalo/{stage}/backend"
+    (secret,) = data_sources(document, "aws_secretsmanager_secret").values()
+    assert secret["name"] == f"canvalo/{stage}/backend"
     assert document["provider"]["aws"][0]["allowed_account_ids"] == [ACCOUNTS[stage]]
 
 
 @pytest.mark.req("R5.1")
 @pytest.mark.parametrize("stage", STAGES)
-def test_one_secret_per_stage_holding_the_three_keys_and_no_value(stacks: dict[str, Document], stage: str) -> None:
+def test_the_backend_reads_the_secret_bootstrap_created_and_never_creates_one(
+    stacks: dict[str, Document], stage: str
+) -> None:
+    """The first deploy's tasks need the value at once: the secret exists (and holds its value) before
+    this stack is ever planned, so the stack only looks it up, and keeps naming it for the pipeline."""
     document = backend(stacks, stage)
-    secret = one(document, "aws_secretsmanager_secret")
-    assert all(key in secret["description"] for key in SECRET_KEYS)
-    assert secret["recovery_window_in_days"] == {"beta": 0, "gamma": 7, "prod": 30}[stage]
-    for name, other in stacks.items():
-        assert not resources(other, "aws_secretsmanager_secret_version"), f"{name} would put a value in state"
+    assert not resources(document, "aws_secretsmanager_secret")
+    assert [s["name"] for s in data_sources(document, "aws_secretsmanager_secret").values()] == [
+        f"canvalo/{stage}/backend"
+    ]
+    assert document["output"]["backend_secret_name"]["value"] == secret_ref(document, "name")
 
 
 @pytest.mark.req("R5.3")
 @pytest.mark.parametrize("stage", STAGES)
 def test_only_the_task_execution_role_can_read_the_secret(stacks: dict[str, Document], stage: str) -> None:
     document = backend(stacks, stage)
-    secret_arn = ref("aws_secretsmanager_secret", document, "arn")
+    secret_arn = secret_ref(document, "arn")
     execution_key, _ = role(document, "-execution")
     task_key, _ = role(document, "-task")
     reads = [s for s in role_statements(document, execution_key) if any("secretsmanager" in a for a in s["actions"])]
@@ -204,7 +215,7 @@ def test_tasks_read_the_current_secret_value_at_each_start(stacks: dict[str, Doc
     a task, so a value put after the deploy reaches every task started after it (a forced new
     deployment, a replacement, a scale-out) with no change to the task definition."""
     document = backend(stacks, stage)
-    secret_arn = ref("aws_secretsmanager_secret", document, "arn")
+    secret_arn = secret_ref(document, "arn")
     for secret in container(document)["secrets"]:
         value_from = secret["valueFrom"]
         assert value_from.startswith(secret_arn)
@@ -318,7 +329,7 @@ def test_prod_protects_stateful_resources_and_beta_tears_down(stacks: dict[str, 
     assert one(document, "aws_lb")["enable_deletion_protection"] is protected
     bucket = one(document, "aws_s3_bucket")
     assert bucket["force_destroy"] is (not protected)
-    for kind in ("aws_s3_bucket", "aws_cloudwatch_log_group", "aws_secretsmanager_secret"):
+    for kind in ("aws_s3_bucket", "aws_cloudwatch_log_group"):
         lifecycle = one(document, kind).get("lifecycle", {})
         assert lifecycle.get("prevent_destroy", False) is protected, kind
 

@@ -1,9 +1,15 @@
-"""`bootstrap-<stage>`: state bucket, lock table, workload boundary, and the gamma/prod deploy role."""
+"""`bootstrap-<stage>`: state bucket, lock table, workload boundary, the gamma/prod deploy role, the
+backend's secret, prod's hosted zone and the bootstrap version."""
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import pytest
 
+from stacks.bootstrap_version import BOOTSTRAP_VERSION, bootstrap_version_parameter
+from tests.infra import bootstrap_fingerprint
 from tests.infra.conftest import STAGES, Document, data_sources, one, policy_statements, resources
 
 PIPELINE_DEPLOY_ROLE = "arn:aws:iam::111111111111:role/canvalo/canvalo-pipeline-deploy"
@@ -95,6 +101,7 @@ def test_deploy_permissions_are_scoped_to_the_project(stacks: dict[str, Document
     ]
     secrets = next(s for s in statements if s["sid"] == "ProjectSecretsWithoutValues")
     assert "secretsmanager:GetSecretValue" not in secrets["actions"], "deploying never reads secret values"
+    assert secrets["resources"] == [f"arn:aws:secretsmanager:eu-west-1:{account}:secret:canvalo/{stage}/backend-??????"]
     denied = [s for s in statements if s["effect"] == "Deny"]
     assert any(boundary in s["resources"] and "iam:DeleteRolePermissionsBoundary" in s["actions"] for s in denied)
 
@@ -108,3 +115,125 @@ def test_workload_boundary_is_a_regional_ceiling(stacks: dict[str, Document], st
     assert not any(action.startswith("iam:") or action.endswith(":*") for action in ceiling["actions"])
     assert ceiling["condition"][0]["variable"] == "aws:RequestedRegion"
     assert data_sources(document, "aws_iam_policy_document")
+
+
+def deploy_role_statements(stacks: dict[str, Document], stage: str) -> list[Document]:
+    """The deploy permissions of a stage: the gamma/prod deploy role's, or beta's on the pipeline's deploy role."""
+    if stage == "beta":
+        document = stacks["pipeline"]
+        (policy,) = [p for p in resources(document, "aws_iam_role_policy").values() if "deploy-role" in p["role"]]
+        return policy_statements(document, policy["policy"])
+    document = stacks[f"bootstrap-{stage}"]
+    return policy_statements(document, one(document, "aws_iam_role_policy")["policy"])
+
+
+@pytest.mark.req("R5.1", "R7.6")
+@pytest.mark.parametrize("stage", STAGES)
+def test_bootstrap_creates_the_backends_secret_without_a_value(stacks: dict[str, Document], stage: str) -> None:
+    """The administrator sets the value after the bootstrap, so the first backend deploy's tasks start."""
+    document = stacks[f"bootstrap-{stage}"]
+    secret = one(document, "aws_secretsmanager_secret")
+    assert secret["name"] == f"canvalo/{stage}/backend"
+    assert all(key in secret["description"] for key in ("SUPABASE_URL", "SUPABASE_SERVICE_KEY", "SUPABASE_PUB_KEY"))
+    assert secret["recovery_window_in_days"] == {"beta": 0, "gamma": 7, "prod": 30}[stage]
+    assert secret.get("lifecycle", {}).get("prevent_destroy", False) is (stage == "prod")
+    assert "kms_key_id" not in secret and not resources(document, "aws_secretsmanager_secret_rotation")
+    (name,) = resources(document, "aws_secretsmanager_secret")
+    assert document["output"]["backend_secret_name"]["value"] == f"${{aws_secretsmanager_secret.{name}.name}}"
+    for stack, other in stacks.items():
+        assert not resources(other, "aws_secretsmanager_secret_version"), f"{stack} would put a value in state"
+        if stack != f"bootstrap-{stage}":
+            names = [s["name"] for s in resources(other, "aws_secretsmanager_secret").values()]
+            assert f"canvalo/{stage}/backend" not in names, f"{stack} creates the secret too"
+
+
+@pytest.mark.req("R8.7", "R7.6")
+def test_prod_bootstrap_creates_the_domains_public_zone_and_shows_its_name_servers(
+    stacks: dict[str, Document],
+) -> None:
+    document = stacks["bootstrap-prod"]
+    zone = one(document, "aws_route53_zone")
+    assert zone["name"] == "canvalo.example.com" and "vpc" not in zone, "public: no VPC association"
+    assert zone["lifecycle"] == {"prevent_destroy": True} and not zone.get("force_destroy")
+    (name,) = resources(document, "aws_route53_zone")
+    assert document["output"]["name_servers"]["value"] == f"${{aws_route53_zone.{name}.name_servers}}"
+    for stage in STAGES:
+        for component in ("backend", "frontend"):
+            assert not resources(stacks[f"{stage}-{component}"], "aws_route53_zone"), "only looked up there"
+    lookups = [z["name"] for z in data_sources(stacks["prod-backend"], "aws_route53_zone").values()]
+    assert lookups == ["canvalo.example.com"]
+
+
+@pytest.mark.parametrize("stage", ["beta", "gamma"])
+def test_stages_without_a_domain_get_no_zone(stacks: dict[str, Document], stage: str) -> None:
+    document = stacks[f"bootstrap-{stage}"]
+    assert not resources(document, "aws_route53_zone") and "name_servers" not in document["output"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_bootstrap_records_its_version_where_the_preflight_reads_it(stacks: dict[str, Document], stage: str) -> None:
+    assert bootstrap_version_parameter("canvalo", stage) == f"/canvalo/{stage}/bootstrap-version"
+    parameter = one(stacks[f"bootstrap-{stage}"], "aws_ssm_parameter")
+    assert parameter["name"] == f"/canvalo/{stage}/bootstrap-version"
+    assert (parameter["type"], parameter["value"]) == ("String", str(BOOTSTRAP_VERSION))
+    assert isinstance(BOOTSTRAP_VERSION, int)
+
+
+@pytest.mark.req("R4.6")
+@pytest.mark.parametrize("stage", STAGES)
+def test_deploys_neither_create_nor_delete_what_bootstrap_owns(stacks: dict[str, Document], stage: str) -> None:
+    statements = deploy_role_statements(stacks, stage)
+    allowed = {a for s in statements if s["effect"] == "Allow" for a in s["actions"]}
+    for action in (
+        "secretsmanager:CreateSecret",
+        "secretsmanager:DeleteSecret",
+        "secretsmanager:UpdateSecret",
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:*",
+        "route53:CreateHostedZone",
+        "route53:DeleteHostedZone",
+        "route53:ChangeTagsForResource",
+        "route53:*",
+    ):
+        assert action not in allowed, f"{stage}: {action}"
+    secrets = next(s for s in statements if s["sid"] == "ProjectSecretsWithoutValues")
+    assert set(secrets["actions"]) >= {
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:GetResourcePolicy",
+        "secretsmanager:PutResourcePolicy",
+        "secretsmanager:DeleteResourcePolicy",
+    }
+    account = {"beta": "111111111111", "gamma": "222222222222", "prod": "333333333333"}[stage]
+    ssm = [s for s in statements if any(a.startswith("ssm:") for a in s["actions"])]
+    assert ssm == [
+        {
+            "sid": "ReadTheBootstrapVersion",
+            "effect": "Allow",
+            "actions": ["ssm:GetParameter"],
+            "resources": [f"arn:aws:ssm:eu-west-1:{account}:parameter/canvalo/{stage}/bootstrap-version"],
+        }
+    ]
+
+
+def test_a_bootstrap_change_comes_with_a_new_bootstrap_version(stacks: dict[str, Document]) -> None:
+    """Administrators apply bootstrap stacks by hand; the version is how the pipeline knows they did."""
+    current = bootstrap_fingerprint.fingerprints(stacks)
+    assert set(current) == {f"bootstrap-{stage}" for stage in STAGES}
+    problems = bootstrap_fingerprint.problems(current, bootstrap_fingerprint.recorded())
+    assert not problems, "\n".join(problems)
+
+
+def test_the_fingerprint_sees_a_resource_change_but_not_the_versions_own_value(stacks: dict[str, Document]) -> None:
+    document = copy.deepcopy(stacks["bootstrap-prod"])
+    before = bootstrap_fingerprint.fingerprint(document)
+    one(document, "aws_ssm_parameter")["value"] = str(BOOTSTRAP_VERSION + 1)
+    assert bootstrap_fingerprint.fingerprint(document) == before
+    for secret in document["resource"]["aws_secretsmanager_secret"].values():
+        secret["recovery_window_in_days"] = 7
+    assert bootstrap_fingerprint.fingerprint(document) != before
+    record: dict[str, Any] = {"version": BOOTSTRAP_VERSION, "stacks": bootstrap_fingerprint.fingerprints(stacks)}
+    (problem,) = bootstrap_fingerprint.problems({**record["stacks"], "bootstrap-prod": "changed"}, record)
+    assert problem.startswith("bootstrap-prod changed: bump BOOTSTRAP_VERSION in stacks/bootstrap_version.py")
+    assert bootstrap_fingerprint.UPDATE_COMMAND in problem and "apply bootstrap-prod" in problem
+    (bumped,) = bootstrap_fingerprint.problems(record["stacks"], {**record, "version": BOOTSTRAP_VERSION - 1})
+    assert bootstrap_fingerprint.UPDATE_COMMAND in bumped
