@@ -73,14 +73,14 @@ snapshots: $(STAMP) ## accept the current synthesized JSON as the new snapshots 
 # against a local backend and frontend. SUITE=smoke runs only the health checks.
 SUITE ?= integration
 .PHONY: deployed-test
-deployed-test: $(STAMP) ## tests/deployed against a stage: BACKEND_URL=... FRONTEND_URL=... [API_URL=...] [SUITE=smoke] [EXPECT_AUTH=true]
+deployed-test: $(STAMP) ## tests/deployed against a stage: BACKEND_URL=... FRONTEND_URL=... [API_URL=...] [SUITE=smoke] [EXPECT_AUTH=true] [EXPECT_VERSION=<commit>]
 	@if [ -z "$(BACKEND_URL)" ] || [ -z "$(FRONTEND_URL)" ]; then
 	  echo "error: make deployed-test needs BACKEND_URL=<backend base URL> and FRONTEND_URL=<frontend URL>" >&2; exit 2
 	fi
 	case "$(SUITE)" in integration) marker="" ;; smoke) marker="-m smoke" ;;
 	  *) echo "error: SUITE=$(SUITE): use integration (every deployed test) or smoke (health checks)" >&2; exit 2 ;;
 	esac
-	BACKEND_URL="$(BACKEND_URL)" FRONTEND_URL="$(FRONTEND_URL)" API_URL="$(API_URL)" EXPECT_AUTH="$(EXPECT_AUTH)" \
+	BACKEND_URL="$(BACKEND_URL)" FRONTEND_URL="$(FRONTEND_URL)" API_URL="$(API_URL)" EXPECT_AUTH="$(EXPECT_AUTH)" EXPECT_VERSION="$(EXPECT_VERSION)" \
 	  python -m pytest -q tests/deployed $$marker
 
 .PHONY: rehearse

@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.auth_enabled
         else None
     )
-    health.add_liveness_route(app)
+    health.add_liveness_route(app, settings.app_version)
     app.include_router(health.api_router, prefix="/api")
     app.include_router(me.router, prefix="/api/v1")
     if settings.enable_test_routes:

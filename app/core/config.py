@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # Below the ECS stop timeout (30 s), which sends SIGKILL after it (stacks/config.py).
     graceful_shutdown_seconds: int = Field(default=20, gt=0, le=120)
     log_level: str = "INFO"
+    # The release this process runs (the image tag the task definition sets): /health reports it, so the
+    # post-deploy tests can tell the new release from tasks a rollback left running.
+    app_version: str = Field(default="unreleased", min_length=1, max_length=128)
     # Mounts /api/_test/* (a slow route for shutdown tests); refused outside development.
     enable_test_routes: bool = False
 

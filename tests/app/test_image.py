@@ -103,4 +103,4 @@ def test_the_app_group_alone_is_enough_to_serve(tmp_path: Path) -> None:
     with backend_process(python=python) as backend:
         response = httpx.get(f"{backend.base_url}/health", timeout=5)
 
-    assert response.json() == {"status": "ok"}
+    assert response.json() == {"status": "ok", "version": "unreleased"}

@@ -38,16 +38,17 @@ def wait_for_log(backend: Backend, message: str, count: int, timeout: float = 10
 @pytest.mark.req("R1.4", "R1.2")
 def test_health_answers_within_5_seconds_even_when_supabase_is_down() -> None:
     unreachable_supabase = f"http://{LOOPBACK}:{free_port()}"
-    with backend_process({"ENVIRONMENT": "prod", "SUPABASE_URL": unreachable_supabase}) as backend:
+    environment = {"ENVIRONMENT": "prod", "SUPABASE_URL": unreachable_supabase, "APP_VERSION": "0f3c2a1"}
+    with backend_process(environment) as backend:
         started = time.monotonic()
         response = httpx.get(f"{backend.base_url}/health", timeout=5)
         elapsed = time.monotonic() - started
         api_health = httpx.get(f"{backend.base_url}/api/health", timeout=5)
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    assert response.json() == {"status": "ok", "version": "0f3c2a1"}, "the release this process runs"
     assert elapsed < 5
-    assert api_health.json() == {"status": "ok", "environment": "prod"}
+    assert api_health.json() == {"status": "ok", "version": "0f3c2a1", "environment": "prod"}
 
 
 @pytest.mark.req("R9.5", "R9.3", "R1.3")

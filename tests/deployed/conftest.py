@@ -5,6 +5,7 @@ Against a deployed stage (`make deployed-test`, the pipeline's post-deploy actio
     FRONTEND_URL  the frontend's URL (CloudFront)
     API_URL       the API base the frontend's pages call; default FRONTEND_URL (same origin, `/api/*`)
     EXPECT_AUTH   true where the API must refuse unauthenticated calls (every deployed stage)
+    EXPECT_VERSION the release /health must report (the commit the pipeline deploys); empty: not checked
 Without BACKEND_URL (`make test`), the same tests run against `local_stage`: the real backend and the
 frontend published by the pipeline's uploader, on 127.0.0.1.
 """
@@ -36,6 +37,7 @@ def target_from_environment() -> Target | None:
         frontend_url=frontend_url,
         api_url=os.environ.get("API_URL", "").rstrip("/") or frontend_url,
         expect_auth=os.environ.get("EXPECT_AUTH", "").lower() == "true",
+        expect_version=os.environ.get("EXPECT_VERSION", ""),
     )
 
 

@@ -48,6 +48,10 @@ FIXTURE_FILES = {
 }
 
 
+# The release the local stage's backend runs, as the task definition's APP_VERSION sets it in a stage.
+LOCAL_VERSION = "local-0123abc"
+
+
 @dataclass(frozen=True)
 class Target:
     """What the deployed tests know about a stage: URLs only, and whether auth must be enforced."""
@@ -57,6 +61,8 @@ class Target:
     # The API base the frontend's pages call; the frontend's own origin in beta and gamma.
     api_url: str
     expect_auth: bool
+    # The release the stage must run (the commit, the image tag); empty: not checked.
+    expect_version: str = ""
 
 
 def frontend_build(scratch: Path) -> Path:
@@ -145,7 +151,14 @@ def local_stage(scratch: Path) -> Iterator[Target]:
                     "SUPABASE_SERVICE_KEY": "local-service-key",
                     "SUPABASE_PUB_KEY": "local-pub-key",
                     "CORS_ORIGINS": frontend_origin,
+                    "APP_VERSION": LOCAL_VERSION,
                 }
             )
         )
-        yield Target(backend_url=backend_url, frontend_url=frontend_url, api_url=backend_url, expect_auth=True)
+        yield Target(
+            backend_url=backend_url,
+            frontend_url=frontend_url,
+            api_url=backend_url,
+            expect_auth=True,
+            expect_version=LOCAL_VERSION,
+        )

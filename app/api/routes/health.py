@@ -13,21 +13,15 @@ from app.api.deps import SettingsDep
 
 class Health(BaseModel):
     status: Literal["ok"]
+    # The release this process runs (APP_VERSION: the image tag), checked by the post-deploy tests.
+    version: str
 
 
 class ApiHealth(Health):
     environment: str
 
 
-# The body never changes: encoded once, not per call (jsonable_encoder + json.dumps measured ~8 us a call).
-_HEALTH_BODY = JSONResponse({"status": "ok"}).body
-
-
-async def health() -> Response:
-    return Response(_HEALTH_BODY, media_type="application/json")
-
-
-def add_liveness_route(app: FastAPI) -> None:
+def add_liveness_route(app: FastAPI, version: str) -> None:
     """GET /health, the route the ALB and the container HEALTHCHECK poll, on the app itself.
 
     Measured with FastAPI 0.165: a route reached through `include_router` costs ~8 us more per call. The
@@ -35,6 +29,13 @@ def add_liveness_route(app: FastAPI) -> None:
     through untouched (no `response_model` validation, no `jsonable_encoder`), while it still goes through
     every middleware and exception handler like any route. `responses=` documents the body for the schema.
     """
+    # The body never changes in a process: encoded once, not per call (jsonable_encoder + json.dumps
+    # measured ~8 us a call).
+    body = JSONResponse({"status": "ok", "version": version}).body
+
+    async def health() -> Response:
+        return Response(body, media_type="application/json")
+
     app.add_api_route(
         "/health",
         health,
@@ -52,4 +53,4 @@ api_router = APIRouter(tags=["health"])
 
 @api_router.get("/health", response_model=ApiHealth, summary="Liveness through CloudFront's /api/* behaviour")
 async def api_health(settings: SettingsDep) -> dict[str, str]:
-    return {"status": "ok", "environment": settings.environment.value}
+    return {"status": "ok", "version": settings.app_version, "environment": settings.environment.value}

@@ -1,0 +1,116 @@
+"""`python -m pipelines.verify_rollout`: a stage is green only when its service runs what was applied."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from pipelines.verify_rollout import Release, main
+
+CLUSTER, SERVICE = "canvalo-gamma-backend", "canvalo-gamma-backend"
+
+
+@pytest.fixture
+def ecs() -> Iterator[Any]:
+    with mock_aws():
+        client = boto3.client("ecs", region_name="eu-west-1")
+        client.create_cluster(clusterName=CLUSTER)
+        yield client
+
+
+def register(ecs: Any, image: str) -> str:
+    definition = ecs.register_task_definition(
+        family=SERVICE, containerDefinitions=[{"name": "api", "image": image, "memory": 512}]
+    )
+    arn: str = definition["taskDefinition"]["taskDefinitionArn"]
+    return arn
+
+
+def outputs(tmp_path: Path, task_definition: str) -> Path:
+    folder = tmp_path / "outputs"
+    folder.mkdir(exist_ok=True)
+    values = {
+        "backend_url": "http://alb",
+        "backend_cluster_name": CLUSTER,
+        "backend_service_name": SERVICE,
+        "backend_task_definition_arn": task_definition,
+    }
+    (folder / "gamma-backend.json").write_text(json.dumps(values))
+    return folder
+
+
+def error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+@pytest.mark.req("R4.5")
+def test_a_service_running_the_applied_task_definition_passes(
+    ecs: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "1")
+    old, new = register(ecs, "api:old"), register(ecs, "api:new")
+    ecs.create_service(cluster=CLUSTER, serviceName=SERVICE, taskDefinition=old, desiredCount=1)
+    ecs.update_service(cluster=CLUSTER, service=SERVICE, taskDefinition=new)
+    assert main(["--outputs", str(outputs(tmp_path, new))]) == 0
+    assert f"{SERVICE} runs {SERVICE}:2, rollout completed" in capsys.readouterr().out
+
+
+@pytest.mark.req("R4.5")
+def test_a_release_the_circuit_breaker_rolled_back_fails_the_stage(
+    ecs: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "1")
+    old, new = register(ecs, "api:old"), register(ecs, "api:new")
+    ecs.create_service(cluster=CLUSTER, serviceName=SERVICE, taskDefinition=old, desiredCount=1)
+    # What the circuit breaker leaves: the applied revision's tasks never got healthy, ECS went back.
+    ecs.update_service(cluster=CLUSTER, service=SERVICE, taskDefinition=new)
+    ecs.update_service(cluster=CLUSTER, service=SERVICE, taskDefinition=old)
+    assert main(["--outputs", str(outputs(tmp_path, new)), "--attempts", "1"]) == 1
+    line = error_line(capsys)
+    assert f"ECS service {SERVICE} runs {SERVICE}:1, not the applied {SERVICE}:2: the release was rolled back" in line
+
+
+def described(state: str, task_definition: str, reason: str = "") -> Mapping[str, Any]:
+    deployment = {"status": "PRIMARY", "rolloutState": state, "rolloutStateReason": reason}
+    return {"taskDefinition": task_definition, "deployments": [deployment], "events": []}
+
+
+@pytest.mark.req("R4.5")
+def test_a_failed_rollout_fails_at_once_and_one_in_progress_is_read_again_a_bounded_number_of_times(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    applied = "arn:aws:ecs:eu-west-1:222222222222:task-definition/canvalo-gamma-backend:7"
+    reads: list[str] = []
+
+    def failing(release: Release) -> Mapping[str, Any]:
+        reads.append(release.service)
+        return described("FAILED", applied, "tasks failed to start")
+
+    args = ["--outputs", str(outputs(tmp_path, applied)), "--attempts", "3", "--interval", "0"]
+    assert main(args, describe=failing) == 1
+    assert "rollout of canvalo-gamma-backend:7 FAILED: tasks failed to start" in error_line(capsys)
+    assert len(reads) == 1, "a FAILED rollout does not get better by waiting"
+
+    states = iter(["IN_PROGRESS", "IN_PROGRESS", "COMPLETED"])
+    assert main(args, describe=lambda release: described(next(states), applied)) == 0
+    stuck = iter(["IN_PROGRESS"] * 3)
+    assert main(args, describe=lambda release: described(next(stuck), applied)) == 1
+    assert "is still IN_PROGRESS" in error_line(capsys)
+
+
+def test_outputs_without_the_backend_names_are_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "outputs"
+    folder.mkdir()
+    (folder / "gamma-frontend.json").write_text(json.dumps({"frontend_url": "https://d1"}))
+    assert main(["--outputs", str(folder)]) == 2
+    assert "no output backend_cluster_name, backend_service_name, backend_task_definition_arn" in error_line(capsys)
