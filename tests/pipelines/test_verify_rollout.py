@@ -32,6 +32,15 @@ def register(ecs: Any, image: str) -> str:
     return arn
 
 
+def released(ecs: Any, *revisions: str) -> list[str]:
+    """The service created with the first revision's task definition, then updated to each next one in turn."""
+    arns = [register(ecs, f"api:{revision}") for revision in revisions]
+    ecs.create_service(cluster=CLUSTER, serviceName=SERVICE, taskDefinition=arns[0], desiredCount=1)
+    for arn in arns[1:]:
+        ecs.update_service(cluster=CLUSTER, service=SERVICE, taskDefinition=arn)
+    return arns
+
+
 def outputs(tmp_path: Path, task_definition: str) -> Path:
     folder = tmp_path / "outputs"
     folder.mkdir(exist_ok=True)
@@ -56,9 +65,7 @@ def test_a_service_running_the_applied_task_definition_passes(
     ecs: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "1")
-    old, new = register(ecs, "api:old"), register(ecs, "api:new")
-    ecs.create_service(cluster=CLUSTER, serviceName=SERVICE, taskDefinition=old, desiredCount=1)
-    ecs.update_service(cluster=CLUSTER, service=SERVICE, taskDefinition=new)
+    _, new = released(ecs, "old", "new")
     assert main(["--outputs", str(outputs(tmp_path, new))]) == 0
     assert f"{SERVICE} runs {SERVICE}:2, rollout completed" in capsys.readouterr().out
 
@@ -68,10 +75,8 @@ def test_a_release_the_circuit_breaker_rolled_back_fails_the_stage(
     ecs: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "1")
-    old, new = register(ecs, "api:old"), register(ecs, "api:new")
-    ecs.create_service(cluster=CLUSTER, serviceName=SERVICE, taskDefinition=old, desiredCount=1)
     # What the circuit breaker leaves: the applied revision's tasks never got healthy, ECS went back.
-    ecs.update_service(cluster=CLUSTER, service=SERVICE, taskDefinition=new)
+    old, new = released(ecs, "old", "new")
     ecs.update_service(cluster=CLUSTER, service=SERVICE, taskDefinition=old)
     assert main(["--outputs", str(outputs(tmp_path, new)), "--attempts", "1"]) == 1
     line = error_line(capsys)
