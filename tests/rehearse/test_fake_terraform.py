@@ -449,3 +449,123 @@ def test_for_each_values_plan_and_stay_stable(rehearsal: Rehearsal) -> None:
     }
     stack, caller = applied(rehearsal, config(resource=resource))
     assert rehearsal.run(stack, "plan", "-detailed-exitcode", caller=caller).code == 0
+
+
+# -- what bootstrap leaves for the stage stacks to find ---------------------------------------------
+
+
+def secret_reader(name: str) -> dict[str, Any]:
+    """A stack that reads a secret by name, as `<stage>-backend` does, and outputs what it found."""
+    lookup = "data.aws_secretsmanager_secret.settings"
+    return config(
+        data={"aws_secretsmanager_secret": {"settings": {"name": name}}},
+        output={key: {"value": f"${{{lookup}.{key}}}"} for key in ("arn", "name", "id")},
+    )
+
+
+@pytest.mark.req("R5.1")
+def test_reading_a_secret_that_does_not_exist_is_refused_until_bootstrap_created_it(rehearsal: Rehearsal) -> None:
+    beta = rehearsal.account("beta")
+    stack = rehearsal.stack("backend", secret_reader("canvalo/beta/backend"))
+    assert_ok(rehearsal.run(stack, "init", caller=admin(beta)))
+    refused = rehearsal.run(stack, "plan", caller=admin(beta))
+    assert_refused(refused, "reading Secrets Manager Secret (canvalo/beta/backend): couldn't find resource")
+    assert len(refused.err.strip().splitlines()) == 1, refused.err
+
+    bootstrap = rehearsal.stack(
+        "bootstrap", config(resource={"aws_secretsmanager_secret": {"backend": {"name": "canvalo/beta/backend"}}})
+    )
+    assert_ok(rehearsal.run(bootstrap, "init", caller=admin(beta)))
+    assert_ok(rehearsal.run(bootstrap, "apply", "-auto-approve", caller=admin(beta)))
+    arn = rehearsal.client(beta, "secretsmanager").describe_secret(SecretId="canvalo/beta/backend")["ARN"]
+    outputs = plan_of(rehearsal, stack, admin(beta))["output_changes"]
+    assert {key: change["after"] for key, change in outputs.items()} == {
+        "arn": arn,
+        "name": "canvalo/beta/backend",
+        "id": arn,
+    }
+
+
+def zone_reader(domain: str) -> dict[str, Any]:
+    """A stack that finds a public hosted zone by name, as prod's backend and frontend do."""
+    lookup = "data.aws_route53_zone.domain"
+    return config(
+        data={"aws_route53_zone": {"domain": {"name": domain, "private_zone": False}}},
+        output={key: {"value": f"${{{lookup}.{key}}}"} for key in ("zone_id", "name_servers")},
+    )
+
+
+@pytest.mark.req("R8.7")
+def test_finding_a_hosted_zone_that_does_not_exist_is_refused_until_bootstrap_created_it(
+    rehearsal: Rehearsal,
+) -> None:
+    prod = rehearsal.account("prod")
+    stack = rehearsal.stack("frontend", zone_reader("canvalo.example.com"))
+    assert_ok(rehearsal.run(stack, "init", caller=admin(prod)))
+    assert_refused(rehearsal.run(stack, "plan", caller=admin(prod)), "no matching Route 53 Hosted Zone found")
+
+    bootstrap = rehearsal.stack(
+        "bootstrap",
+        config(
+            resource={"aws_route53_zone": {"zone": {"name": "canvalo.example.com"}}},
+            output={"name_servers": {"value": "${aws_route53_zone.zone.name_servers}"}},
+        ),
+    )
+    assert_ok(rehearsal.run(bootstrap, "init", caller=admin(prod)))
+    assert_ok(rehearsal.run(bootstrap, "apply", "-auto-approve", caller=admin(prod)))
+    (zone,) = rehearsal.client(prod, "route53").list_hosted_zones()["HostedZones"]
+    zone_id = zone["Id"].split("/")[-1]
+    servers = rehearsal.client(prod, "route53").get_hosted_zone(Id=zone_id)["DelegationSet"]["NameServers"]
+    assert servers, "moto gives a public zone its name servers"
+    shown = json.loads(rehearsal.run(bootstrap, "output", "-json", caller=admin(prod)).out)
+    assert shown["name_servers"]["value"] == servers, "the administrator delegates the domain to these"
+
+    outputs = plan_of(rehearsal, stack, admin(prod))["output_changes"]
+    assert (outputs["zone_id"]["after"], outputs["name_servers"]["after"]) == (zone_id, servers)
+    assert_ok(rehearsal.run(bootstrap, "apply", "-auto-approve", caller=admin(prod)))
+    assert len(rehearsal.client(prod, "route53").list_hosted_zones()["HostedZones"]) == 1, "applied twice, one zone"
+
+
+@pytest.mark.req("R4.5")
+def test_an_applied_ssm_parameter_is_in_aws_for_the_preflight_to_read(rehearsal: Rehearsal) -> None:
+    beta = rehearsal.account("beta")
+    name = "/canvalo/beta/bootstrap-version"
+
+    def parameter(value: str) -> dict[str, Any]:
+        return config(resource={"aws_ssm_parameter": {"version": {"name": name, "type": "String", "value": value}}})
+
+    stack = rehearsal.stack("bootstrap", parameter("1"))
+    assert_ok(rehearsal.run(stack, "init", caller=admin(beta)))
+    assert_ok(rehearsal.run(stack, "plan", caller=admin(beta)))
+    with pytest.raises(ClientError, match="ParameterNotFound"):
+        rehearsal.client(beta, "ssm").get_parameter(Name=name)
+    assert_ok(rehearsal.run(stack, "apply", "-auto-approve", caller=admin(beta)))
+    assert rehearsal.client(beta, "ssm").get_parameter(Name=name)["Parameter"]["Value"] == "1"
+    rehearsal.stack("bootstrap", parameter("2"))
+    assert_ok(rehearsal.run(stack, "apply", "-auto-approve", caller=admin(beta)))
+    assert rehearsal.client(beta, "ssm").get_parameter(Name=name)["Parameter"]["Value"] == "2"
+
+
+@pytest.mark.req("R4.5")
+def test_state_list_shows_nothing_before_the_first_apply_and_every_resource_after(rehearsal: Rehearsal) -> None:
+    beta = rehearsal.account("beta")
+    stack = rehearsal.stack(
+        "app", config(backend=s3_backend(rehearsal.bucket(beta), "app.tfstate"), resource=log_groups(web=7, api=7))
+    )
+    assert_ok(rehearsal.run(stack, "init", caller=admin(beta)))
+    empty = rehearsal.run(stack, "state", "list", caller=admin(beta))
+    assert (empty.code, empty.out) == (0, "")
+    assert_ok(rehearsal.run(stack, "apply", "-auto-approve", caller=admin(beta)))
+    listed = rehearsal.run(stack, "state", "list", caller=admin(beta))
+    assert_ok(listed)
+    assert listed.out.splitlines() == [f"{LOG_GROUP}.api", f"{LOG_GROUP}.web"]
+    assert_refused(rehearsal.run(stack, "state", "rm", f"{LOG_GROUP}.api", caller=admin(beta)), "does not model")
+
+
+@pytest.mark.req("R5.1")
+def test_output_raw_prints_one_output_as_the_readmes_put_secret_value_uses_it(rehearsal: Rehearsal) -> None:
+    outputs = {"backend_secret_name": {"value": "canvalo/beta/backend"}}
+    stack, caller = applied(rehearsal, config(output=outputs))
+    shown = rehearsal.run(stack, "output", "-raw", "backend_secret_name", caller=caller)
+    assert (shown.code, shown.out) == (0, "canvalo/beta/backend")
+    assert_refused(rehearsal.run(stack, "output", "-raw", "missing", caller=caller), 'Output "missing" not found')

@@ -1,12 +1,14 @@
 """A stateful fake of the `terraform` CLI for the rehearsal: what the pipeline calls, with AWS's refusals.
 
     terraform version | init [-migrate-state] [-lockfile=readonly] | plan [-out=F] [-detailed-exitcode]
-      [-refresh-only] | show -json F | apply (F | -auto-approve) | output -json
+      [-refresh-only] | show -json F | apply (F | -auto-approve) | output (-json | -raw NAME) | state list
 
 It reads `cdk.tf.json` in the working directory. State is a JSON object per stack, kept where the
 stack's backend says: a local file, or the S3 object in the rehearsal's moto, read and written with the
 backend's own credentials. Resources are not created in AWS except those whose existence something
-else checks (buckets, the lock table, IAM roles, secrets, repositories, topics, distributions).
+else checks (buckets, the lock table, IAM roles, secrets, repositories, topics, distributions, hosted
+zones, SSM parameters). The data sources that find what another stack or an administrator made
+(`aws_secretsmanager_secret`, `aws_route53_zone`) are read from the rehearsal's moto.
 
 It refuses what AWS and Terraform refuse, with their words:
 - an S3 backend whose bucket is missing, or belongs to another account;
@@ -15,7 +17,8 @@ It refuses what AWS and Terraform refuse, with their words:
 - a role trust policy naming a role that does not exist ("Invalid principal in policy");
 - an ECS service waiting for steady state whose secret has no value or whose image tag is not in ECR;
 - a saved plan applied after the state moved ("Saved plan is stale");
-- destroying a resource with `prevent_destroy`; remote state that lacks the output a stack reads.
+- destroying a resource with `prevent_destroy`; remote state that lacks the output a stack reads;
+- a data source whose secret or hosted zone does not exist (its stage is not bootstrapped).
 """
 
 from __future__ import annotations
@@ -295,12 +298,15 @@ class Stack:
     region: str
     cloud: Cloud
     remote_reader: Callable[[Mapping[str, Any]], dict[str, Any]]
+    # The provider's credentials: data sources that look something up in AWS use them.
+    session: boto3.session.Session | None = None
     actions: dict[str, list[str]] = field(default_factory=dict)
     desired: dict[str, dict[str, Any]] = field(default_factory=dict)
     generation: dict[str, int] = field(default_factory=dict)
     # During apply every referenced attribute is known; during plan, a new resource's computed ones are not.
     applying: bool = False
     _resources: dict[str, dict[str, Any]] | None = None
+    _looked_up: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def resources(self) -> dict[str, dict[str, Any]]:
         if self._resources is not None:
@@ -368,16 +374,32 @@ class Stack:
                     f"(the stack at {body['config'].get('key')} has not applied that output)"
                 )
             return dig(outputs[path[1]]["value"], path[2:])
+        if kind in LOOKED_UP:
+            return dig(self.look_up(kind, name), path)
         data: dict[str, dict[str, Any]] = {
             "aws_caller_identity": {"account_id": self.account, "arn": f"arn:aws:iam::{self.account}:root"},
             "aws_region": {"name": self.region, "id": self.region, "region": self.region},
             "aws_partition": {"partition": "aws", "dns_suffix": "amazonaws.com"},
             "aws_availability_zones": {"names": [f"{self.region}{z}" for z in "abc"]},
             "aws_elb_service_account": {"arn": "arn:aws:iam::156460612806:root"},
-            "aws_route53_zone": {"zone_id": f"Z{stable_hash(self.account, name).upper()}"},
         }
         values = data.get(kind, {})
         return dig(values, path) if path and path[0] in values else f"data-{stable_hash(kind, name, *path)}"
+
+    def look_up(self, kind: str, name: str) -> dict[str, Any]:
+        """A data source read from AWS (once per run), refused as the provider refuses it when nothing matches."""
+        address = f"data.{kind}.{name}"
+        if address not in self._looked_up:
+            body = self.resolve(self.config["data"][kind][name])
+            assert self.session is not None, "data sources that read AWS need the provider's session"
+            self._looked_up[address] = LOOKED_UP[kind](self.session, self.cloud.world.endpoint, body)
+        return self._looked_up[address]
+
+    def read_data_sources(self) -> None:
+        """Terraform reads every data source while it plans, referenced or not."""
+        for kind in LOOKED_UP:
+            for name in (self.config.get("data") or {}).get(kind, {}):
+                self.look_up(kind, name)
 
     def resource_attribute(self, address: str, path: list[str]) -> Any:
         if address not in self.resources():
@@ -471,6 +493,7 @@ class Stack:
             self.generation[address] += 1
 
     def plan(self) -> dict[str, Any]:
+        self.read_data_sources()
         for address in self.resources():
             self.plan_resource(address)
         for address in self.state["resources"]:
@@ -492,6 +515,42 @@ class Stack:
             if name not in outputs:
                 outputs[name] = {"actions": ["delete"], "value": None, "sensitive": False}
         return outputs
+
+
+def secret_by_name(session: boto3.session.Session, endpoint: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """data.aws_secretsmanager_secret by `name` (or `arn`): its ARN, name and id as Secrets Manager has them."""
+    wanted = str(body.get("name") or body.get("arn"))
+    try:
+        found = session.client("secretsmanager", endpoint_url=endpoint).describe_secret(SecretId=wanted)
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+        raise RefusedError(f"reading Secrets Manager Secret ({wanted}): couldn't find resource") from None
+    return {"arn": found["ARN"], "id": found["ARN"], "name": found["Name"], "description": found.get("Description")}
+
+
+def hosted_zone_by_name(session: boto3.session.Session, endpoint: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """data.aws_route53_zone by `name` and `private_zone`: its id and name servers, from Route53."""
+    wanted = str(body["name"]).rstrip(".").lower()
+    private = bool(body.get("private_zone", False))
+    route53 = session.client("route53", endpoint_url=endpoint)
+    matches = [
+        zone
+        for zone in route53.list_hosted_zones()["HostedZones"]
+        if zone["Name"].rstrip(".").lower() == wanted and bool(zone.get("Config", {}).get("PrivateZone")) == private
+    ]
+    if len(matches) != 1:
+        problem = "no matching Route 53 Hosted Zone found" if not matches else "multiple Route 53 Hosted Zones matched"
+        raise RefusedError(f"{problem} (name {wanted}, private_zone {str(private).lower()})")
+    zone_id = matches[0]["Id"].split("/")[-1]
+    servers = route53.get_hosted_zone(Id=zone_id).get("DelegationSet", {}).get("NameServers", [])
+    return {"zone_id": zone_id, "id": zone_id, "name": wanted, "name_servers": list(servers)}
+
+
+LOOKED_UP: dict[str, Callable[[boto3.session.Session, str, Mapping[str, Any]], dict[str, Any]]] = {
+    "aws_secretsmanager_secret": secret_by_name,
+    "aws_route53_zone": hosted_zone_by_name,
+}
 
 
 def dig(value: Any, path: Sequence[str]) -> Any:
@@ -610,6 +669,33 @@ class Effects:
         except ClientError:
             arn = secrets.create_secret(Name=body["name"])["ARN"]
         return {"arn": arn, "id": arn}
+
+    def aws_route53_zone(self, address: str, body: dict[str, Any], actions: list[str]) -> dict[str, Any]:
+        route53 = self.client("route53")
+        name = str(body["name"]).rstrip(".")
+        existing = [z for z in route53.list_hosted_zones()["HostedZones"] if z["Name"].rstrip(".") == name]
+        if existing:
+            zone_id = existing[0]["Id"].split("/")[-1]
+            servers = route53.get_hosted_zone(Id=zone_id)["DelegationSet"]["NameServers"]
+        else:
+            created = route53.create_hosted_zone(
+                Name=name,
+                CallerReference=f"{address}-{uuid.uuid4()}",
+                HostedZoneConfig={"Comment": body.get("comment", "")},
+            )
+            zone_id = created["HostedZone"]["Id"].split("/")[-1]
+            servers = created["DelegationSet"]["NameServers"]
+        return {
+            "id": zone_id,
+            "zone_id": zone_id,
+            "arn": f"arn:aws:route53:::hostedzone/{zone_id}",
+            "name_servers": list(servers),
+        }
+
+    def aws_ssm_parameter(self, address: str, body: dict[str, Any], actions: list[str]) -> dict[str, Any]:
+        value = body.get("value", body.get("insecure_value"))
+        self.client("ssm").put_parameter(Name=body["name"], Value=str(value), Type=body["type"], Overwrite=True)
+        return {"arn": f"arn:aws:ssm:{self.stack.region}:{self.stack.account}:parameter/{body['name'].lstrip('/')}"}
 
     def aws_ecr_repository(self, address: str, body: dict[str, Any], actions: list[str]) -> None:
         ecr = self.client("ecr")
@@ -758,7 +844,7 @@ class Terraform:
 
     def stack(self, state: dict[str, Any]) -> tuple[Stack, boto3.session.Session]:
         session, account, region = self.provider_session()
-        stack = Stack(self.name, self.config, state, account, region, self.cloud, self.read_remote)
+        stack = Stack(self.name, self.config, state, account, region, self.cloud, self.read_remote, session)
         return stack, session
 
     def initialized(self) -> Backend:
@@ -986,6 +1072,15 @@ class Terraform:
                 f"Failed to load state of {self.name}: RequestError: send request failed: connection reset by peer "
                 "(a fault the rehearsal injected)"
             )
+        if args and args[0] == "-raw":
+            name = args[1] if len(args) > 1 else ""
+            if name not in state["outputs"]:
+                raise RefusedError(f'Output "{name}" not found: the state has no output value named "{name}"')
+            value = state["outputs"][name]["value"]
+            if not isinstance(value, (str, int, float, bool)):
+                raise RefusedError(f'Unsupported value for raw output: output "{name}" is not a string, number or bool')
+            print(value if not isinstance(value, bool) else str(value).lower(), end="")
+            return 0
         print(
             json.dumps(
                 {
@@ -994,6 +1089,15 @@ class Terraform:
                 }
             )
         )
+        return 0
+
+    def state(self, args: Sequence[str]) -> int:
+        """`terraform state list`: every resource address in the stack's state, one a line (none before its
+        first apply); data sources are not kept in this fake's state, so they are not listed."""
+        if list(args[:1]) != ["list"]:
+            raise RefusedError(f"the rehearsal's terraform does not model `terraform state {' '.join(args)}`")
+        for address in sorted(self.initialized().read()["resources"]):
+            print(address)
         return 0
 
 
@@ -1015,6 +1119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "show": terraform.show,
             "apply": terraform.apply,
             "output": terraform.output,
+            "state": terraform.state,
         }.get(args[0])
         if command is None:
             raise RefusedError(f"the rehearsal's terraform does not model `terraform {args[0]}`")
