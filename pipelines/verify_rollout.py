@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 OUTPUT_NAMES = ("backend_cluster_name", "backend_service_name", "backend_task_definition_arn")
 EXIT_FAILED = 1
@@ -110,7 +111,10 @@ def verify(
 
 
 def describe_with_ecs(release: Release) -> Mapping[str, Any]:
-    answer = boto3.client("ecs").describe_services(cluster=release.cluster, services=[release.service])
+    try:
+        answer = boto3.client("ecs").describe_services(cluster=release.cluster, services=[release.service])
+    except (BotoCoreError, ClientError) as error:
+        raise RolloutError(f"cannot read ECS service {release.service} in cluster {release.cluster}: {error}") from None
     services: list[Mapping[str, Any]] = answer.get("services") or []
     if not services:
         raise RolloutError(f"ECS service {release.service} is not in cluster {release.cluster}: was the apply undone?")

@@ -61,43 +61,60 @@ class BackendStack(StageStack):
 
     def __init__(self, scope: Construct, *, project: ProjectConfig, stage: StageConfig, network: NetworkStack) -> None:
         super().__init__(scope, project=project, stage=stage, component="backend")
-        app = project.app_name
-        name = project.backend_name(stage)
-        protected = stage.deletion_protection
+        self.project, self.stage = project, stage
+        self.name = project.backend_name(stage)
+        zone = (
+            DataAwsRoute53Zone(self, "zone", name=stage.domain_name, private_zone=False)
+            if stage.https and stage.api_domain and stage.domain_name
+            else None
+        )
+        self.load_balancer = self._load_balancer(network, zone)
+        self.alb = self.load_balancer.load_balancer
+        # bootstrap-<stage> creates the secret, so that its value can be set before the first deploy
+        # starts a task (a plan of this stack fails until the stage is bootstrapped).
+        self.secret = DataAwsSecretsmanagerSecret(self, "secret", name=project.backend_secret_name(stage))
+        self.service = self._service(network)
+        self._secret_readable_only_by_the_execution_role()
+        self._alarms_and_dashboard()
+        backend_url = self._api_endpoint(zone)
+        # The names pipelines/terraform_stage.py exports to the test actions, and those
+        # pipelines/verify_rollout.py reads to check that the service runs what was applied.
+        TerraformOutput(self, "backend_url", value=backend_url)
+        TerraformOutput(self, "backend_alarm_topic_arn", value=self.alarm_topic.arn)
+        TerraformOutput(self, "backend_secret_name", value=self.secret.name)
+        TerraformOutput(self, "backend_cluster_name", value=self.service.cluster.name)
+        TerraformOutput(self, "backend_service_name", value=self.service.service.name)
+        TerraformOutput(self, "backend_task_definition_arn", value=self.service.task_definition.arn)
 
+    def _load_balancer(self, network: NetworkStack, zone: DataAwsRoute53Zone | None) -> LoadBalancer:
+        stage = self.stage
         https = None
-        zone = None
-        if stage.https and stage.api_domain and stage.domain_name:
-            zone = DataAwsRoute53Zone(self, "zone", name=stage.domain_name, private_zone=False)
+        if zone is not None and stage.api_domain:
             certificate = DnsValidatedCertificate(
                 self, "certificate", domain_name=stage.api_domain, zone_id=zone.zone_id, provider=self.aws
             )
             https = HttpsListener(certificate_arn=certificate.arn)
-
-        self.load_balancer = LoadBalancer(
+        return LoadBalancer(
             self,
             "api",
-            name=name,
+            name=self.name,
             vpc_id=network.network.vpc.id,
             subnet_ids=[subnet.id for subnet in network.network.public_subnets],
             account_id=stage.account_id,
-            access_log_bucket_name=stage.resource_name(app, f"alb-logs-{stage.account_id}"),
+            access_log_bucket_name=stage.resource_name(self.project.app_name, f"alb-logs-{stage.account_id}"),
             target_port=CONTAINER_PORT,
             health_check=TARGET_HEALTH,
             deregistration_delay_seconds=stage.deregistration_delay_seconds,
             https=https,
-            protected=protected,
+            protected=stage.deletion_protection,
         )
-        self.alb = alb = self.load_balancer.load_balancer
 
-        # bootstrap-<stage> creates the secret, so that its value can be set before the first deploy
-        # starts a task (a plan of this stack fails until the stage is bootstrapped).
-        self.secret = DataAwsSecretsmanagerSecret(self, "secret", name=project.backend_secret_name(stage))
-
-        self.service = FargateService(
+    def _service(self, network: NetworkStack) -> FargateService:
+        project, stage = self.project, self.stage
+        return FargateService(
             self,
             "service",
-            name=name,
+            name=self.name,
             account_id=stage.account_id,
             region=stage.region,
             image=project.image_uri,
@@ -120,6 +137,8 @@ class BackendStack(StageStack):
                 "AWS_REGION": stage.region,
                 "BEDROCK_MODEL_ID": project.bedrock_model_id,
                 "GRACEFUL_SHUTDOWN_SECONDS": str(stage.graceful_shutdown_seconds),
+                # /health reports it: the post-deploy tests tell this release from one a rollback left running.
+                "APP_VERSION": project.image_tag,
             },
             secret_arn=self.secret.arn,
             secret_keys=SECRET_KEYS,
@@ -143,8 +162,10 @@ class BackendStack(StageStack):
             target_group_arn=self.load_balancer.target_group.arn,
             load_balancer_security_group_id=self.load_balancer.security_group.id,
             service_depends_on=[self.load_balancer.listener],
-            protected=protected,
+            protected=stage.deletion_protection,
         )
+
+    def _secret_readable_only_by_the_execution_role(self) -> None:
         # Only ECS, starting a task with the execution role, may read the value (R5.3); the task role,
         # operators and the deploy role can set it (PutSecretValue) but not read it back.
         read_only_by_execution_role = policy_document(
@@ -169,11 +190,13 @@ class BackendStack(StageStack):
             block_public_policy=True,
         )
 
+    def _alarms_and_dashboard(self) -> None:
+        stage, alb = self.stage, self.alb
         self.alarms = ServiceAlarms(
             self,
             "alarms",
-            name=name,
-            topic_name=stage.resource_name(app, "alarms"),
+            name=self.name,
+            topic_name=stage.resource_name(self.project.app_name, "alarms"),
             account_id=stage.account_id,
             region=stage.region,
             load_balancer_arn_suffix=alb.arn_suffix,
@@ -185,7 +208,7 @@ class BackendStack(StageStack):
             ServiceDashboard(
                 self,
                 "dashboard",
-                name=name,
+                name=self.name,
                 region=stage.region,
                 load_balancer_arn_suffix=alb.arn_suffix,
                 target_group_arn_suffix=self.load_balancer.target_group.arn_suffix,
@@ -193,21 +216,20 @@ class BackendStack(StageStack):
                 service_name=self.service.service.name,
             )
 
-        if zone is not None and stage.api_domain:
+    def _api_endpoint(self, zone: DataAwsRoute53Zone | None) -> str:
+        """Sets `api_origin_domain`; returns the backend's URL: `https://api.<domain>` behind its alias
+        record where the stage serves HTTPS, else the ALB's own DNS name over HTTP."""
+        alb, api_domain = self.alb, self.stage.api_domain
+        if zone is not None and api_domain:
             Route53Record(
                 self,
                 "api-alias",
                 zone_id=zone.zone_id,
-                name=stage.api_domain,
+                name=api_domain,
                 type="A",
                 alias=Route53RecordAlias(name=alb.dns_name, zone_id=alb.zone_id, evaluate_target_health=True),
             )
-            self.api_origin_domain: str = stage.api_domain
-            backend_url = f"https://{stage.api_domain}"
-        else:
-            self.api_origin_domain = alb.dns_name
-            backend_url = f"http://{alb.dns_name}"
-        # The names pipelines/terraform_stage.py exports to the test actions.
-        TerraformOutput(self, "backend_url", value=backend_url)
-        TerraformOutput(self, "backend_alarm_topic_arn", value=self.alarm_topic.arn)
-        TerraformOutput(self, "backend_secret_name", value=self.secret.name)
+            self.api_origin_domain: str = api_domain
+            return f"https://{api_domain}"
+        self.api_origin_domain = alb.dns_name
+        return f"http://{alb.dns_name}"

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from pipelines.verify_rollout import OUTPUT_NAMES
 from stacks.backend import HEALTH_COMMAND, bedrock_model_arns
 from stacks.config import ConfigError, StageConfig
 from tests.infra.conftest import STAGES, Document, data_sources, one, policy_statements, resources
@@ -234,6 +235,20 @@ def test_container_environment_is_the_backends_contract(stacks: dict[str, Docume
         "AWS_REGION": "eu-west-1",
         "BEDROCK_MODEL_ID": "eu.anthropic.claude-sonnet-4-5-20250929-v1:0",
         "GRACEFUL_SHUTDOWN_SECONDS": "20",
+        "APP_VERSION": "unreleased",
+    }
+    assert container(document)["image"].endswith(":" + environment(document)["APP_VERSION"]), (
+        "/health reports the image tag the task runs"
+    )
+
+
+@pytest.mark.req("R4.5")
+def test_the_backend_outputs_what_verify_rollout_reads(stacks: dict[str, Document]) -> None:
+    document = backend(stacks, "beta")
+    assert {name: document["output"][name]["value"] for name in OUTPUT_NAMES} == {
+        "backend_cluster_name": ref("aws_ecs_cluster", document, "name"),
+        "backend_service_name": ref("aws_ecs_service", document, "name"),
+        "backend_task_definition_arn": ref("aws_ecs_task_definition", document, "arn"),
     }
 
 

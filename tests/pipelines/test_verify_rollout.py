@@ -119,3 +119,12 @@ def test_outputs_without_the_backend_names_are_one_line_and_exit_2(
     (folder / "gamma-frontend.json").write_text(json.dumps({"frontend_url": "https://d1"}))
     assert main(["--outputs", str(folder)]) == 2
     assert "no output backend_cluster_name, backend_service_name, backend_task_definition_arn" in error_line(capsys)
+
+
+@pytest.mark.req("R4.5")
+def test_a_service_that_is_not_there_fails_with_one_line(
+    ecs: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    applied = register(ecs, "api:new")
+    assert main(["--outputs", str(outputs(tmp_path, applied))]) == 1
+    assert f"ECS service {SERVICE} is not in cluster {CLUSTER}" in error_line(capsys)
