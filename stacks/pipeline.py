@@ -367,6 +367,12 @@ class PipelineStack(StageStack):
                 ),
                 # Gamma and prod only through their accounts' deploy roles (R4.6).
                 statement(sid="AssumeStageDeployRoles", actions=["sts:AssumeRole"], resources=stage_deploy_roles),
+                # The preflight before each stage's plan checks that the image it will run was pushed.
+                statement(
+                    sid="FindTheReleasedImage",
+                    actions=["ecr:DescribeImages"],
+                    resources=[self.registry.repository.arn],
+                ),
                 statement(sid="ReportDrift", actions=["sns:Publish"], resources=[topic_arn]),
                 use_connection,
                 statement(

@@ -271,6 +271,10 @@ def test_only_the_deploy_projects_use_the_deploy_role_and_it_assumes_only_the_st
     by_sid = {s["sid"]: s for s in statements}
     assert by_sid["TerraformState"]["resources"] == [f"arn:aws:s3:::canvalo-tfstate-{BETA}-eu-west-1/*"]
     assert by_sid["ProjectBuckets"]["resources"][0] == "arn:aws:s3:::canvalo-beta-*"
+    # The preflight before each plan finds the image to release; it may read no other repository.
+    (registry,) = resources(pipeline, "aws_ecr_repository")
+    assert by_sid["FindTheReleasedImage"]["actions"] == ["ecr:DescribeImages"]
+    assert by_sid["FindTheReleasedImage"]["resources"] == [f"${{aws_ecr_repository.{registry}.arn}}"]
     guard = by_sid["NeverTouchThePipeline"]
     assert guard["effect"] == "Deny" and "iam:*" in guard["actions"]
     assert f"arn:aws:iam::{BETA}:role/canvalo/canvalo-beta-pipeline-*" in guard["resources"]
