@@ -260,9 +260,17 @@ def service_stack(rehearsal: Rehearsal, account: str, with_secret: bool) -> Path
     if with_secret:
         container["secrets"] = [{"name": "DB_PASSWORD", "valueFrom": "${aws_secretsmanager_secret.app.arn}:password::"}]
         resource["aws_secretsmanager_secret"] = {"app": {"name": "app-settings"}}
-    resource["aws_ecs_task_definition"] = {"api": {"family": "api", "container_definitions": json.dumps([container])}}
+    resource["aws_ecs_cluster"] = {"api": {"name": "api"}}
+    resource["aws_ecs_task_definition"] = {
+        "api": {"family": "api", "cpu": "256", "memory": "512", "container_definitions": json.dumps([container])}
+    }
     resource["aws_ecs_service"] = {
-        "api": {"name": "api", "task_definition": "${aws_ecs_task_definition.api.arn}", "wait_for_steady_state": True}
+        "api": {
+            "name": "api",
+            "cluster": "${aws_ecs_cluster.api.arn}",
+            "task_definition": "${aws_ecs_task_definition.api.arn}",
+            "wait_for_steady_state": True,
+        }
     }
     rehearsal.client(account, "ecr").create_repository(repositoryName="api")
     return rehearsal.stack("service", config(resource=resource))

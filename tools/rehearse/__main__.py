@@ -83,7 +83,8 @@ class Rehearsal:
                 "smoke",
                 "make deployed-test",
                 tool_command("tools.rehearse.probe", world_file)
-                + ' --stage "$STAGE" --backend-url "$BACKEND_URL" --frontend-url "$FRONTEND_URL"',
+                + ' --stage "$STAGE" --backend-url "$BACKEND_URL" --frontend-url "$FRONTEND_URL"'
+                + ' --expect-version "$CODEBUILD_RESOLVED_SOURCE_VERSION"',
                 "the stage's hosts do not answer here: the probe asks the rehearsal's AWS what they would serve",
             ),
         ]
@@ -133,10 +134,12 @@ class Rehearsal:
         ).stdout
 
     def _admin_tools(self, world_file: Path) -> Path:
-        """The administrator's PATH additions: Terraform (the fake) and the cdktn CLI's deploy."""
+        """The administrator's PATH additions: Terraform (the fake), the cdktn CLI's deploy and the AWS CLI's
+        put-secret-value."""
         folder = self.root / "admin-bin"
         folder.mkdir()
         terraform = launcher("tools.rehearse.terraform", world_file)
+        aws = launcher("tools.rehearse.aws_cli", world_file)
         # `cdktn deploy STACK...` as the CLI does it: synthesize (cdktf.json's app), then init and apply each stack.
         cdktn = (
             "#!/bin/bash\nset -euo pipefail\n"
@@ -145,7 +148,7 @@ class Rehearsal:
             'for stack in "$@"; do (cd "cdktf.out/stacks/$stack" && terraform init -input=false >/dev/null && '
             "terraform apply -auto-approve -input=false); done\n"
         )
-        for name, text in (("terraform", terraform), ("cdktn", cdktn)):
+        for name, text in (("terraform", terraform), ("cdktn", cdktn), ("aws", aws)):
             (folder / name).write_text(text)
             (folder / name).chmod(0o755)
         return folder
@@ -200,19 +203,6 @@ class Rehearsal:
 
     def head(self) -> str:
         return self.git(self.github, "rev-parse", "HEAD").strip()
-
-    def set_secret(self, stage: str) -> None:
-        """README "Secrets": an operator sets the stage's secret once its backend deploy created it."""
-        secrets = self.world.client(ACCOUNTS[stage], "secretsmanager")
-        value = '{"SUPABASE_URL":"https://x.supabase.co","SUPABASE_SERVICE_KEY":"k","SUPABASE_PUB_KEY":"p"}'
-        try:
-            secrets.get_secret_value(SecretId=f"canvalo/{stage}/backend")
-        except secrets.exceptions.ResourceNotFoundException:
-            try:
-                secrets.put_secret_value(SecretId=f"canvalo/{stage}/backend", SecretString=value)
-                self.record(Step("operator", stage, "put-secret-value (README)", 0.0, "Succeeded"))
-            except secrets.exceptions.ResourceNotFoundException:
-                return
 
 
 def last_error_line(output: str) -> str:
@@ -281,7 +271,7 @@ def mark_bootstrapped(rehearsal: Rehearsal) -> None:
 
 
 def deliver(rehearsal: Rehearsal, commit: str, limit: int) -> tuple[list[Execution], str]:
-    """Executions of `commit` until one succeeds, each after the operator's documented step; at most `limit`."""
+    """Executions of `commit` until one succeeds, as an operator's `Release change` would; at most `limit`."""
     runs: list[Execution] = []
     rehearsal.pipeline.push(commit)
     while len(runs) < limit:
@@ -289,8 +279,6 @@ def deliver(rehearsal: Rehearsal, commit: str, limit: int) -> tuple[list[Executi
         runs += finished
         if finished and finished[-1].status == "Succeeded":
             return runs, ""
-        for stage in ACCOUNTS:
-            rehearsal.set_secret(stage)
         if len(runs) < limit:
             rehearsal.pipeline.push(commit)
     failures = [s for s in rehearsal.steps if s.result == "Failed"]
@@ -313,7 +301,12 @@ def first_deploy(rehearsal: Rehearsal, strict_order: bool) -> tuple[bool, str, i
     except ScenarioError as failure:
         return False, str(failure), 0
     runs, detail = deliver(rehearsal, rehearsal.head(), MAX_FIRST_DEPLOY_EXECUTIONS)
-    return not detail, detail, len(runs)
+    if detail:
+        return False, detail, len(runs)
+    approvals = rehearsal.pipeline.approvals
+    if (len(runs), approvals) != (1, 1):
+        return False, f"took {len(runs)} executions and {approvals} prod approvals, not one of each", len(runs)
+    return True, "", len(runs)
 
 
 def single_execution(rehearsal: Rehearsal, commit: str) -> tuple[bool, str, list[Execution]]:

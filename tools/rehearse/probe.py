@@ -5,7 +5,8 @@
 The URLs of the stage's outputs name no host that answers here, so the rehearsal stands this in for
 `make deployed-test`: it asks the rehearsal's AWS what those hosts would serve. The backend answers when
 its URL names the load balancer the stage's state holds and the service's tasks can start (image in
-ECR, secret with every key); the frontend's `/api/*` answers when its origin is that same load balancer.
+ECR, secret with every key), and `/health` reports the release of the task definition the ECS service
+runs; the frontend's `/api/*` answers when its origin is that same load balancer.
 A scenario can make the next probe of a stage fail by leaving a file `faults/smoke-<stage>`.
 """
 
@@ -16,13 +17,29 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from tools.rehearse.terraform import Cloud, Effects, Stack
 from tools.rehearse.world import WORLD_FILE_VARIABLE, World
 
 
-def problems(world: World, stage: str, backend_url: str, frontend_url: str) -> list[str]:
+def running_version(world: World, account: str, outputs: dict[str, Any]) -> str | None:
+    """APP_VERSION of the task definition the stage's ECS service runs: what its /health would report."""
+    ecs = world.client(account, "ecs")
+    cluster, service = outputs["backend_cluster_name"]["value"], outputs["backend_service_name"]["value"]
+    services = ecs.describe_services(cluster=cluster, services=[service])["services"]
+    if not services:
+        return None
+    definition = ecs.describe_task_definition(taskDefinition=services[0]["taskDefinition"])["taskDefinition"]
+    for container in definition["containerDefinitions"]:
+        for variable in container.get("environment", []):
+            if variable["name"] == "APP_VERSION":
+                return str(variable["value"])
+    return None
+
+
+def problems(world: World, stage: str, backend_url: str, frontend_url: str, expect_version: str = "") -> list[str]:
     account = world.states[f"{stage}-backend"].account
     backend = world.read_state(f"{stage}-backend")
     frontend = world.read_state(f"{stage}-frontend")
@@ -36,6 +53,10 @@ def problems(world: World, stage: str, backend_url: str, frontend_url: str) -> l
     stack = Stack(f"{stage}-backend", {}, backend, account, world.region, Cloud(world), lambda _: {})
     stack.desired = {a: r["config"] for a, r in backend["resources"].items()}
     found += Effects(stack, world.aws_side(account)).tasks_cannot_start()
+    if expect_version:
+        version = running_version(world, account, backend.get("outputs") or {})
+        if version != expect_version:
+            found.append(f"{backend_url}/health reports release {version!r}, not {expect_version!r}")
     origins = [
         origin["domain_name"]
         for address, resource in frontend["resources"].items()
@@ -54,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stage", required=True)
     parser.add_argument("--backend-url", required=True)
     parser.add_argument("--frontend-url", required=True)
+    parser.add_argument("--expect-version", default="", help="the release /health must report (EXPECT_VERSION)")
     args = parser.parse_args(argv)
     world = World.load(Path(os.environ[WORLD_FILE_VARIABLE]))
     fault = Path(os.environ[WORLD_FILE_VARIABLE]).parent / "faults" / f"smoke-{args.stage}"
@@ -61,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fault.unlink()
         print(f"error: {args.stage} smoke test failed: GET {args.backend_url}/health answered 500 (injected)")
         return 1
-    found = problems(world, args.stage, args.backend_url, args.frontend_url)
+    found = problems(world, args.stage, args.backend_url, args.frontend_url, args.expect_version)
     for problem in found:
         print(f"error: {problem}")
     if not found:

@@ -735,13 +735,44 @@ class Effects:
         )["Distribution"]
         return {"id": created["Id"], "arn": created["ARN"], "domain_name": created["DomainName"]}
 
-    def aws_ecs_service(self, address: str, body: dict[str, Any], actions: list[str]) -> None:
+    def aws_ecs_cluster(self, address: str, body: dict[str, Any], actions: list[str]) -> dict[str, Any]:
+        arn = self.client("ecs").create_cluster(clusterName=body["name"])["cluster"]["clusterArn"]
+        return {"arn": arn, "id": arn}
+
+    def aws_ecs_task_definition(self, address: str, body: dict[str, Any], actions: list[str]) -> dict[str, Any]:
+        """Registers a new revision, as every create or replace does: the service and verify_rollout see its ARN."""
+        containers = [
+            {"name": c["name"], "image": c["image"], "environment": c.get("environment", []), "essential": True}
+            for c in json.loads(body["container_definitions"])
+        ]
+        registered = self.client("ecs").register_task_definition(
+            family=body["family"],
+            containerDefinitions=containers,
+            requiresCompatibilities=["FARGATE"],
+            networkMode="awsvpc",
+            cpu=str(body["cpu"]),
+            memory=str(body["memory"]),
+        )["taskDefinition"]
+        return {"arn": registered["taskDefinitionArn"], "revision": registered["revision"]}
+
+    def aws_ecs_service(self, address: str, body: dict[str, Any], actions: list[str]) -> dict[str, Any]:
         problems = self.tasks_cannot_start()
         if problems and body.get("wait_for_steady_state"):
             raise TaintedError(
                 f"waiting for ECS Service ({body['name']}) to reach steady state: timeout while waiting for state "
                 f"to become 'tfSTABLE' (last state: 'tfPENDING', timeout: 20m0s); its tasks stop: {'; '.join(problems)}"
             )
+        # The service runs the task definition it names: what verify_rollout and the probe read back.
+        ecs, cluster, name = self.client("ecs"), body["cluster"], body["name"]
+        wanted = {"taskDefinition": body["task_definition"], "desiredCount": int(body.get("desired_count") or 1)}
+        active = [
+            s for s in ecs.describe_services(cluster=cluster, services=[name])["services"] if s["status"] == "ACTIVE"
+        ]
+        if active:
+            service = ecs.update_service(cluster=cluster, service=name, **wanted)["service"]
+        else:
+            service = ecs.create_service(cluster=cluster, serviceName=name, launchType="FARGATE", **wanted)["service"]
+        return {"id": service["serviceArn"]}
 
     def tasks_cannot_start(self) -> list[str]:
         """Why the stack's task definition cannot start a task: a missing image tag or secret value."""

@@ -165,7 +165,8 @@ class MotoServer:
                 [str(moto_server), "-H", "127.0.0.1", "-p", str(self.port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"},
+                # ECS services report as many running tasks as this, at most: every rollout completes.
+                env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true", "MOTO_ECS_SERVICE_RUNNING": "100"},
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
