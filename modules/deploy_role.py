@@ -11,13 +11,15 @@ from becoming administrator rights:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from cdktn_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocumentStatement
 from cdktn_provider_aws.iam_policy import IamPolicy
 from cdktn_provider_aws.iam_role import IamRole
 from cdktn_provider_aws.iam_role_policy import IamRolePolicy
 from constructs import Construct
 
-from modules.iam import ROLE_LIFECYCLE_ACTIONS, assume_role_document, policy_document, statement
+from modules.iam import ROLE_LIFECYCLE_ACTIONS, policy_document, statement
 from stacks.bootstrap_version import bootstrap_version_parameter_arn
 from stacks.config import ProjectConfig, StageConfig
 
@@ -230,6 +232,26 @@ def deploy_permissions(
     ]
 
 
+def break_glass_statement(account_id: str, principals: Sequence[str]) -> DataAwsIamPolicyDocumentStatement:
+    """Trust for the stage account's own administrators, by role ARN pattern (StageConfig.break_glass_principals).
+
+    The account's root as principal, held to the patterns by aws:PrincipalArn like the pipeline's statement:
+    a pattern may name a role that does not exist yet, or the SSO roles whose names AWS generates. An
+    administrator reaches this role by role chaining, and a chained AssumeRole whose session carries a
+    source identity (one an identity provider set) fails unless the target's trust policy also allows
+    sts:SetSourceIdentity (IAM User Guide, "Permissions required to set source identity"); the source
+    identity then stays on every action taken as this role. No aws:MultiFactorAuthPresent condition:
+    IAM Identity Center role sessions do not carry it, so it would lock the administrators out.
+    """
+    return statement(
+        sid="BreakGlassAdministrators",
+        actions=["sts:AssumeRole", "sts:SetSourceIdentity"],
+        resources=[],
+        principals={"AWS": [f"arn:aws:iam::{account_id}:root"]},
+        conditions=[("ArnLike", "aws:PrincipalArn", principals)],
+    )
+
+
 class WorkloadBoundary(Construct):
     """The permissions boundary every role of the project carries: the most a workload may do."""
 
@@ -259,7 +281,8 @@ class WorkloadBoundary(Construct):
 
 
 class DeployRole(Construct):
-    """The role in a gamma/prod account that only the pipeline's deploy CodeBuild role may assume (R4.6)."""
+    """The role in a gamma/prod account that the pipeline's deploy CodeBuild role assumes (R4.6), and
+    that the stage's own administrators may assume to break glass from a laptop."""
 
     def __init__(
         self,
@@ -270,18 +293,24 @@ class DeployRole(Construct):
         stage: StageConfig,
         state_bucket_arn: str,
         lock_table_arn: str,
+        break_glass_principals: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         # The pipeline account as principal, held to the one role by aws:PrincipalArn: IAM accepts this
         # before that role exists (a role ARN as principal is "Invalid principal" until it does, so the
         # account could not be bootstrapped before the pipeline), and it still matches after the role is
         # recreated (a role ARN principal silently turns into the old role's unique id).
-        trust = assume_role_document(
-            self,
-            "trust",
+        pipeline = statement(
+            sid="AssumeRole",
+            actions=["sts:AssumeRole"],
+            resources=[],
             principals={"AWS": [f"arn:aws:iam::{project.pipeline_stage.account_id}:root"]},
             conditions=[("ArnEquals", "aws:PrincipalArn", [project.pipeline_deploy_role_arn])],
         )
+        break_glass = (
+            [break_glass_statement(stage.account_id, break_glass_principals)] if break_glass_principals else []
+        )
+        trust = policy_document(self, "trust", [pipeline, *break_glass])
         self.role = IamRole(
             self,
             "role",

@@ -57,6 +57,7 @@ class BootstrapStack(StageStack):
                 stage=stage,
                 state_bucket_arn=self.state.bucket.arn,
                 lock_table_arn=self.state.lock_table.arn,
+                break_glass_principals=stage.break_glass_principals,
             )
             TerraformOutput(self, "deploy_role_arn", value=self.deploy_role.role.arn)
 

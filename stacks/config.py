@@ -39,6 +39,8 @@ REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 IMAGE_TAG = re.compile(r"^(sha256:[a-f0-9]{64}|[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$")
 CONNECTION_ARN = re.compile(r"^arn:aws:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/[\w-]+$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# An IAM ARN as a break-glass principal pattern: its account part and its resource part (role/<path><name>).
+IAM_ARN = re.compile(r"^arn:aws:iam::(?P<account>[^:]*):(?P<resource>.*)$")
 # The prefix of every resource name: what S3 buckets, load balancers and IAM names all accept.
 APP_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 # AWS holds load balancer, target group and CodeStar connection names to 32 characters (ProjectConfig.short_names).
@@ -54,6 +56,27 @@ FAKE_ACCOUNT_IDS = frozenset({"111111111111", "222222222222", "333333333333"})
 
 class ConfigError(ValueError):
     """A configuration value is wrong; the message is one line that says what and how to fix it."""
+
+
+def break_glass_problem(pattern: str, account_id: str) -> str | None:
+    """What is wrong with a break-glass principal pattern for a stage in `account_id`, or None."""
+    own_role = f"arn:aws:iam::{account_id}:role/<path/name>"
+    match = IAM_ARN.match(pattern)
+    if match is None:
+        return f"expected an IAM role ARN pattern {own_role}"
+    account, resource = match["account"], match["resource"]
+    if "*" in account or "?" in account:
+        return f"no wildcard in the account part: name this stage's own account, {own_role}"
+    if account != account_id:
+        return f"a role in another account cannot break glass here: use {own_role}"
+    if resource.startswith("user/"):
+        return f"IAM users are refused, people should use roles (an SSO permission set or an admin role): {own_role}"
+    name = resource.removeprefix("role/")
+    if not resource.startswith("role/") or not name:
+        return f"expected an IAM role ARN pattern {own_role}"
+    if not name.strip("*?/"):
+        return "that matches every role in the account, automation included: name the administrators' roles"
+    return None
 
 
 def stage_env_var(stage: str, field_name: str) -> str:
@@ -102,6 +125,9 @@ class StageConfig:
     # Days a deleted backend secret can still be restored; 0 deletes at once so a torn-down stage can
     # be recreated with the same secret name.
     secret_recovery_window_days: int = 7
+    # IAM role ARN patterns (ArnLike wildcards) in this stage's own account whose sessions may assume its
+    # deploy role, besides the pipeline: administrators planning, applying or unlocking from a laptop.
+    break_glass_principals: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         where = f"stage {self.name}"
@@ -163,6 +189,20 @@ class StageConfig:
             raise self._error(
                 "log_retention_days", self.log_retention_days, "CloudWatch Logs takes 1, 3, 7, 14, 30, 90, 365..."
             )
+        self._validate_break_glass_principals()
+
+    def _validate_break_glass_principals(self) -> None:
+        if self.break_glass_principals and not self.cross_account_deploy:
+            raise self._error(
+                "break_glass_principals",
+                ",".join(self.break_glass_principals),
+                f"{self.name} is deployed with the caller's own credentials; break-glass principals apply to "
+                "cross-account stages, so leave it empty",
+            )
+        for pattern in self.break_glass_principals:
+            problem = break_glass_problem(pattern, self.account_id)
+            if problem:
+                raise self._error("break_glass_principals", pattern, problem)
 
     def _validate_cidr(self) -> None:
         try:
@@ -430,6 +470,10 @@ FORWARDED_SETTINGS = (
 
 def _parse(stage: str, field_name: str, raw: object, source: str) -> object:
     kind = STAGE_FIELDS[field_name]
+    if kind == "tuple[str, ...]":
+        # A list in cdktf.json, or one comma-separated string (the only form an environment variable has).
+        items = raw if isinstance(raw, list) else [] if raw is None else str(raw).split(",")
+        return tuple(text for text in (str(item).strip() for item in items) if text)
     if raw is None or raw == "":
         return None
     text = str(raw).strip()

@@ -4,6 +4,7 @@ backend's secret, prod's hosted zone and the bootstrap version."""
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -11,8 +12,22 @@ import pytest
 from stacks.bootstrap_version import BOOTSTRAP_VERSION, bootstrap_version_parameter
 from tests.infra import bootstrap_fingerprint
 from tests.infra.conftest import STAGES, Document, data_sources, one, policy_statements, resources
+from tests.support.config import fixture_context, fixture_project
 
 PIPELINE_DEPLOY_ROLE = "arn:aws:iam::111111111111:role/canvalo/canvalo-pipeline-deploy"
+# The deploy role's trust in the pipeline, its only statement unless the stage names break-glass principals.
+PIPELINE_TRUST = {
+    "sid": "AssumeRole",
+    "effect": "Allow",
+    "actions": ["sts:AssumeRole"],
+    "resources": [],
+    "principals": [{"type": "AWS", "identifiers": ["arn:aws:iam::111111111111:root"]}],
+    "condition": [{"test": "ArnEquals", "variable": "aws:PrincipalArn", "values": [PIPELINE_DEPLOY_ROLE]}],
+}
+GAMMA_ADMINISTRATORS = [
+    "arn:aws:iam::222222222222:role/aws-reserved/sso.amazonaws.com/*/AWSReservedSSO_AdministratorAccess_*",
+    "arn:aws:iam::222222222222:role/Admin",
+]
 
 
 @pytest.mark.req("R6.2")
@@ -60,18 +75,51 @@ def test_deploy_role_trusts_only_the_pipelines_deploy_role(stacks: dict[str, Doc
     role = one(document, "aws_iam_role")
     assert role["name"] == "canvalo-deploy" and role["path"] == "/canvalo/"
     trust = policy_statements(document, role["assume_role_policy"])
-    assert trust == [
-        {
-            "sid": "AssumeRole",
-            "effect": "Allow",
-            "actions": ["sts:AssumeRole"],
-            "resources": [],
-            "principals": [{"type": "AWS", "identifiers": ["arn:aws:iam::111111111111:root"]}],
-            "condition": [{"test": "ArnEquals", "variable": "aws:PrincipalArn", "values": [PIPELINE_DEPLOY_ROLE]}],
-        }
-    ]
+    assert trust == [PIPELINE_TRUST]
     assert "managed_policy_arns" not in role
     assert not resources(document, "aws_iam_role_policy_attachment"), "no managed policies such as AdministratorAccess"
+
+
+@pytest.fixture(scope="module")
+def break_glass_stacks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Document]:
+    """The bootstrap stacks of the fixture with break-glass principals set for gamma only (a cdktf.json list)."""
+    from main import synthesize
+
+    stages = fixture_context()["stages"]
+    stages["gamma"]["break_glass_principals"] = GAMMA_ADMINISTRATORS
+    outdir = tmp_path_factory.mktemp("break-glass")
+    synthesize(fixture_project(stages=stages), outdir)
+    return {
+        stack: json.loads((outdir / "stacks" / stack / "cdk.tf.json").read_text())
+        for stack in ("bootstrap-gamma", "bootstrap-prod")
+    }
+
+
+@pytest.mark.req("R4.6")
+def test_break_glass_administrators_may_assume_their_own_stages_deploy_role(
+    stacks: dict[str, Document], break_glass_stacks: dict[str, Document]
+) -> None:
+    """A stage's administrators, by role ARN pattern in its own account, and only where they are configured."""
+    gamma = break_glass_stacks["bootstrap-gamma"]
+    role = one(gamma, "aws_iam_role")
+    assert policy_statements(gamma, role["assume_role_policy"]) == [
+        PIPELINE_TRUST,
+        {
+            "sid": "BreakGlassAdministrators",
+            "effect": "Allow",
+            # sts:SetSourceIdentity: a chained AssumeRole from a session with a source identity needs it.
+            "actions": ["sts:AssumeRole", "sts:SetSourceIdentity"],
+            "resources": [],
+            "principals": [{"type": "AWS", "identifiers": ["arn:aws:iam::222222222222:root"]}],
+            "condition": [{"test": "ArnLike", "variable": "aws:PrincipalArn", "values": GAMMA_ADMINISTRATORS}],
+        },
+    ]
+    # Breaking glass grants exactly the pipeline's deploy permissions, no more.
+    permissions = policy_statements(gamma, one(gamma, "aws_iam_role_policy")["policy"])
+    assert permissions == deploy_role_statements(stacks, "gamma")
+    prod = break_glass_stacks["bootstrap-prod"]
+    assert policy_statements(prod, one(prod, "aws_iam_role")["assume_role_policy"]) == [PIPELINE_TRUST]
+    assert prod == stacks["bootstrap-prod"], "another stage's setting changes nothing in prod"
 
 
 @pytest.mark.req("R4.6")

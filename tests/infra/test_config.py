@@ -258,3 +258,85 @@ def test_synth_with_a_bad_override_exits_with_one_line_and_no_traceback() -> Non
         "2048, 3072, 4096... (set CANVALO_PROD_MEMORY or context stages.prod.memory in cdktf.json)"
     ]
     assert "Traceback" not in result.stderr
+
+
+SSO_ADMINISTRATORS = (
+    "arn:aws:iam::222222222222:role/aws-reserved/sso.amazonaws.com/*/AWSReservedSSO_AdministratorAccess_*"
+)
+
+
+@pytest.mark.req("R6.3")
+def test_break_glass_principals_come_from_a_context_list_or_a_comma_separated_string() -> None:
+    assert {s.name: s.break_glass_principals for s in fixture_project().stages} == {"beta": (), "gamma": (), "prod": ()}
+    admin = "arn:aws:iam::222222222222:role/Admin"
+    for raw in ([SSO_ADMINISTRATORS, admin], f"{SSO_ADMINISTRATORS}, {admin}"):
+        stages = {**STAGES_CONTEXT, "gamma": {"account_id": "222222222222", "break_glass_principals": raw}}
+        assert fixture_project(stages=stages).stage("gamma").break_glass_principals == (SSO_ADMINISTRATORS, admin)
+    project = fixture_project({"CANVALO_PROD_BREAK_GLASS_PRINCIPALS": "arn:aws:iam::333333333333:role/Admin,"})
+    assert project.stage("prod").break_glass_principals == ("arn:aws:iam::333333333333:role/Admin",)
+    assert project.stage("gamma").break_glass_principals == ()
+    assert fixture_project({"CANVALO_GAMMA_BREAK_GLASS_PRINCIPALS": ""}).stage("gamma").break_glass_principals == ()
+
+
+BREAK_GLASS_FIX = (
+    "(set CANVALO_{stage}_BREAK_GLASS_PRINCIPALS or context stages.{name}.break_glass_principals in cdktf.json)"
+)
+
+
+@pytest.mark.req("R4.6")
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (
+            "arn:aws:iam::333333333333:role/Admin",
+            "stage gamma: break_glass_principals='arn:aws:iam::333333333333:role/Admin' is invalid: a role in "
+            "another account cannot break glass here: use arn:aws:iam::222222222222:role/<path/name>",
+        ),
+        (
+            "arn:aws:iam::222222222222:user/alice",
+            "stage gamma: break_glass_principals='arn:aws:iam::222222222222:user/alice' is invalid: IAM users are "
+            "refused, people should use roles (an SSO permission set or an admin role): "
+            "arn:aws:iam::222222222222:role/<path/name>",
+        ),
+        (
+            "arn:aws:iam::*:role/Admin",
+            "stage gamma: break_glass_principals='arn:aws:iam::*:role/Admin' is invalid: no wildcard in the account "
+            "part: name this stage's own account, arn:aws:iam::222222222222:role/<path/name>",
+        ),
+        (
+            "*",
+            "stage gamma: break_glass_principals='*' is invalid: expected an IAM role ARN pattern "
+            "arn:aws:iam::222222222222:role/<path/name>",
+        ),
+        (
+            "arn:aws:iam::222222222222:role/*",
+            "stage gamma: break_glass_principals='arn:aws:iam::222222222222:role/*' is invalid: that matches every "
+            "role in the account, automation included: name the administrators' roles",
+        ),
+        (
+            "arn:aws:iam::222222222222:policy/Admin",
+            "stage gamma: break_glass_principals='arn:aws:iam::222222222222:policy/Admin' is invalid: expected an IAM "
+            "role ARN pattern arn:aws:iam::222222222222:role/<path/name>",
+        ),
+    ],
+)
+def test_break_glass_principals_outside_the_stages_own_roles_are_refused(value: str, expected: str) -> None:
+    """Only roles of the stage's own account: never another account's, a user, or any account or role at all."""
+    with pytest.raises(ConfigError) as raised:
+        fixture_project({"CANVALO_GAMMA_BREAK_GLASS_PRINCIPALS": f"arn:aws:iam::222222222222:role/Admin,{value}"})
+    assert str(raised.value) == f"{expected} {BREAK_GLASS_FIX.format(stage='GAMMA', name='gamma')}"
+
+
+@pytest.mark.req("R4.8")
+def test_beta_takes_no_break_glass_principals_because_it_has_no_deploy_role() -> None:
+    stages = {
+        **STAGES_CONTEXT,
+        "beta": {"account_id": "111111111111", "break_glass_principals": ["arn:aws:iam::111111111111:role/Admin"]},
+    }
+    with pytest.raises(ConfigError) as raised:
+        fixture_project(stages=stages)
+    assert str(raised.value) == (
+        "stage beta: break_glass_principals='arn:aws:iam::111111111111:role/Admin' is invalid: beta is deployed "
+        "with the caller's own credentials; break-glass principals apply to cross-account stages, so leave it "
+        f"empty {BREAK_GLASS_FIX.format(stage='BETA', name='beta')}"
+    )
