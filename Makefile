@@ -83,6 +83,11 @@ deployed-test: $(STAMP) ## tests/deployed against a stage: BACKEND_URL=... FRONT
 	BACKEND_URL="$(BACKEND_URL)" FRONTEND_URL="$(FRONTEND_URL)" API_URL="$(API_URL)" EXPECT_AUTH="$(EXPECT_AUTH)" EXPECT_VERSION="$(EXPECT_VERSION)" \
 	  python -m pytest -q tests/deployed $$marker
 
+.PHONY: bootstrap
+bootstrap: $(STAMP) ## apply bootstrap-<stage> (administrator credentials of its account), then move its state into its bucket: STAGE=beta|gamma|prod
+	@if [ -z "$(STAGE)" ]; then echo "error: make bootstrap needs STAGE=beta, gamma or prod" >&2; exit 2; fi
+	python -m tools.bootstrap --stage "$(STAGE)" $(BOOTSTRAP_ARGS)
+
 .PHONY: rehearse
 rehearse: $(STAMP) ## run the synthesized pipeline's own actions against moto, from empty accounts to prod (README "Rehearsal")
 	python -m tools.rehearse $(REHEARSE_ARGS)

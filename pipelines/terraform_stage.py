@@ -44,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.approval_bound import Bound, following_resources, provisional_bound
+from pipelines.errors import EXIT_FAILED as EXIT_FAILED  # drift.py and tests import it from here
+from pipelines.errors import CommandError
 from pipelines.plan_summary import (
     EXIT_REFUSED,
     PlanError,
@@ -79,7 +81,6 @@ STAGE_OUTPUT_VARIABLES = {
 }
 # Applying waits this long for another run's state lock (a drift check, a laptop plan) before failing.
 LOCK_TIMEOUT = "-lock-timeout=10m"
-EXIT_FAILED = 1
 EXIT_DEFERRED = 4
 # `apply --deferred`: leave deferred stacks to the next run; plan and apply them in this run once the
 # stacks they read are applied (stages without an approval); or do that only when the new plan stays
@@ -87,12 +88,8 @@ EXIT_DEFERRED = 4
 DEFER, APPLY_DEFERRED, APPLY_APPROVED = "defer", "apply", "approved"
 
 
-class StageError(Exception):
+class StageError(CommandError):
     """The stage cannot be planned or applied; the message is one line saying what and what to do."""
-
-    def __init__(self, message: str, exit_status: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.exit_status = exit_status
 
 
 @dataclass(frozen=True)
@@ -133,9 +130,11 @@ class Terraform:
             )
         return result
 
-    def init(self, stack_dir: Path, *, readonly_lock: bool = False) -> None:
+    def init(self, stack_dir: Path, *, readonly_lock: bool = False, migrate_state: bool = False) -> None:
         lockfile = ("-lockfile=readonly",) if readonly_lock else ()
-        self._run(stack_dir, "init", "-input=false", "-no-color", *lockfile)
+        # -force-copy answers "yes" to copying the state into the new backend: the caller verifies it after.
+        migrate = ("-migrate-state", "-force-copy") if migrate_state else ()
+        self._run(stack_dir, "init", "-input=false", "-no-color", *lockfile, *migrate)
 
     def plan(self, stack_dir: Path, plan_file: Path, *extra: str) -> bool:
         """Saves the plan; True when it changes anything (`-detailed-exitcode`: 0 none, 2 changes)."""

@@ -29,15 +29,14 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipelines.errors import CommandError
+
 OUTPUT_NAMES = ("backend_cluster_name", "backend_service_name", "backend_task_definition_arn")
-EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
-class RolloutError(Exception):
-    def __init__(self, message: str, exit_status: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.exit_status = exit_status
+class RolloutError(CommandError):
+    """The service does not run what was applied, or cannot be read."""
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,7 @@ def test_an_expected_failure_counts_only_when_it_fails_with_its_defects_words() 
 @pytest.mark.parametrize("stage", ["beta", "gamma", "prod"])
 def test_the_readme_bootstrap_block_is_run_as_written_for_each_stage(stage: str) -> None:
     commands = bootstrap_commands(stage)
-    assert f"cdktn deploy bootstrap-{stage}" in commands
-    assert f"cd cdktf.out/stacks/bootstrap-{stage}" in commands
-    assert "terraform init -migrate-state" in commands and "..." not in commands
+    assert f"make bootstrap STAGE={stage}" in commands
+    assert f"--secret-id canvalo/{stage}/backend" in commands and "..." not in commands
     assert all(f"={account}" in commands for account in ACCOUNTS.values())
     assert "#" not in commands, "the README's comments are not commands"

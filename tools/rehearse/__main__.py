@@ -153,8 +153,11 @@ class Rehearsal:
             (folder / name).chmod(0o755)
         return folder
 
-    def administrator(self, stage: str, label: str, script: str, settings: dict[str, str]) -> tuple[int, str]:
-        """Runs shell commands on the administrator's clone with that account's administrator credentials."""
+    def administrator(
+        self, stage: str, label: str, script: str, settings: dict[str, str], answers: str = ""
+    ) -> tuple[int, str]:
+        """Runs shell commands on the administrator's clone with that account's administrator credentials;
+        `answers` are what the administrator types when a command asks (nothing: a prompt reads end of input)."""
         credentials = self.world.role_credentials(
             f"arn:aws:iam::{ACCOUNTS[stage]}:role/{ADMINISTRATOR_ROLE}", f"admin-{stage}"
         )
@@ -178,7 +181,7 @@ class Rehearsal:
             env=environment,
             capture_output=True,
             text=True,
-            stdin=subprocess.DEVNULL,
+            input=answers,
             timeout=600,
             check=False,
         )
@@ -224,7 +227,7 @@ def readme_bootstrap_block() -> str:
 
 
 def bootstrap_commands(stage: str) -> str:
-    """The README's block for one stage: its placeholders filled, its example stage replaced by `stage`."""
+    """The README's block for one stage: its placeholders filled, its example stage (gamma) replaced by `stage`."""
     lines = []
     for line in readme_bootstrap_block().splitlines():
         command = line.split("  #", 1)[0].rstrip()
@@ -233,7 +236,9 @@ def bootstrap_commands(stage: str) -> str:
                 command = command.replace(
                     f"CANVALO_{name.upper()}_ACCOUNT_ID=...", f"CANVALO_{name.upper()}_ACCOUNT_ID={account}"
                 )
-        lines.append(command.replace("bootstrap-gamma", f"bootstrap-{stage}"))
+        else:
+            command = command.replace("gamma", stage)
+        lines.append(command)
     return "\n".join(lines)
 
 
@@ -242,7 +247,10 @@ def settings() -> dict[str, str]:
 
 
 def bootstrap(rehearsal: Rehearsal, stage: str) -> None:
-    status, detail = rehearsal.administrator(stage, f"README bootstrap-{stage}", bootstrap_commands(stage), settings())
+    # The administrator reads the plan and answers "yes" to its one question.
+    status, detail = rehearsal.administrator(
+        stage, f"README bootstrap-{stage}", bootstrap_commands(stage), settings(), answers="yes\n"
+    )
     if status:
         raise ScenarioError(f"bootstrap-{stage} (README steps): {detail}")
 
