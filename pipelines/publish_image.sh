@@ -2,7 +2,7 @@
 # Build app/Dockerfile and push it to ECR as ECR_REPOSITORY_URI:IMAGE_TAG (the commit id), once.
 #
 #   ECR_REPOSITORY_URI=<account>.dkr.ecr.<region>.amazonaws.com/canvalo-backend IMAGE_TAG=<commit> \
-#     pipelines/publish_image.sh
+#     [BASE_IMAGE=<base image>@sha256:<digest>] pipelines/publish_image.sh
 #
 # The repository's tags are immutable: a tag that is already there (the same commit released again) is
 # kept, not rebuilt, so every stage runs the very image the first run of that commit pushed.
@@ -26,6 +26,9 @@ if aws ecr describe-images --region "$region" --repository-name "$name" --image-
   exit 0
 fi
 aws ecr get-login-password --region "$region" | docker login --username AWS --password-stdin "$registry"
-docker build --file "$root/app/Dockerfile" --tag "$repository:$tag" "$root"
+# BASE_IMAGE (the build project's variable, e.g. <image>@sha256:<digest>) pins the base; else the Dockerfile's default.
+base_arg=()
+[[ -z "${BASE_IMAGE:-}" ]] || base_arg=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
+docker build --file "$root/app/Dockerfile" "${base_arg[@]}" --tag "$repository:$tag" "$root"
 docker push "$repository:$tag"
 echo "pushed $repository:$tag"

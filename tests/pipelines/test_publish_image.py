@@ -84,3 +84,18 @@ def test_bad_settings_fail_with_one_line_before_any_call(
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert message in result.stderr
     assert not log.exists()
+
+
+def test_a_pinned_base_image_reaches_the_build_and_the_default_is_not_docker_hub(tmp_path: Path) -> None:
+    log = shims(tmp_path / "bin", image_exists=False)
+    pinned = "public.ecr.aws/docker/library/python@sha256:" + "a" * 64
+    result = publish(tmp_path / "bin", ECR_REPOSITORY_URI=REPOSITORY, IMAGE_TAG=COMMIT, BASE_IMAGE=pinned)
+    assert result.returncode == 0, result.stderr
+    assert f"docker build --file {PROJECT_ROOT}/app/Dockerfile --build-arg BASE_IMAGE={pinned} --tag" in log.read_text()
+    (default,) = [
+        line for line in (PROJECT_ROOT / "app" / "Dockerfile").read_text().splitlines() if "ARG BASE_IMAGE=" in line
+    ]
+    registry = default.split("=", 1)[1].split("/", 1)[0]
+    assert "." in registry and registry != "docker.io", (
+        f"{default}: a registry host, not Docker Hub's rate-limited default"
+    )
