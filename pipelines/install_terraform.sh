@@ -4,11 +4,14 @@
 #   TERRAFORM_VERSION=1.13.4 pipelines/install_terraform.sh
 #
 # TERRAFORM_VERSION is pinned in modules/pipeline.py and passed to every CodeBuild project that runs
-# Terraform. The expected checksum comes from pipelines/terraform.sha256sums when that file lists the zip
-# (a checksum pinned in the repository, reviewed like code), else from HashiCorp's SHA256SUMS of that
-# release over HTTPS. Nothing is installed unless the zip matches.
-# Overrides, for tests and mirrors: TERRAFORM_RELEASES_URL (any URL curl reads, file:// included),
-# TERRAFORM_PINNED_SHA256SUMS, TERRAFORM_INSTALL_DIR, TERRAFORM_ARCH.
+# Terraform. The zip must match two checksums, or nothing is installed:
+# - the one pinned in the repository, pipelines/terraform.sha256sums (`<sha256>  <zip>` lines, reviewed like
+#   code): a version or architecture it does not list is refused, so bumping TERRAFORM_VERSION means
+#   committing that release's linux_amd64 and linux_arm64 lines from its signed terraform_<version>_SHA256SUMS;
+# - the release's own terraform_<version>_SHA256SUMS, downloaded next to the zip.
+# Overrides: TERRAFORM_RELEASES_URL (a mirror; any URL curl reads, file:// included), TERRAFORM_INSTALL_DIR,
+# TERRAFORM_ARCH, and TERRAFORM_PINNED_SHA256SUMS, a path replacing pipelines/terraform.sha256sums: for the
+# rehearsal's fake release and this script's tests only, never in a buildspec.
 set -euo pipefail
 
 fail() { echo "error: $*" >&2; exit 1; }
@@ -41,24 +44,27 @@ fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-if [[ -f "$pinned" ]] && grep -q "  $zip\$" "$pinned"; then
-  source_of_sum="$pinned"
-  cp "$pinned" "$work/SHA256SUMS"
-else
-  source_of_sum="$releases/$version/terraform_${version}_SHA256SUMS"
-  download "$source_of_sum" "$work/SHA256SUMS"
-fi
-expected="$(awk -v zip="$zip" '$2 == zip { print $1 }' "$work/SHA256SUMS")"
-[[ "$expected" =~ ^[0-9a-f]{64}$ ]] || fail "$source_of_sum lists no SHA-256 for $zip: is $version a Terraform release?"
+sha256_listed() { awk -v zip="$zip" '$2 == zip || $2 == "*" zip { print $1 }' "$1"; }
+[[ -f "$pinned" ]] || fail "$pinned does not exist: commit the pinned SHA-256 lines of Terraform $version"
+pinned_sum="$(sha256_listed "$pinned")"
+[[ "$pinned_sum" =~ ^[0-9a-f]{64}$ ]] ||
+  fail "$pinned pins no SHA-256 for $zip: commit its line from the signed terraform_${version}_SHA256SUMS"
+
+release_sums="$releases/$version/terraform_${version}_SHA256SUMS"
+download "$release_sums" "$work/SHA256SUMS"
+release_sum="$(sha256_listed "$work/SHA256SUMS")"
+[[ "$release_sum" =~ ^[0-9a-f]{64}$ ]] || fail "$release_sums lists no SHA-256 for $zip: is $version a Terraform release?"
 
 download "$releases/$version/$zip" "$work/$zip"
 actual="$(sha256sum "$work/$zip" | cut -d ' ' -f 1)"
-[[ "$actual" == "$expected" ]] ||
-  fail "$zip has SHA-256 $actual but $source_of_sum says $expected: not installing it (a corrupt or tampered download)"
+[[ "$actual" == "$pinned_sum" ]] ||
+  fail "$zip has SHA-256 $actual but $pinned pins $pinned_sum: not installing it (a tampered or corrupt download, or a release the repository does not pin)"
+[[ "$actual" == "$release_sum" ]] ||
+  fail "$zip has SHA-256 $actual but $release_sums says $release_sum: not installing it (a corrupt or tampered download)"
 
 # Python's zipfile: present wherever the rest of the pipeline runs, unlike unzip.
 python3 -m zipfile -e "$work/$zip" "$work/unpacked"
 [[ -f "$work/unpacked/terraform" ]] || fail "$zip holds no terraform binary"
 mkdir -p "$install_dir"
 install -m 0755 "$work/unpacked/terraform" "$install_dir/terraform"
-echo "installed Terraform $version ($zip, SHA-256 $actual checked against $source_of_sum) into $install_dir"
+echo "installed Terraform $version ($zip, SHA-256 $actual checked against $pinned and the release's SHA256SUMS) into $install_dir"

@@ -1,4 +1,8 @@
-"""pipelines/install_terraform.sh against a local fake release (file:// URLs): it installs only a verified zip."""
+"""pipelines/install_terraform.sh against a local fake release (file:// URLs): it installs only a verified zip.
+
+A zip must match both the checksum pinned in the repository (pipelines/terraform.sha256sums, replaced here by
+TERRAFORM_PINNED_SHA256SUMS, since the fake zip is not HashiCorp's) and the release's own SHA256SUMS.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from modules.pipeline import TERRAFORM_VERSION
 from tools.requirements import PROJECT_ROOT
 
 SCRIPT = PROJECT_ROOT / "pipelines" / "install_terraform.sh"
+PINNED = PROJECT_ROOT / "pipelines" / "terraform.sha256sums"
 VERSION = "1.13.4"
 ZIP = f"terraform_{VERSION}_linux_amd64.zip"
 
@@ -23,6 +28,7 @@ class Release:
     root: Path
     zip_sha256: str
     install_dir: Path
+    pinned: Path
 
     def write_sums(self, path: Path, sha256: str, name: str = ZIP) -> Path:
         path.write_text(f"{'0' * 64}  terraform_{VERSION}_darwin_arm64.zip\n{sha256}  {name}\n")
@@ -33,7 +39,7 @@ class Release:
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "TERRAFORM_VERSION": VERSION,
             "TERRAFORM_RELEASES_URL": self.root.as_uri(),
-            "TERRAFORM_PINNED_SHA256SUMS": str(self.root / "no-pinned-sums"),
+            "TERRAFORM_PINNED_SHA256SUMS": str(self.pinned),
             "TERRAFORM_INSTALL_DIR": str(self.install_dir),
             "TERRAFORM_ARCH": "x86_64",
         }
@@ -46,6 +52,10 @@ class Release:
     def installed(self) -> Path:
         return self.install_dir / "terraform"
 
+    @property
+    def sums(self) -> Path:
+        return self.root / VERSION / f"terraform_{VERSION}_SHA256SUMS"
+
 
 @pytest.fixture
 def release(tmp_path: Path) -> Release:
@@ -54,8 +64,9 @@ def release(tmp_path: Path) -> Release:
     with zipfile.ZipFile(directory / ZIP, "w") as archive:
         archive.writestr("terraform", f'#!/bin/sh\necho "Terraform v{VERSION}"\necho "on linux_amd64"\n')
     digest = hashlib.sha256((directory / ZIP).read_bytes()).hexdigest()
-    made = Release(tmp_path / "releases", digest, tmp_path / "bin")
-    made.write_sums(directory / f"terraform_{VERSION}_SHA256SUMS", digest)
+    made = Release(tmp_path / "releases", digest, tmp_path / "bin", tmp_path / "pinned.sha256sums")
+    made.write_sums(made.sums, digest)
+    made.write_sums(made.pinned, digest)
     return made
 
 
@@ -76,20 +87,45 @@ def test_a_zip_matching_the_releases_checksum_is_installed_and_runs(release: Rel
     assert again.returncode == 0 and "already installed" in again.stdout, "an installed version is not fetched again"
 
 
-def test_a_zip_with_another_checksum_is_refused_and_nothing_is_installed(release: Release) -> None:
-    release.write_sums(release.root / VERSION / f"terraform_{VERSION}_SHA256SUMS", "f" * 64)
+def test_a_zip_that_disagrees_with_the_releases_sha256sums_is_refused(release: Release) -> None:
+    release.write_sums(release.sums, "f" * 64)
     error = one_error(release.install())
-    assert f"{ZIP} has SHA-256 {release.zip_sha256} but" in error and "not installing it" in error
+    assert f"{ZIP} has SHA-256 {release.zip_sha256} but {release.sums.as_uri()} says {'f' * 64}" in error
+    assert "not installing it" in error
+    release.write_sums(release.sums, release.zip_sha256, name=f"terraform_{VERSION}_linux_arm64.zip")
+    assert f"{release.sums.as_uri()} lists no SHA-256 for {ZIP}" in one_error(release.install())
     assert not release.installed.exists()
 
 
-def test_a_pinned_checksum_in_the_repository_wins_over_the_download(release: Release, tmp_path: Path) -> None:
-    pinned = release.write_sums(tmp_path / "terraform.sha256sums", "e" * 64)
-    error = one_error(release.install(TERRAFORM_PINNED_SHA256SUMS=str(pinned)))
-    assert str(pinned) in error
+def test_a_zip_matching_sha256sums_but_not_the_pinned_checksum_is_refused(release: Release) -> None:
+    """A release (or mirror) that serves another zip with a SHA256SUMS to match still does not get installed."""
+    release.write_sums(release.pinned, "e" * 64)
+    error = one_error(release.install())
+    assert f"{ZIP} has SHA-256 {release.zip_sha256} but {release.pinned} pins {'e' * 64}" in error
+    assert "not installing it" in error
     assert not release.installed.exists()
-    release.write_sums(pinned, release.zip_sha256)
-    assert release.install(TERRAFORM_PINNED_SHA256SUMS=str(pinned)).returncode == 0
+
+
+def test_a_zip_the_repository_does_not_pin_is_refused_before_anything_is_downloaded(release: Release) -> None:
+    release.write_sums(release.pinned, release.zip_sha256, name=f"terraform_{VERSION}_linux_arm64.zip")
+    error = one_error(release.install(TERRAFORM_RELEASES_URL="file:///nonexistent"))
+    assert f"{release.pinned} pins no SHA-256 for {ZIP}" in error
+    release.pinned.unlink()
+    assert f"{release.pinned} does not exist" in one_error(release.install())
+    assert not release.installed.exists()
+
+
+def test_the_repositorys_pinned_checksums_are_the_default_and_refuse_any_other_zip(release: Release) -> None:
+    """Without the override the committed file decides, and the fake zip is not HashiCorp's."""
+    result = release.install(TERRAFORM_PINNED_SHA256SUMS="")
+    assert f"but {PINNED} pins " in one_error(result)
+    assert not release.installed.exists()
+
+
+def test_the_repository_pins_the_installed_version_for_both_codebuild_architectures() -> None:
+    pinned = {name: sha256 for sha256, name in (line.split("  ") for line in PINNED.read_text().splitlines())}
+    assert set(pinned) == {f"terraform_{TERRAFORM_VERSION}_linux_{arch}.zip" for arch in ("amd64", "arm64")}
+    assert all(len(sha256) == 64 and set(sha256) <= set("0123456789abcdef") for sha256 in pinned.values())
 
 
 @pytest.mark.parametrize(
@@ -97,9 +133,10 @@ def test_a_pinned_checksum_in_the_repository_wins_over_the_download(release: Rel
     [
         ({"TERRAFORM_VERSION": ""}, "TERRAFORM_VERSION is not set"),
         ({"TERRAFORM_VERSION": "latest"}, "is not a release version"),
-        ({"TERRAFORM_VERSION": "9.9.9"}, "cannot download"),
+        ({"TERRAFORM_VERSION": "9.9.9"}, "pins no SHA-256 for terraform_9.9.9_linux_amd64.zip"),
+        ({"TERRAFORM_RELEASES_URL": "file:///nonexistent"}, "cannot download"),
         ({"TERRAFORM_ARCH": "sparc"}, "set TERRAFORM_ARCH to amd64 or arm64"),
-        ({"TERRAFORM_ARCH": "arm64"}, f"lists no SHA-256 for terraform_{VERSION}_linux_arm64.zip"),
+        ({"TERRAFORM_ARCH": "arm64"}, f"pins no SHA-256 for terraform_{VERSION}_linux_arm64.zip"),
     ],
 )
 def test_bad_settings_fail_with_one_line(release: Release, overrides: dict[str, str], message: str) -> None:
