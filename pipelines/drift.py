@@ -1,41 +1,88 @@
 """Daily drift check: does the live infrastructure of a stage still match what Terraform last applied?
 
-    python -m pipelines.drift --stage prod --cdktf-out cdktf.out [--topic-arn ARN]
+    python -m pipelines.drift --stage prod --cdktf-out DIR [--topic-arn ARN] [--work-dir DIR]
+    python -m pipelines.drift record --stage S --commit SHA
+    python -m pipelines.drift deployed-commit --stage prod
 
-For every `<stage>-*` stack it runs `terraform plan -refresh-only -detailed-exitcode -lock=false`:
-- refresh-only, because it compares the real resources with the state, i.e. with the code as it was last
-  deployed; a normal plan of the branch would also report commits still on their way to prod (waiting
-  for approval) as drift, and would need the image tag prod runs;
-- without the state lock, because it writes no state and must neither wait for nor block a deploy.
+The check runs on the synthesis of the commit the stage last applied, not of the branch head: after a
+stage's Apply succeeds the deploy action runs `record`, which writes the commit id to the SSM String
+parameter `/<app>/<stage>/deployed-commit` in the pipeline account (the `pipeline` stack creates it with
+the placeholder `never-deployed`). The drift buildspec reads it with `deployed-commit`, which prints the
+commit, or nothing (exit 0) while the stage was never deployed; it then synthesizes that commit.
+
+For every `<stage>-*` stack of that synthesis it runs `terraform plan -refresh-only -detailed-exitcode
+-lock=false`: refresh-only, because it compares the real resources with the state; without the state lock,
+because it writes no state and must neither wait for nor block a deploy. Only real drift counts, from
+the plan's `resource_drift`:
+- a deleted resource is drift;
+- an update is drift unless every attribute that differs is in that resource's `lifecycle.ignore_changes`
+  in the stack's `cdk.tf.json` (the ECS service ignores `desired_count`, which auto scaling moves). Attributes
+  are compared at the top level of `change.before`/`change.after`: an ignore_changes entry that names a
+  nested path (`tags["x"]`) does not ignore its whole top-level attribute, so such a change is reported;
+- output changes alone are not drift.
+
 When any stack drifted it publishes one message to the SNS topic (ARN from --topic-arn or
-NOTIFICATION_TOPIC_ARN) naming the stacks and each changed or deleted resource, and exits 3. A check
-that cannot run (terraform fails, no stacks) is published too, and exits 1: a silent daily job that
-stopped working would look like a clean prod. Exit 0 when everything matches.
+NOTIFICATION_TOPIC_ARN) naming the stacks and each changed or deleted resource, and exits 3. A check that
+cannot run (terraform fails, no stacks) is published too, and exits 1: a silent daily job that stopped
+working would look like a clean prod. Exit 0 when everything matches. Each message is mailed once: the
+SHA-256 digest of what it reports (sorted stack, address and action; or the failure's text) is kept in the
+SSM String parameter `/<app>/<stage>/drift-digest`, and a report whose digest is the stored one is not
+published again (the exit status is the same either way). A clean check resets the digest to `none`, and
+if something had been mailed before, publishes one short "clean again" message, so the next drift mails.
+Whenever it got that far, it touches `<work-dir>/reported`: the buildspec's post_build publishes a
+failure only when that marker is missing (the build failed before this script could report).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipelines.drift_parameters import (
+    NEVER_DEPLOYED,
+    NOTHING_PUBLISHED,
+    deployed_commit_parameter,
+    drift_digest_parameter,
+)
 from pipelines.plan_summary import PlanError, ResourceChange, parse_changes
 from pipelines.terraform_stage import EXIT_FAILED, StageError, Terraform, stage_stacks
+from stacks.config import ConfigError, ProjectConfig, load_from_environment
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXIT_DRIFT = 3
+EXIT_BAD_INPUT = 2
 # What an action in a refresh-only plan's `resource_drift` means for the real resource.
 DRIFT_MEANING = {"update": "changed outside Terraform", "destroy": "deleted outside Terraform"}
 SNS_SUBJECT_LIMIT = 100
+# Touched in the work directory once this script has reported; drift.yml's post_build reads it.
+REPORTED_MARKER = "reported"
+COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+# `aws_ecs_service.backend[0]` and `aws_x.y["key"]` are instances of the resource `aws_ecs_service.backend`.
+INSTANCE_KEY = re.compile(r"\[[^\]]*\]$")
+# An ignore_changes of "all" ignores every attribute.
+ALL_ATTRIBUTES = "all"
+
+
+class SSMClient(Protocol):
+    """The two SSM Parameter Store calls this script makes (boto3's `ssm` client has them)."""
+
+    def get_parameter(self, *, Name: str) -> Mapping[str, Any]: ...  # noqa: N803 (boto3's names)
+
+    def put_parameter(self, *, Name: str, Value: str, Type: str, Overwrite: bool) -> Mapping[str, Any]: ...  # noqa: N803
 
 
 @dataclass(frozen=True)
@@ -44,35 +91,142 @@ class StackDrift:
     resources: list[ResourceChange]
 
 
-def check_stack(terraform: Terraform, stack_dir: Path, plan_file: Path) -> list[ResourceChange] | None:
-    """The drifted resources of one stack, or None when it matches."""
+# -- what counts as drift -------------------------------------------------------------------------
+
+
+def ignored_attributes(document: Mapping[str, Any]) -> dict[str, frozenset[str]]:
+    """`type.name` -> the top-level attributes its `lifecycle.ignore_changes` names (`{"all"}` for all)."""
+    ignored: dict[str, frozenset[str]] = {}
+    for kind, by_name in (document.get("resource") or {}).items():
+        for name, body in (by_name or {}).items():
+            rule = ((body or {}).get("lifecycle") or {}).get("ignore_changes")
+            if rule == ALL_ATTRIBUTES:
+                ignored[f"{kind}.{name}"] = frozenset({ALL_ATTRIBUTES})
+            elif isinstance(rule, list):
+                # Only a whole top-level attribute is ignored; `tags["x"]` ignores one key of `tags`.
+                ignored[f"{kind}.{name}"] = frozenset(str(a) for a in rule if re.fullmatch(r"[A-Za-z0-9_-]+", str(a)))
+    return ignored
+
+
+def load_ignored(stack_dir: Path) -> dict[str, frozenset[str]]:
+    path = stack_dir / "cdk.tf.json"
+    try:
+        document = json.loads(path.read_text())
+    except OSError as error:
+        raise StageError(f"cannot read {path}: {error.strerror}: run `make synth` first") from None
+    except json.JSONDecodeError as error:
+        raise StageError(f"{path} is not JSON ({error.msg}): run `make synth` again") from None
+    return ignored_attributes(document if isinstance(document, Mapping) else {})
+
+
+def changed_attributes(change: ResourceChange) -> frozenset[str] | None:
+    """The top-level attributes whose value differs between before and after; None when not comparable."""
+    before, after = change.before, change.after
+    if not isinstance(before, Mapping) or not isinstance(after, Mapping):
+        return None
+    return frozenset(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
+
+
+def is_real_drift(change: ResourceChange, ignored: Mapping[str, frozenset[str]]) -> bool:
+    """A deletion always; an update when an attribute outside the resource's ignore_changes differs."""
+    if change.action == "no-op":
+        return False
+    if change.action != "update":
+        return True
+    rule = ignored.get(INSTANCE_KEY.sub("", change.address), frozenset())
+    if ALL_ATTRIBUTES in rule:
+        return False
+    changed = changed_attributes(change)
+    return changed is None or bool(changed - rule)
+
+
+def check_stack(terraform: Terraform, stack_dir: Path, plan_file: Path) -> list[ResourceChange]:
+    """The really drifted resources of one stack; empty when it matches (output changes alone included)."""
+    ignored = load_ignored(stack_dir)
     terraform.init(stack_dir)
     if not terraform.plan(stack_dir, plan_file, "-refresh-only", "-lock=false"):
-        return None
+        return []
     document = terraform.show_json(stack_dir, plan_file)
     try:
-        return [c for c in parse_changes(document.get("resource_drift") or [], stack_dir.name) if c.action != "no-op"]
+        changes = parse_changes(document.get("resource_drift") or [], stack_dir.name)
     except PlanError as error:
         raise StageError(str(error)) from None
+    return [c for c in changes if is_real_drift(c, ignored)]
 
 
-def describe(stage: str, drifted: Sequence[StackDrift]) -> tuple[str, str]:
+# -- what is mailed, and only once ----------------------------------------------------------------
+
+
+def drift_digest(drifted: Sequence[StackDrift]) -> str:
+    """Stable whatever the order of stacks and plan entries: the sorted (stack, address, action) lines."""
+    lines = sorted(f"{d.stack} {c.address} {c.action}" for d in drifted for c in d.resources)
+    return hashlib.sha256("\n".join(["drift", *lines]).encode()).hexdigest()
+
+
+def failure_digest(message: str) -> str:
+    return hashlib.sha256(f"failure\n{message}".encode()).hexdigest()
+
+
+def describe(stage: str, drifted: Sequence[StackDrift], commit: str | None = None) -> tuple[str, str]:
     """(subject, body) of the drift notification."""
     subject = f"Canvalo {stage}: drift in {', '.join(d.stack for d in drifted)}"
     if len(subject) > SNS_SUBJECT_LIMIT:
         subject = f"Canvalo {stage}: drift in {len(drifted)} stacks"
-    lines = [f"The live infrastructure of {stage} no longer matches what Terraform last applied.", ""]
+    applied = f" (commit {commit})" if commit else ""
+    lines = [f"The live infrastructure of {stage} no longer matches what Terraform last applied{applied}.", ""]
     for drift in drifted:
         lines.append(f"{drift.stack}:")
-        if not drift.resources:
-            lines.append("  outputs differ from the state (no resource changed)")
         lines += [f"  {c.address}: {DRIFT_MEANING.get(c.action, c.action)}" for c in drift.resources]
         lines.append("")
     lines += [
         "Either undo the manual change, or bring it into the code and deploy it through the pipeline.",
         f"Details: `terraform plan -refresh-only` in cdktf.out/stacks/<stack> with {stage}'s deploy role.",
+        "This drift is mailed once; the next mail comes when it changes or is resolved.",
     ]
     return subject, "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Notifier:
+    """Publishes to the topic only what differs from the last thing published (its digest in SSM)."""
+
+    sns: SNSClient
+    topic_arn: str
+    ssm: SSMClient
+    digest_parameter: str
+    err: Callable[[str], None]
+
+    def last_digest(self) -> str | None:
+        try:
+            return str(self.ssm.get_parameter(Name=self.digest_parameter)["Parameter"]["Value"])
+        except (ClientError, BotoCoreError) as error:
+            # Better mailed twice than not at all: without the stored digest, publish.
+            self.err(f"warning: cannot read {self.digest_parameter} ({error}): publishing without deduplication")
+            return None
+
+    def store(self, digest: str) -> None:
+        try:
+            self.ssm.put_parameter(Name=self.digest_parameter, Value=digest, Type="String", Overwrite=True)
+        except (ClientError, BotoCoreError) as error:
+            self.err(f"warning: cannot write {self.digest_parameter} ({error}): the next run may mail this again")
+
+    def publish_once(self, digest: str, subject: str, message: str) -> bool:
+        """Publish unless the last published message had this digest; True when it was published."""
+        if self.last_digest() == digest:
+            return False
+        self.sns.publish(TopicArn=self.topic_arn, Subject=subject, Message=message)
+        self.store(digest)
+        return True
+
+    def reset(self, subject: str, message: str) -> bool:
+        """Nothing to report: if something was mailed before, say so once and forget it."""
+        last = self.last_digest()
+        if last == NOTHING_PUBLISHED:
+            return False
+        if last is not None:
+            self.sns.publish(TopicArn=self.topic_arn, Subject=subject, Message=message)
+        self.store(NOTHING_PUBLISHED)
+        return last is not None
 
 
 def check_stage(
@@ -81,58 +235,160 @@ def check_stage(
     stage: str,
     cdktf_out: Path,
     work_dir: Path,
-    sns: SNSClient,
-    topic_arn: str,
+    notifier: Notifier,
+    commit: str | None = None,
     out: Callable[[str], None] = print,
 ) -> int:
+    work_dir.mkdir(parents=True, exist_ok=True)
     try:
-        work_dir.mkdir(parents=True, exist_ok=True)
         drifted = []
         for stack, _ in stage_stacks(cdktf_out, stage):
             resources = check_stack(terraform, cdktf_out / "stacks" / stack, (work_dir / f"{stack}.tfplan").resolve())
-            out(f"{stack}: {'drifted' if resources is not None else 'matches'}")
-            if resources is not None:
+            out(f"{stack}: {'drifted' if resources else 'matches'}")
+            if resources:
                 drifted.append(StackDrift(stack, resources))
     except StageError as error:
-        sns.publish(
-            TopicArn=topic_arn,
-            Subject=f"Canvalo {stage}: the drift check could not run",
-            Message=f"The daily drift check of {stage} failed: {error}. Until it runs, drift goes unnoticed.",
-        )
+        message = f"The daily drift check of {stage} failed: {error}. Until it runs, drift goes unnoticed."
+        if not notifier.publish_once(
+            failure_digest(message), f"Canvalo {stage}: the drift check could not run", message
+        ):
+            out("the same failure was mailed before: not published again")
+        (work_dir / REPORTED_MARKER).touch()
         raise
     if not drifted:
         out(f"{stage} matches its Terraform state")
+        if notifier.reset(
+            f"Canvalo {stage}: no drift",
+            f"The daily drift check of {stage} ran and found no drift: what was mailed before is resolved.",
+        ):
+            out("published that the drift (or failure) mailed before is resolved")
+        (work_dir / REPORTED_MARKER).touch()
         return 0
-    subject, body = describe(stage, drifted)
-    sns.publish(TopicArn=topic_arn, Subject=subject, Message=body)
+    subject, body = describe(stage, drifted, commit)
+    if not notifier.publish_once(drift_digest(drifted), subject, body):
+        out("this drift was mailed before: not published again")
+    (work_dir / REPORTED_MARKER).touch()
     out(body)
     return EXIT_DRIFT
 
 
-def main(
-    argv: Sequence[str] | None = None,
+# -- the commit the stage runs --------------------------------------------------------------------
+
+
+def record(ssm: SSMClient, parameter: str, commit: str) -> None:
+    ssm.put_parameter(Name=parameter, Value=commit, Type="String", Overwrite=True)
+
+
+def deployed_commit(ssm: SSMClient, parameter: str) -> str | None:
+    """The commit the stage last applied, or None while it holds the pipeline stack's placeholder."""
+    value = str(ssm.get_parameter(Name=parameter)["Parameter"]["Value"])
+    if value == NEVER_DEPLOYED:
+        return None
+    if not COMMIT.fullmatch(value):
+        raise StageError(f"{parameter} holds {value!r}, not a commit id: the deploy action writes it after an Apply")
+    return value
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+
+def _project(environ: Mapping[str, str]) -> ProjectConfig:
+    return load_from_environment(environ, PROJECT_ROOT)
+
+
+def _ssm(project: ProjectConfig) -> SSMClient:
+    # The parameters live in the pipeline account, in its region.
+    return cast(SSMClient, boto3.session.Session().client("ssm", region_name=project.pipeline_stage.region))
+
+
+def main_record(argv: Sequence[str], *, ssm: SSMClient | None, environ: Mapping[str, str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.drift record",
+        description="After a stage's Apply succeeded: remember which commit it applied, for the drift check.",
+    )
+    parser.add_argument("--stage", required=True)
+    parser.add_argument("--commit", required=True, help="the applied commit ($CODEBUILD_RESOLVED_SOURCE_VERSION)")
+    args = parser.parse_args(argv)
+    if not COMMIT.fullmatch(args.commit):
+        print(
+            f"error: --commit {args.commit!r} is not a full commit id: pass $CODEBUILD_RESOLVED_SOURCE_VERSION",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    project = _project(environ)
+    stage = project.stage(args.stage)
+    parameter = deployed_commit_parameter(project.app_name, stage.name)
+    try:
+        record(ssm or _ssm(project), parameter, args.commit)
+    except (ClientError, BotoCoreError) as error:
+        print(f"error: could not record the deployed commit in {parameter}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{stage.name} runs {args.commit} (recorded in {parameter})")
+    return 0
+
+
+def main_deployed_commit(argv: Sequence[str], *, ssm: SSMClient | None, environ: Mapping[str, str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.drift deployed-commit",
+        description="Print the commit the stage last applied; nothing while it was never deployed.",
+    )
+    parser.add_argument("--stage", required=True)
+    args = parser.parse_args(argv)
+    project = _project(environ)
+    stage = project.stage(args.stage)
+    parameter = deployed_commit_parameter(project.app_name, stage.name)
+    try:
+        commit = deployed_commit(ssm or _ssm(project), parameter)
+    except (ClientError, BotoCoreError) as error:
+        print(f"error: cannot read {parameter}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except StageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    if commit is None:
+        print(
+            f"{stage.name} was never deployed ({parameter} holds {NEVER_DEPLOYED}): nothing to check", file=sys.stderr
+        )
+    else:
+        print(commit)
+    return 0
+
+
+def main_check(
+    argv: Sequence[str],
     *,
-    terraform: Terraform | None = None,
-    sns: SNSClient | None = None,
-    environ: Mapping[str, str] = os.environ,
+    terraform: Terraform | None,
+    sns: SNSClient | None,
+    ssm: SSMClient | None,
+    environ: Mapping[str, str],
 ) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.drift", description=__doc__.splitlines()[0])
     parser.add_argument("--stage", required=True)
     parser.add_argument("--cdktf-out", type=Path, required=True)
     parser.add_argument("--topic-arn", default=environ.get("NOTIFICATION_TOPIC_ARN"))
     parser.add_argument("--work-dir", type=Path, default=Path("drift"))
+    parser.add_argument("--commit", help="the commit cdktf.out was synthesized from, named in the mail")
     args = parser.parse_args(argv)
     if not args.topic_arn:
         print("error: no topic to notify: pass --topic-arn or set NOTIFICATION_TOPIC_ARN", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    project = _project(environ)
+    stage = project.stage(args.stage)
+    notifier = Notifier(
+        sns=sns or boto3.session.Session().client("sns"),
+        topic_arn=args.topic_arn,
+        ssm=ssm or _ssm(project),
+        digest_parameter=drift_digest_parameter(project.app_name, stage.name),
+        err=lambda line: print(line, file=sys.stderr),
+    )
     try:
         return check_stage(
             terraform=terraform or Terraform(),
-            stage=args.stage,
+            stage=stage.name,
             cdktf_out=args.cdktf_out,
             work_dir=args.work_dir,
-            sns=sns or boto3.session.Session().client("sns"),
-            topic_arn=args.topic_arn,
+            notifier=notifier,
+            commit=args.commit,
         )
     except StageError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -140,6 +396,27 @@ def main(
     except (ClientError, BotoCoreError) as error:
         print(f"error: could not publish to {args.topic_arn}: {error}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    terraform: Terraform | None = None,
+    sns: SNSClient | None = None,
+    ssm: SSMClient | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if arguments[:1] == ["record"]:
+            return main_record(arguments[1:], ssm=ssm, environ=environ)
+        if arguments[:1] == ["deployed-commit"]:
+            return main_deployed_commit(arguments[1:], ssm=ssm, environ=environ)
+        return main_check(arguments, terraform=terraform, sns=sns, ssm=ssm, environ=environ)
+    except ConfigError as error:
+        # The configuration (cdktf.json, CANVALO_*) is invalid or names no such stage.
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

@@ -1,20 +1,28 @@
-"""`python -m pipelines.drift`: a refresh-only plan of every prod stack, drift published to SNS in moto."""
+"""`python -m pipelines.drift`: a refresh-only plan of every prod stack, real drift published once to SNS in moto;
+the deployed commit it checks; and pipelines/drift_failure.sh, which reports a build that failed before it."""
 
 from __future__ import annotations
 
+import os
+import stat
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 from moto import mock_aws
 from moto.sns.models import sns_backends
 
-from pipelines.drift import EXIT_DRIFT, main
+from pipelines.drift import EXIT_DRIFT, REPORTED_MARKER, StackDrift, drift_digest, main
+from pipelines.drift_parameters import NEVER_DEPLOYED, NOTHING_PUBLISHED
+from pipelines.plan_summary import ResourceChange
 from pipelines.terraform_stage import Terraform
 from tests.pipelines.fake_terraform import FakeTerraform, plan_document, synthesized
+from tests.support.config import hermetic_environment
+from tools.requirements import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
@@ -26,36 +34,78 @@ PROD_STACKS: dict[str, list[str]] = {
     "prod-frontend": [],
     "gamma-backend": [],
 }
+DIGEST = "/canvalo/prod/drift-digest"
+PROD_COMMIT = "/canvalo/prod/deployed-commit"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+SERVICE = "aws_ecs_service.backend"
+# prod-backend's cdk.tf.json as the backend stack synthesizes it: auto scaling moves desired_count.
+BACKEND_DOCUMENT = {"resource": {"aws_ecs_service": {"backend": {"lifecycle": {"ignore_changes": ["desired_count"]}}}}}
 
 
 @dataclass
-class Topic:
+class Aws:
     sns: SNSClient
-    arn: str
+    ssm: Any
+    topic_arn: str
 
     def messages(self) -> list[tuple[str | None, str]]:
         """(subject, message) of everything published to the topic."""
-        account = self.arn.split(":")[4]
-        topic = sns_backends[account][REGION].topics[self.arn]
+        account = self.topic_arn.split(":")[4]
+        topic = sns_backends[account][REGION].topics[self.topic_arn]
         return [(subject, message) for _, message, subject, *_ in topic.sent_notifications]
+
+    def parameter(self, name: str) -> str:
+        return str(self.ssm.get_parameter(Name=name)["Parameter"]["Value"])
+
+    @property
+    def environ(self) -> dict[str, str]:
+        return hermetic_environment({"NOTIFICATION_TOPIC_ARN": self.topic_arn})
 
 
 @pytest.fixture
-def topic() -> Iterator[Topic]:
+def aws() -> Iterator[Aws]:
+    """The pipeline account as the pipeline stack leaves it: the topic, and the parameters' placeholders."""
     with mock_aws():
         sns = boto3.client("sns", region_name=REGION)
-        yield Topic(sns, sns.create_topic(Name="canvalo-beta-pipeline-notifications")["TopicArn"])
+        ssm = boto3.client("ssm", region_name=REGION)
+        ssm.put_parameter(Name=DIGEST, Value=NOTHING_PUBLISHED, Type="String")
+        for stage in ("beta", "gamma", "prod"):
+            ssm.put_parameter(Name=f"/canvalo/{stage}/deployed-commit", Value=NEVER_DEPLOYED, Type="String")
+        yield Aws(sns, ssm, sns.create_topic(Name="canvalo-beta-pipeline-notifications")["TopicArn"])
 
 
-def run(topic: Topic, tmp_path: Path, fake: FakeTerraform) -> int:
-    cdktf_out = synthesized(tmp_path, PROD_STACKS)
-    argv = ["--stage", "prod", "--cdktf-out", str(cdktf_out), "--work-dir", str(tmp_path / "drift")]
-    return main(argv, terraform=Terraform(fake), sns=topic.sns, environ={"NOTIFICATION_TOPIC_ARN": topic.arn})
+def entry(address: str, actions: list[str], before: Any = None, after: Any = None) -> dict[str, Any]:
+    kind, name = address.split(".")
+    return {
+        "address": address,
+        "mode": "managed",
+        "type": kind,
+        "name": name,
+        "change": {"actions": actions, "before": before, "after": after, "after_unknown": {}},
+    }
 
 
-def test_a_clean_prod_exits_0_and_notifies_nobody(topic: Topic, tmp_path: Path) -> None:
+def drift_plan(*entries: dict[str, Any], outputs: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    document = plan_document(outputs=outputs)
+    document["resource_drift"] = list(entries)
+    return document
+
+
+def run(aws: Aws, tmp_path: Path, fake: FakeTerraform, documents: dict[str, dict[str, Any]] | None = None) -> int:
+    out = tmp_path / f"run-{len(list(tmp_path.glob('run-*')))}"
+    cdktf_out = synthesized(out, PROD_STACKS, documents)
+    argv = ["--stage", "prod", "--cdktf-out", str(cdktf_out), "--work-dir", str(out / "drift")]
+    return main(argv, terraform=Terraform(fake), sns=aws.sns, ssm=aws.ssm, environ=aws.environ)
+
+
+def service_drift(**after: Any) -> FakeTerraform:
+    before = {"desired_count": 2, "task_definition": "backend:7", "name": "canvalo-prod-backend"}
+    return FakeTerraform(plans={"prod-backend": drift_plan(entry(SERVICE, ["update"], before, {**before, **after}))})
+
+
+def test_a_clean_prod_exits_0_and_notifies_nobody(aws: Aws, tmp_path: Path) -> None:
     fake = FakeTerraform()
-    assert run(topic, tmp_path, fake) == 0
+    assert run(aws, tmp_path, fake) == 0
     assert [stack for stack, command in fake.commands() if command == "plan"] == [
         "prod-network",
         "prod-backend",
@@ -64,11 +114,13 @@ def test_a_clean_prod_exits_0_and_notifies_nobody(topic: Topic, tmp_path: Path) 
     plan = fake.args_of("prod-backend", "plan")
     assert {"-refresh-only", "-lock=false", "-detailed-exitcode"} <= set(plan)
     assert not [command for _, command in fake.commands() if command == "apply"], "plan only"
-    assert topic.messages() == []
+    assert aws.messages() == []
+    assert aws.parameter(DIGEST) == NOTHING_PUBLISHED
+    assert (tmp_path / "run-0" / "drift" / REPORTED_MARKER).exists(), "drift.yml's post_build must stay quiet"
 
 
 def test_drift_is_published_naming_the_stacks_and_resources(
-    topic: Topic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake = FakeTerraform(
         plans={
@@ -81,24 +133,115 @@ def test_drift_is_published_naming_the_stacks_and_resources(
             "prod-frontend": plan_document(drift=[("aws_cloudfront_distribution.site", "x", ["update"])]),
         }
     )
-    assert run(topic, tmp_path, fake) == EXIT_DRIFT
-    ((subject, message),) = topic.messages()
+    assert run(aws, tmp_path, fake) == EXIT_DRIFT
+    ((subject, message),) = aws.messages()
     assert subject == "Canvalo prod: drift in prod-backend, prod-frontend"
     assert "prod-network" not in message
     assert "  aws_ecs_service.backend: changed outside Terraform" in message
     assert "  aws_cloudwatch_metric_alarm.cpu: deleted outside Terraform" in message
     assert "prod-frontend:\n  aws_cloudfront_distribution.site: changed outside Terraform" in message
     assert "prod-network: matches" in capsys.readouterr().out
+    assert (tmp_path / "run-0" / "drift" / REPORTED_MARKER).exists()
+
+
+def test_an_attribute_the_resource_ignores_is_not_drift(aws: Aws, tmp_path: Path) -> None:
+    documents = {"prod-backend": BACKEND_DOCUMENT}
+    assert run(aws, tmp_path, service_drift(desired_count=5), documents) == 0
+    assert aws.messages() == []
+
+
+def test_a_real_change_next_to_an_ignored_one_is_drift(aws: Aws, tmp_path: Path) -> None:
+    documents = {"prod-backend": BACKEND_DOCUMENT}
+    assert run(aws, tmp_path, service_drift(desired_count=5, task_definition="backend:6"), documents) == EXIT_DRIFT
+    ((_, message),) = aws.messages()
+    assert f"  {SERVICE}: changed outside Terraform" in message
+
+
+def test_the_ignored_attributes_come_from_the_synthesized_stack(aws: Aws, tmp_path: Path) -> None:
+    # The same desired_count change, in a stack whose cdk.tf.json does not ignore it.
+    assert run(aws, tmp_path, service_drift(desired_count=5)) == EXIT_DRIFT
+    assert len(aws.messages()) == 1
+
+
+def test_output_changes_alone_are_not_drift(aws: Aws, tmp_path: Path) -> None:
+    fake = FakeTerraform(plans={"prod-backend": drift_plan(outputs={"backend_url": ["update"]})})
+    assert run(aws, tmp_path, fake) == 0
+    assert aws.messages() == []
+
+
+def test_output_changes_do_not_hide_a_resource_drift(aws: Aws, tmp_path: Path) -> None:
+    changed = entry("aws_lb.backend", ["update"], {"idle_timeout": 60}, {"idle_timeout": 30})
+    fake = FakeTerraform(plans={"prod-backend": drift_plan(changed, outputs={"backend_url": ["update"]})})
+    assert run(aws, tmp_path, fake) == EXIT_DRIFT
+    ((_, message),) = aws.messages()
+    assert "aws_lb.backend: changed outside Terraform" in message
+
+
+def test_a_deleted_resource_is_drift_whatever_it_ignores(aws: Aws, tmp_path: Path) -> None:
+    documents = {
+        "prod-backend": {"resource": {"aws_ecs_service": {"backend": {"lifecycle": {"ignore_changes": "all"}}}}}
+    }
+    fake = FakeTerraform(plans={"prod-backend": drift_plan(entry(SERVICE, ["delete"], {"desired_count": 2}, None))})
+    assert run(aws, tmp_path, fake, documents) == EXIT_DRIFT
+    ((_, message),) = aws.messages()
+    assert f"  {SERVICE}: deleted outside Terraform" in message
+
+
+def test_an_update_of_a_resource_ignoring_all_changes_is_not_drift(aws: Aws, tmp_path: Path) -> None:
+    documents = {
+        "prod-backend": {"resource": {"aws_ecs_service": {"backend": {"lifecycle": {"ignore_changes": "all"}}}}}
+    }
+    assert run(aws, tmp_path, service_drift(task_definition="backend:6"), documents) == 0
+    assert aws.messages() == []
+
+
+def test_the_same_drift_is_mailed_once_a_new_one_again_and_a_clean_run_resets(aws: Aws, tmp_path: Path) -> None:
+    first = service_drift(task_definition="backend:6")
+    assert run(aws, tmp_path, first) == EXIT_DRIFT
+    assert run(aws, tmp_path, service_drift(task_definition="backend:6")) == EXIT_DRIFT, "same exit status"
+    assert len(aws.messages()) == 1, "the same drift the next day is not mailed again"
+    deleted = entry("aws_cloudwatch_metric_alarm.cpu", ["delete"], {}, None)
+    other = FakeTerraform(plans={"prod-backend": drift_plan(deleted)})
+    assert run(aws, tmp_path, other) == EXIT_DRIFT
+    assert len(aws.messages()) == 2, "a different drift is mailed"
+    assert run(aws, tmp_path, FakeTerraform()) == 0
+    assert aws.parameter(DIGEST) == NOTHING_PUBLISHED
+    (subject, message) = aws.messages()[-1]
+    assert subject == "Canvalo prod: no drift" and "resolved" in message
+    assert run(aws, tmp_path, FakeTerraform()) == 0
+    assert len(aws.messages()) == 3, "a second clean run says nothing"
+    assert run(aws, tmp_path, service_drift(task_definition="backend:6")) == EXIT_DRIFT
+    assert len(aws.messages()) == 4, "after a reset, the first drift is mailed again"
+
+
+def test_the_drift_digest_ignores_the_order_of_stacks_and_resources() -> None:
+    def change(address: str, action: str) -> ResourceChange:
+        return ResourceChange(address, address.split(".")[0], action, None, None, None)
+
+    a = [StackDrift("prod-backend", [change("aws_a.x", "update"), change("aws_b.y", "destroy")])]
+    b = [StackDrift("prod-backend", [change("aws_b.y", "destroy"), change("aws_a.x", "update")])]
+    assert drift_digest(a) == drift_digest(b)
+    assert drift_digest(a) != drift_digest([StackDrift("prod-backend", [change("aws_a.x", "update")])])
+    assert drift_digest(a) != drift_digest([StackDrift("prod-frontend", a[0].resources)])
 
 
 def test_a_check_that_cannot_run_is_published_and_fails(
-    topic: Topic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(topic, tmp_path, FakeTerraform(failures={("prod-backend", "init"): 1})) == 1
-    ((subject, message),) = topic.messages()
+    assert run(aws, tmp_path, FakeTerraform(failures={("prod-backend", "init"): 1})) == 1
+    ((subject, message),) = aws.messages()
     assert subject == "Canvalo prod: the drift check could not run"
     assert "terraform init failed in prod-backend" in message
     assert capsys.readouterr().err.startswith("error: terraform init failed in prod-backend")
+    assert (tmp_path / "run-0" / "drift" / REPORTED_MARKER).exists(), "reported: post_build must not mail it again"
+
+
+def test_the_same_failure_is_mailed_once_and_another_one_again(aws: Aws, tmp_path: Path) -> None:
+    assert run(aws, tmp_path, FakeTerraform(failures={("prod-backend", "init"): 1})) == 1
+    assert run(aws, tmp_path, FakeTerraform(failures={("prod-backend", "init"): 1})) == 1
+    assert len(aws.messages()) == 1
+    assert run(aws, tmp_path, FakeTerraform(failures={("prod-frontend", "plan"): 1})) == 1
+    assert len(aws.messages()) == 2
 
 
 def test_without_a_topic_it_refuses_to_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -106,3 +249,109 @@ def test_without_a_topic_it_refuses_to_run(tmp_path: Path, capsys: pytest.Captur
     assert main(["--stage", "prod", "--cdktf-out", str(tmp_path)], terraform=Terraform(fake), environ={}) == 2
     assert capsys.readouterr().err == "error: no topic to notify: pass --topic-arn or set NOTIFICATION_TOPIC_ARN\n"
     assert fake.calls == []
+
+
+# -- the commit prod runs -------------------------------------------------------------------------
+
+
+def test_record_writes_the_commit_a_stage_applied(aws: Aws, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["record", "--stage", "prod", "--commit", COMMIT], ssm=aws.ssm, environ=aws.environ) == 0
+    assert aws.parameter(PROD_COMMIT) == COMMIT
+    assert aws.parameter("/canvalo/gamma/deployed-commit") == NEVER_DEPLOYED, "only that stage's"
+    assert capsys.readouterr().out == f"prod runs {COMMIT} (recorded in {PROD_COMMIT})\n"
+    assert main(["deployed-commit", "--stage", "prod"], ssm=aws.ssm, environ=aws.environ) == 0
+    assert capsys.readouterr().out == f"{COMMIT}\n"
+
+
+@pytest.mark.parametrize("commit", ["", "main", "0123456"])
+def test_record_refuses_what_is_not_a_commit_id(aws: Aws, commit: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["record", "--stage", "prod", "--commit", commit], ssm=aws.ssm, environ=aws.environ) == 2
+    assert "is not a full commit id" in capsys.readouterr().err
+    assert aws.parameter(PROD_COMMIT) == NEVER_DEPLOYED
+
+
+def test_a_stage_never_deployed_is_a_clean_no_op(aws: Aws, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["deployed-commit", "--stage", "prod"], ssm=aws.ssm, environ=aws.environ) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "", "drift.yml skips the check on empty output"
+    assert captured.err == f"prod was never deployed ({PROD_COMMIT} holds {NEVER_DEPLOYED}): nothing to check\n"
+    assert aws.messages() == []
+
+
+def test_a_parameter_holding_no_commit_fails_the_check(aws: Aws, capsys: pytest.CaptureFixture[str]) -> None:
+    aws.ssm.put_parameter(Name=PROD_COMMIT, Value="garbage", Type="String", Overwrite=True)
+    assert main(["deployed-commit", "--stage", "prod"], ssm=aws.ssm, environ=aws.environ) == 1
+    assert "not a commit id" in capsys.readouterr().err
+
+
+# -- pipelines/drift_failure.sh: the build failed before drift.py reported ----------------------------
+
+
+SCRIPT = PROJECT_ROOT / "pipelines" / "drift_failure.sh"
+FAKE_AWS = """#!/usr/bin/env bash
+echo "$*" >> "$AWS_CALLS"
+if [ "$1 $2" = "ssm get-parameter" ]; then cat "$STORED_DIGEST"; fi
+if [ "$1 $2" = "ssm put-parameter" ]; then
+  while [ "$#" -gt 0 ]; do if [ "$1" = "--value" ]; then printf '%s\\n' "$2" > "$STORED_DIGEST"; fi; shift; done
+fi
+"""
+
+
+@dataclass
+class FailureStep:
+    root: Path
+
+    def run(self, succeeding: str, *, marker: bool = False) -> subprocess.CompletedProcess[str]:
+        (self.root / "drift").mkdir(exist_ok=True)
+        if marker:
+            (self.root / "drift" / REPORTED_MARKER).touch()
+        environment = {
+            "PATH": f"{self.root / 'bin'}{os.pathsep}/usr/local/bin:/usr/bin:/bin",
+            "AWS_CALLS": str(self.root / "calls"),
+            "STORED_DIGEST": str(self.root / "digest"),
+            "CODEBUILD_BUILD_SUCCEEDING": succeeding,
+            "CODEBUILD_BUILD_URL": "https://console.aws.amazon.com/codesuite/codebuild/build/1",
+            "NOTIFICATION_TOPIC_ARN": "arn:aws:sns:eu-west-1:111111111111:canvalo-beta-pipeline-notifications",
+            "DRIFT_DIGEST_PARAMETER": DIGEST,
+            "STAGE": "prod",
+        }
+        return subprocess.run(
+            ["bash", str(SCRIPT), "drift/reported"],
+            cwd=self.root,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    def publishes(self) -> list[str]:
+        calls = self.root / "calls"
+        lines = calls.read_text().splitlines() if calls.exists() else []
+        return [line for line in lines if line.startswith("sns publish")]
+
+
+@pytest.fixture
+def failure_step(tmp_path: Path) -> FailureStep:
+    (tmp_path / "bin").mkdir()
+    aws = tmp_path / "bin" / "aws"
+    aws.write_text(FAKE_AWS)
+    aws.chmod(aws.stat().st_mode | stat.S_IXUSR)
+    (tmp_path / "digest").write_text(f"{NOTHING_PUBLISHED}\n")
+    return FailureStep(tmp_path)
+
+
+def test_a_build_that_failed_before_the_check_is_published_once(failure_step: FailureStep) -> None:
+    result = failure_step.run("0")
+    assert result.returncode == 0, result.stderr
+    (publish,) = failure_step.publishes()
+    assert "--subject Canvalo prod: the drift check could not run" in publish
+    assert "https://console.aws.amazon.com/codesuite/codebuild/build/1" in publish
+    assert failure_step.run("0").returncode == 0
+    assert len(failure_step.publishes()) == 1, "the same failure the next day is not mailed again"
+
+
+def test_the_failure_step_is_quiet_when_the_build_succeeded_or_drift_py_reported(failure_step: FailureStep) -> None:
+    assert failure_step.run("1").returncode == 0
+    assert failure_step.run("0", marker=True).returncode == 0
+    assert failure_step.publishes() == []
