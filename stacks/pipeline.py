@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from cdktn import TerraformOutput
+from cdktn import TerraformOutput, TerraformResourceLifecycle
 from cdktn_provider_aws.codestarconnections_connection import CodestarconnectionsConnection
 from cdktn_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocumentStatement
+from cdktn_provider_aws.ssm_parameter import SsmParameter
 from constructs import Construct
 
 from modules.codebuild_project import BUILD_IMAGE, DEBIAN_TEST_IMAGE, CodeBuildProject, GitHubSource, ScheduledBuild
@@ -31,6 +32,13 @@ from modules.pipeline import (
 from modules.pipeline_artifacts import PipelineArtifactStore
 from modules.pipeline_notifications import NotificationTopic
 from modules.pipeline_roles import PipelineBoundary, ServiceRole, boundary_statements
+from pipelines.drift_parameters import (
+    NEVER_DEPLOYED,
+    NOTHING_PUBLISHED,
+    deployed_commit_parameter,
+    drift_digest_parameter,
+    parameter_arn,
+)
 from stacks.base import StageStack
 from stacks.config import ProjectConfig
 
@@ -54,6 +62,8 @@ class PipelineResources:
     # `canvalo-beta-pipeline`: the pipeline, its projects, roles and schedule are named under it.
     name_prefix: str
     log_groups: str
+    # The SSM parameters the deploy action and the drift check keep their state in.
+    parameter_arns: tuple[str, ...]
 
 
 def update_pipeline_permissions(
@@ -133,9 +143,23 @@ def update_pipeline_permissions(
             resources=[resources.log_groups, f"{resources.log_groups}:*"],
         ),
         statement(
+            sid="ManageTheDriftParameters",
+            actions=[
+                "ssm:PutParameter",
+                "ssm:GetParameter",
+                "ssm:GetParameters",
+                "ssm:DeleteParameter",
+                "ssm:AddTagsToResource",
+                "ssm:RemoveTagsFromResource",
+                "ssm:ListTagsForResource",
+            ],
+            resources=list(resources.parameter_arns),
+        ),
+        statement(
             sid="ListCallsWithoutResourceScope",
-            actions=["logs:DescribeLogGroups", "kms:ListAliases"],
-            # Terraform reads log groups and aliases through list calls that take no resource ARN.
+            actions=["logs:DescribeLogGroups", "kms:ListAliases", "ssm:DescribeParameters"],
+            # Terraform reads log groups, aliases and parameters' metadata through list calls that take no
+            # resource ARN.
             resources=["*"],
             conditions=[("StringEquals", "aws:RequestedRegion", [region])],
         ),
@@ -215,6 +239,16 @@ class PipelineStack(StageStack):
         state_bucket_arn = f"arn:aws:s3:::{project.state_bucket(stage)}"
         lock_table_arn = arn("dynamodb", f"table/{project.lock_table(stage)}")
         stage_deploy_roles = [r for s in project.stages if (r := project.deploy_role_arn(s))]
+        last_stage = project.stages[-1].name
+        # What the drift check keeps between runs, in this account: the commit each stage last applied
+        # (the deploy action writes it after an Apply), and the digest of the last drift report mailed.
+        deployed_commit_names = {s.name: deployed_commit_parameter(app, s.name) for s in project.stages}
+        drift_digest_name = drift_digest_parameter(app, last_stage)
+        deployed_commit_arns = {
+            name: parameter_arn(parameter, region=region, account_id=account)
+            for name, parameter in deployed_commit_names.items()
+        }
+        drift_digest_arn = parameter_arn(drift_digest_name, region=region, account_id=account)
 
         # Resources the roles' policies name.
         self.artifacts = PipelineArtifactStore(
@@ -246,6 +280,30 @@ class PipelineStack(StageStack):
             email=project.notification_email,
         )
         topic_arn = self.notifications.topic.arn
+        # Created with a placeholder; their value belongs to the deploy action and the drift check.
+        self.drift_parameters = [
+            *(
+                SsmParameter(
+                    self,
+                    f"drift-state-{stage_name}-deployed-commit",
+                    name=parameter,
+                    type="String",
+                    insecure_value=NEVER_DEPLOYED,
+                    description=f"Commit the {stage_name} stage last applied; the pipeline's deploy action writes it",
+                    lifecycle=TerraformResourceLifecycle(ignore_changes=["insecure_value"]),
+                )
+                for stage_name, parameter in deployed_commit_names.items()
+            ),
+            SsmParameter(
+                self,
+                "drift-state-digest",
+                name=drift_digest_name,
+                type="String",
+                insecure_value=NOTHING_PUBLISHED,
+                description=f"Digest of the last drift report of {last_stage} mailed; the drift check writes it",
+                lifecycle=TerraformResourceLifecycle(ignore_changes=["insecure_value"]),
+            ),
+        ]
         if project.codestar_connection_arn:
             connection_arn = project.codestar_connection_arn
         else:
@@ -331,6 +389,7 @@ class PipelineStack(StageStack):
                         topic_arn=topic_arn,
                         name_prefix=prefix,
                         log_groups=arn("logs", f"log-group:{log_group('*')}"),
+                        parameter_arns=(*deployed_commit_arns.values(), drift_digest_arn),
                     ),
                 ),
             ],
@@ -374,6 +433,24 @@ class PipelineStack(StageStack):
                     resources=[self.registry.repository.arn],
                 ),
                 statement(sid="ReportDrift", actions=["sns:Publish"], resources=[topic_arn]),
+                # After a stage's Apply, the deploy action records the commit it applied.
+                statement(
+                    sid="RecordTheDeployedCommit",
+                    actions=["ssm:PutParameter"],
+                    resources=list(deployed_commit_arns.values()),
+                ),
+                # The drift project, which runs as this role, checks the commit the last stage applied
+                # and mails each report once.
+                statement(
+                    sid="ReadTheCheckedStagesCommit",
+                    actions=["ssm:GetParameter"],
+                    resources=[deployed_commit_arns[last_stage]],
+                ),
+                statement(
+                    sid="RememberTheLastDriftReport",
+                    actions=["ssm:GetParameter", "ssm:PutParameter"],
+                    resources=[drift_digest_arn],
+                ),
                 use_connection,
                 statement(
                     sid="NeverTouchThePipeline",
@@ -475,7 +552,6 @@ class PipelineStack(StageStack):
 
         settings = project.environment_settings
         terraform = {"TERRAFORM_VERSION": TERRAFORM_VERSION}
-        last_stage = project.stages[-1].name
         self.projects = {
             "update-pipeline": codebuild(
                 "update-pipeline", role="update-pipeline", environment={**terraform, "PIPELINE_NAME": prefix}
@@ -505,12 +581,21 @@ class PipelineStack(StageStack):
             "drift": codebuild(
                 "drift",
                 role="deploy",
-                environment={**terraform, "STAGE": last_stage, "NOTIFICATION_TOPIC_ARN": topic_arn},
+                environment={
+                    **terraform,
+                    "STAGE": last_stage,
+                    "NOTIFICATION_TOPIC_ARN": topic_arn,
+                    # drift_failure.sh's deduplication, which cannot load the configuration for the name.
+                    "DRIFT_DIGEST_PARAMETER": drift_digest_name,
+                },
                 github_source=GitHubSource(
                     repository=project.repository, branch=project.branch, connection_arn=connection_arn
                 ),
             ),
         }
+        # A full clone (depth 0), not the last commit only: drift.yml checks out the commit the last
+        # stage applied, which may be behind the branch head.
+        self.projects["drift"].project.add_override("source.git_clone_depth", 0)
 
         self.pipeline = DeliveryPipeline(
             self,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cdktn import App, TerraformStack
 
 from modules.container_registry import MIN_KEPT_IMAGES, ContainerRegistry
@@ -446,6 +447,70 @@ def test_drift_is_checked_daily_against_prod_by_a_role_that_can_start_only_that(
     assert environment["NOTIFICATION_TOPIC_ARN"].startswith("${aws_sns_topic.")
     assert drift["source"]["type"] == "GITHUB" and drift["source"]["auth"]["type"] == "CODECONNECTIONS"
     assert drift["source_version"] == "main"
+
+
+def parameter_arn(name: str) -> str:
+    return f"arn:aws:ssm:eu-west-1:{BETA}:parameter{name}"
+
+
+DEPLOYED_COMMITS = {stage: f"/canvalo/{stage}/deployed-commit" for stage in ("beta", "gamma", "prod")}
+DRIFT_DIGEST = "/canvalo/prod/drift-digest"
+
+
+def test_the_deployed_commits_and_the_drift_digest_are_string_parameters_whose_value_is_not_terraforms(
+    pipeline: Document,
+) -> None:
+    parameters = {p["name"]: p for p in resources(pipeline, "aws_ssm_parameter").values()}
+    assert set(parameters) == {*DEPLOYED_COMMITS.values(), DRIFT_DIGEST}
+    for name, parameter in parameters.items():
+        assert parameter["type"] == "String", name
+        # Created with a placeholder; the deploy action and the drift check write the value.
+        assert parameter["lifecycle"] == {"ignore_changes": ["insecure_value"]}, name
+    assert {parameters[n]["insecure_value"] for n in DEPLOYED_COMMITS.values()} == {"never-deployed"}
+    assert parameters[DRIFT_DIGEST]["insecure_value"] == "none"
+
+
+def test_the_deploy_role_writes_the_deployed_commits_and_the_drift_check_reads_only_prods(pipeline: Document) -> None:
+    statements = role_statements(pipeline, DEPLOY_ROLE)
+    ssm = {s["sid"]: s for s in statements if any(a.startswith("ssm:") for a in s["actions"])}
+    assert ssm["RecordTheDeployedCommit"]["actions"] == ["ssm:PutParameter"]
+    assert sorted(ssm["RecordTheDeployedCommit"]["resources"]) == sorted(map(parameter_arn, DEPLOYED_COMMITS.values()))
+    assert ssm["ReadTheCheckedStagesCommit"]["actions"] == ["ssm:GetParameter"]
+    assert ssm["ReadTheCheckedStagesCommit"]["resources"] == [parameter_arn(DEPLOYED_COMMITS["prod"])]
+    assert sorted(ssm["RememberTheLastDriftReport"]["actions"]) == ["ssm:GetParameter", "ssm:PutParameter"]
+    assert ssm["RememberTheLastDriftReport"]["resources"] == [parameter_arn(DRIFT_DIGEST)]
+    # Nothing else of the role reaches these parameters, nor any other parameter but beta's bootstrap version.
+    others = {sid: s["resources"] for sid, s in ssm.items() if sid not in {
+        "RecordTheDeployedCommit", "ReadTheCheckedStagesCommit", "RememberTheLastDriftReport"
+    }}  # fmt: skip
+    assert others == {"ReadTheBootstrapVersion": [parameter_arn("/canvalo/beta/bootstrap-version")]}
+    # The update role applies the pipeline stack, parameters included, and reaches no other parameter.
+    update = {s["sid"]: s for s in role_statements(pipeline, "canvalo-beta-pipeline-update-pipeline")}
+    assert sorted(update["ManageTheDriftParameters"]["resources"]) == sorted(
+        map(parameter_arn, [*DEPLOYED_COMMITS.values(), DRIFT_DIGEST])
+    )
+    assert "ssm:DescribeParameters" in update["ListCallsWithoutResourceScope"]["actions"]
+
+
+def test_the_drift_project_clones_the_history_and_reports_a_build_that_failed_before_the_check(
+    pipeline: Document,
+) -> None:
+    drift = project_named(pipeline, "canvalo-beta-pipeline-drift")
+    assert drift["source"]["git_clone_depth"] == 0, "a full clone: it checks out the commit prod applied"
+    environment = {v["name"]: v["value"] for v in drift["environment"]["environment_variable"]}
+    assert environment["DRIFT_DIGEST_PARAMETER"] == DRIFT_DIGEST
+    buildspec = yaml.safe_load((PROJECT_ROOT / BUILDSPECS["drift"]).read_text())
+    phases = buildspec["phases"]
+    # CodeBuild skips post_build when install fails: whatever can fail runs in the build phase.
+    assert "commands" not in phases["install"]
+    build = "\n".join(phases["build"]["commands"])
+    assert 'python -m pipelines.drift deployed-commit --stage "$STAGE"' in build
+    assert 'git worktree add --detach deployed-source "$deployed"' in build
+    assert "--work-dir drift" in build
+    assert phases["post_build"]["commands"] == ["bash pipelines/drift_failure.sh drift/reported"]
+    script = (PROJECT_ROOT / "pipelines" / "drift_failure.sh").read_text()
+    assert 'aws sns publish --topic-arn "$NOTIFICATION_TOPIC_ARN"' in script
+    assert "CODEBUILD_BUILD_URL" in script and "CODEBUILD_BUILD_SUCCEEDING" in script
 
 
 # A second synth of only the pipeline stack, with the branch and connection changed by configuration.
