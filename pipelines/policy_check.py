@@ -1,0 +1,290 @@
+"""Refuse synthesized stacks that would make Terraform run or fetch what the repository does not allow.
+
+    python -m pipelines.policy_check --cdktf-out DIR [--stage S]
+
+Reads every stack of `DIR/manifest.json` (with `--stage S`, only the `S-*` stacks) and every `*.tf.json` in
+each stack's directory, the files Terraform loads there, and prints one line per finding, naming the stack,
+the address and the rule:
+
+- `provisioner`: a `provisioner` block (local-exec, remote-exec, file) on any resource;
+- `command-resource`: a `terraform_data` or `null_resource` resource (they exist to run provisioners);
+- `data-source`: an `external` or `http` data source (a command, or a request, run by plan itself);
+- `provider`: a resource, data source or provider configuration of a provider outside `ALLOWED_PROVIDERS`;
+- `required-providers`: a `required_providers` entry whose source is outside `ALLOWED_PROVIDERS`;
+- `module-source`: a `module` block whose source is not a local path (`./`, `../`);
+- `backend`: a backend other than `s3` (a bootstrap stack may also be `local`, before its state migrates);
+- `hcl-file`: a `*.tf` file in a stack directory (Terraform loads it, this check cannot read it).
+
+Exit status: 0 when nothing is found, 3 when something is (plan must not run), 2 for bad input (no such
+directory, no manifest, a stack that is not JSON). `enforce` does the same for `terraform_stage plan`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines.errors import CommandError
+
+EXIT_BAD_INPUT = 2
+EXIT_REFUSED = 3
+
+# Provider sources (normalized: registry host, namespace, type, lower case) the stacks may use; nothing else.
+ALLOWED_PROVIDERS: Mapping[str, str] = {
+    # Every resource and data source of every stack; its version is pinned, and its binary checked against
+    # each stack's .terraform.lock.hcl.
+    "registry.terraform.io/hashicorp/aws": "the AWS provider",
+    # Built into the Terraform binary (nothing is downloaded): the `terraform_remote_state` data sources
+    # through which a stack reads another stack's outputs from its S3 state. Its one resource type,
+    # `terraform_data`, is refused on its own below.
+    "terraform.io/builtin/terraform": "Terraform's built-in provider",
+}
+BUILTIN_PROVIDER = "terraform.io/builtin/terraform"
+DEFAULT_REGISTRY = "registry.terraform.io"
+COMMAND_RESOURCES = frozenset({"terraform_data", "null_resource"})
+FORBIDDEN_DATA_SOURCES = frozenset({"external", "http"})
+LOCAL_MODULE_PREFIXES = ("./", "../")
+STATE_BACKEND = "s3"
+BOOTSTRAP_PREFIX = "bootstrap-"
+BOOTSTRAP_BACKENDS = frozenset({"s3", "local"})
+
+
+class PolicyInputError(CommandError):
+    """The synthesized output cannot be read, so nothing can be said about it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_status=EXIT_BAD_INPUT)
+
+
+@dataclass(frozen=True)
+class Finding:
+    stack: str
+    address: str
+    rule: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.stack}: {self.address}: {self.rule}: {self.reason}"
+
+
+def normalize_source(source: str) -> str:
+    """`hashicorp/aws`, `registry.terraform.io/HashiCorp/aws` and `aws` all name one provider."""
+    parts = source.strip().lower().split("/")
+    if len(parts) == 1:
+        parts = ["hashicorp", *parts]
+    if len(parts) == 2:
+        parts = [DEFAULT_REGISTRY, *parts]
+    return "/".join(parts)
+
+
+def mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PolicyInputError(f"{where} is not an object: synthesize again with `make synth`")
+    return value
+
+
+def blocks(value: Any, where: str) -> list[dict[str, Any]]:
+    """A block Terraform JSON allows as one object or as a list of objects."""
+    items = value if isinstance(value, list) else [value]
+    return [mapping(item, where) for item in items]
+
+
+def provider_sources(document: Mapping[str, Any], where: str) -> dict[str, str]:
+    """Local provider name -> normalized source, from `terraform.required_providers`."""
+    sources: dict[str, str] = {}
+    for terraform in blocks(document.get("terraform", {}), f"{where}: terraform"):
+        for local, requirement in mapping(terraform.get("required_providers"), f"{where}: required_providers").items():
+            source = requirement.get("source") if isinstance(requirement, dict) else None
+            sources[local] = normalize_source(source if isinstance(source, str) else local)
+    return sources
+
+
+def source_of(local: str, sources: Mapping[str, str]) -> str:
+    """The provider a local name means: as required, else Terraform's default (`hashicorp/<name>`)."""
+    if local in sources:
+        return sources[local]
+    return BUILTIN_PROVIDER if local == "terraform" else normalize_source(local)
+
+
+def local_provider(kind: str, body: Mapping[str, Any]) -> str:
+    """The local provider name of a resource or data source: its `provider` argument, else its type's prefix."""
+    configured = body.get("provider")
+    if isinstance(configured, str) and configured:
+        return configured.removeprefix("${").removesuffix("}").split(".")[0]
+    return kind.split("_")[0]
+
+
+def check_document(stack: str, document: Mapping[str, Any], where: str) -> Iterator[Finding]:
+    sources = provider_sources(document, where)
+    for local, source in sources.items():
+        if source not in ALLOWED_PROVIDERS:
+            yield Finding(
+                stack,
+                f"terraform.required_providers.{local}",
+                "required-providers",
+                f"source {source} is not an allowed provider ({', '.join(ALLOWED_PROVIDERS)})",
+            )
+    for local in mapping(document.get("provider"), f"{where}: provider"):
+        source = source_of(local, sources)
+        if source not in ALLOWED_PROVIDERS:
+            yield Finding(stack, f"provider.{local}", "provider", f"configures {source}, not an allowed provider")
+    for section, prefix in (("resource", ""), ("data", "data.")):
+        for kind, instances in mapping(document.get(section), f"{where}: {section}").items():
+            for name, body in mapping(instances, f"{where}: {section}.{kind}").items():
+                yield from check_block(stack, f"{prefix}{kind}.{name}", section, kind, body, sources, where)
+    for name, module in mapping(document.get("module"), f"{where}: module").items():
+        module_source = mapping(module, f"{where}: module.{name}").get("source")
+        if not (isinstance(module_source, str) and module_source.startswith(LOCAL_MODULE_PREFIXES)):
+            yield Finding(
+                stack, f"module.{name}", "module-source", f"source {module_source!r} is not a local path (./ or ../)"
+            )
+
+
+def check_block(
+    stack: str,
+    address: str,
+    section: str,
+    kind: str,
+    body: Any,
+    sources: Mapping[str, str],
+    where: str,
+) -> Iterator[Finding]:
+    items = blocks(body, f"{where}: {address}")
+    if section == "resource":
+        for item in items:
+            for provisioner in blocks(item.get("provisioner", []), f"{where}: {address}.provisioner"):
+                for provisioner_type in provisioner:
+                    yield Finding(
+                        stack,
+                        address,
+                        "provisioner",
+                        f"a {provisioner_type} provisioner runs commands or copies files that no plan shows",
+                    )
+        if kind in COMMAND_RESOURCES:
+            yield Finding(stack, address, "command-resource", f"{kind} exists to run commands")
+            return
+    elif kind in FORBIDDEN_DATA_SOURCES:
+        yield Finding(stack, address, "data-source", f"an {kind} data source runs while Terraform plans")
+        return
+    for item in items:
+        source = source_of(local_provider(kind, item), sources)
+        if source not in ALLOWED_PROVIDERS:
+            yield Finding(stack, address, "provider", f"belongs to {source}, not an allowed provider")
+            return
+
+
+def check_backend(stack: str, documents: Sequence[tuple[str, Mapping[str, Any]]]) -> Iterator[Finding]:
+    backends: list[str] = []
+    for where, document in documents:
+        for terraform in blocks(document.get("terraform", {}), f"{where}: terraform"):
+            backends += list(mapping(terraform.get("backend"), f"{where}: terraform.backend"))
+            if "cloud" in terraform:
+                backends.append("cloud")
+    allowed = BOOTSTRAP_BACKENDS if stack.startswith(BOOTSTRAP_PREFIX) else frozenset({STATE_BACKEND})
+    expected = " or ".join(sorted(allowed))
+    if not backends:
+        yield Finding(stack, "terraform.backend", "backend", f"none (Terraform's local state): want {expected}")
+    for backend in backends:
+        if backend not in allowed:
+            yield Finding(stack, f"terraform.backend.{backend}", "backend", f"{backend} is not {expected}")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text())
+    except OSError as error:
+        raise PolicyInputError(f"cannot read {path} ({error.strerror}): synthesize again with `make synth`") from None
+    except json.JSONDecodeError as error:
+        raise PolicyInputError(f"{path} is not JSON ({error.msg}): synthesize again with `make synth`") from None
+    return mapping(document, str(path))
+
+
+def stack_names(cdktf_out: Path, stage: str | None) -> list[str]:
+    if not cdktf_out.is_dir():
+        raise PolicyInputError(f"{cdktf_out} is not a directory: synthesize first with `make synth`")
+    manifest = read_json(cdktf_out / "manifest.json")
+    names = set(mapping(manifest.get("stacks"), f"{cdktf_out}/manifest.json: stacks"))
+    # A stack directory the manifest forgot is checked too: whatever was synthesized, not just what is listed.
+    names |= {path.parent.name for path in (cdktf_out / "stacks").glob("*/cdk.tf.json")}
+    if stage is not None:
+        names = {name for name in names if name.startswith(f"{stage}-")}
+    if not names:
+        which = f"{stage}-* stacks" if stage is not None else "stacks"
+        raise PolicyInputError(f"no {which} in {cdktf_out}: is --stage right, and is it synthesized?")
+    return sorted(names)
+
+
+def check_stack(cdktf_out: Path, stack: str) -> list[Finding]:
+    directory = cdktf_out / "stacks" / stack
+    if not (directory / "cdk.tf.json").is_file():
+        raise PolicyInputError(f"{directory}/cdk.tf.json does not exist: synthesize again with `make synth`")
+    findings = [
+        Finding(stack, path.name, "hcl-file", "Terraform loads this file and the policy check cannot read it")
+        for path in sorted(directory.glob("*.tf"))
+    ]
+    documents = [(str(path), read_json(path)) for path in sorted(directory.glob("*.tf.json"))]
+    for where, document in documents:
+        findings += check_document(stack, document, where)
+    findings += check_backend(stack, documents)
+    return findings
+
+
+def check(cdktf_out: Path, stage: str | None = None) -> tuple[list[str], list[Finding]]:
+    """The stacks checked and what was found in them; `PolicyInputError` when they cannot be read."""
+    stacks = stack_names(cdktf_out, stage)
+    return stacks, [finding for stack in stacks for finding in check_stack(cdktf_out, stack)]
+
+
+def enforce(
+    cdktf_out: Path,
+    stage: str | None,
+    out: Callable[[str], None] = print,
+    error: Callable[[str, int], Exception] = CommandError,
+) -> None:
+    """For `terraform_stage plan`: print each finding through `out`, then raise `error(message, exit status)`."""
+    try:
+        stacks, findings = check(cdktf_out, stage)
+    except PolicyInputError as bad:
+        raise error(str(bad), bad.exit_status) from None
+    for finding in findings:
+        out(f"policy: {finding}")
+    if findings:
+        raise error(refusal(findings, stacks), EXIT_REFUSED)
+
+
+def refusal(findings: Sequence[Finding], stacks: Sequence[str]) -> str:
+    affected = sorted({finding.stack for finding in findings})
+    return (
+        f"refusing to run Terraform: {len(findings)} policy finding(s) in {', '.join(affected)} "
+        f"(of {len(stacks)} stack(s) checked, each listed above): see pipelines/policy_check.py for the rules"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.policy_check", description=__doc__.splitlines()[0])
+    parser.add_argument("--cdktf-out", type=Path, required=True, help="the synthesized cdktf.out directory")
+    parser.add_argument("--stage", help="check only the <stage>-* stacks (default: every stack)")
+    args = parser.parse_args(argv)
+    try:
+        stacks, findings = check(args.cdktf_out, args.stage)
+    except PolicyInputError as bad:
+        print(f"error: {bad}", file=sys.stderr)
+        return bad.exit_status
+    for finding in findings:
+        print(f"policy: {finding}", file=sys.stderr)
+    if findings:
+        print(f"error: {refusal(findings, stacks)}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"policy check: {len(stacks)} stack(s) clean: {', '.join(stacks)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,328 @@
+"""pipelines/policy_check.py: each rule trips on a minimal stack and not on its clean twin; the real synth is clean."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipelines.errors import CommandError
+from pipelines.policy_check import (
+    ALLOWED_PROVIDERS,
+    EXIT_BAD_INPUT,
+    EXIT_REFUSED,
+    check,
+    enforce,
+    local_provider,
+    main,
+    provider_sources,
+    source_of,
+)
+from tests.infra import conftest as infra
+
+Stack = dict[str, Any]
+STACK = "beta-backend"
+
+# The shape cdktn writes, cut down: the AWS provider, an S3 backend, a remote state read.
+CLEAN: Stack = {
+    "terraform": {
+        "required_providers": {"aws": {"source": "hashicorp/aws", "version": "6.69.1"}},
+        "backend": {"s3": {"bucket": "canvalo-tfstate", "key": f"{STACK}/terraform.tfstate"}},
+    },
+    "provider": {"aws": [{"region": "eu-west-1"}, {"alias": "us_east_1", "region": "us-east-1"}]},
+    "resource": {"aws_s3_bucket": {"logs": {"bucket": "logs"}}},
+    "data": {
+        "aws_iam_policy_document": {"logs": {"statement": []}},
+        "terraform_remote_state": {"network": {"backend": "s3", "config": {"bucket": "canvalo-tfstate"}}},
+    },
+}
+
+
+def write_out(root: Path, stacks: dict[str, Stack], extra_files: dict[str, str] | None = None) -> Path:
+    """A cdktf.out directory: manifest.json and one stacks/<name>/cdk.tf.json per stack."""
+    manifest = {"stacks": {name: {"synthesizedStackPath": f"stacks/{name}/cdk.tf.json"} for name in stacks}}
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    for name, document in stacks.items():
+        (root / "stacks" / name).mkdir(parents=True)
+        (root / "stacks" / name / "cdk.tf.json").write_text(json.dumps(document))
+    for relative, text in (extra_files or {}).items():
+        (root / relative).write_text(text)
+    return root
+
+
+def stack_with(change: Callable[[Stack], None]) -> Stack:
+    document = copy.deepcopy(CLEAN)
+    change(document)
+    return document
+
+
+def add_resource(kind: str, name: str, body: dict[str, Any]) -> Callable[[Stack], None]:
+    return lambda document: document["resource"].setdefault(kind, {}).update({name: body})
+
+
+def add_data(kind: str, name: str, body: dict[str, Any]) -> Callable[[Stack], None]:
+    return lambda document: document["data"].setdefault(kind, {}).update({name: body})
+
+
+def set_key(path: tuple[str, ...], value: Any) -> Callable[[Stack], None]:
+    def change(document: Stack) -> None:
+        target = document
+        for key in path[:-1]:
+            target = target.setdefault(key, {})
+        target[path[-1]] = value
+
+    return change
+
+
+def found(root: Path, stage: str | None = None) -> list[tuple[str, str, str]]:
+    return [(f.stack, f.address, f.rule) for f in check(root, stage)[1]]
+
+
+# (rule, a change that trips it, the address it names, a clean twin of that change)
+RULES: list[tuple[str, Callable[[Stack], None], str, Callable[[Stack], None]]] = [
+    (
+        "provisioner",
+        add_resource("aws_s3_bucket", "site", {"bucket": "s", "provisioner": [{"local-exec": {"command": "id"}}]}),
+        "aws_s3_bucket.site",
+        add_resource("aws_s3_bucket", "site", {"bucket": "s"}),
+    ),
+    (
+        "provisioner",
+        add_resource("aws_instance", "box", {"provisioner": [{"remote-exec": {"inline": ["id"]}}]}),
+        "aws_instance.box",
+        add_resource("aws_instance", "box", {"ami": "ami-1"}),
+    ),
+    (
+        "provisioner",
+        add_resource("aws_instance", "box", {"provisioner": {"file": {"source": "a", "destination": "/b"}}}),
+        "aws_instance.box",
+        add_resource("aws_instance", "box", {"ami": "ami-1", "lifecycle": {"prevent_destroy": True}}),
+    ),
+    (
+        "command-resource",
+        add_resource("terraform_data", "run", {"input": "x"}),
+        "terraform_data.run",
+        add_resource("aws_ssm_parameter", "run", {"name": "x"}),
+    ),
+    (
+        "command-resource",
+        add_resource("null_resource", "run", {"triggers": {"a": "b"}}),
+        "null_resource.run",
+        add_resource("aws_ssm_parameter", "run", {"name": "x"}),
+    ),
+    (
+        "data-source",
+        add_data("external", "ask", {"program": ["sh", "-c", "env"]}),
+        "data.external.ask",
+        add_data("aws_caller_identity", "ask", {}),
+    ),
+    (
+        "data-source",
+        add_data("http", "fetch", {"url": "https://example.com"}),
+        "data.http.fetch",
+        add_data("aws_region", "fetch", {}),
+    ),
+    (
+        "provider",
+        add_resource("random_id", "suffix", {"byte_length": 4}),
+        "random_id.suffix",
+        add_resource("aws_s3_bucket", "suffix", {"bucket": "b", "provider": "aws.us_east_1"}),
+    ),
+    (
+        "provider",
+        add_data("tls_certificate", "site", {"url": "https://example.com"}),
+        "data.tls_certificate.site",
+        add_data("aws_acm_certificate", "site", {"domain": "example.com", "provider": "${aws.us_east_1}"}),
+    ),
+    (
+        "provider",
+        add_resource("aws_s3_bucket", "other", {"bucket": "b", "provider": "evil.aws"}),
+        "aws_s3_bucket.other",
+        add_resource("aws_s3_bucket", "other", {"bucket": "b", "provider": "aws"}),
+    ),
+    (
+        "provider",
+        set_key(("provider", "local"), [{}]),
+        "provider.local",
+        set_key(("provider", "aws"), {"region": "eu-west-1"}),
+    ),
+    (
+        "required-providers",
+        set_key(("terraform", "required_providers", "random"), {"source": "hashicorp/random"}),
+        "terraform.required_providers.random",
+        set_key(("terraform", "required_providers", "aws"), "6.69.1"),
+    ),
+    (
+        "module-source",
+        set_key(("module", "vpc"), {"source": "git::https://example.com/vpc.git"}),
+        "module.vpc",
+        set_key(("module", "vpc"), {"source": "./modules/vpc"}),
+    ),
+    (
+        "module-source",
+        set_key(("module", "vpc"), {"source": "terraform-aws-modules/vpc/aws", "version": "5.0.0"}),
+        "module.vpc",
+        set_key(("module", "vpc"), {"source": "../shared/vpc"}),
+    ),
+    (
+        "backend",
+        set_key(("terraform", "backend"), {"local": {"path": "terraform.tfstate"}}),
+        "terraform.backend.local",
+        set_key(("terraform", "backend"), {"s3": {"bucket": "other-bucket"}}),
+    ),
+    (
+        "backend",
+        set_key(("terraform", "backend"), {}),
+        "terraform.backend",
+        set_key(("terraform", "backend"), {"s3": {}}),
+    ),
+    (
+        "backend",
+        set_key(("terraform", "cloud"), {"organization": "elsewhere"}),
+        "terraform.backend.cloud",
+        set_key(("terraform", "backend", "s3", "encrypt"), True),
+    ),
+]
+
+
+@pytest.mark.parametrize(("rule", "trip", "address", "twin"), RULES, ids=[f"{r[0]}-{r[2]}" for r in RULES])
+def test_each_rule_refuses_its_minimal_stack_and_not_its_clean_twin(
+    tmp_path: Path, rule: str, trip: Callable[[Stack], None], address: str, twin: Callable[[Stack], None]
+) -> None:
+    assert found(write_out(tmp_path / "trips", {STACK: stack_with(trip)})) == [(STACK, address, rule)]
+    assert found(write_out(tmp_path / "clean", {STACK: stack_with(twin)})) == []
+
+
+def test_another_source_under_the_aws_name_refuses_every_block_that_uses_it(tmp_path: Path) -> None:
+    impostor = set_key(("terraform", "required_providers", "aws"), {"source": "evilcorp/aws", "version": "6.69.1"})
+    assert found(write_out(tmp_path / "impostor", {STACK: stack_with(impostor)})) == [
+        (STACK, "terraform.required_providers.aws", "required-providers"),
+        (STACK, "provider.aws", "provider"),
+        (STACK, "aws_s3_bucket.logs", "provider"),
+        (STACK, "data.aws_iam_policy_document.logs", "provider"),
+    ]
+    spelled = set_key(("terraform", "required_providers", "aws"), {"source": "registry.terraform.io/HashiCorp/aws"})
+    assert found(write_out(tmp_path / "spelled", {STACK: stack_with(spelled)})) == []
+
+
+def test_a_bootstrap_stack_may_keep_local_state_but_no_other_backend(tmp_path: Path) -> None:
+    local = stack_with(set_key(("terraform", "backend"), {"local": {"path": "terraform.tfstate"}}))
+    assert found(write_out(tmp_path / "local", {"bootstrap-beta": local, STACK: CLEAN})) == []
+    remote = stack_with(set_key(("terraform", "backend"), {"http": {"address": "https://example.com"}}))
+    refused = write_out(tmp_path / "http", {"bootstrap-beta": remote})
+    assert found(refused) == [("bootstrap-beta", "terraform.backend.http", "backend")]
+
+
+def test_every_file_terraform_loads_from_the_stack_directory_is_checked(tmp_path: Path) -> None:
+    provisioner = {"resource": {"aws_s3_bucket": {"logs": {"provisioner": [{"local-exec": {"command": "id"}}]}}}}
+    root = write_out(
+        tmp_path,
+        {STACK: CLEAN},
+        {
+            f"stacks/{STACK}/main.tf": 'resource "null_resource" "x" {}\n',
+            f"stacks/{STACK}/cdk_override.tf.json": json.dumps(provisioner),
+            f"stacks/{STACK}/metadata.json": json.dumps({"resource": {"null_resource": {"x": {}}}}),
+        },
+    )
+    assert found(root) == [
+        (STACK, "main.tf", "hcl-file"),
+        (STACK, "aws_s3_bucket.logs", "provisioner"),
+    ]
+
+
+def test_a_stage_checks_its_own_stacks_and_nothing_else(tmp_path: Path) -> None:
+    bad = stack_with(add_resource("null_resource", "run", {}))
+    root = write_out(tmp_path, {"beta-network": CLEAN, STACK: CLEAN, "gamma-backend": bad, "bootstrap-beta": bad})
+    assert check(root, "beta") == (["beta-backend", "beta-network"], [])
+    assert found(root, "gamma") == [("gamma-backend", "null_resource.run", "command-resource")]
+    assert {stack for stack, _, _ in found(root)} == {"gamma-backend", "bootstrap-beta"}
+    # A stack directory the manifest does not list is still synthesized output: it is checked.
+    (tmp_path / "manifest.json").write_text(json.dumps({"stacks": {}}))
+    assert found(root, "gamma") == [("gamma-backend", "null_resource.run", "command-resource")]
+
+
+def test_main_prints_one_line_per_finding_and_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = stack_with(add_resource("null_resource", "run", {"provisioner": [{"local-exec": {"command": "id"}}]}))
+    root = write_out(tmp_path, {STACK: bad, "beta-network": CLEAN})
+    assert main(["--cdktf-out", str(root), "--stage", "beta"]) == EXIT_REFUSED
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[:2] == [
+        f"policy: {STACK}: null_resource.run: provisioner: a local-exec provisioner runs commands or copies files "
+        "that no plan shows",
+        f"policy: {STACK}: null_resource.run: command-resource: null_resource exists to run commands",
+    ]
+    assert len(lines) == 3 and lines[2].startswith("error: refusing to run Terraform: 2 policy finding(s) in ")
+
+
+def test_main_exits_0_on_clean_stacks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--cdktf-out", str(write_out(tmp_path, {STACK: CLEAN}))]) == 0
+    assert capsys.readouterr().out == f"policy check: 1 stack(s) clean: {STACK}\n"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda root: root / "missing", "is not a directory"),
+        (lambda root: write_out(root, {STACK: CLEAN}, {"manifest.json": "{"}), "manifest.json is not JSON"),
+        (lambda root: write_out(root, {STACK: CLEAN}, {f"stacks/{STACK}/cdk.tf.json": "[]"}), "is not an object"),
+        (lambda root: write_out(root, {STACK: stack_with(set_key(("resource",), []))}), "resource is not an object"),
+        (lambda root: write_out(root, {}), "no beta-* stacks in"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Callable[[Path], Path], message: str
+) -> None:
+    assert main(["--cdktf-out", str(make(tmp_path / "out")), "--stage", "beta"]) == EXIT_BAD_INPUT
+    error = capsys.readouterr().err.splitlines()
+    assert len(error) == 1 and error[0].startswith("error: ") and message in error[0]
+
+
+class RefusedError(CommandError):
+    """Stands for terraform_stage's StageError, which enforce raises in plan."""
+
+
+def test_enforce_prints_the_findings_and_raises_the_callers_error(tmp_path: Path) -> None:
+    printed: list[str] = []
+    clean = write_out(tmp_path / "clean", {STACK: CLEAN})
+    enforce(clean, "beta", printed.append, RefusedError)
+    assert printed == []
+    bad = write_out(tmp_path / "bad", {STACK: stack_with(add_data("external", "ask", {}))})
+    with pytest.raises(RefusedError) as refused:
+        enforce(bad, "beta", printed.append, RefusedError)
+    assert refused.value.exit_status == EXIT_REFUSED
+    assert printed == [
+        f"policy: {STACK}: data.external.ask: data-source: an external data source runs while Terraform plans"
+    ]
+    with pytest.raises(RefusedError) as unreadable:
+        enforce(tmp_path / "missing", "beta", printed.append, RefusedError)
+    assert unreadable.value.exit_status == EXIT_BAD_INPUT
+
+
+# The session's synthesis of the fixture configuration, shared with tests/infra (one synth per run).
+synthesized = infra.synth_outdir
+
+
+def test_every_synthesized_stack_passes_the_policy_check(synthesized: Path) -> None:
+    stacks, findings = check(synthesized)
+    assert [str(finding) for finding in findings] == []
+    assert {stack.split("-")[0] for stack in stacks} >= {"bootstrap", "beta", "gamma", "prod", "pipeline"}
+    for stage in ("beta", "gamma", "prod"):
+        assert check(synthesized, stage) == ([f"{stage}-{c}" for c in ("backend", "frontend", "network")], [])
+
+
+def test_the_allowed_providers_are_exactly_those_the_stacks_use(synthesized: Path) -> None:
+    """No allowance the stacks do not need: a provider added later is a reviewed change to ALLOWED_PROVIDERS."""
+    used: set[str] = set()
+    for path in (synthesized / "stacks").glob("*/cdk.tf.json"):
+        document = json.loads(path.read_text())
+        sources = provider_sources(document, str(path))
+        used |= set(sources.values())
+        for section in ("resource", "data"):
+            for kind, instances in document.get(section, {}).items():
+                used |= {source_of(local_provider(kind, body), sources) for body in instances.values()}
+    assert used == set(ALLOWED_PROVIDERS)
