@@ -2,6 +2,10 @@
 
 `load_settings()` either returns complete, valid settings or raises `ConfigError` with one line that
 names what is wrong and what to do. Nothing here ever puts a setting's value in a message or a log.
+
+It fails closed: `ENVIRONMENT` has no default (a process that forgets it does not become a development
+server), the secret may supply only the Supabase keys (so whoever can write the secret cannot switch auth,
+CORS or test routes), and outside development auth is on, with an `https://` SUPABASE_URL.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
 DEFAULT_ENV_FILE = Path(".env")
-# The keys a Secrets Manager secret must hold: the same names as in `.env` (R9.4).
+# The keys a Secrets Manager secret must hold, and the only ones it may hold: the same names as in `.env` (R9.4).
+# Everything else (ENVIRONMENT, AUTH_ENABLED, CORS_ORIGINS, ...) comes from the deploy's own environment.
 REQUIRED_SECRET_KEYS = ("SUPABASE_URL", "SUPABASE_SERVICE_KEY", "SUPABASE_PUB_KEY")
+MISSING_ENVIRONMENT = "ENVIRONMENT is not set: set ENVIRONMENT=development for a laptop, or beta/gamma/prod"
 
 
 class ConfigError(Exception):
@@ -39,7 +45,8 @@ class Environment(StrEnum):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=DEFAULT_ENV_FILE, env_file_encoding="utf-8", extra="ignore")
 
-    environment: Environment = Environment.DEVELOPMENT
+    # Required: no default, so that a process without it refuses to start instead of running as development.
+    environment: Environment
     # Comma-separated in the environment; empty means no cross-origin caller is allowed.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     aws_secrets_name: str | None = None
@@ -86,6 +93,13 @@ class Settings(BaseSettings):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
         return level
 
+    @model_validator(mode="before")
+    @classmethod
+    def _environment_is_set(cls, data: object) -> object:
+        if isinstance(data, Mapping) and data.get("environment") is None:
+            raise ValueError(MISSING_ENVIRONMENT)
+        return data
+
     @model_validator(mode="after")
     def _safe_for_environment(self) -> Self:
         deployed = self.environment is not Environment.DEVELOPMENT
@@ -102,6 +116,10 @@ class Settings(BaseSettings):
             )
         if self.supabase_url is not None and not self.supabase_url.startswith(("https://", "http://")):
             raise ValueError("SUPABASE_URL must start with https:// (http:// only for a local Supabase)")
+        if deployed and self.supabase_url is not None and not self.supabase_url.startswith("https://"):
+            raise ValueError(
+                f"SUPABASE_URL must start with https:// in {self.environment}: http:// is accepted only in development"
+            )
         if deployed and "*" in self.cors_origins:
             raise ValueError(f"CORS_ORIGINS='*' is refused in {self.environment}: list the frontend origin(s)")
         if deployed and self.enable_test_routes:
@@ -207,7 +225,19 @@ def _read_secret(name: str, region: str | None, client: SecretsManagerClient | N
             f"Secrets Manager secret '{name}' is not a JSON object: store "
             '{"SUPABASE_URL": ..., "SUPABASE_SERVICE_KEY": ..., "SUPABASE_PUB_KEY": ...}'
         )
+    refused = sorted(_printable_key(key) for key in values if key not in REQUIRED_SECRET_KEYS)
+    if refused:
+        raise ConfigError(
+            f"Secrets Manager secret '{name}' holds {', '.join(refused)}: it may hold only "
+            f"{', '.join(REQUIRED_SECRET_KEYS)}; remove the others and set them in the service's environment"
+        )
     missing = [key for key in REQUIRED_SECRET_KEYS if not values.get(key)]
     if missing:
         raise ConfigError(f"Secrets Manager secret '{name}' lacks {', '.join(missing)}: add them to its JSON object")
     return values
+
+
+def _printable_key(key: str) -> str:
+    """A key's name for a one-line message: its repr when it holds control characters, cut to 64 characters."""
+    shown = key if key.isprintable() else repr(key)
+    return shown if len(shown) <= 64 else f"{shown[:61]}..."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +11,8 @@ from fastapi.testclient import TestClient
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.support.tokens import JwksServer, SigningKey, jwks_server
+from tests.app.tls import https_jwks_server
+from tests.support.tokens import JwksServer, SigningKey
 
 SETTING_VARIABLES = [name.upper() for name in Settings.model_fields]
 
@@ -34,9 +36,13 @@ def other_key() -> SigningKey:
 
 
 @pytest.fixture
-def supabase(signing_key: SigningKey) -> Iterator[tuple[str, JwksServer]]:
-    with jwks_server([signing_key.public_jwk()]) as served:
-        yield served
+def supabase(
+    signing_key: SigningKey, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, JwksServer]]:
+    """A Supabase JWKS on https://127.0.0.1 (deployed environments refuse http://), trusted through SSL_CERT_FILE."""
+    with https_jwks_server([signing_key.public_jwk()], tmp_path) as (url, state, ca_file):
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+        yield url, state
 
 
 def make_settings(**values: Any) -> Settings:

@@ -154,7 +154,7 @@ def test_a_rotated_key_is_picked_up_from_the_jwks(supabase: tuple[str, JwksServe
 def test_unreachable_jwks_gives_503_not_500(signing_key: SigningKey) -> None:
     from tests.support.servers import free_port
 
-    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    url = f"https://127.0.0.1:{free_port()}"  # nothing listens there
     client = client_for(environment="prod", supabase_url=url, jwks_timeout_seconds=1)
 
     response = client.get("/api/v1/me", headers={"Authorization": f"Bearer {signing_key.sign(url)}"})
@@ -190,26 +190,87 @@ def test_development_with_supabase_configured_verifies_tokens(
     assert response.json()["anonymous"] is False
 
 
+def refusal(monkeypatch: pytest.MonkeyPatch, **variables: str) -> str:
+    for name, value in variables.items():
+        monkeypatch.setenv(name.upper(), value)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(env_file=None)
+    return str(raised.value)
+
+
 @pytest.mark.req("R7.4")
 @pytest.mark.parametrize("environment", DEPLOYED)
-def test_deployed_environments_refuse_to_start_with_auth_off(environment: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ENVIRONMENT", environment)
+@pytest.mark.parametrize("off", ["false", "0", "off", "no"])
+def test_deployed_environments_refuse_to_start_with_auth_off(
+    environment: str, off: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = refusal(
+        monkeypatch, environment=environment, supabase_url="https://project.supabase.co", auth_enabled=off
+    )
+
+    assert message == f"AUTH_ENABLED=false is refused in {environment}: only development may run without auth"
+
+
+@pytest.mark.req("R7.4", "R7.7")
+def test_development_may_turn_auth_off_even_with_supabase_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "development")
     monkeypatch.setenv("SUPABASE_URL", "https://project.supabase.co")
     monkeypatch.setenv("AUTH_ENABLED", "false")
 
-    with pytest.raises(ConfigError, match=f"AUTH_ENABLED=false is refused in {environment}"):
-        load_settings(env_file=None)
+    settings = load_settings(env_file=None).settings
+
+    assert settings.auth_enabled is False
 
 
 @pytest.mark.req("R7.4")
 @pytest.mark.parametrize("environment", DEPLOYED)
+@pytest.mark.parametrize("unset", [None, "", "   "], ids=["absent", "empty", "blank"])
 def test_deployed_environments_refuse_to_start_without_supabase(
+    environment: str, unset: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    variables = {"environment": environment} if unset is None else {"environment": environment, "supabase_url": unset}
+
+    message = refusal(monkeypatch, **variables)
+
+    assert message.startswith(f"auth is on in {environment} but SUPABASE_URL is not set: ")
+
+
+@pytest.mark.req("R7.4")
+@pytest.mark.parametrize("environment", DEPLOYED)
+@pytest.mark.parametrize("url", ["http://project.supabase.co", "http://127.0.0.1:54321"])
+def test_deployed_environments_refuse_an_http_supabase_url(
+    environment: str, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = refusal(monkeypatch, environment=environment, supabase_url=url)
+
+    assert message == (
+        f"SUPABASE_URL must start with https:// in {environment}: http:// is accepted only in development"
+    )
+
+
+@pytest.mark.req("R7.4")
+@pytest.mark.parametrize("environment", DEPLOYED)
+def test_deployed_environments_start_with_an_https_supabase_url_and_auth_on(
     environment: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ENVIRONMENT", environment)
+    monkeypatch.setenv("SUPABASE_URL", "https://project.supabase.co/")
 
-    with pytest.raises(ConfigError, match="SUPABASE_URL is not set"):
-        load_settings(env_file=None)
+    settings = load_settings(env_file=None).settings
+
+    assert settings.supabase_url == "https://project.supabase.co"
+    assert settings.auth_enabled is True
+
+
+@pytest.mark.req("R7.4", "R7.7")
+def test_development_accepts_an_http_url_for_a_local_supabase(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "development")
+    monkeypatch.setenv("SUPABASE_URL", "http://127.0.0.1:54321")
+
+    settings = load_settings(env_file=None).settings
+
+    assert settings.supabase_url == "http://127.0.0.1:54321"
+    assert settings.auth_enabled is True
 
 
 @pytest.mark.req("R7.4")

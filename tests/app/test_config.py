@@ -19,11 +19,13 @@ SECRET_NAME = "canvalo/beta/app"
 # Values no message may ever contain.
 SERVICE_KEY = "sentinel-service-key-5f2c"
 PUB_KEY = "sentinel-pub-key-91ab"
+# A value the secret may not set; it must never appear in a message either.
+REFUSED_VALUE = "sentinel-refused-value-c4a7"
+# Exactly what a secret may hold: the three Supabase keys.
 SECRET_VALUES = {
     "SUPABASE_URL": "https://beta-project.supabase.co",
     "SUPABASE_SERVICE_KEY": SERVICE_KEY,
     "SUPABASE_PUB_KEY": PUB_KEY,
-    "BEDROCK_MODEL_ID": "anthropic.claude-from-secret",
 }
 
 
@@ -39,13 +41,14 @@ def use_secret(monkeypatch: pytest.MonkeyPatch, name: str = SECRET_NAME) -> None
     monkeypatch.setenv("ENVIRONMENT", "beta")
 
 
-@pytest.mark.req("R9.2", "R9.4", "R9.5", "R9.1")
-def test_a_secret_supplies_every_key_and_wins_over_the_environment(
+@pytest.mark.req("R5.1", "R9.4", "R9.5", "R9.1")
+def test_a_secret_supplies_the_supabase_keys_and_wins_over_the_environment(
     secretsmanager: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     secretsmanager.create_secret(Name=SECRET_NAME, SecretString=json.dumps(SECRET_VALUES))
     use_secret(monkeypatch)
     monkeypatch.setenv("SUPABASE_URL", "https://from-the-environment.supabase.co")
+    monkeypatch.setenv("CORS_ORIGINS", "https://beta.example.com")
     env_file = tmp_path / ".env"
     env_file.write_text("BEDROCK_MODEL_ID=from-dotenv\n")
 
@@ -58,10 +61,95 @@ def test_a_secret_supplies_every_key_and_wins_over_the_environment(
     assert settings.supabase_service_key.get_secret_value() == SERVICE_KEY
     assert settings.supabase_pub_key is not None
     assert settings.supabase_pub_key.get_secret_value() == PUB_KEY
-    assert settings.bedrock_model_id == "anthropic.claude-from-secret"
+    # Everything but the Supabase keys comes from the deploy's environment (and .env), never from the secret.
+    assert settings.bedrock_model_id == "from-dotenv"
+    assert settings.cors_origins == ["https://beta.example.com"]
     assert settings.environment is Environment.BETA
     assert settings.auth_enabled is True
     assert SERVICE_KEY not in repr(settings)
+
+
+@pytest.mark.req("R5.1", "R9.4")
+@pytest.mark.parametrize(
+    "key",
+    [
+        "AUTH_ENABLED",
+        "ENVIRONMENT",
+        "CORS_ORIGINS",
+        "ENABLE_TEST_ROUTES",
+        "JWT_AUDIENCE",
+        "BEDROCK_MODEL_ID",
+        "auth_enabled",
+        "NOT_A_SETTING",
+    ],
+)
+def test_a_secret_holding_any_other_key_stops_startup_naming_the_key_not_its_value(
+    key: str, secretsmanager: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whoever can write the secret must not be able to switch auth off, widen CORS or mount test routes."""
+    secretsmanager.create_secret(Name=SECRET_NAME, SecretString=json.dumps({**SECRET_VALUES, key: REFUSED_VALUE}))
+    use_secret(monkeypatch)
+
+    message = failure(monkeypatch)
+
+    assert message == (
+        f"Secrets Manager secret '{SECRET_NAME}' holds {key}: it may hold only SUPABASE_URL, SUPABASE_SERVICE_KEY, "
+        "SUPABASE_PUB_KEY; remove the others and set them in the service's environment"
+    )
+    assert REFUSED_VALUE not in message
+
+
+@pytest.mark.req("R5.1", "R9.4")
+def test_refused_secret_keys_are_all_named_on_one_line_even_with_a_newline_in_a_name(
+    secretsmanager: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    extra = {"AUTH_ENABLED": "false", "CORS_ORIGINS": "*", "X\nconfiguration loaded": REFUSED_VALUE}
+    secretsmanager.create_secret(Name=SECRET_NAME, SecretString=json.dumps({**SECRET_VALUES, **extra}))
+    use_secret(monkeypatch)
+
+    message = failure(monkeypatch)
+
+    assert message.startswith(
+        f"Secrets Manager secret '{SECRET_NAME}' holds 'X\\nconfiguration loaded', AUTH_ENABLED, CORS_ORIGINS: "
+    )
+    assert REFUSED_VALUE not in message
+
+
+@pytest.mark.req("R7.4")
+def test_without_environment_the_backend_refuses_to_start(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SUPABASE_URL", "https://project.supabase.co")
+    env_file = tmp_path / ".env"
+    env_file.write_text("CORS_ORIGINS=*\nAUTH_ENABLED=false\n")
+
+    with pytest.raises(ConfigError) as raised:
+        load_settings(env_file=env_file)
+
+    assert str(raised.value) == "ENVIRONMENT is not set: set ENVIRONMENT=development for a laptop, or beta/gamma/prod"
+
+
+@pytest.mark.req("R7.4", "R7.7")
+@pytest.mark.parametrize("where", ["environment", ".env"])
+def test_environment_development_set_explicitly_starts_a_development_backend(
+    where: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("ENVIRONMENT=development\n" if where == ".env" else "")
+    if where == "environment":
+        monkeypatch.setenv("ENVIRONMENT", "development")
+
+    settings = load_settings(env_file=env_file).settings
+
+    assert settings.environment is Environment.DEVELOPMENT
+    assert settings.auth_enabled is False
+
+
+@pytest.mark.req("R7.4", "R9.4")
+def test_a_secret_cannot_supply_the_environment_either(secretsmanager: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    secretsmanager.create_secret(Name=SECRET_NAME, SecretString=json.dumps(SECRET_VALUES))
+    use_secret(monkeypatch)
+    monkeypatch.delenv("ENVIRONMENT")
+
+    assert failure(monkeypatch).startswith("ENVIRONMENT is not set: ")
 
 
 @pytest.mark.req("R9.3", "R9.5", "R1.3")
@@ -204,6 +292,7 @@ def test_an_invalid_value_in_the_secret_is_named_without_echoing_it(
 @pytest.mark.req("R1.2")
 @pytest.mark.parametrize(("value", "problem"), [("0", "PORT"), ("http", "PORT"), ("70000", "PORT")])
 def test_a_bad_port_is_refused_by_name(value: str, problem: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "development")
     monkeypatch.setenv("PORT", value)
     assert failure(monkeypatch).startswith(f"{problem}: ")
 

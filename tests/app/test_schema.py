@@ -12,7 +12,7 @@ from app.main import create_app
 from tests.app.conftest import make_settings
 
 # A deployed environment with a JWKS nobody serves: every auth path that a random token can take.
-app = create_app(make_settings(environment="prod", supabase_url="http://127.0.0.1:9", jwks_timeout_seconds=0.5))
+app = create_app(make_settings(environment="prod", supabase_url="https://127.0.0.1:9", jwks_timeout_seconds=0.5))
 schema = schemathesis.openapi.from_asgi("/api/openapi.json", app)
 
 

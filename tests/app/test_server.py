@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -37,7 +38,7 @@ def wait_for_log(backend: Backend, message: str, count: int, timeout: float = 10
 
 @pytest.mark.req("R1.4", "R1.2")
 def test_health_answers_within_5_seconds_even_when_supabase_is_down() -> None:
-    unreachable_supabase = f"http://{LOOPBACK}:{free_port()}"
+    unreachable_supabase = f"https://{LOOPBACK}:{free_port()}"
     environment = {"ENVIRONMENT": "prod", "SUPABASE_URL": unreachable_supabase, "APP_VERSION": "0f3c2a1"}
     with backend_process(environment) as backend:
         started = time.monotonic()
@@ -55,7 +56,7 @@ def test_health_answers_within_5_seconds_even_when_supabase_is_down() -> None:
 def test_startup_logs_the_environment_source_once_and_no_value() -> None:
     env = {
         "ENVIRONMENT": "beta",
-        "SUPABASE_URL": f"http://{LOOPBACK}:{free_port()}",
+        "SUPABASE_URL": f"https://{LOOPBACK}:{free_port()}",
         "SUPABASE_SERVICE_KEY": SERVICE_KEY,
         "BEDROCK_MODEL_ID": "anthropic.model-under-test",
     }
@@ -161,7 +162,7 @@ def _secret_env(moto_endpoint: str, name: str) -> dict[str, str]:
 def test_a_server_configured_from_secrets_manager_names_the_secret_and_no_value(moto_endpoint: str) -> None:
     client = boto3.client("secretsmanager", region_name="eu-west-1", endpoint_url=moto_endpoint)
     values = {
-        "SUPABASE_URL": f"http://{LOOPBACK}:{free_port()}",
+        "SUPABASE_URL": f"https://{LOOPBACK}:{free_port()}",
         "SUPABASE_SERVICE_KEY": SERVICE_KEY,
         "SUPABASE_PUB_KEY": "sentinel-pub-key-0c3e",
     }
@@ -178,23 +179,87 @@ def test_a_server_configured_from_secrets_manager_names_the_secret_and_no_value(
     assert me.status_code == 401
 
 
-@pytest.mark.req("R9.2")
-def test_a_missing_secret_exits_non_zero_with_one_line(moto_endpoint: str) -> None:
-    port = free_port()
+def refused_start(environ: dict[str, str], cwd: Path, command: list[str] | None = None) -> str:
+    """Start the backend as a real process that must refuse: exit 2 and one CRITICAL JSON line; returns its message."""
     result = subprocess.run(
-        [sys.executable, "-m", "app"],
-        env=backend_environment(_secret_env(moto_endpoint, "canvalo/beta/missing"), port),
+        command or [sys.executable, "-m", "app"],
+        cwd=cwd,  # an empty directory: no developer's .env
+        env=environ,
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
-
     lines = (result.stdout + result.stderr).splitlines()
-    assert result.returncode == 2
+    assert result.returncode == 2, lines
     assert len(lines) == 1, lines
     entry = json.loads(lines[0])
     assert entry["level"] == "CRITICAL"
-    assert entry["message"].startswith(
-        "configuration error: Secrets Manager secret 'canvalo/beta/missing' does not exist"
+    message: str = entry["message"]
+    return message
+
+
+@pytest.mark.req("R9.2")
+def test_a_missing_secret_exits_non_zero_with_one_line(moto_endpoint: str, tmp_path: Path) -> None:
+    environ = backend_environment(_secret_env(moto_endpoint, "canvalo/beta/missing"), free_port())
+
+    message = refused_start(environ, tmp_path)
+
+    assert message.startswith("configuration error: Secrets Manager secret 'canvalo/beta/missing' does not exist")
+
+
+@pytest.mark.req("R5.1", "R9.4")
+def test_a_secret_that_tries_to_switch_auth_off_exits_naming_the_keys_never_their_values(
+    moto_endpoint: str, tmp_path: Path
+) -> None:
+    client = boto3.client("secretsmanager", region_name="eu-west-1", endpoint_url=moto_endpoint)
+    sentinel = "sentinel-refused-value-1b7f"
+    values = {
+        "SUPABASE_URL": f"https://{LOOPBACK}:{free_port()}",
+        "SUPABASE_SERVICE_KEY": SERVICE_KEY,
+        "SUPABASE_PUB_KEY": "sentinel-pub-key-0c3e",
+        "AUTH_ENABLED": sentinel,
+        "ENVIRONMENT": sentinel,
+        "CORS_ORIGINS": sentinel,
+        "ENABLE_TEST_ROUTES": sentinel,
+    }
+    client.create_secret(Name="canvalo/beta/widened", SecretString=json.dumps(values))
+    environ = backend_environment(_secret_env(moto_endpoint, "canvalo/beta/widened"), free_port())
+
+    message = refused_start(environ, tmp_path)
+
+    assert message == (
+        "configuration error: Secrets Manager secret 'canvalo/beta/widened' holds AUTH_ENABLED, CORS_ORIGINS, "
+        "ENABLE_TEST_ROUTES, ENVIRONMENT: it may hold only SUPABASE_URL, SUPABASE_SERVICE_KEY, SUPABASE_PUB_KEY; "
+        "remove the others and set them in the service's environment"
+    )
+    for value in (sentinel, SERVICE_KEY, "sentinel-pub-key-0c3e"):
+        assert value not in message
+
+
+@pytest.mark.req("R7.4")
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "app"], ["-m", "uvicorn", "--factory", "app.main:create_app", "--port", "0"]],
+    ids=["python -m app", "uvicorn --factory"],
+)
+def test_a_process_without_environment_refuses_to_start(command: list[str], tmp_path: Path) -> None:
+    environ = backend_environment({"SUPABASE_URL": "", "CORS_ORIGINS": "*"}, free_port())
+    del environ["ENVIRONMENT"]
+
+    message = refused_start(environ, tmp_path, [sys.executable, *command])
+
+    assert message == (
+        "configuration error: ENVIRONMENT is not set: set ENVIRONMENT=development for a laptop, or beta/gamma/prod"
+    )
+
+
+@pytest.mark.req("R7.4")
+def test_a_prod_process_with_an_http_supabase_url_refuses_to_start(tmp_path: Path) -> None:
+    environ = backend_environment({"ENVIRONMENT": "prod", "SUPABASE_URL": f"http://{LOOPBACK}:9"}, free_port())
+
+    message = refused_start(environ, tmp_path)
+
+    assert message == (
+        "configuration error: SUPABASE_URL must start with https:// in prod: http:// is accepted only in development"
     )

@@ -5,12 +5,14 @@ build to an S3 bucket (moto_server on 127.0.0.1, with a CloudFront distribution 
 a small HTTP server stands in for CloudFront: it serves each object with the Content-Type and
 Cache-Control the uploader stored, and index.html for paths that are no object (the single-page-app
 fallback). So the deployed tests' header checks check what the deploy sets. The backend runs as a
-deployed stage does (ENVIRONMENT=beta: auth required) against a local JWKS, allowing the frontend's origin.
+deployed stage does (ENVIRONMENT=beta: auth required) against a local JWKS served over https, allowing the
+frontend's origin.
 """
 
 from __future__ import annotations
 
 import io
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -24,9 +26,10 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from pipelines.deploy_frontend import deploy
+from tests.app.tls import https_jwks_server
 from tests.pipelines.test_deploy_frontend import create_distribution
 from tests.support.servers import LOOPBACK, free_port, run_backend
-from tests.support.tokens import SigningKey, jwks_server
+from tests.support.tokens import SigningKey
 from tools.requirements import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -142,7 +145,13 @@ def local_stage(scratch: Path) -> Iterator[Target]:
     with ExitStack() as stack:
         endpoint = stack.enter_context(moto_endpoint())
         frontend_url = stack.enter_context(cloudfront_like_site(publish(endpoint, frontend_build(scratch)), site_port))
-        supabase_url, _ = stack.enter_context(jwks_server([SigningKey(kid="deployed-tests").public_jwk()]))
+        # Over https: a beta backend refuses an http:// SUPABASE_URL; it trusts this server's certificate only.
+        supabase_url, _, supabase_ca = stack.enter_context(
+            https_jwks_server(
+                [SigningKey(kid="deployed-tests").public_jwk()],
+                Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="canvalo-supabase-tls-"))),
+            )
+        )
         backend_url = stack.enter_context(
             run_backend(
                 {
@@ -152,6 +161,7 @@ def local_stage(scratch: Path) -> Iterator[Target]:
                     "SUPABASE_PUB_KEY": "local-pub-key",
                     "CORS_ORIGINS": frontend_origin,
                     "APP_VERSION": LOCAL_VERSION,
+                    "SSL_CERT_FILE": str(supabase_ca),
                 }
             )
         )
