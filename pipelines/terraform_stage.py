@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines import policy_check
 from pipelines.approval_bound import Bound, following_resources, provisional_bound
 from pipelines.errors import EXIT_FAILED as EXIT_FAILED  # drift.py and tests import it from here
 from pipelines.errors import CommandError
@@ -240,12 +241,15 @@ def plan_stage(
     allowed: frozenset[str] = frozenset(),
     out: Callable[[str], None] = print,
 ) -> int:
+    stacks = stage_stacks(cdktf_out, stage)
+    # Before any init: init is what downloads the providers and modules a commit names.
+    policy_check.enforce(cdktf_out, stage, out, StageError)
     plans_dir.mkdir(parents=True, exist_ok=True)
     planned: list[StackPlan] = []
     entries: list[dict[str, Any]] = []
     outputs_changing: set[str] = set()
     changed_outputs: dict[str, frozenset[str]] = {}
-    for stack, dependencies in stage_stacks(cdktf_out, stage):
+    for stack, dependencies in stacks:
         waiting_for = [d for d in dependencies if d in outputs_changing]
         if waiting_for:
             out(f"{stack}: deferred: it reads outputs that this run changes in {', '.join(waiting_for)}")
@@ -364,6 +368,8 @@ def apply_stage(
     out: Callable[[str], None] = print,
 ) -> int:
     entries = read_plans_manifest(plans_dir, stage)
+    # Deferred stacks are planned here from this cdktf.out: it must pass the same check as `plan`'s.
+    policy_check.enforce(cdktf_out, stage, out, StageError)
     synthesized = [stack for stack, _ in stage_stacks(cdktf_out, stage)]
     if [entry["stack"] for entry in entries] != synthesized:
         raise StageError(

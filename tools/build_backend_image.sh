@@ -58,7 +58,8 @@ container=$(buildah from "$IMAGE")
 log=$(mktemp)
 cleanup() { [[ -n ${server_pid:-} ]] && kill -TERM "$server_pid" 2>/dev/null; wait "${server_pid:-}" 2>/dev/null || true; buildah rm "$container" >/dev/null; }
 trap cleanup EXIT
-buildah run --isolation chroot --env HOST=127.0.0.1 --env PORT="$PORT" "$container" -- python -m app > >(tee "$log") &
+# A laptop check, not a stage: the image itself sets no ENVIRONMENT (the task definition does).
+buildah run --isolation chroot --env ENVIRONMENT=development --env HOST=127.0.0.1 --env PORT="$PORT" "$container" -- python -m app > >(tee "$log") &
 server_pid=$!
 for _ in $(seq 1 100); do
   if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$PORT/health', timeout=1)" 2>/dev/null; then

@@ -25,9 +25,12 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
 DEFAULT_ENV_FILE = Path(".env")
-# The keys a Secrets Manager secret must hold, and the only ones it may hold: the same names as in `.env` (R9.4).
-# Everything else (ENVIRONMENT, AUTH_ENABLED, CORS_ORIGINS, ...) comes from the deploy's own environment.
+# The keys a Secrets Manager secret must hold, with the same names as in `.env` (R9.4).
 REQUIRED_SECRET_KEYS = ("SUPABASE_URL", "SUPABASE_SERVICE_KEY", "SUPABASE_PUB_KEY")
+# What else it may hold: application settings that change no security posture (R9.4 names the model id).
+# Everything that does (ENVIRONMENT, AUTH_ENABLED, CORS_ORIGINS, ...) comes only from the deploy's own
+# environment: whoever can write the secret must not be able to switch auth off or widen CORS.
+SECRET_KEYS = (*REQUIRED_SECRET_KEYS, "BEDROCK_MODEL_ID")
 MISSING_ENVIRONMENT = "ENVIRONMENT is not set: set ENVIRONMENT=development for a laptop, or beta/gamma/prod"
 
 
@@ -225,11 +228,11 @@ def _read_secret(name: str, region: str | None, client: SecretsManagerClient | N
             f"Secrets Manager secret '{name}' is not a JSON object: store "
             '{"SUPABASE_URL": ..., "SUPABASE_SERVICE_KEY": ..., "SUPABASE_PUB_KEY": ...}'
         )
-    refused = sorted(_printable_key(key) for key in values if key not in REQUIRED_SECRET_KEYS)
+    refused = sorted(_printable_key(key) for key in values if key not in SECRET_KEYS)
     if refused:
         raise ConfigError(
             f"Secrets Manager secret '{name}' holds {', '.join(refused)}: it may hold only "
-            f"{', '.join(REQUIRED_SECRET_KEYS)}; remove the others and set them in the service's environment"
+            f"{', '.join(SECRET_KEYS)}; remove the others and set them in the service's environment"
         )
     missing = [key for key in REQUIRED_SECRET_KEYS if not values.get(key)]
     if missing:

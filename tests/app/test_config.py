@@ -69,6 +69,17 @@ def test_a_secret_supplies_the_supabase_keys_and_wins_over_the_environment(
     assert SERVICE_KEY not in repr(settings)
 
 
+@pytest.mark.req("R9.2", "R9.4")
+def test_a_secret_may_also_carry_the_model_id_which_then_wins(
+    secretsmanager: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = {**SECRET_VALUES, "BEDROCK_MODEL_ID": "eu.anthropic.from-the-secret"}
+    secretsmanager.create_secret(Name=SECRET_NAME, SecretString=json.dumps(values))
+    use_secret(monkeypatch)
+    monkeypatch.setenv("BEDROCK_MODEL_ID", "from-the-environment")
+    assert load_settings(env_file=None).settings.bedrock_model_id == "eu.anthropic.from-the-secret"
+
+
 @pytest.mark.req("R5.1", "R9.4")
 @pytest.mark.parametrize(
     "key",
@@ -78,7 +89,6 @@ def test_a_secret_supplies_the_supabase_keys_and_wins_over_the_environment(
         "CORS_ORIGINS",
         "ENABLE_TEST_ROUTES",
         "JWT_AUDIENCE",
-        "BEDROCK_MODEL_ID",
         "auth_enabled",
         "NOT_A_SETTING",
     ],
@@ -94,7 +104,7 @@ def test_a_secret_holding_any_other_key_stops_startup_naming_the_key_not_its_val
 
     assert message == (
         f"Secrets Manager secret '{SECRET_NAME}' holds {key}: it may hold only SUPABASE_URL, SUPABASE_SERVICE_KEY, "
-        "SUPABASE_PUB_KEY; remove the others and set them in the service's environment"
+        "SUPABASE_PUB_KEY, BEDROCK_MODEL_ID; remove the others and set them in the service's environment"
     )
     assert REFUSED_VALUE not in message
 

@@ -230,7 +230,8 @@ def test_a_secret_that_tries_to_switch_auth_off_exits_naming_the_keys_never_thei
 
     assert message == (
         "configuration error: Secrets Manager secret 'canvalo/beta/widened' holds AUTH_ENABLED, CORS_ORIGINS, "
-        "ENABLE_TEST_ROUTES, ENVIRONMENT: it may hold only SUPABASE_URL, SUPABASE_SERVICE_KEY, SUPABASE_PUB_KEY; "
+        "ENABLE_TEST_ROUTES, ENVIRONMENT: it may hold only SUPABASE_URL, SUPABASE_SERVICE_KEY, SUPABASE_PUB_KEY, "
+        "BEDROCK_MODEL_ID; "
         "remove the others and set them in the service's environment"
     )
     for value in (sentinel, SERVICE_KEY, "sentinel-pub-key-0c3e"):

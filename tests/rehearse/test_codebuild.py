@@ -82,7 +82,8 @@ def test_a_build_sees_exactly_the_variables_it_is_handed(world: World, tmp_path:
         del os.environ["LEAKED_FROM_THE_HOST"]
     assert build.status == 0, (tmp_path / "work-env" / "build.log").read_text()
     seen = dict(item.split("=", 1) for item in (source / "environment").read_text().split("\0") if item)
-    trusted = set(Machine.trusted_certificates())
+    # The image's own settings: the host's TLS trust, and the fake Terraform release's checksums.
+    trusted = set(Machine.trusted_certificates()) | set(machine.mirror_checksums())
     # bash adds its own bookkeeping variables.
     shell = {"PWD", "SHLVL", "OLDPWD", "_"}
     assert set(seen) - shell - trusted == {"CANVALO_BETA_ACCOUNT_ID", "STAGE", "FROM_BUILDSPEC"} | CODEBUILD_OWN
