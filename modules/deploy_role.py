@@ -12,6 +12,7 @@ from becoming administrator rights:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from cdktn_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocumentStatement
 from cdktn_provider_aws.iam_policy import IamPolicy
@@ -21,7 +22,6 @@ from constructs import Construct
 
 from modules.iam import ROLE_LIFECYCLE_ACTIONS, policy_document, statement
 from stacks.bootstrap_version import bootstrap_version_parameter_arn
-from stacks.config import ProjectConfig, StageConfig
 
 # Services whose create/list APIs have no resource-level permissions: Resource must be "*", so these
 # are held to the stage's region instead (and CloudFront/ACM-for-CloudFront/Route53, which are global,
@@ -78,13 +78,35 @@ WORKLOAD_BOUNDARY_ACTIONS = (
 )
 
 
-def deploy_permissions(
-    *, project: ProjectConfig, stage: StageConfig, state_bucket_arn: str, lock_table_arn: str
-) -> list[DataAwsIamPolicyDocumentStatement]:
+@dataclass(frozen=True)
+class DeployScope:
+    """What a stage's deploy rights are held to: its account and region, the project's names and path."""
+
+    app_name: str
+    stage_name: str
+    account_id: str
+    region: str
+    iam_path: str
+    deploy_role_name: str
+    permissions_boundary_name: str
+    backend_secret_name: str
+    state_bucket_arn: str
+    lock_table_arn: str
+
+    def role_arn(self, role_name: str) -> str:
+        return f"arn:aws:iam::{self.account_id}:role{self.iam_path}{role_name}"
+
+    @property
+    def permissions_boundary_arn(self) -> str:
+        return f"arn:aws:iam::{self.account_id}:policy{self.iam_path}{self.permissions_boundary_name}"
+
+
+def deploy_permissions(scope: DeployScope) -> list[DataAwsIamPolicyDocumentStatement]:
     """Statements for deploying the stage's stacks; shared by the gamma/prod deploy role and the beta pipeline."""
-    account, region, app = stage.account_id, stage.region, project.app_name
-    project_roles = f"arn:aws:iam::{account}:role{project.iam_path}{app}-*"
-    boundary_arn = project.permissions_boundary_arn(stage)
+    account, region, app, stage_name = scope.account_id, scope.region, scope.app_name, scope.stage_name
+    state_bucket_arn, lock_table_arn = scope.state_bucket_arn, scope.lock_table_arn
+    project_roles = scope.role_arn(f"{app}-*")
+    boundary_arn = scope.permissions_boundary_arn
     in_region = [("StringEquals", "aws:RequestedRegion", [region])]
     return [
         statement(
@@ -101,7 +123,7 @@ def deploy_permissions(
         statement(
             sid="ProjectBuckets",
             actions=["s3:*"],
-            resources=[f"arn:aws:s3:::{app}-{stage.name}-*", f"arn:aws:s3:::{app}-{stage.name}-*/*"],
+            resources=[f"arn:aws:s3:::{app}-{stage_name}-*", f"arn:aws:s3:::{app}-{stage_name}-*/*"],
         ),
         statement(
             sid="RegionalServicesWithoutResourceScope",
@@ -143,13 +165,13 @@ def deploy_permissions(
             ],
             # Exactly the stage's backend secret: Secrets Manager ends its ARN with "-" and 6 random
             # characters, which IAM can match only with wildcards.
-            resources=[f"arn:aws:secretsmanager:{region}:{account}:secret:{project.backend_secret_name(stage)}-??????"],
+            resources=[f"arn:aws:secretsmanager:{region}:{account}:secret:{scope.backend_secret_name}-??????"],
         ),
         statement(
             sid="ReadTheBootstrapVersion",
             # The pipeline's preflight compares it with BOOTSTRAP_VERSION before it deploys the stage.
             actions=["ssm:GetParameter"],
-            resources=[bootstrap_version_parameter_arn(app, stage.name, region=region, account_id=account)],
+            resources=[bootstrap_version_parameter_arn(app, stage_name, region=region, account_id=account)],
         ),
         statement(
             sid="ProjectTopics",
@@ -227,7 +249,7 @@ def deploy_permissions(
             sid="NeverChangeTheDeployRoleItself",
             effect="Deny",
             actions=["iam:*"],
-            resources=[project.role_arn(account, project.deploy_role_name)],
+            resources=[scope.role_arn(scope.deploy_role_name)],
         ),
     ]
 
@@ -255,7 +277,7 @@ def break_glass_statement(account_id: str, principals: Sequence[str]) -> DataAws
 class WorkloadBoundary(Construct):
     """The permissions boundary every role of the project carries: the most a workload may do."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, project: ProjectConfig, stage: StageConfig) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, name: str, path: str, region: str) -> None:
         super().__init__(scope, construct_id)
         document = policy_document(
             self,
@@ -266,15 +288,15 @@ class WorkloadBoundary(Construct):
                     actions=WORKLOAD_BOUNDARY_ACTIONS,
                     # A boundary is a ceiling, not a grant: each role's own policy scopes the resources.
                     resources=["*"],
-                    conditions=[("StringEquals", "aws:RequestedRegion", [stage.region])],
+                    conditions=[("StringEquals", "aws:RequestedRegion", [region])],
                 )
             ],
         )
         self.policy = IamPolicy(
             self,
             "policy",
-            name=project.permissions_boundary_name,
-            path=project.iam_path,
+            name=name,
+            path=path,
             description="Ceiling for every role the Canvalo deploy creates",
             policy=document.json,
         )
@@ -289,10 +311,9 @@ class DeployRole(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        project: ProjectConfig,
-        stage: StageConfig,
-        state_bucket_arn: str,
-        lock_table_arn: str,
+        deploy_scope: DeployScope,
+        pipeline_account_id: str,
+        pipeline_deploy_role_arn: str,
         break_glass_principals: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
@@ -304,19 +325,19 @@ class DeployRole(Construct):
             sid="AssumeRole",
             actions=["sts:AssumeRole"],
             resources=[],
-            principals={"AWS": [f"arn:aws:iam::{project.pipeline_stage.account_id}:root"]},
-            conditions=[("ArnEquals", "aws:PrincipalArn", [project.pipeline_deploy_role_arn])],
+            principals={"AWS": [f"arn:aws:iam::{pipeline_account_id}:root"]},
+            conditions=[("ArnEquals", "aws:PrincipalArn", [pipeline_deploy_role_arn])],
         )
         break_glass = (
-            [break_glass_statement(stage.account_id, break_glass_principals)] if break_glass_principals else []
+            [break_glass_statement(deploy_scope.account_id, break_glass_principals)] if break_glass_principals else []
         )
         trust = policy_document(self, "trust", [pipeline, *break_glass])
         self.role = IamRole(
             self,
             "role",
-            name=project.deploy_role_name,
-            path=project.iam_path,
-            description=f"Deploys Canvalo {stage.name}; assumed by the pipeline in the beta account",
+            name=deploy_scope.deploy_role_name,
+            path=deploy_scope.iam_path,
+            description=f"Deploys Canvalo {deploy_scope.stage_name}; assumed by the pipeline in the beta account",
             assume_role_policy=trust.json,
             # Long enough for a CloudFront distribution update inside one apply.
             max_session_duration=2 * 3600,
@@ -324,8 +345,6 @@ class DeployRole(Construct):
         permissions = policy_document(
             self,
             "permissions",
-            deploy_permissions(
-                project=project, stage=stage, state_bucket_arn=state_bucket_arn, lock_table_arn=lock_table_arn
-            ),
+            deploy_permissions(deploy_scope),
         )
         IamRolePolicy(self, "deploy", role=self.role.name, name="deploy", policy=permissions.json)

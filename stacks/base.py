@@ -6,7 +6,26 @@ from cdktn import LocalBackend, S3Backend, S3BackendAssumeRoleConfig, TerraformS
 from cdktn_provider_aws.provider import AwsProvider, AwsProviderAssumeRole, AwsProviderDefaultTags
 from constructs import Construct
 
+from modules.deploy_role import DeployScope
 from stacks.config import ProjectConfig, StageConfig
+
+
+def deploy_scope(
+    project: ProjectConfig, stage: StageConfig, *, state_bucket_arn: str, lock_table_arn: str
+) -> DeployScope:
+    """The stage's names and place that its deploy rights (modules/deploy_role.py) are held to."""
+    return DeployScope(
+        app_name=project.app_name,
+        stage_name=stage.name,
+        account_id=stage.account_id,
+        region=stage.region,
+        iam_path=project.iam_path,
+        deploy_role_name=project.deploy_role_name,
+        permissions_boundary_name=project.permissions_boundary_name,
+        backend_secret_name=project.backend_secret_name(stage),
+        state_bucket_arn=state_bucket_arn,
+        lock_table_arn=lock_table_arn,
+    )
 
 
 class StageStack(TerraformStack):

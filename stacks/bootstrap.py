@@ -11,7 +11,7 @@ from constructs import Construct
 
 from modules.deploy_role import DeployRole, WorkloadBoundary
 from modules.state_backend import StateBackend
-from stacks.base import StageStack
+from stacks.base import StageStack, deploy_scope
 from stacks.bootstrap_version import BOOTSTRAP_VERSION, bootstrap_version_parameter
 from stacks.config import ProjectConfig, StageConfig
 
@@ -46,17 +46,24 @@ class BootstrapStack(StageStack):
             bucket_name=project.state_bucket(stage),
             lock_table_name=project.lock_table(stage),
         )
-        self.boundary = WorkloadBoundary(self, "workload-boundary", project=project, stage=stage)
+        self.boundary = WorkloadBoundary(
+            self,
+            "workload-boundary",
+            name=project.permissions_boundary_name,
+            path=project.iam_path,
+            region=stage.region,
+        )
         TerraformOutput(self, "state_bucket", value=self.state.bucket.bucket)
         TerraformOutput(self, "lock_table", value=self.state.lock_table.name)
         if stage.cross_account_deploy:
             self.deploy_role = DeployRole(
                 self,
                 "deploy-role",
-                project=project,
-                stage=stage,
-                state_bucket_arn=self.state.bucket.arn,
-                lock_table_arn=self.state.lock_table.arn,
+                deploy_scope=deploy_scope(
+                    project, stage, state_bucket_arn=self.state.bucket.arn, lock_table_arn=self.state.lock_table.arn
+                ),
+                pipeline_account_id=project.pipeline_stage.account_id,
+                pipeline_deploy_role_arn=project.pipeline_deploy_role_arn,
                 break_glass_principals=stage.break_glass_principals,
             )
             TerraformOutput(self, "deploy_role_arn", value=self.deploy_role.role.arn)

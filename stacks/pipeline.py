@@ -39,7 +39,7 @@ from pipelines.drift_parameters import (
     drift_digest_parameter,
     parameter_arn,
 )
-from stacks.base import StageStack
+from stacks.base import StageStack, deploy_scope
 from stacks.config import ProjectConfig
 
 # Daily, before the working day in Europe: drift found overnight is in the morning's mail.
@@ -422,7 +422,7 @@ class PipelineStack(StageStack):
                 *build_basics("deploy", "drift", writes_artifacts=True),
                 # Beta is deployed with the pipeline account's own credentials (R4.8).
                 *deploy_permissions(
-                    project=project, stage=stage, state_bucket_arn=state_bucket_arn, lock_table_arn=lock_table_arn
+                    deploy_scope(project, stage, state_bucket_arn=state_bucket_arn, lock_table_arn=lock_table_arn)
                 ),
                 # Gamma and prod only through their accounts' deploy roles (R4.6).
                 statement(sid="AssumeStageDeployRoles", actions=["sts:AssumeRole"], resources=stage_deploy_roles),
