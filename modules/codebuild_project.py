@@ -11,6 +11,7 @@ from cdktn_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktn_provider_aws.codebuild_project import (
     CodebuildProject,
     CodebuildProjectArtifacts,
+    CodebuildProjectCache,
     CodebuildProjectEnvironment,
     CodebuildProjectEnvironmentEnvironmentVariable,
     CodebuildProjectLogsConfig,
@@ -98,6 +99,12 @@ class CodeBuildProject(Construct):
                     for key, value in sorted((environment or {}).items())
                 ]
                 or None,
+            ),
+            # The build host keeps the buildspec's `cache` paths (uv, npm, Terraform providers) and, for image
+            # builds, Docker's layers between builds: a cache, not an input, so a cold host only costs time.
+            cache=CodebuildProjectCache(
+                type="LOCAL",
+                modes=["LOCAL_CUSTOM_CACHE", *(["LOCAL_DOCKER_LAYER_CACHE"] if privileged else [])],
             ),
             logs_config=CodebuildProjectLogsConfig(
                 cloudwatch_logs=CodebuildProjectLogsConfigCloudwatchLogs(

@@ -67,4 +67,6 @@ python3 -m zipfile -e "$work/$zip" "$work/unpacked"
 [[ -f "$work/unpacked/terraform" ]] || fail "$zip holds no terraform binary"
 mkdir -p "$install_dir"
 install -m 0755 "$work/unpacked/terraform" "$install_dir/terraform"
+# Terraform refuses a TF_PLUGIN_CACHE_DIR that does not exist; the buildspecs set it so providers are cached.
+[[ -z "${TF_PLUGIN_CACHE_DIR:-}" ]] || mkdir -p "$TF_PLUGIN_CACHE_DIR"
 echo "installed Terraform $version ($zip, SHA-256 $actual checked against $pinned and the release's SHA256SUMS) into $install_dir"

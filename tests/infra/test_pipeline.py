@@ -545,3 +545,16 @@ def test_branch_and_connection_come_from_configuration(reconfigured: Document) -
     assert project_named(reconfigured, "canvalo-beta-pipeline-drift")["source_version"] == "release"
     subscription = one(reconfigured, "aws_sns_topic_subscription")
     assert subscription["protocol"] == "email" and subscription["endpoint"] == "platform@example.com"
+
+
+def test_every_build_keeps_its_package_caches_on_the_host_and_image_builds_their_layers(pipeline: Document) -> None:
+    for project in resources(pipeline, "aws_codebuild_project").values():
+        privileged = project["environment"]["privileged_mode"]
+        expected = ["LOCAL_CUSTOM_CACHE", *(["LOCAL_DOCKER_LAYER_CACHE"] if privileged else [])]
+        assert project["cache"] == {"type": "LOCAL", "modes": expected}, project["name"]
+    for buildspec in (PROJECT_ROOT / "pipelines" / "buildspecs").glob("*.yml"):
+        spec = yaml.safe_load(buildspec.read_text())
+        variables, paths = spec["env"]["variables"], spec["cache"]["paths"]
+        # What the tools write is where the cache keeps it: the variables and the paths name the same folders.
+        cached = {variables["UV_CACHE_DIR"], variables["npm_config_cache"], variables.get("TF_PLUGIN_CACHE_DIR")}
+        assert {path.removesuffix("/**/*") for path in paths} == cached - {None}, buildspec.name
