@@ -16,6 +16,10 @@ from cdktn_provider_aws.codepipeline import (
     CodepipelineArtifactStoreEncryptionKey,
     CodepipelineStage,
     CodepipelineStageAction,
+    CodepipelineStageBeforeEntry,
+    CodepipelineStageBeforeEntryCondition,
+    CodepipelineStageBeforeEntryConditionRule,
+    CodepipelineStageBeforeEntryConditionRuleRuleTypeId,
     CodepipelineTrigger,
     CodepipelineTriggerGitConfiguration,
     CodepipelineTriggerGitConfigurationPush,
@@ -37,6 +41,8 @@ TERRAFORM_VERSION = "1.13.4"
 # What deploy.yml exports in MODE=plan (CodeBuild exported-variables); the approval message quotes them.
 PLAN_HEADLINE_VARIABLE = "PLAN_HEADLINE"
 PLAN_SUMMARY_URL_VARIABLE = "PLAN_SUMMARY_URL"
+# "true" when the stage's plans broaden what it may do (pipelines/plan_summary.py broadens()).
+PLAN_BROADENS_VARIABLE = "PLAN_BROADENS"
 
 SOURCE_ACTION = "Source"
 SOURCE_NAMESPACE = "SourceVariables"
@@ -168,7 +174,7 @@ class DeliveryPipeline(Construct):
                     )
                 ],
             ),
-            *(self._deployment_stage(deployment, projects) for deployment in deployments),
+            *(stage for deployment in deployments for stage in self._deployment_stages(deployment, projects)),
         ]
         self.pipeline = Codepipeline(
             self,
@@ -207,58 +213,94 @@ class DeliveryPipeline(Construct):
         )
 
     @staticmethod
-    def _deployment_stage(deployment: StageDeployment, projects: PipelineProjects) -> CodepipelineStage:
+    def _deployment_stages(deployment: StageDeployment, projects: PipelineProjects) -> list[CodepipelineStage]:
+        """A stage with an approval: one CodePipeline stage, Plan, Approve, Apply, tests. A stage without:
+        `<Stage>Plan`, then `<Stage>Broadening`, an approval entered only when the plan broadens what the
+        stage may do (a CodePipeline stage condition skips it otherwise: conditions belong to stages, not
+        actions), then `<Stage>`: Apply and tests. So an unremarkable commit flows through unattended, and
+        one that widens IAM, a network or a policy, or destroys what is not known to be safe, waits for a
+        person, in every stage."""
         title = deployment.title
         plan_artifact, outputs_artifact, plan_namespace = f"{title}Plan", f"{title}Outputs", f"{title}Plan"
-        actions = [
-            codebuild_action(
-                "Plan",
-                project=projects.deploy,
-                inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT],
-                outputs=[plan_artifact],
-                environment={"STAGE": deployment.name, "MODE": "plan"},
-                namespace=plan_namespace,
+        plan = codebuild_action(
+            "Plan",
+            project=projects.deploy,
+            inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT],
+            outputs=[plan_artifact],
+            environment={"STAGE": deployment.name, "MODE": "plan"},
+            namespace=plan_namespace,
+        )
+
+        def approval(name: str, what: str, run_order: int = 1) -> CodepipelineStageAction:
+            return CodepipelineStageAction(
+                name=name,
+                category="Approval",
+                owner="AWS",
+                provider="Manual",
+                version="1",
+                run_order=run_order,
+                configuration={
+                    "CustomData": (
+                        f"{title} plan of commit #{{{SOURCE_NAMESPACE}.CommitId}}: "
+                        f"#{{{plan_namespace}.{PLAN_HEADLINE_VARIABLE}}}. {what}"
+                    ),
+                    "ExternalEntityLink": f"#{{{plan_namespace}.{PLAN_SUMMARY_URL_VARIABLE}}}",
+                },
             )
-        ]
-        if deployment.approval_before_apply:
-            actions.append(
-                CodepipelineStageAction(
-                    name="Approve",
-                    category="Approval",
-                    owner="AWS",
-                    provider="Manual",
-                    version="1",
-                    run_order=len(actions) + 1,
-                    configuration={
-                        "CustomData": (
-                            f"{title} plan of commit #{{{SOURCE_NAMESPACE}.CommitId}}: "
-                            f"#{{{plan_namespace}.{PLAN_HEADLINE_VARIABLE}}}. Approving applies exactly this plan."
-                        ),
-                        "ExternalEntityLink": f"#{{{plan_namespace}.{PLAN_SUMMARY_URL_VARIABLE}}}",
-                    },
-                )
-            )
+
         # Apply also plans and applies the stacks that `plan` deferred because they read outputs this run
         # changes, once those are applied: a new stage deploys in one run. Where a person approves, such a
         # plan is applied only within the bound the approval showed; beyond it, it waits for the next run.
         deferred = "approved" if deployment.approval_before_apply else "apply"
-        actions.append(
-            codebuild_action(
-                "Apply",
-                project=projects.deploy,
-                inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT, plan_artifact],
-                outputs=[outputs_artifact],
-                environment={"STAGE": deployment.name, "MODE": "apply", "DEFERRED": deferred},
-                run_order=len(actions) + 1,
-            )
+
+        def apply_and_test(first: int) -> list[CodepipelineStageAction]:
+            return [
+                codebuild_action(
+                    "Apply",
+                    project=projects.deploy,
+                    inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT, plan_artifact],
+                    outputs=[outputs_artifact],
+                    environment={"STAGE": deployment.name, "MODE": "apply", "DEFERRED": deferred},
+                    run_order=first,
+                ),
+                codebuild_action(
+                    f"{deployment.post_deploy_tests.capitalize()}Tests",
+                    project=projects.post_deploy_tests,
+                    inputs=[SOURCE_ARTIFACT, outputs_artifact],
+                    environment={"STAGE": deployment.name, "TEST_SUITE": deployment.post_deploy_tests},
+                    run_order=first + 1,
+                ),
+            ]
+
+        if deployment.approval_before_apply:
+            approve = approval("Approve", "Approving applies exactly this plan.", run_order=2)
+            return [CodepipelineStage(name=title, action=[plan, approve, *apply_and_test(3)])]
+        broadening = CodepipelineStage(
+            name=f"{title}Broadening",
+            action=[approval("ConfirmBroadening", "It broadens what the stage may do: approving applies this plan.")],
+            before_entry=CodepipelineStageBeforeEntry(
+                condition=CodepipelineStageBeforeEntryCondition(
+                    # Entered when the rule holds; skipped when it does not (only VariableCheck and
+                    # LambdaInvoke rules may skip a stage).
+                    result="SKIP",
+                    rule=[
+                        CodepipelineStageBeforeEntryConditionRule(
+                            name="PlanBroadens",
+                            rule_type_id=CodepipelineStageBeforeEntryConditionRuleRuleTypeId(
+                                category="Rule", owner="AWS", provider="VariableCheck", version="1"
+                            ),
+                            configuration={
+                                "Variable": f"#{{{plan_namespace}.{PLAN_BROADENS_VARIABLE}}}",
+                                "Value": "true",
+                                "Operator": "EQ",
+                            },
+                        )
+                    ],
+                )
+            ),
         )
-        actions.append(
-            codebuild_action(
-                f"{deployment.post_deploy_tests.capitalize()}Tests",
-                project=projects.post_deploy_tests,
-                inputs=[SOURCE_ARTIFACT, outputs_artifact],
-                environment={"STAGE": deployment.name, "TEST_SUITE": deployment.post_deploy_tests},
-                run_order=len(actions) + 1,
-            )
-        )
-        return CodepipelineStage(name=title, action=actions)
+        return [
+            CodepipelineStage(name=f"{title}Plan", action=[plan]),
+            broadening,
+            CodepipelineStage(name=title, action=apply_and_test(1)),
+        ]

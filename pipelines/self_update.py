@@ -5,8 +5,9 @@
 Terraform has no CloudFormation-style self-mutation (SPEC.md, R4.4), so this action plans the `pipeline`
 stack from the new commit with `-detailed-exitcode`:
 - 0, no changes: the pipeline already is this commit's; the execution goes on.
-- 2, changes: it shows the plan summary (refusing, like every stage, to destroy stateful resources),
-  applies exactly that saved plan, starts a new execution of the branch head (this commit or a newer
+- 2, changes: it shows the plan summary (refusing, like every stage, to destroy stateful resources, and
+  refusing any change that broadens what the pipeline may do: an approval, a buildspec, a role, a policy;
+  an administrator reviews and applies those with `cdktn deploy pipeline`), applies exactly that saved plan, starts a new execution of the branch head (this commit or a newer
   one, never an older commit over a newer), which runs on the new definition, and stops this one
   (abandoning its running actions), so nothing of this commit is deployed by the old definition. The
   pipeline is QUEUED: the new execution starts after the executions already waiting.
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipelines.plan_summary import PlanError, allowed_destroys, parse_plan, refused, render
+from pipelines.plan_summary import PlanError, allowed_destroys, broadenings, parse_plan, refused, render
 from pipelines.terraform_stage import EXIT_FAILED, StageError, Terraform
 
 if TYPE_CHECKING:
@@ -97,6 +98,13 @@ def self_update(
         raise SelfUpdateError(
             f"the pipeline plan destroys stateful {', '.join(blocked)}: an administrator applies that on purpose "
             "(`cdktn deploy pipeline`), or set CANVALO_ALLOW_DESTROY on the update-pipeline project"
+        )
+    widening = broadenings(plan)
+    if widening:
+        raise SelfUpdateError(
+            f"the pipeline plan broadens what the pipeline may do ({len(widening)} change(s), first "
+            f"{widening[0].reason} {widening[0].address}; all in the summary above): the pipeline never widens "
+            "itself; an administrator reviews the plan and applies it with `cdktn deploy pipeline`"
         )
     commit, trigger_type, trigger_detail = source_revision(codepipeline, pipeline, execution_id)
     if trigger_type == STARTED_BY_API and role_of(trigger_detail) == role_of(sts.get_caller_identity()["Arn"]):

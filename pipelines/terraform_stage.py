@@ -52,6 +52,8 @@ from pipelines.plan_summary import (
     PlanError,
     StackPlan,
     allowed_destroys,
+    broadenings,
+    broadens,
     headline,
     parse_plan,
     refused,
@@ -72,6 +74,9 @@ PLANNED_LOCK_FILE = "terraform.lock.hcl"
 MANIFEST = "manifest.json"
 SUMMARY = "summary.md"
 HEADLINE = "headline.txt"
+# "true" when the stage's plans broaden what it may do (plan_summary.broadens): the Plan action exports it,
+# and the pipeline then stops for a person's approval before Apply, in every stage.
+BROADENS = "broadens.txt"
 # Stack outputs the later actions read, by the environment variable `env` exports them as. Output names
 # are unique within a stage: the backend and frontend stacks each declare theirs.
 STAGE_OUTPUT_VARIABLES = {
@@ -276,7 +281,10 @@ def plan_stage(
     line = headline(planned, allowed) + (f"; {len(deferred)} stack(s) deferred" if deferred else "")
     (plans_dir / SUMMARY).write_text(summary)
     (plans_dir / HEADLINE).write_text(line + "\n")
-    (plans_dir / MANIFEST).write_text(json.dumps({"stage": stage, "stacks": entries}, indent=1))
+    broadening = broadens(planned)
+    (plans_dir / BROADENS).write_text("true\n" if broadening else "false\n")
+    manifest = {"stage": stage, "broadens": broadening, "stacks": entries}
+    (plans_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
     out(summary)
     blocked = refused(planned, allowed)
     if blocked:
@@ -340,7 +348,7 @@ def render_deferred(deferred: Sequence[Mapping[str, Any]]) -> str:
 # -- apply ----------------------------------------------------------------------------------------
 
 
-def read_plans_manifest(plans_dir: Path, stage: str) -> list[dict[str, Any]]:
+def read_plans_manifest(plans_dir: Path, stage: str) -> dict[str, Any]:
     path = plans_dir / MANIFEST
     try:
         manifest = json.loads(path.read_text())
@@ -352,8 +360,7 @@ def read_plans_manifest(plans_dir: Path, stage: str) -> list[dict[str, Any]]:
         raise StageError(
             f"{path} holds plans for stage {manifest.get('stage')!r}, not {stage!r}: pass this stage's plans"
         )
-    entries: list[dict[str, Any]] = manifest["stacks"]
-    return entries
+    return dict(manifest)
 
 
 def apply_stage(
@@ -367,7 +374,11 @@ def apply_stage(
     allowed: frozenset[str] = frozenset(),
     out: Callable[[str], None] = print,
 ) -> int:
-    entries = read_plans_manifest(plans_dir, stage)
+    manifest = read_plans_manifest(plans_dir, stage)
+    entries: list[dict[str, Any]] = manifest["stacks"]
+    # A broadening plan stopped the pipeline for a person's approval before this Apply, which then covers
+    # the deferred stacks' bounds shown with it; without one, a deferred plan may not broaden at all.
+    broadening_approved = deferred_mode == APPLY_APPROVED or bool(manifest.get("broadens"))
     # Deferred stacks are planned here from this cdktf.out: it must pass the same check as `plan`'s.
     policy_check.enforce(cdktf_out, stage, out, StageError)
     synthesized = [stack for stack, _ in stage_stacks(cdktf_out, stage)]
@@ -389,15 +400,21 @@ def apply_stage(
     for entry in entries:
         stack = entry["stack"]
         if "deferred_until" in entry:
-            reason = deferred_left_because(entry, deferred_mode, left)
+            reason = deferred_left_because(entry, deferred_mode, left, broadening_approved)
             if reason:
                 left[stack] = reason
                 continue
             # The manifest lists dependencies first: what this stack reads is applied by now.
-            bound = Bound.from_json(entry["bound"]) if deferred_mode == APPLY_APPROVED else None
-            beyond = apply_deferred(terraform, stack, cdktf_out, plans_dir, outputs_dir, allowed, out, bound)
-            if beyond:
+            bound = Bound.from_json(entry["bound"]) if broadening_approved and "bound" in entry else None
+            beyond = apply_deferred(
+                terraform, stack, cdktf_out, plans_dir, outputs_dir, allowed, out, bound, broadening_approved
+            )
+            if beyond and bound:
                 left[stack] = f"its plan now goes beyond what was approved ({', '.join(beyond)})"
+            elif beyond:
+                left[stack] = (
+                    f"its plan broadens what the stage may do ({', '.join(beyond)}), which only a person approves"
+                )
             continue
         directory = stack_dir(cdktf_out, stack)
         planned_lock = plans_dir / stack / PLANNED_LOCK_FILE
@@ -420,14 +437,16 @@ def apply_stage(
     return 0
 
 
-def deferred_left_because(entry: Mapping[str, Any], deferred_mode: str, left: Mapping[str, str]) -> str | None:
+def deferred_left_because(
+    entry: Mapping[str, Any], deferred_mode: str, left: Mapping[str, str], approved: bool = False
+) -> str | None:
     """Why a deferred stack is left to the next run without being planned now, or None to plan it now."""
     if deferred_mode == DEFER:
         return f"it reads outputs this run changed in {', '.join(entry['deferred_until'])}"
     waiting = [stack for stack in entry["deferred_until"] if stack in left]
     if waiting:
         return f"it reads {', '.join(waiting)}, which is left to the next run too"
-    if deferred_mode == APPLY_APPROVED and "bound" not in entry:
+    if (deferred_mode == APPLY_APPROVED or approved) and "bound" not in entry:
         return str(entry.get("unbounded", "the approved plan holds no bound for it"))
     return None
 
@@ -456,10 +475,12 @@ def apply_deferred(
     allowed: frozenset[str],
     out: Callable[[str], None],
     bound: Bound | None = None,
+    broadening_approved: bool = False,
 ) -> list[str]:
     """Plans a deferred stack against the state its dependencies were just applied to, checks it as `plan`
-    does, and applies that plan: where nobody approves plans, or, with the `bound` a person approved, only
-    if the plan stays within it. Returns the changes beyond the bound (nothing applied then), else []."""
+    does, and applies that plan: with the `bound` a person approved, only if the plan stays within it;
+    without an approval, only if it does not broaden. Returns the changes it may not apply (nothing is
+    applied then), else []."""
     directory, target = stack_dir(cdktf_out, stack), plans_dir / stack
     target.mkdir(parents=True, exist_ok=True)
     plan_file = target / DEFERRED_PLAN_FILE
@@ -474,7 +495,12 @@ def apply_deferred(
             "(or --allow-destroy) and run again",
             exit_status=EXIT_REFUSED,
         )
-    beyond = bound.exceeded_by(plan) if bound else []
+    if bound:
+        beyond = bound.exceeded_by(plan)
+    elif not broadening_approved:
+        beyond = [f"{b.reason} {b.address}" for b in broadenings(plan)]
+    else:
+        beyond = []
     if beyond:
         out(f"{stack}: not applied: its plan goes beyond what was approved: {', '.join(beyond)}")
         return beyond

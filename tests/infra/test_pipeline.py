@@ -25,7 +25,15 @@ STAGE_DEPLOY_ROLES = [
     f"arn:aws:iam::{GAMMA}:role/canvalo/canvalo-deploy",
     f"arn:aws:iam::{PROD}:role/canvalo/canvalo-deploy",
 ]
-EXPECTED_STAGES = ["Source", "UpdatePipeline", "Test", "Build", "Beta", "Gamma", "Prod"]
+EXPECTED_STAGES = [
+    "Source",
+    "UpdatePipeline",
+    "Test",
+    "Build",
+    *("BetaPlan", "BetaBroadening", "Beta"),
+    *("GammaPlan", "GammaBroadening", "Gamma"),
+    "Prod",
+]
 DEPLOY_STAGES = {"Beta": "beta", "Gamma": "gamma", "Prod": "prod"}
 
 
@@ -114,7 +122,7 @@ def test_pipeline_is_v2_queued_and_started_by_a_push_to_the_branch(pipeline: Doc
 @pytest.mark.req("R4.2", "R4.4")
 def test_stages_run_in_order_update_test_build_then_beta_gamma_prod(pipeline: Document) -> None:
     assert [s["name"] for s in codepipeline(pipeline)["stage"]] == EXPECTED_STAGES
-    order = [DEPLOY_STAGES[name] for name, _ in deploy_actions(pipeline)]
+    order = [DEPLOY_STAGES[name.removesuffix("Plan")] for name, _ in deploy_actions(pipeline)]
     assert order == sorted(order, key=["beta", "gamma", "prod"].index), "a later stage deploys before an earlier one"
 
 
@@ -196,8 +204,9 @@ def test_stages_apply_deferred_stacks_in_the_same_run_and_prod_only_within_what_
 
 @pytest.mark.parametrize("stage_name", list(DEPLOY_STAGES))
 def test_each_stage_applies_the_saved_plan_it_made_from_the_one_build(pipeline: Document, stage_name: str) -> None:
-    actions = {a["name"]: a for a in stage(pipeline, stage_name)["action"]}
-    plan, apply = actions["Plan"], actions["Apply"]
+    planning = stage_name if stage_name == "Prod" else f"{stage_name}Plan"
+    plan = next(a for a in stage(pipeline, planning)["action"] if a["name"] == "Plan")
+    apply = next(a for a in stage(pipeline, stage_name)["action"] if a["name"] == "Apply")
     assert action_environment(plan) == {"STAGE": DEPLOY_STAGES[stage_name], "MODE": "plan"}
     assert action_environment(apply) == {
         "STAGE": DEPLOY_STAGES[stage_name],
@@ -558,3 +567,28 @@ def test_every_build_keeps_its_package_caches_on_the_host_and_image_builds_their
         # What the tools write is where the cache keeps it: the variables and the paths name the same folders.
         cached = {variables["UV_CACHE_DIR"], variables["npm_config_cache"], variables.get("TF_PLUGIN_CACHE_DIR")}
         assert {path.removesuffix("/**/*") for path in paths} == cached - {None}, buildspec.name
+
+
+@pytest.mark.req("R4.3")
+@pytest.mark.parametrize("stage_name", ["Beta", "Gamma"])
+def test_a_stage_without_approval_stops_for_one_when_its_plan_broadens_and_only_then(
+    pipeline: Document, stage_name: str
+) -> None:
+    gate = stage(pipeline, f"{stage_name}Broadening")
+    (approve,) = gate["action"]
+    assert (approve["category"], approve["provider"]) == ("Approval", "Manual")
+    assert approve["configuration"]["ExternalEntityLink"] == f"#{{{stage_name}Plan.PLAN_SUMMARY_URL}}"
+    condition = gate["before_entry"]["condition"]
+    # Entered only when the plan broadens; CodePipeline skips the stage otherwise.
+    assert condition["result"] == "SKIP"
+    (rule,) = condition["rule"]
+    assert rule["rule_type_id"] == {"category": "Rule", "owner": "AWS", "provider": "VariableCheck", "version": "1"}
+    assert rule["configuration"] == {
+        "Variable": f"#{{{stage_name}Plan.PLAN_BROADENS}}",
+        "Value": "true",
+        "Operator": "EQ",
+    }
+    names = [s["name"] for s in codepipeline(pipeline)["stage"]]
+    assert names.index(f"{stage_name}Plan") < names.index(f"{stage_name}Broadening") < names.index(stage_name)
+    deploy_spec = yaml.safe_load((PROJECT_ROOT / "pipelines" / "buildspecs" / "deploy.yml").read_text())
+    assert "PLAN_BROADENS" in deploy_spec["env"]["exported-variables"], "the Plan action exports what the rule reads"

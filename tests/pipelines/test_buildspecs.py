@@ -17,6 +17,7 @@ import yaml
 from modules.pipeline import (
     BUILD_ARTIFACT,
     BUILDSPECS,
+    PLAN_BROADENS_VARIABLE,
     PLAN_HEADLINE_VARIABLE,
     PLAN_SUMMARY_URL_VARIABLE,
 )
@@ -134,7 +135,11 @@ def test_the_test_stage_runs_exactly_what_ci_runs() -> None:
 @pytest.mark.req("R4.3", "R4.6")
 def test_the_deploy_buildspec_hands_the_plans_from_plan_to_apply_and_exports_the_approval_text() -> None:
     document = buildspec("deploy")
-    assert document["env"]["exported-variables"] == [PLAN_HEADLINE_VARIABLE, PLAN_SUMMARY_URL_VARIABLE]
+    assert document["env"]["exported-variables"] == [
+        PLAN_HEADLINE_VARIABLE,
+        PLAN_SUMMARY_URL_VARIABLE,
+        PLAN_BROADENS_VARIABLE,
+    ]
     text = script_text("deploy")
     assert f'build_dir="$CODEBUILD_SRC_DIR_{BUILD_ARTIFACT}"' in text
     handoff = document["artifacts"]["base-directory"]

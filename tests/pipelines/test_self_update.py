@@ -25,6 +25,18 @@ NEW_EXECUTION = "99999999-8888-7777-6666-555555555555"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 UPDATE_ROLE = "arn:aws:sts::111111111111:assumed-role/canvalo-beta-pipeline-update-pipeline"
 NEW_PROJECT = plan_document(("aws_codebuild_project.lint", "aws_codebuild_project", ["create"]))
+
+
+def later_drift_check() -> dict[str, Any]:
+    """A pipeline change that widens nothing: the drift check's schedule moves an hour."""
+    document = plan_document(("aws_cloudwatch_event_rule.drift", "aws_cloudwatch_event_rule", ["update"]))
+    change = document["resource_changes"][0]["change"]
+    change["before"] = {"schedule_expression": "cron(0 5 * * ? *)"}
+    change["after"] = {"schedule_expression": "cron(0 6 * * ? *)"}
+    return document
+
+
+NEW_SCHEDULE = later_drift_check()
 ENVIRON = {"PIPELINE_NAME": PIPELINE, "PIPELINE_EXECUTION_ID": EXECUTION}
 
 
@@ -127,7 +139,7 @@ def test_changes_are_applied_then_the_branch_head_restarts_and_this_execution_st
             f"(commit {COMMIT} or newer) on the new definition",
         },
     )
-    fake = RecordingTerraform(plans={"pipeline": NEW_PROJECT}, events=aws.events)
+    fake = RecordingTerraform(plans={"pipeline": NEW_SCHEDULE}, events=aws.events)
     assert run(aws, tmp_path, fake) == 0
     assert aws.events == [
         "terraform init",
@@ -141,7 +153,7 @@ def test_changes_are_applied_then_the_branch_head_restarts_and_this_execution_st
     assert fake.args_of("pipeline", "apply")[-1] == str((tmp_path / "work" / "pipeline.tfplan").resolve())
     aws.pipeline_stub.assert_no_pending_responses()
     out = capsys.readouterr().out
-    assert "| create | `aws_codebuild_project.lint` |" in out
+    assert "| update | `aws_cloudwatch_event_rule.drift` |" in out
     assert f"this execution ({EXECUTION}) is stopped" in out
 
 
@@ -152,7 +164,7 @@ def test_when_stopping_fails_the_action_fails_naming_the_new_execution(
     aws.execution_is()
     aws.restart_is_expected()
     aws.pipeline_stub.add_client_error("stop_pipeline_execution", "DuplicatedStopRequestException")
-    assert run(aws, tmp_path, FakeTerraform(plans={"pipeline": NEW_PROJECT})) == 1
+    assert run(aws, tmp_path, FakeTerraform(plans={"pipeline": NEW_SCHEDULE})) == 1
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and "\n" not in error
     assert f"execution {NEW_EXECUTION} runs the branch head (commit {COMMIT} or newer)" in error
@@ -162,7 +174,7 @@ def test_when_stopping_fails_the_action_fails_naming_the_new_execution(
 @pytest.mark.req("R4.4")
 def test_a_failed_apply_fails_the_action_and_restarts_nothing(aws: Aws, tmp_path: Path) -> None:
     aws.execution_is()
-    fake = FakeTerraform(plans={"pipeline": NEW_PROJECT}, failures={("pipeline", "apply"): 1})
+    fake = FakeTerraform(plans={"pipeline": NEW_SCHEDULE}, failures={("pipeline", "apply"): 1})
     assert run(aws, tmp_path, fake) == 1
     assert aws.events == ["GetPipelineExecution"]
 
@@ -179,7 +191,7 @@ def test_an_execution_the_self_update_started_that_still_plans_changes_fails_ins
     aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     aws.execution_is("StartPipelineExecution", f"{UPDATE_ROLE}/AWSCodeBuild-5678")
-    fake = FakeTerraform(plans={"pipeline": NEW_PROJECT})
+    fake = FakeTerraform(plans={"pipeline": NEW_SCHEDULE})
     assert run(aws, tmp_path, fake) == 1
     assert ("pipeline", "apply") not in fake.commands()
     assert "never converges" in capsys.readouterr().err
@@ -190,7 +202,7 @@ def test_a_release_started_by_a_person_is_not_taken_for_a_loop(aws: Aws, tmp_pat
     aws.execution_is("StartPipelineExecution", "arn:aws:sts::111111111111:assumed-role/Admin/alice")
     aws.restart_is_expected()
     aws.pipeline_stub.add_response("stop_pipeline_execution", {"pipelineExecutionId": EXECUTION})
-    assert run(aws, tmp_path, FakeTerraform(plans={"pipeline": NEW_PROJECT})) == 0
+    assert run(aws, tmp_path, FakeTerraform(plans={"pipeline": NEW_SCHEDULE})) == 0
 
 
 @pytest.mark.req("R4.4")
@@ -228,3 +240,16 @@ def test_the_source_action_is_the_pipelines() -> None:
     from modules.pipeline import SOURCE_ARTIFACT
 
     assert SOURCE_ACTION == PIPELINE_SOURCE_ACTION == SOURCE_ARTIFACT
+
+
+@pytest.mark.req("R4.3", "R4.4")
+def test_a_pipeline_change_that_broadens_is_left_to_an_administrator(
+    aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A new build project would run code with the pipeline's rights: the pipeline may not add it itself."""
+    status = run(aws, tmp_path, FakeTerraform(plans={"pipeline": NEW_PROJECT}))
+    assert status == 1
+    line = capsys.readouterr().err.strip()
+    assert "the pipeline plan broadens what the pipeline may do" in line
+    assert "cdktn deploy pipeline" in line
+    assert not [e for e in aws.events if "apply" in e or "start_pipeline_execution" in e], aws.events

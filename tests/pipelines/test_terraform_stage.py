@@ -230,6 +230,8 @@ NEW_NETWORK = plan_document(("aws_vpc.main", "aws_vpc", ["create"]), outputs={"p
 NEW_BACKEND = plan_document(
     ("aws_lb.backend", "aws_lb", ["create"]), SERVICE, outputs={"backend_url": ["create"], "alb_dns": ["create"]}
 )
+# A backend plan that broadens nothing (no load balancer opened to the internet, no policy).
+QUIET_BACKEND = plan_document(SERVICE, outputs={"backend_url": ["create"]})
 NEW_FRONTEND = plan_document(("aws_cloudfront_distribution.site", "aws_cloudfront_distribution", ["create"]))
 
 
@@ -251,7 +253,7 @@ def test_without_approval_apply_plans_and_applies_each_deferred_stack_once_what_
     cdktf_out, plans = planned_first_deploy(tmp_path)
     outputs = tmp_path / "outputs"
     applier = FakeTerraform(
-        plans={"beta-backend": NEW_BACKEND, "beta-frontend": NEW_FRONTEND},
+        plans={"beta-backend": QUIET_BACKEND, "beta-frontend": NEW_FRONTEND},
         outputs={
             "beta-network": {"private_subnets": {"value": ["subnet-1"], "sensitive": False}},
             "beta-backend": {"backend_url": {"value": "http://alb.example", "sensitive": False}},
@@ -283,7 +285,7 @@ def test_without_approval_apply_plans_and_applies_each_deferred_stack_once_what_
     assert json.loads((outputs / "beta-backend.json").read_text()) == {"backend_url": "http://alb.example"}
     assert json.loads((outputs / "beta-frontend.json").read_text()) == {"frontend_url": "https://d1.cloudfront.net"}
     log = capsys.readouterr().out
-    assert "| create | `aws_lb.backend` |" in log and "| create | `aws_cloudfront_distribution.site` |" in log
+    assert "| create | `aws_ecs_service.backend` |" in log and "| create | `aws_cloudfront_distribution.site` |" in log
 
 
 @pytest.mark.req("R4.3", "R4.5")
@@ -305,9 +307,10 @@ def test_a_deferred_stack_whose_new_plan_destroys_a_stateful_resource_is_refused
     assert not (tmp_path / "outputs" / "beta-backend.json").exists()
     allowed = FakeTerraform(plans={"beta-backend": destroys_logs})
     environ = {"CANVALO_ALLOW_DESTROY": "beta-backend:aws_cloudwatch_log_group.backend"}
-    assert apply(allowed, cdktf_out, plans, tmp_path / "allowed", "--deferred", "apply", environ=environ) == 0
-    assert ("beta-backend", "apply") in allowed.commands()
+    assert apply(allowed, cdktf_out, plans, tmp_path / "allowed", "--deferred", "apply", environ=environ) == 4
     assert "DATA LOSS" in capsys.readouterr().out, "the summary in the log still shows an allowed destroy"
+    # Allowed is not approved: a destroy broadens, and without a person's approval it waits for the next run.
+    assert ("beta-backend", "apply") not in allowed.commands()
 
 
 def test_a_stage_without_synthesized_stacks_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -487,3 +490,35 @@ def test_a_stage_that_breaks_the_policy_runs_no_terraform_at_all(
     assert plan(terraform, cdktf_out, tmp_path / "plans", stage="prod") == 3
     assert "prod-frontend" in capsys.readouterr().out
     assert terraform.calls == [], "not even init, which would fetch what the commit names"
+
+
+@pytest.mark.req("R4.3")
+def test_a_broadening_plan_says_so_and_its_approval_lets_apply_create_the_deferred_stacks_within_their_bounds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cdktf_out, plans = synthesized(tmp_path, CHAINED_STACKS), tmp_path / "plans"
+    opens_a_port = plan_document(
+        ("aws_vpc.main", "aws_vpc", ["create"]),
+        ("aws_vpc_security_group_ingress_rule.web", "aws_vpc_security_group_ingress_rule", ["create"]),
+        outputs={"private_subnets": ["create"]},
+    )
+    opens_a_port["resource_changes"][1]["change"]["after"] = {"cidr_ipv4": "0.0.0.0/0", "from_port": 80}
+    assert plan(FakeTerraform(plans={"beta-network": opens_a_port}), cdktf_out, plans) == 0
+    assert (plans / "broadens.txt").read_text() == "true\n", "the Plan action exports it: the pipeline stops"
+    assert json.loads((plans / "manifest.json").read_text())["broadens"] is True
+    # Approved (the pipeline entered the stage's broadening approval): the new backend may create anything.
+    applier = FakeTerraform(plans={"beta-backend": NEW_BACKEND, "beta-frontend": NEW_FRONTEND})
+    assert apply(applier, cdktf_out, plans, tmp_path / "outputs", "--deferred", "apply") == 0
+    assert [stack for stack, command in applier.commands() if command == "apply"] == [
+        "beta-network",
+        "beta-backend",
+        "beta-frontend",
+    ]
+    quiet_plans = tmp_path / "quiet"
+    assert plan(FakeTerraform(plans={"beta-network": NEW_NETWORK}), cdktf_out, quiet_plans) == 0
+    assert (quiet_plans / "broadens.txt").read_text() == "false\n"
+    # Not approved (nothing broadened at Plan): the load balancer the backend's plan opens waits for one.
+    unapproved = FakeTerraform(plans={"beta-backend": NEW_BACKEND})
+    assert apply(unapproved, cdktf_out, quiet_plans, tmp_path / "unapproved", "--deferred", "apply") == 4
+    assert "beta-backend: its plan broadens what the stage may do" in error_line(capsys)
+    assert ("beta-backend", "apply") not in unapproved.commands()
