@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tools.rehearse.codebuild import Build, Machine, StandIn, collect_artifacts, run_build
-from tools.rehearse.pipeline import Action, Execution, Pipeline, Services, read_definition
+from tools.rehearse.pipeline import Action, Definition, EntryCondition, Execution, Pipeline, Services, read_definition
 from tools.rehearse.world import MotoServer, StateLocation, World
 
 pytestmark = pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
@@ -183,3 +183,41 @@ def test_the_pipeline_is_read_from_the_applied_state_not_typed_again(world: Worl
     ((name, actions),) = definition.stages
     assert name == "Beta" and [a.name for a in actions] == ["Plan", "Apply"], "run order decides"
     assert definition.roles == {"deploy": "arn:aws:iam::444444444444:role/canvalo/deploy"}
+
+
+@pytest.mark.req("R4.3")
+def test_a_stage_with_an_entry_condition_is_entered_only_when_its_variable_check_holds(
+    world: World, tmp_path: Path
+) -> None:
+    """As CodePipeline does: the broadening approval stage runs when the plan says so, else it is skipped."""
+    rule = {
+        "name": "PlanBroadens",
+        "rule_type_id": {"category": "Rule", "owner": "AWS", "provider": "VariableCheck", "version": "1"},
+        "configuration": {"Variable": "#{BetaPlan.PLAN_BROADENS}", "Value": "true", "Operator": "EQ"},
+    }
+    definition = Definition(
+        name="p",
+        stages=[],
+        projects={},
+        roles={},
+        entry={"BetaBroadening": EntryCondition("SKIP", [rule])},
+    )
+    services = Services(world)
+    try:
+        pipeline = Pipeline(
+            world=world,
+            machine=Machine(tmp_path / "machine", tmp_path / "world.json", world.endpoint),
+            services=services,
+            repository=tmp_path,
+            root=tmp_path,
+            stand_ins=[],
+            record=lambda _: None,
+        )
+        broadening = Execution(id="e1", commit="c", variables={"BetaPlan": {"PLAN_BROADENS": "true"}})
+        quiet = Execution(id="e2", commit="c", variables={"BetaPlan": {"PLAN_BROADENS": "false"}})
+        assert pipeline.enter(definition, broadening, "BetaBroadening") == (True, "")
+        entered, why = pipeline.enter(definition, quiet, "BetaBroadening")
+        assert not entered and "#{BetaPlan.PLAN_BROADENS} is 'false', not 'true'" in why
+        assert pipeline.enter(definition, quiet, "Beta") == (True, ""), "a stage without a condition is entered"
+    finally:
+        services.close()

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ REGION = "eu-west-1"
 # Executions a new deployment may take before the rehearsal calls it stuck.
 MAX_FIRST_DEPLOY_EXECUTIONS = 12
 ADMINISTRATOR_ROLE = "Administrator"
+# The pipeline stage whose approval every release needs (stages.prod.approval_before_apply).
+PROD_STAGE = "Prod"
 
 
 @dataclass(frozen=True)
@@ -311,9 +314,9 @@ def first_deploy(rehearsal: Rehearsal, strict_order: bool) -> tuple[bool, str, i
     runs, detail = deliver(rehearsal, rehearsal.head(), MAX_FIRST_DEPLOY_EXECUTIONS)
     if detail:
         return False, detail, len(runs)
-    approvals = rehearsal.pipeline.approvals
-    if (len(runs), approvals) != (1, 1):
-        return False, f"took {len(runs)} executions and {approvals} prod approvals, not one of each", len(runs)
+    prod_approvals = rehearsal.pipeline.approvals[PROD_STAGE]
+    if (len(runs), prod_approvals) != (1, 1):
+        return False, f"took {len(runs)} executions and {prod_approvals} prod approvals, not one of each", len(runs)
     return True, "", len(runs)
 
 
@@ -349,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="canvalo-rehearsal-"))
     print(f"{'execution':<9} {'stage':<15} {'action':<30} {'time':>7}  result")
     outcomes: list[Outcome] = []
-    first_executions, approvals = 0, 0
+    first_executions, approvals = 0, Counter[str]()
     try:
         with MotoServer(root / "moto.log") as moto:
             world = World(endpoint=moto.endpoint, region=REGION, accounts=dict(ACCOUNTS))
@@ -373,23 +376,81 @@ def main(argv: list[str] | None = None) -> int:
     good = sum(o.as_expected for o in outcomes)
     print(f"rehearsed in {time.monotonic() - started:.0f} s")
     print(
-        f"rehearsal: first deploy took {first_executions} executions and {approvals} approvals; "
+        f"rehearsal: first deploy took {first_executions} execution(s), {approvals[PROD_STAGE]} prod approval(s) and "
+        f"{sum(approvals.values()) - approvals[PROD_STAGE]} broadening approval(s); "
         f"{good}/{len(SCENARIOS)} scenarios as expected"
     )
     return 0 if good == len(SCENARIOS) else 1
 
 
-SCENARIOS = ("first deploy", "no-op commit", "output change", "pipeline change", "failure and retry")
+# An attacker with push access to the branch, one commit each; a reviewer rejects what a summary flags.
+ATTACKS: dict[str, tuple[str, Callable[[Path], None]]] = {
+    "attack: prod approval off": (
+        "cdktf.json: prod deploys without an approval",
+        edit(
+            "cdktf.json",
+            '"domain_name": "canvalo.example.com"',
+            '"domain_name": "canvalo.example.com",\n        "approval_before_apply": false',
+        ),
+    ),
+    "attack: widen a role": (
+        "backend: the task role may do anything with S3",
+        edit(
+            "stacks/backend.py",
+            "            task_policy_statements=[\n",
+            '            task_policy_statements=[\n                statement(sid="Everything", actions=["s3:*"], resources=["*"]),\n',
+        ),
+    ),
+    "attack: local-exec": (
+        "network: run a command on the deploy machine",
+        edit(
+            "stacks/network.py",
+            '        TerraformOutput(self, "vpc_id", value=self.network.vpc.id)',
+            '        self.network.vpc.add_override("provisioner", [{"local-exec": {"command": "echo attack"}}])\n'
+            '        TerraformOutput(self, "vpc_id", value=self.network.vpc.id)',
+        ),
+    ),
+    "attack: edit a buildspec": (
+        "deploy.yml: one more command with the stage's deploy role",
+        edit(
+            "pipelines/buildspecs/deploy.yml",
+            "            python -m pipelines.verify_rollout --outputs handoff\n",
+            "            python -m pipelines.verify_rollout --outputs handoff\n"
+            "            python -c \"import boto3; boto3.client('ssm').put_parameter(Name='/attack/buildspec', "
+            "Value='$STAGE', Type='String', Overwrite=True)\"\n",
+        ),
+    ),
+    "attack: edit terraform_stage": (
+        "terraform_stage: a line that runs with the deploy role",
+        edit(
+            "pipelines/terraform_stage.py",
+            "    manifest = read_plans_manifest(plans_dir, stage)\n",
+            "    manifest = read_plans_manifest(plans_dir, stage)\n"
+            "    import boto3\n\n"
+            "    boto3.client('ssm').put_parameter(Name='/attack/terraform_stage', Value=stage, Type='String', "
+            "Overwrite=True)\n",
+        ),
+    ),
+}
+SCENARIOS = ("first deploy", "no-op commit", "output change", "pipeline change", "failure and retry", *ATTACKS)
+# The commit's own buildspecs and scripts run with apply rights: pipeline-owned privileged code (the trust
+# model issue) is not built yet, so these attacks reach prod; each must fail with these words until it is.
+OWN_CODE_RUNS = "ran with apply rights"
 EXPECTED: dict[str, Expectation] = {
     "first deploy": Expectation(),
     "no-op commit": Expectation(),
     "output change": Expectation(),
     "pipeline change": Expectation(),
     "failure and retry": Expectation(),
+    "attack: prod approval off": Expectation(),
+    "attack: widen a role": Expectation(),
+    "attack: local-exec": Expectation(),
+    "attack: edit a buildspec": Expectation("the commit's own buildspec runs with apply rights", OWN_CODE_RUNS),
+    "attack: edit terraform_stage": Expectation("the commit's own scripts run with apply rights", OWN_CODE_RUNS),
 }
 
 
-def run_scenarios(root: Path, world: World, services: Services, keep: bool) -> tuple[list[Outcome], int, int]:
+def run_scenarios(root: Path, world: World, services: Services, keep: bool) -> tuple[list[Outcome], int, Counter[str]]:
     outcomes: list[Outcome] = []
 
     def outcome(name: str, passed: bool, detail: str) -> None:
@@ -398,7 +459,7 @@ def run_scenarios(root: Path, world: World, services: Services, keep: bool) -> t
     # First deploy, following the README as written.
     readme = Rehearsal(root / "as-written", world, services, print, keep)
     passed, detail, executions = first_deploy(readme, strict_order=True)
-    approvals = readme.pipeline.approvals
+    approvals = Counter(readme.pipeline.approvals)
     outcome("first deploy", passed, detail)
     rehearsal = readme
     if not passed:
@@ -411,7 +472,7 @@ def run_scenarios(root: Path, world: World, services: Services, keep: bool) -> t
             try:
                 rehearsal = Rehearsal(root / "baseline", baseline_world, baseline_services, print, keep)
                 ok, base_detail, executions = first_deploy(rehearsal, strict_order=False)
-                approvals = rehearsal.pipeline.approvals
+                approvals = Counter(rehearsal.pipeline.approvals)
                 later_scenarios(rehearsal, outcome, ok, base_detail)
             finally:
                 baseline_services.close()
@@ -493,6 +554,51 @@ def later_scenarios(rehearsal: Rehearsal, outcome: Callable[[str, bool, str], No
         )
     )
     outcome("failure and retry", passed, detail)
+    for name, (message, change) in ATTACKS.items():
+        print(f"-- {name}")
+        passed, detail = attack(rehearsal, message, change)
+        outcome(name, passed, detail)
+
+
+def prod_serials(world: World) -> dict[str, int]:
+    return {stack: int(world.read_state(stack)["serial"]) for stack in world.states if stack.startswith("prod-")}
+
+
+def take_attack_markers(world: World) -> list[str]:
+    """What an attack's own code wrote with the credentials it ran with, in any account; removed once read."""
+    found = []
+    for stage, account in ACCOUNTS.items():
+        ssm = world.client(account, "ssm")
+        for parameter in ssm.describe_parameters().get("Parameters", []):
+            if parameter["Name"].startswith("/attack/"):
+                value = ssm.get_parameter(Name=parameter["Name"])["Parameter"]["Value"]
+                found.append(f"{parameter['Name']} in {stage} (during {value})")
+                ssm.delete_parameter(Name=parameter["Name"])
+    return found
+
+
+def attack(rehearsal: Rehearsal, message: str, change: Callable[[Path], None]) -> tuple[bool, str]:
+    """One malicious commit, reviewed by a person who rejects any approval whose summary flags broadening.
+    Passes when the execution stops (refused or rejected), prod's state is untouched and none of the
+    commit's own code ran with apply rights; the commit is reverted afterwards either way."""
+    before = prod_serials(rehearsal.world)
+    rehearsal.pipeline.reviewer = lambda stage, text: "BROADENING" not in text and not stage.endswith("Broadening")
+    try:
+        commit = rehearsal.commit(f"attack: {message}", change)
+        passed, _, runs = single_execution(rehearsal, commit)
+    finally:
+        rehearsal.pipeline.reviewer = lambda stage, text: True
+    stopped = [s for s in rehearsal.steps if s.execution == runs[-1].id[:8] and s.result == "Failed"]
+    markers = take_attack_markers(rehearsal.world)
+    touched = [stack for stack, serial in prod_serials(rehearsal.world).items() if serial != before.get(stack)]
+    rehearsal.git(rehearsal.github, "revert", "--no-edit", "HEAD")
+    if markers:
+        return False, f"the commit's own code {OWN_CODE_RUNS}: {', '.join(markers)}"
+    if passed or touched:
+        return False, f"the attack was deployed: prod stacks changed {touched or 'nothing, yet the run succeeded'}"
+    where = f"{stopped[-1].stage}/{stopped[-1].action}: {stopped[-1].detail[:140]}" if stopped else "nowhere"
+    print(f"{'':<9} stopped at {where}")
+    return True, ""
 
 
 if __name__ == "__main__":

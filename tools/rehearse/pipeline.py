@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 import zipfile
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -51,11 +52,20 @@ class Action:
 
 
 @dataclass(frozen=True)
+class EntryCondition:
+    """A stage's `before_entry` condition: entered when every rule holds, else `result` (SKIP or FAIL)."""
+
+    result: str
+    rules: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class Definition:
     name: str
     stages: list[tuple[str, list[Action]]]
     projects: dict[str, dict[str, Any]]
     roles: dict[str, str]
+    entry: dict[str, EntryCondition] = field(default_factory=dict)
 
 
 def read_definition(world: World, stack: str = "pipeline") -> Definition:
@@ -66,6 +76,7 @@ def read_definition(world: World, stack: str = "pipeline") -> Definition:
         raise RuntimeError("the pipeline stack's state holds no aws_codepipeline: deploy the pipeline stack first")
     pipeline = pipelines[0]["config"]
     stages = []
+    entry: dict[str, EntryCondition] = {}
     for stage in pipeline["stage"]:
         actions = [
             Action(
@@ -81,13 +92,16 @@ def read_definition(world: World, stack: str = "pipeline") -> Definition:
             for a in stage["action"]
         ]
         stages.append((stage["name"], sorted(actions, key=lambda a: a.run_order)))
+        condition = (stage.get("before_entry") or {}).get("condition")
+        if condition:
+            entry[stage["name"]] = EntryCondition(str(condition["result"]), list(condition["rule"]))
     projects = {
         r["config"]["name"]: r["config"]
         for address, r in resources.items()
         if address.startswith("aws_codebuild_project.")
     }
     roles = {name: str(project["service_role"]) for name, project in projects.items()}
-    return Definition(name=pipeline["name"], stages=stages, projects=projects, roles=roles)
+    return Definition(name=pipeline["name"], stages=stages, projects=projects, roles=roles, entry=entry)
 
 
 @dataclass
@@ -219,7 +233,9 @@ class Pipeline:
         self.root = root
         self.stand_ins = stand_ins
         self.record = record
-        self.approvals = 0
+        # Approvals given, by stage; `reviewer` is the person: (stage, the approval's message) -> approve?
+        self.approvals: Counter[str] = Counter()
+        self.reviewer: Callable[[str, str], bool] = lambda stage, message: True
         self.counter = 0
         self.keep = keep
         self.cleaner = ThreadPoolExecutor(max_workers=1)
@@ -243,6 +259,16 @@ class Pipeline:
         definition = read_definition(self.world)
         execution.status = "InProgress"
         for stage, actions in definition.stages:
+            entered, why = self.enter(definition, execution, stage)
+            if not entered:
+                short = execution.id[:8]
+                if definition.entry[stage].result == "SKIP":
+                    self.record(Step(short, stage, "(stage)", 0.0, "Skipped", why))
+                    execution.done_actions.update((stage, action.name) for action in actions)
+                    continue
+                self.record(Step(short, stage, "(stage)", 0.0, "Failed", why))
+                execution.status = "Failed"
+                return
             for action in actions:
                 key = (stage, action.name)
                 if key in execution.done_actions:
@@ -283,12 +309,30 @@ class Pipeline:
             future.result()
         self.cleaner.shutdown()
 
+    def enter(self, definition: Definition, execution: Execution, stage: str) -> tuple[bool, str]:
+        """Whether the stage's entry condition holds (VariableCheck rules, as CodePipeline evaluates them)."""
+        condition = definition.entry.get(stage)
+        if condition is None:
+            return True, ""
+        for rule in condition.rules:
+            provider = rule["rule_type_id"]["provider"]
+            if provider != "VariableCheck":
+                raise RuntimeError(f"stage {stage}: the rehearsal models VariableCheck rules only, not {provider}")
+            settings = rule["configuration"]
+            value, wanted = self.substitute(settings["Variable"], execution), settings["Value"]
+            holds = {"EQ": value == wanted, "NE": value != wanted, "CONTAINS": wanted in value}
+            if not holds[settings["Operator"]]:
+                return False, f"entry condition {rule['name']}: {settings['Variable']} is {value!r}, not {wanted!r}"
+        return True, ""
+
     def run_action(self, definition: Definition, execution: Execution, action: Action) -> tuple[bool, str]:
         if action.category == "Source":
             return self.source(execution, action)
         if action.category == "Approval":
-            self.approvals += 1
             message = self.substitute(action.configuration.get("CustomData", ""), execution)
+            if not self.reviewer(action.stage, message):
+                return False, f"rejected by the reviewer: {message[:160]}"
+            self.approvals[action.stage] += 1
             return True, f"approved by the rehearsal: {message[:160]}"
         return self.codebuild(definition, execution, action)
 
