@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -131,28 +132,34 @@ def test_the_source_artifact_is_a_zip_without_git_venv_or_execute_bits(world: Wo
     subprocess.run(["git", "add", "-A"], cwd=repository, check=True)
     subprocess.run(["git", *identity, "commit", "-q", "-m", "first"], cwd=repository, check=True)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repository, capture_output=True, text=True).stdout.strip()
-    services = Services(world)
-    try:
-        pipeline = Pipeline(
-            world=world,
-            machine=Machine(tmp_path / "machine", tmp_path / "world.json", world.endpoint),
-            services=services,
-            repository=repository,
-            root=tmp_path,
-            stand_ins=[],
-            record=lambda _: None,
-        )
+    with pipeline_over(world, tmp_path, repository) as pipeline:
         execution = Execution(id="e1", commit=commit)
         action = Action("Source", "Source", "Source", 1, {"BranchName": "main"}, [], ["Source"], "SourceVariables")
         ok, detail = pipeline.source(execution, action)
-    finally:
-        services.close()
     delivered = execution.artifacts["Source"]
     assert ok and "first" in detail
     assert (delivered / "pipelines" / "run.sh").read_text() == "#!/bin/sh\necho ran\n"
     assert not os.access(delivered / "pipelines" / "run.sh", os.X_OK)
     assert not (delivered / ".git").exists() and not (delivered / ".venv").exists()
     assert execution.variables["SourceVariables"]["CommitId"] == commit
+
+
+@contextmanager
+def pipeline_over(world: World, root: Path, repository: Path) -> Iterator[Pipeline]:
+    """A Pipeline over `repository` with no stand-ins, its services closed afterwards."""
+    services = Services(world)
+    try:
+        yield Pipeline(
+            world=world,
+            machine=Machine(root / "machine", root / "world.json", world.endpoint),
+            services=services,
+            repository=repository,
+            root=root,
+            stand_ins=[],
+            record=lambda _: None,
+        )
+    finally:
+        services.close()
 
 
 @pytest.mark.req("R4.4")
@@ -202,22 +209,10 @@ def test_a_stage_with_an_entry_condition_is_entered_only_when_its_variable_check
         roles={},
         entry={"BetaBroadening": EntryCondition("SKIP", [rule])},
     )
-    services = Services(world)
-    try:
-        pipeline = Pipeline(
-            world=world,
-            machine=Machine(tmp_path / "machine", tmp_path / "world.json", world.endpoint),
-            services=services,
-            repository=tmp_path,
-            root=tmp_path,
-            stand_ins=[],
-            record=lambda _: None,
-        )
+    with pipeline_over(world, tmp_path, tmp_path) as pipeline:
         broadening = Execution(id="e1", commit="c", variables={"BetaPlan": {"PLAN_BROADENS": "true"}})
         quiet = Execution(id="e2", commit="c", variables={"BetaPlan": {"PLAN_BROADENS": "false"}})
         assert pipeline.enter(definition, broadening, "BetaBroadening") == (True, "")
         entered, why = pipeline.enter(definition, quiet, "BetaBroadening")
         assert not entered and "#{BetaPlan.PLAN_BROADENS} is 'false', not 'true'" in why
         assert pipeline.enter(definition, quiet, "Beta") == (True, ""), "a stage without a condition is entered"
-    finally:
-        services.close()
