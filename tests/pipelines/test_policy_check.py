@@ -167,7 +167,7 @@ RULES: list[tuple[str, Callable[[Stack], None], str, Callable[[Stack], None]]] =
         "module-source",
         set_key(("module", "vpc"), {"source": "terraform-aws-modules/vpc/aws", "version": "5.0.0"}),
         "module.vpc",
-        set_key(("module", "vpc"), {"source": "../shared/vpc"}),
+        set_key(("module", "vpc"), {"source": "../common/vpc"}),
     ),
     (
         "backend",

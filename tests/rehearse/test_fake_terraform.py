@@ -459,6 +459,19 @@ def test_for_each_values_plan_and_stay_stable(rehearsal: Rehearsal) -> None:
     assert rehearsal.run(stack, "plan", "-detailed-exitcode", caller=caller).code == 0
 
 
+@pytest.mark.req("R4.3")
+def test_an_argument_named_like_a_meta_argument_inside_a_block_is_kept(rehearsal: Rehearsal) -> None:
+    """A pipeline stage condition's rule has `provider` (VariableCheck): only a body's own meta-arguments go."""
+    resource = log_groups(api=7)
+    resource[LOG_GROUP]["api"]["tags"] = {"provider": "VariableCheck", "lifecycle": "kept"}
+    resource[LOG_GROUP]["api"]["lifecycle"] = {"prevent_destroy": False}
+    stack, caller = applied(rehearsal, config(resource=resource))
+    document = plan_of(rehearsal, stack, caller)
+    (change,) = document["resource_changes"]
+    assert change["change"]["before"]["tags"] == {"provider": "VariableCheck", "lifecycle": "kept"}
+    assert "lifecycle" not in change["change"]["before"], "the body's own meta-argument is not an argument"
+
+
 # -- what bootstrap leaves for the stage stacks to find ---------------------------------------------
 
 

@@ -45,6 +45,14 @@ UNKNOWN = "\x00(known after apply)"
 DATA_DIR = ".terraform"
 BACKEND_RECORD = "backend.json"
 META_KEYS = {"//", "depends_on", "lifecycle", "provider", "count", "for_each", "timeouts"}
+
+
+def arguments(body: dict[str, Any]) -> dict[str, Any]:
+    """A resource's or data source's arguments: its body without Terraform's meta-arguments. Only at the top:
+    a nested block may hold an argument of the same name (a pipeline rule's `provider`)."""
+    return {key: value for key, value in body.items() if key not in META_KEYS}
+
+
 # Arguments whose change makes the provider replace the resource, by type ("*": every type).
 FORCE_NEW: dict[str, set[str]] = {
     "*": {"name", "name_prefix"},
@@ -326,7 +334,8 @@ class Stack:
         if isinstance(value, list):
             return [self.resolve(v) for v in value]
         if isinstance(value, dict):
-            return {k: self.resolve(v) for k, v in value.items() if k not in META_KEYS}
+            # "//" is cdktn's metadata, wherever it sits; the other meta-arguments only head a block's body.
+            return {k: self.resolve(v) for k, v in value.items() if k != "//"}
         return value
 
     def interpolate(self, text: str) -> Any:
@@ -390,7 +399,7 @@ class Stack:
         """A data source read from AWS (once per run), refused as the provider refuses it when nothing matches."""
         address = f"data.{kind}.{name}"
         if address not in self._looked_up:
-            body = self.resolve(self.config["data"][kind][name])
+            body = self.resolve(arguments(self.config["data"][kind][name]))
             assert self.session is not None, "data sources that read AWS need the provider's session"
             self._looked_up[address] = LOOKED_UP[kind](self.session, self.cloud.world.endpoint, body)
         return self._looked_up[address]
@@ -464,7 +473,7 @@ class Stack:
             return
         self.actions[address] = ["no-op"]  # a cycle guard; replaced below
         body = self.resources()[address]
-        desired = self.resolve(body)
+        desired = self.resolve(arguments(body))
         self.desired[address] = desired
         prior = self.state["resources"].get(address)
         self.generation[address] = prior["generation"] if prior else 0
