@@ -370,9 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     for outcome in outcomes:
         verdict = "as expected" if outcome.as_expected else "NOT AS EXPECTED"
         expected = f" (expected failure: {outcome.expectation.defect})" if outcome.expectation.defect else ""
-        print(f"{outcome.name:<18} {'passed' if outcome.passed else 'failed'}{expected}: {verdict}")
+        print(f"{outcome.name:<28} {'passed' if outcome.passed else 'failed'}{expected}: {verdict}")
         if outcome.detail:
-            print(f"{'':<18} {outcome.detail}")
+            print(f"{'':<28} {outcome.detail}")
     good = sum(o.as_expected for o in outcomes)
     print(f"rehearsed in {time.monotonic() - started:.0f} s")
     print(
