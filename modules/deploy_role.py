@@ -231,11 +231,15 @@ def deploy_permissions(scope: DeployScope) -> list[DataAwsIamPolicyDocumentState
                 )
             ],
         ),
+        # DeleteRolePermissionsBoundary acts on a role, not on the boundary policy: denied on every role,
+        # since nothing this project deploys removes a boundary.
+        statement(
+            sid="NeverRemoveABoundary", effect="Deny", actions=["iam:DeleteRolePermissionsBoundary"], resources=["*"]
+        ),
         statement(
             sid="NeverTouchTheBoundaryOrTheState",
             effect="Deny",
             actions=[
-                "iam:DeleteRolePermissionsBoundary",
                 "iam:CreatePolicyVersion",
                 "iam:DeletePolicy",
                 "iam:SetDefaultPolicyVersion",

@@ -43,6 +43,8 @@ PLAN_HEADLINE_VARIABLE = "PLAN_HEADLINE"
 PLAN_SUMMARY_URL_VARIABLE = "PLAN_SUMMARY_URL"
 # "true" when the stage's plans broaden what it may do (pipelines/plan_summary.py broadens()).
 PLAN_BROADENS_VARIABLE = "PLAN_BROADENS"
+# The SHA-256 of the Plan action's manifest.json, which lists the SHA-256 of every saved plan.
+PLAN_SHA256_VARIABLE = "PLAN_SHA256"
 
 SOURCE_ACTION = "Source"
 SOURCE_NAMESPACE = "SourceVariables"
@@ -260,7 +262,13 @@ class DeliveryPipeline(Construct):
                     project=projects.deploy,
                     inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT, plan_artifact],
                     outputs=[outputs_artifact],
-                    environment={"STAGE": deployment.name, "MODE": "apply", "DEFERRED": deferred},
+                    environment={
+                        "STAGE": deployment.name,
+                        "MODE": "apply",
+                        "DEFERRED": deferred,
+                        # What Plan made, as CodePipeline recorded it: a rewritten plans artifact is refused.
+                        "APPROVED_MANIFEST_SHA256": f"#{{{plan_namespace}.{PLAN_SHA256_VARIABLE}}}",
+                    },
                     run_order=first,
                 ),
                 codebuild_action(

@@ -58,10 +58,16 @@ def boundary_statements(
                 "iam:DeletePolicy",
                 "iam:DeletePolicyVersion",
                 "iam:SetDefaultPolicyVersion",
-                "iam:DeleteRolePermissionsBoundary",
             ],
             resources=list(protected_policy_arns),
         ),
+        # DeleteRolePermissionsBoundary acts on a role, not on the policy: on every role, since no
+        # pipeline role ever removes a boundary (a boundary is replaced with PutRolePermissionsBoundary).
+        statement(
+            sid="NeverRemoveABoundary", effect="Deny", actions=["iam:DeleteRolePermissionsBoundary"], resources=["*"]
+        ),
+        # Approvals are people's: no pipeline role may answer one, whatever its own policy says.
+        statement(sid="NeverApprove", effect="Deny", actions=["codepipeline:PutApprovalResult"], resources=["*"]),
     ]
 
 

@@ -72,6 +72,9 @@ LOCK_FILE = ".terraform.lock.hcl"
 # The copy in the plans artifact has no leading dot: artifact globs may leave hidden files out.
 PLANNED_LOCK_FILE = "terraform.lock.hcl"
 MANIFEST = "manifest.json"
+# The manifest's own SHA-256: the Plan action exports it as a pipeline variable, which no artifact writer
+# can change, and Apply refuses a manifest (and so any plan) that does not match it.
+MANIFEST_SHA256 = "manifest.sha256"
 SUMMARY = "summary.md"
 HEADLINE = "headline.txt"
 # "true" when the stage's plans broaden what it may do (plan_summary.broadens): the Plan action exports it,
@@ -285,6 +288,7 @@ def plan_stage(
     (plans_dir / BROADENS).write_text("true\n" if broadening else "false\n")
     manifest = {"stage": stage, "broadens": broadening, "stacks": entries}
     (plans_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    (plans_dir / MANIFEST_SHA256).write_text(sha256(plans_dir / MANIFEST) + "\n")
     out(summary)
     blocked = refused(planned, allowed)
     if blocked:
@@ -348,8 +352,13 @@ def render_deferred(deferred: Sequence[Mapping[str, Any]]) -> str:
 # -- apply ----------------------------------------------------------------------------------------
 
 
-def read_plans_manifest(plans_dir: Path, stage: str) -> dict[str, Any]:
+def read_plans_manifest(plans_dir: Path, stage: str, expected_sha256: str | None = None) -> dict[str, Any]:
     path = plans_dir / MANIFEST
+    if expected_sha256 is not None and (not path.exists() or sha256(path) != expected_sha256):
+        raise StageError(
+            f"{path} is not the manifest the Plan action made (the pipeline recorded SHA-256 {expected_sha256}): "
+            "the plans artifact was changed after Plan; release the change again to plan anew"
+        )
     try:
         manifest = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
@@ -373,8 +382,9 @@ def apply_stage(
     deferred_mode: str = DEFER,
     allowed: frozenset[str] = frozenset(),
     out: Callable[[str], None] = print,
+    manifest_sha256: str | None = None,
 ) -> int:
-    manifest = read_plans_manifest(plans_dir, stage)
+    manifest = read_plans_manifest(plans_dir, stage, manifest_sha256)
     entries: list[dict[str, Any]] = manifest["stacks"]
     # A broadening plan stopped the pipeline for a person's approval before this Apply, which then covers
     # the deferred stacks' bounds shown with it; without one, a deferred plan may not broaden at all.
@@ -564,6 +574,10 @@ def main(
         help="deferred stacks: leave them to the next run (default); plan and apply them after what they read; "
         "or do that only for plans within the bound the approval showed",
     )
+    apply.add_argument(
+        "--manifest-sha256",
+        help="refuse plans whose manifest.json has another SHA-256 (the Plan action's exported PLAN_SHA256)",
+    )
     env = commands.add_parser("env", help="print export lines for the outputs later actions use")
     env.add_argument("--outputs", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -586,6 +600,7 @@ def main(
                 outputs_dir=args.outputs,
                 deferred_mode=args.deferred,
                 allowed=allowed_destroys(args.allow_destroy, environ),
+                manifest_sha256=args.manifest_sha256,
             )
         sys.stdout.write("".join(f"export {k}={shlex.quote(v)}\n" for k, v in stage_environment(args.outputs).items()))
         return 0

@@ -212,6 +212,8 @@ def test_each_stage_applies_the_saved_plan_it_made_from_the_one_build(pipeline: 
         "STAGE": DEPLOY_STAGES[stage_name],
         "MODE": "apply",
         "DEFERRED": "approved" if stage_name == "Prod" else "apply",
+        # The manifest's hash as the Plan action exported it: CodePipeline holds it, not the artifact.
+        "APPROVED_MANIFEST_SHA256": f"#{{{stage_name}Plan.PLAN_SHA256}}",
     }
     assert plan["input_artifacts"] == ["Source", "Build"]
     assert apply["input_artifacts"] == ["Source", "Build", f"{stage_name}Plan"]
@@ -592,3 +594,21 @@ def test_a_stage_without_approval_stops_for_one_when_its_plan_broadens_and_only_
     assert names.index(f"{stage_name}Plan") < names.index(f"{stage_name}Broadening") < names.index(stage_name)
     deploy_spec = yaml.safe_load((PROJECT_ROOT / "pipelines" / "buildspecs" / "deploy.yml").read_text())
     assert "PLAN_BROADENS" in deploy_spec["env"]["exported-variables"], "the Plan action exports what the rule reads"
+
+
+@pytest.mark.req("R4.3")
+def test_no_pipeline_role_may_answer_an_approval_or_remove_a_boundary(pipeline: Document) -> None:
+    ((boundary_logical, boundary),) = [
+        (logical, policy)
+        for logical, policy in resources(pipeline, "aws_iam_policy").items()
+        if "boundary" in policy["name"]
+    ]
+    statements = {s["sid"]: s for s in policy_statements(pipeline, boundary["policy"])}
+    assert statements["NeverApprove"]["effect"] == "Deny"
+    assert statements["NeverApprove"]["actions"] == ["codepipeline:PutApprovalResult"]
+    assert statements["NeverApprove"]["resources"] == ["*"]
+    # It acts on roles: a deny naming the boundary policy (as before) never matched.
+    assert statements["NeverRemoveABoundary"]["actions"] == ["iam:DeleteRolePermissionsBoundary"]
+    assert statements["NeverRemoveABoundary"]["resources"] == ["*"]
+    for role in resources(pipeline, "aws_iam_role").values():
+        assert role["permissions_boundary"] == f"${{aws_iam_policy.{boundary_logical}.arn}}", role["name"]

@@ -19,6 +19,7 @@ from modules.pipeline import (
     BUILDSPECS,
     PLAN_BROADENS_VARIABLE,
     PLAN_HEADLINE_VARIABLE,
+    PLAN_SHA256_VARIABLE,
     PLAN_SUMMARY_URL_VARIABLE,
 )
 from stacks.config import POST_DEPLOY_TESTS
@@ -139,6 +140,7 @@ def test_the_deploy_buildspec_hands_the_plans_from_plan_to_apply_and_exports_the
         PLAN_HEADLINE_VARIABLE,
         PLAN_SUMMARY_URL_VARIABLE,
         PLAN_BROADENS_VARIABLE,
+        PLAN_SHA256_VARIABLE,
     ]
     text = script_text("deploy")
     assert f'build_dir="$CODEBUILD_SRC_DIR_{BUILD_ARTIFACT}"' in text

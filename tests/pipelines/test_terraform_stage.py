@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -522,3 +523,26 @@ def test_a_broadening_plan_says_so_and_its_approval_lets_apply_create_the_deferr
     assert apply(unapproved, cdktf_out, quiet_plans, tmp_path / "unapproved", "--deferred", "apply") == 4
     assert "beta-backend: its plan broadens what the stage may do" in error_line(capsys)
     assert ("beta-backend", "apply") not in unapproved.commands()
+
+
+@pytest.mark.req("R4.3")
+def test_apply_refuses_a_plans_artifact_changed_after_plan_by_the_hash_the_pipeline_recorded(
+    cdktf_out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plans = tmp_path / "plans"
+    assert plan(FakeTerraform(plans={"beta-backend": plan_document(SERVICE)}), cdktf_out, plans) == 0
+    recorded = (plans / "manifest.sha256").read_text().strip()
+    assert recorded == hashlib.sha256((plans / "manifest.json").read_bytes()).hexdigest()
+    # Whoever can write the artifact swaps a plan and rewrites the manifest's hash of it to match.
+    (plans / "beta-backend" / "tfplan").write_bytes(b"another plan")
+    manifest = json.loads((plans / "manifest.json").read_text())
+    manifest["stacks"][1]["sha256"] = hashlib.sha256(b"another plan").hexdigest()
+    (plans / "manifest.json").write_text(json.dumps(manifest))
+    applier = FakeTerraform()
+    assert apply(applier, cdktf_out, plans, tmp_path / "outputs", "--manifest-sha256", recorded) == 1
+    assert "is not the manifest the Plan action made" in error_line(capsys)
+    assert applier.calls == [], "nothing is initialized, let alone applied"
+    untouched = tmp_path / "untouched"
+    assert plan(FakeTerraform(plans={"beta-backend": plan_document(SERVICE)}), cdktf_out, untouched) == 0
+    good = (untouched / "manifest.sha256").read_text().strip()
+    assert apply(FakeTerraform(), cdktf_out, untouched, tmp_path / "out2", "--manifest-sha256", good) == 0
