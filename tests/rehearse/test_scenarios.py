@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
-from tools.rehearse.__main__ import ACCOUNTS, Expectation, Outcome, bootstrap_commands
+from tools.rehearse.__main__ import ACCOUNTS, ATTACKS, Expectation, Outcome, bootstrap_commands
+from tools.rehearse.world import REPOSITORY
 
 
 @pytest.mark.req("R4.5")
@@ -25,3 +29,26 @@ def test_the_readme_bootstrap_block_is_run_as_written_for_each_stage(stage: str)
     assert f"--secret-id canvalo/{stage}/backend" in commands and "..." not in commands
     assert all(f"={account}" in commands for account in ACCOUNTS.values())
     assert "#" not in commands, "the README's comments are not commands"
+
+
+# The files the rehearsal's attack commits edit.
+ATTACKED = (
+    "cdktf.json",
+    "stacks/backend.py",
+    "stacks/network.py",
+    "pipelines/buildspecs/deploy.yml",
+    "pipelines/terraform_stage.py",
+)
+
+
+@pytest.mark.req("R4.3")
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_each_attack_still_applies_to_the_code_it_attacks(name: str, tmp_path: Path) -> None:
+    """An attack whose edit no longer applies would stop the rehearsal after twenty minutes: know it now."""
+    _, change = ATTACKS[name]
+    for tracked in ATTACKED:
+        (tmp_path / tracked).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPOSITORY / tracked, tmp_path / tracked)
+    change(tmp_path)
+    changed = [path for path in ATTACKED if (tmp_path / path).read_text() != (REPOSITORY / path).read_text()]
+    assert len(changed) == 1, f"{name} changes {changed}"

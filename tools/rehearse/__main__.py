@@ -424,11 +424,11 @@ ATTACKS: dict[str, tuple[str, Callable[[Path], None]]] = {
         "terraform_stage: a line that runs with the deploy role",
         edit(
             "pipelines/terraform_stage.py",
-            "    manifest = read_plans_manifest(plans_dir, stage)\n",
-            "    manifest = read_plans_manifest(plans_dir, stage)\n"
+            "    args = parser.parse_args(argv)\n",
+            "    args = parser.parse_args(argv)\n"
             "    import boto3\n\n"
-            "    boto3.client('ssm').put_parameter(Name='/attack/terraform_stage', Value=stage, Type='String', "
-            "Overwrite=True)\n",
+            "    boto3.client('ssm').put_parameter(Name='/attack/terraform_stage', Value=args.command, "
+            "Type='String', Overwrite=True)\n",
         ),
     ),
 }
@@ -586,6 +586,8 @@ def attack(rehearsal: Rehearsal, message: str, change: Callable[[Path], None]) -
     try:
         commit = rehearsal.commit(f"attack: {message}", change)
         passed, _, runs = single_execution(rehearsal, commit)
+    except ScenarioError as failure:
+        return False, str(failure)
     finally:
         rehearsal.pipeline.reviewer = lambda stage, text: True
     stopped = [s for s in rehearsal.steps if s.execution == runs[-1].id[:8] and s.result == "Failed"]
