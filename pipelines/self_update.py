@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipelines import policy_check
 from pipelines.plan_summary import PlanError, allowed_destroys, broadenings, parse_plan, refused, render
 from pipelines.terraform_stage import EXIT_FAILED, StageError, Terraform
 
@@ -82,6 +83,9 @@ def self_update(
         raise SelfUpdateError(f"{stack_dir}/cdk.tf.json does not exist: run `make synth` before the self-update")
     work_dir.mkdir(parents=True, exist_ok=True)
     plan_file = (work_dir / "pipeline.tfplan").resolve()
+    # The update role applies this plan: before its init, the commit's stacks pass the policy check the
+    # stages run (no provisioner, foreign provider or remote module runs with the update role's rights).
+    policy_check.enforce(cdktf_out, None, out, StageError)
     terraform.init(stack_dir)
     if not terraform.plan(stack_dir, plan_file):
         out(f"{pipeline} already runs this commit's definition: going on")

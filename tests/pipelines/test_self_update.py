@@ -253,3 +253,23 @@ def test_a_pipeline_change_that_broadens_is_left_to_an_administrator(
     assert "the pipeline plan broadens what the pipeline may do" in line
     assert "cdktn deploy pipeline" in line
     assert not [e for e in aws.events if "apply" in e or "start_pipeline_execution" in e], aws.events
+
+
+@pytest.mark.req("R4.4")
+def test_a_pipeline_stack_with_a_provisioner_is_refused_before_terraform_runs(
+    aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A provisioner on a new, innocuous resource would run with the update role at apply: not even init."""
+    shell = {"resource": {"aws_ssm_parameter": {"p": {"provisioner": [{"local-exec": {"command": "id"}}]}}}}
+    cdktf_out = synthesized(tmp_path, {"pipeline": []}, {"pipeline": shell})
+    fake = FakeTerraform(plans={"pipeline": NEW_SCHEDULE})
+    status = main(
+        ["--cdktf-out", str(cdktf_out), "--work-dir", str(tmp_path / "work")],
+        terraform=Terraform(fake),
+        codepipeline=aws.codepipeline,
+        sts=aws.sts,
+        environ=ENVIRON,
+    )
+    assert status == 1
+    assert "refusing to run Terraform: 1 policy finding(s) in pipeline" in capsys.readouterr().err
+    assert fake.calls == []
