@@ -78,7 +78,12 @@ class FakeTerraform:
         if command == "output":
             return Completed(0, json.dumps(self.outputs.get(stack, {})))
         if command == "init":
-            (cwd / ".terraform.lock.hcl").write_text(f"# providers of {stack}\n")
+            lock = cwd / ".terraform.lock.hcl"
+            if "-lockfile=readonly" not in args:
+                lock.write_text(f"# providers of {stack}\n")
+            elif not lock.exists():
+                # Terraform's refusal: without a lock every provider is a change, which -lockfile=readonly forbids.
+                return Completed(1)
         return Completed(0)
 
     def commands(self, stack: str | None = None) -> list[tuple[str, str]]:

@@ -45,6 +45,8 @@ UNKNOWN = "\x00(known after apply)"
 DATA_DIR = ".terraform"
 BACKEND_RECORD = "backend.json"
 META_KEYS = {"//", "depends_on", "lifecycle", "provider", "count", "for_each", "timeouts"}
+# A provider block of a dependency lock file (.terraform.lock.hcl): its address and locked version.
+LOCKED_PROVIDER = re.compile(r'provider "([^"]+)" \{\s*version\s*=\s*"([^"]+)"')
 
 
 def arguments(body: dict[str, Any]) -> dict[str, Any]:
@@ -914,18 +916,33 @@ class Terraform:
                     "or -reconfigure to leave it"
                 )
         lock = self.directory / ".terraform.lock.hcl"
-        wanted = "".join(
-            f'provider "registry.terraform.io/{source}" {{ version = "{spec.get("version", "")}" }}\n'
-            for source, spec in sorted(
-                (v.get("source", k), v)
-                for k, v in ((self.config.get("terraform") or {}).get("required_providers") or {}).items()
+        # Terraform reads a source without a namespace ("aws") as hashicorp's, and records the registry's address.
+        required = {
+            f"registry.terraform.io/{'' if '/' in spec.get('source', name) else 'hashicorp/'}"
+            f"{spec.get('source', name)}": str(spec.get("version", ""))
+            for name, spec in ((self.config.get("terraform") or {}).get("required_providers") or {}).items()
+        }
+        if "-lockfile=readonly" in args:
+            # Terraform's refusals: without a lock (or without a provider in it) every provider is a change to the
+            # lock, which -lockfile=readonly forbids; a locked version outside the constraint needs -upgrade.
+            locked = dict(LOCKED_PROVIDER.findall(lock.read_text())) if lock.exists() else {}
+            for source, version in sorted(required.items()):
+                if source not in locked:
+                    raise RefusedError(
+                        "Provider dependency changes detected: Changes to the required provider dependencies were "
+                        'detected, but the lock file is read-only. To use and record these requirements, run "terraform '
+                        'init" without the "-lockfile=readonly" flag.'
+                    )
+                if version and locked[source] != version:
+                    raise RefusedError(
+                        f"Failed to query available provider packages: locked provider {source} {locked[source]} "
+                        f"does not match configured version constraint {version}; must use terraform init -upgrade "
+                        "to allow selection of new versions"
+                    )
+        else:
+            lock.write_text(
+                "".join(f'provider "{source}" {{\n  version = "{v}"\n}}\n' for source, v in sorted(required.items()))
             )
-        )
-        if "-lockfile=readonly" in args and lock.exists() and lock.read_text() != wanted:
-            raise RefusedError(
-                "the dependency lock file does not match the configuration, and -lockfile=readonly is set"
-            )
-        lock.write_text(wanted)
         record_path.parent.mkdir(exist_ok=True)
         record_path.write_text(json.dumps(backend.record))
         print("Terraform has been successfully initialized!")
