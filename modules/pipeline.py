@@ -1,7 +1,8 @@
 """The CodePipeline V2 that takes a commit from the branch through tests, beta, gamma and prod (R4, R10).
 
-What each action runs lives in the repository (`pipelines/buildspecs/`); this module only decides the
-order, what each action receives and hands on, and which CodeBuild project (so which role) runs it.
+What each action runs lives in the repository (`pipelines/buildspecs/`; the privileged ones are inlined
+into their projects by the pipeline stack); this module only decides the order, what each action receives
+and hands on, and which CodeBuild project (so which role) runs it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ BUILDSPECS: dict[str, str] = {
     "smoke": "pipelines/buildspecs/smoke.yml",
     "drift": "pipelines/buildspecs/drift.yml",
 }
+# The projects with rights over a stage or the pipeline: they run their buildspec inline, as the pipeline stack
+# pinned it, and only the toolkit whose hash it pinned (modules/pipeline_toolkit.py); the others run the
+# commit's own buildspec, without such rights.
+PIPELINE_OWNED = frozenset({"update-pipeline", "deploy", "drift"})
 # Terraform release every buildspec installs (TERRAFORM_VERSION; the install script verifies its SHA-256).
 TERRAFORM_VERSION = "1.13.4"
 # What deploy.yml exports in MODE=plan (CodeBuild exported-variables); the approval message quotes them.
@@ -108,7 +113,11 @@ def codebuild_action(
 
 
 class DeliveryPipeline(Construct):
-    """Source, UpdatePipeline, Test, Build, then one stage per deployment: plan, [approve], apply, test.
+    """Source, Test, Build, UpdatePipeline, then one stage per deployment: plan, [approve], apply, test.
+
+    UpdatePipeline comes after Test and Build: a pipeline change is applied only from a tested commit, and
+    from the stack Build synthesized, so the action with rights over the pipeline runs none of the commit's
+    code (modules/pipeline_toolkit.py).
 
     Every apply consumes the saved plan its own stage produced from the Build artifact, so what is
     applied is exactly what was planned (and, where approval is required, approved). A failed action
@@ -149,18 +158,6 @@ class DeliveryPipeline(Construct):
         stages = [
             CodepipelineStage(name="Source", action=[source]),
             CodepipelineStage(
-                name="UpdatePipeline",
-                action=[
-                    codebuild_action(
-                        "UpdatePipeline",
-                        project=projects.update_pipeline,
-                        inputs=[SOURCE_ARTIFACT],
-                        # The self-update restarts the pipeline on its new definition and stops this execution.
-                        environment={"PIPELINE_EXECUTION_ID": "#{codepipeline.PipelineExecutionId}"},
-                    )
-                ],
-            ),
-            CodepipelineStage(
                 name="Test",
                 action=[codebuild_action("Test", project=projects.test, inputs=[SOURCE_ARTIFACT])],
             ),
@@ -173,6 +170,19 @@ class DeliveryPipeline(Construct):
                         inputs=[SOURCE_ARTIFACT],
                         outputs=[BUILD_ARTIFACT],
                         environment={"IMAGE_TAG": f"#{{{SOURCE_NAMESPACE}.CommitId}}"},
+                    )
+                ],
+            ),
+            CodepipelineStage(
+                name="UpdatePipeline",
+                action=[
+                    codebuild_action(
+                        "UpdatePipeline",
+                        project=projects.update_pipeline,
+                        # The toolkit comes from Source (checked against its pinned hash), the stack from Build.
+                        inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT],
+                        # The self-update restarts the pipeline on its new definition and stops this execution.
+                        environment={"PIPELINE_EXECUTION_ID": "#{codepipeline.PipelineExecutionId}"},
                     )
                 ],
             ),

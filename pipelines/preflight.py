@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any, ParamSpec
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from app.core.config import REQUIRED_SECRET_KEYS
 from stacks.bootstrap_version import BOOTSTRAP_VERSION, bootstrap_version_parameter
 
 if TYPE_CHECKING:
@@ -42,6 +41,9 @@ if TYPE_CHECKING:
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+# The keys the backend refuses to start without (app/core/config.py REQUIRED_SECRET_KEYS, which a test keeps
+# equal): the toolkit runs without the backend's packages, so it cannot import them from there.
+REQUIRED_SECRET_KEYS = ("SUPABASE_URL", "SUPABASE_SERVICE_KEY", "SUPABASE_PUB_KEY")
 # The tag a synthesis without CANVALO_IMAGE_TAG gives the backend: no build ever pushes it.
 UNRELEASED_TAG = "unreleased"
 CURRENT_STAGE = "AWSCURRENT"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from cdktn import TerraformOutput, TerraformResourceLifecycle
 from cdktn_provider_aws.codestarconnections_connection import CodestarconnectionsConnection
@@ -24,6 +25,7 @@ from modules.deploy_role import deploy_permissions
 from modules.iam import ROLE_LIFECYCLE_ACTIONS, statement
 from modules.pipeline import (
     BUILDSPECS,
+    PIPELINE_OWNED,
     TERRAFORM_VERSION,
     DeliveryPipeline,
     PipelineProjects,
@@ -32,6 +34,7 @@ from modules.pipeline import (
 from modules.pipeline_artifacts import PipelineArtifactStore
 from modules.pipeline_notifications import NotificationTopic
 from modules.pipeline_roles import PipelineBoundary, ServiceRole, boundary_statements
+from modules.pipeline_toolkit import PipelineToolkit, toolkit_sha256
 from pipelines.drift_parameters import (
     NEVER_DEPLOYED,
     NOTHING_PUBLISHED,
@@ -42,6 +45,8 @@ from pipelines.drift_parameters import (
 from stacks.base import StageStack, deploy_scope
 from stacks.config import ProjectConfig
 
+# The checkout the stack is synthesized from: the toolkit's hash and the privileged buildspecs are read here.
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 # Daily, before the working day in Europe: drift found overnight is in the morning's mail.
 DRIFT_SCHEDULE = "cron(0 5 * * ? *)"
 # Services that assume the pipeline's roles.
@@ -537,7 +542,11 @@ class PipelineStack(StageStack):
                 f"{kind}-project",
                 name=project_names[kind],
                 description=f"Canvalo pipeline: runs {BUILDSPECS[kind]}",
-                buildspec=BUILDSPECS[kind],
+                buildspec=(
+                    toolkit.inline_buildspec((REPOSITORY_ROOT / BUILDSPECS[kind]).read_text(), source=BUILDSPECS[kind])
+                    if kind in PIPELINE_OWNED
+                    else BUILDSPECS[kind]
+                ),
                 service_role_arn=self.roles[role].arn,
                 kms_key_arn=key_arn,
                 log_group_name=log_group(kind),
@@ -552,9 +561,12 @@ class PipelineStack(StageStack):
 
         settings = project.environment_settings
         terraform = {"TERRAFORM_VERSION": TERRAFORM_VERSION}
+        toolkit = PipelineToolkit(toolkit_sha256(REPOSITORY_ROOT))
         self.projects = {
             "update-pipeline": codebuild(
-                "update-pipeline", role="update-pipeline", environment={**terraform, "PIPELINE_NAME": prefix}
+                "update-pipeline",
+                role="update-pipeline",
+                environment={**terraform, "PIPELINE_NAME": prefix},
             ),
             # `make test` runs pytest, checkov and the browser tests: the medium size keeps it in minutes.
             # It tests the repository's own fixture configuration, never the administrator's settings.

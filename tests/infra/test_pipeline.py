@@ -12,7 +12,8 @@ import yaml
 from cdktn import App, TerraformStack
 
 from modules.container_registry import MIN_KEPT_IMAGES, ContainerRegistry
-from modules.pipeline import BUILDSPECS, TERRAFORM_VERSION
+from modules.pipeline import BUILDSPECS, PIPELINE_OWNED, TERRAFORM_VERSION
+from modules.pipeline_toolkit import PipelineToolkit, toolkit_sha256
 from pipelines.terraform_stage import APPLY_APPROVED, APPLY_DEFERRED
 from tests.infra.conftest import Document, data_sources, one, policy_statements, resources
 from tests.support.config import fixture_project
@@ -27,9 +28,9 @@ STAGE_DEPLOY_ROLES = [
 ]
 EXPECTED_STAGES = [
     "Source",
-    "UpdatePipeline",
     "Test",
     "Build",
+    "UpdatePipeline",
     *("BetaPlan", "BetaBroadening", "Beta"),
     *("GammaPlan", "GammaBroadening", "Gamma"),
     "Prod",
@@ -53,6 +54,12 @@ def stage(document: Document, name: str) -> Document:
 def action_environment(action: Document) -> dict[str, str]:
     variables = json.loads(action["configuration"].get("EnvironmentVariables", "[]"))
     return {variable["name"]: variable["value"] for variable in variables}
+
+
+def pinned_buildspec(kind: str) -> str:
+    """What a pipeline-owned project runs: its repository buildspec, inlined after the check of this checkout's toolkit."""
+    toolkit = PipelineToolkit(toolkit_sha256(PROJECT_ROOT))
+    return toolkit.inline_buildspec((PROJECT_ROOT / BUILDSPECS[kind]).read_text(), source=BUILDSPECS[kind])
 
 
 def project_named(document: Document, name: str) -> Document:
@@ -130,7 +137,9 @@ def test_stages_run_in_order_update_test_build_then_beta_gamma_prod(pipeline: Do
 def test_update_stage_applies_only_the_pipeline_stack_and_may_restart_the_pipeline(pipeline: Document) -> None:
     (action,) = stage(pipeline, "UpdatePipeline")["action"]
     project = project_named(pipeline, action["configuration"]["ProjectName"])
-    assert project["source"]["buildspec"] == "pipelines/buildspecs/update_pipeline.yml"
+    assert project["source"]["buildspec"] == pinned_buildspec("update-pipeline")
+    # The toolkit from the commit (checked against the pinned hash), the stack as Build synthesized it.
+    assert action["input_artifacts"] == ["Source", "Build"]
     assert action_environment(action) == {"PIPELINE_EXECUTION_ID": "#{codepipeline.PipelineExecutionId}"}
     environment = {v["name"]: v["value"] for v in project["environment"]["environment_variable"]}
     assert environment == {"PIPELINE_NAME": "canvalo-beta-pipeline", "TERRAFORM_VERSION": TERRAFORM_VERSION}
@@ -154,8 +163,8 @@ def test_make_test_runs_before_anything_is_built_or_deployed(pipeline: Document)
     assert project["source"]["buildspec"] == "pipelines/buildspecs/test.yml"
     names = [s["name"] for s in codepipeline(pipeline)["stage"]]
     first_deploy = min(names.index(name) for name, _ in deploy_actions(pipeline))
-    assert names.index("Test") < names.index("Build") < first_deploy
-    assert names.index("UpdatePipeline") == 1, "the pipeline updates itself right after Source"
+    # A pipeline change is applied only from a tested commit, from the stack Build synthesized.
+    assert names.index("Test") < names.index("Build") < names.index("UpdatePipeline") < first_deploy
 
 
 @pytest.mark.req("R10.4", "R4.6")
@@ -337,7 +346,8 @@ def test_each_codebuild_role_writes_only_its_own_logs(pipeline: Document, kind: 
         own if role["name"] == DEPLOY_ROLE else {f"arn:aws:logs:eu-west-1:{BETA}:log-group:{log_group['name']}:*"}
     )
     assert set(logs["resources"]) == expected
-    assert project["source"]["buildspec"] == BUILDSPECS[kind]
+    expected_buildspec = pinned_buildspec(kind) if kind in PIPELINE_OWNED else BUILDSPECS[kind]
+    assert project["source"]["buildspec"] == expected_buildspec
     assert project["encryption_key"].startswith("${aws_kms_key.")
     assert project["environment"]["privileged_mode"] is (kind == "build"), "only the image build runs Docker"
 
@@ -567,7 +577,12 @@ def test_every_build_keeps_its_package_caches_on_the_host_and_image_builds_their
         spec = yaml.safe_load(buildspec.read_text())
         variables, paths = spec["env"]["variables"], spec["cache"]["paths"]
         # What the tools write is where the cache keeps it: the variables and the paths name the same folders.
-        cached = {variables["UV_CACHE_DIR"], variables["npm_config_cache"], variables.get("TF_PLUGIN_CACHE_DIR")}
+        cached = {
+            variables["UV_CACHE_DIR"],
+            variables["npm_config_cache"],
+            variables.get("TF_PLUGIN_CACHE_DIR"),
+            variables.get("PIP_CACHE_DIR"),
+        }
         assert {path.removesuffix("/**/*") for path in paths} == cached - {None}, buildspec.name
 
 

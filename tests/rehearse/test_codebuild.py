@@ -46,6 +46,7 @@ CODEBUILD_OWN = {
     "PATH",
     "HOME",
     "LANG",
+    "TMPDIR",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
     "AWS_ENDPOINT_URL",
     "CODEBUILD_SRC_DIR",
@@ -90,7 +91,25 @@ def test_a_build_sees_exactly_the_variables_it_is_handed(world: World, tmp_path:
     assert set(seen) - shell - trusted == {"CANVALO_BETA_ACCOUNT_ID", "STAGE", "FROM_BUILDSPEC"} | CODEBUILD_OWN
     assert seen["CODEBUILD_SRC_DIR_Build"] == str(secondary)
     assert build.exported == {"HEADLINE": "planned beta"}
-    collect_artifacts(source / "spec" / "buildspec.yml", source, tmp_path / "out")
+    collect_artifacts("spec/buildspec.yml", source, tmp_path / "out")
+    assert (tmp_path / "out" / "file.txt").read_text() == "artifact\n"
+
+
+@pytest.mark.req("R4.6")
+def test_an_inline_buildspec_runs_as_the_project_holds_it_whatever_the_source_says(
+    world: World, tmp_path: Path
+) -> None:
+    source = tmp_path / "Source"
+    source.mkdir()
+    # The commit's file of the same name says otherwise: a pipeline-owned project never reads it.
+    (source / "buildspec.yml").write_text("version: 0.2\nphases:\n  build:\n    commands:\n      - exit 9\n")
+    world_file = tmp_path / "world.json"
+    world.save(world_file)
+    machine = Machine(tmp_path / "machine", world_file, world.endpoint)
+    build = Build("p", BUILDSPEC, source, {"Build": tmp_path}, {"STAGE": "gamma"}, "http://127.0.0.1:1/c")
+    run_build(build, machine, tmp_path / "work")
+    assert build.status == 0 and build.exported == {"HEADLINE": "planned gamma"}
+    collect_artifacts(BUILDSPEC, source, tmp_path / "out")
     assert (tmp_path / "out" / "file.txt").read_text() == "artifact\n"
 
 

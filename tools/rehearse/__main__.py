@@ -433,8 +433,8 @@ ATTACKS: dict[str, tuple[str, Callable[[Path], None]]] = {
     ),
 }
 SCENARIOS = ("first deploy", "no-op commit", "output change", "pipeline change", "failure and retry", *ATTACKS)
-# The commit's own buildspecs and scripts run with apply rights: pipeline-owned privileged code (the trust
-# model issue) is not built yet, so these attacks reach prod; each must fail with these words until it is.
+# What an attack whose own code ran with a pipeline role's rights fails with (an SSM marker it wrote): the
+# privileged actions run only the pipeline's pinned buildspecs and toolkit (modules/pipeline_toolkit.py).
 OWN_CODE_RUNS = "ran with apply rights"
 EXPECTED: dict[str, Expectation] = {
     "first deploy": Expectation(),
@@ -445,8 +445,8 @@ EXPECTED: dict[str, Expectation] = {
     "attack: prod approval off": Expectation(),
     "attack: widen a role": Expectation(),
     "attack: local-exec": Expectation(),
-    "attack: edit a buildspec": Expectation("the commit's own buildspec runs with apply rights", OWN_CODE_RUNS),
-    "attack: edit terraform_stage": Expectation("the commit's own scripts run with apply rights", OWN_CODE_RUNS),
+    "attack: edit a buildspec": Expectation(),
+    "attack: edit terraform_stage": Expectation(),
 }
 
 

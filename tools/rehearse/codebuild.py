@@ -114,10 +114,10 @@ class Machine:
         cache = self.home / ".cache"
         cache.mkdir(parents=True, exist_ok=True)
         machine_home = Path.home()
-        for name in (".cache/uv", ".npm"):
+        for name in (".cache/uv", ".cache/pip", ".npm"):
             (machine_home / name).mkdir(parents=True, exist_ok=True)
         # The registries' settings of this machine too (npm's, pip's): the same registries, reached the same way.
-        for name in (".cache/uv", ".npm", ".npmrc", ".config/pip", ".config/uv"):
+        for name in (".cache/uv", ".cache/pip", ".npm", ".npmrc", ".config/pip", ".config/uv"):
             source, target = machine_home / name, self.home / name
             if source.exists() and not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -138,11 +138,15 @@ class Machine:
         return folder
 
 
-def load_buildspec(path: Path) -> dict[str, Any]:
+def load_buildspec(buildspec: str, primary: Path) -> dict[str, Any]:
+    """The project's buildspec: inline, as CodeBuild takes a value that is a YAML document, else a file of the source."""
+    if "\n" in buildspec:
+        inline: dict[str, Any] = yaml.safe_load(buildspec)
+        return inline
     try:
-        spec: dict[str, Any] = yaml.safe_load(path.read_text())
+        spec: dict[str, Any] = yaml.safe_load((primary / buildspec).read_text())
     except OSError:
-        raise FileNotFoundError(f"the buildspec {path.name} is not in the source artifact") from None
+        raise FileNotFoundError(f"the buildspec {buildspec} is not in the source artifact") from None
     return spec
 
 
@@ -179,8 +183,9 @@ def stand_in_lines(command: str, stand_ins: list[StandIn], notes: list[str]) -> 
 
 def run_build(build: Build, machine: Machine, workdir: Path) -> list[str]:
     """Runs the build; returns notes (stand-ins used). Sets status, exported variables and log."""
-    spec = load_buildspec(build.primary / build.buildspec)
+    spec = load_buildspec(build.buildspec, build.primary)
     workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "tmp").mkdir(exist_ok=True)
     exports_file = workdir / "exported"
     script, notes = build_script(spec, build, exports_file)
     (workdir / "build.sh").write_text(script)
@@ -195,6 +200,8 @@ def run_build(build: Build, machine: Machine, workdir: Path) -> list[str]:
         "CODEBUILD_SRC_DIR": str(build.primary),
         **{f"CODEBUILD_SRC_DIR_{name}": str(path) for name, path in build.secondary.items()},
         "LANG": "C.UTF-8",
+        # The container's own /tmp, gone with it (the toolkit's virtual environment is made there).
+        "TMPDIR": str(workdir / "tmp"),
         **Machine.trusted_certificates(),
         **machine.mirror_checksums(),
     }
@@ -224,9 +231,9 @@ def run_build(build: Build, machine: Machine, workdir: Path) -> list[str]:
     return notes
 
 
-def collect_artifacts(spec_path: Path, primary: Path, target: Path) -> None:
+def collect_artifacts(buildspec: str, primary: Path, target: Path) -> None:
     """The buildspec's `artifacts` section: files under base-directory matching its globs."""
-    spec = load_buildspec(spec_path)
+    spec = load_buildspec(buildspec, primary)
     section = spec.get("artifacts") or {}
     base = primary / section.get("base-directory", ".")
     target.mkdir(parents=True, exist_ok=True)

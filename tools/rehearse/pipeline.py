@@ -431,6 +431,7 @@ class Pipeline:
             return self._hand_on(build, execution, action, notes)
         finally:
             self._discard(workdir / "src")
+            self._discard(workdir / "tmp")
 
     def _hand_on(self, build: Build, execution: Execution, action: Action, notes: list[str]) -> tuple[bool, str]:
         """The build's result: its output artifacts and exported variables, or why it failed."""
@@ -438,7 +439,7 @@ class Pipeline:
             return False, f"exit {build.status}: {last_error(build.log)}"
         for output in action.outputs:
             target = self.root / f"artifact-{self.counter}-{output}"
-            collect_artifacts(build.primary / build.buildspec, build.primary, target)
+            collect_artifacts(build.buildspec, build.primary, target)
             execution.artifacts[output] = target
         if action.namespace:
             execution.variables[action.namespace] = dict(build.exported)
