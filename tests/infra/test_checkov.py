@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -83,3 +85,24 @@ def test_no_checkov_finding_without_a_written_reason(checkov_reports: list[dict[
     )
     stale = [suppressions[i]["check"] for i in range(len(suppressions)) if i not in used]
     assert not stale, f"suppressions that no longer match any finding (remove them): {stale}"
+
+
+@pytest.mark.req("R6.2")
+def test_every_test_a_suppression_reason_names_exists() -> None:
+    """A reason that states a fact names the test asserting it; a renamed or deleted test leaves the reason
+    unproven, so each named `test_*` (or `path.py::test_*`; a `*` in it stands for a family of tests) must
+    match a test function under tests/."""
+    tests = {
+        (path.relative_to(PROJECT_ROOT).as_posix(), node.name)
+        for path in (PROJECT_ROOT / "tests").rglob("test_*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+    }
+    names = {name for _, name in tests}
+    named = 0
+    for entry in tomllib.loads(SUPPRESSIONS.read_text())["suppression"]:
+        for path, name in re.findall(r"(?:(tests/[\w/]+\.py)::)?(test_[\w*]+)", entry["reason"]):
+            candidates = {n for p, n in tests if p == path} if path else names
+            assert fnmatch.filter(candidates, name), f"{entry['check']}: no test {path}::{name}"
+            named += 1
+    assert named, "no reason names a test: this test checks nothing"
