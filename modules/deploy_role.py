@@ -1,12 +1,17 @@
 """What deploying this project may do in a stage account, and the role the pipeline assumes to do it.
 
-The deploy permissions cover the services this project manages and no more. Two guards keep them
-from becoming administrator rights:
-- IAM actions reach only roles under the project's path and name prefix, and a role may only be
-  created or given policies while it carries the workload permissions boundary, which the deploy
-  role can neither change nor remove; so no role it makes can do more than the boundary allows.
-- Terraform state is readable and writable, but the state bucket and lock table cannot be deleted
-  or have their policies changed by a deploy.
+The deploy permissions cover the services this project manages and no more. These guards keep them
+from becoming administrator rights, or a way to the stage's secret:
+- IAM actions reach only the stage's roles (`<app>-<stage>-*` under the project's path), and a role may
+  only be created or given policies while it carries the workload permissions boundary, which the
+  deploy role can neither change nor remove; so no role it makes can do more than the boundary allows.
+- No trust policy may be rewritten (modules/iam.py, no_trust_policy_changes), and the role that reads
+  the secret may not be deleted: the boundary lets only that role, by ARN, read the secret, so a role
+  recreated under its name with another trust policy would be a way in.
+- No command of the deploy role's choosing runs in a task (RunTask, StartTask, ExecuteCommand), and
+  no log of the project may be read back.
+- Terraform state is readable and writable for the stage's own stacks only; the bootstrap stack's
+  state is not, and the state bucket and lock table cannot be deleted or have their policies changed.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from cdktn_provider_aws.iam_role import IamRole
 from cdktn_provider_aws.iam_role_policy import IamRolePolicy
 from constructs import Construct
 
-from modules.iam import ROLE_LIFECYCLE_ACTIONS, policy_document, statement
+from modules.iam import ROLE_LIFECYCLE_ACTIONS, no_trust_policy_changes, policy_document, statement
 from stacks.bootstrap_version import bootstrap_version_parameter_arn
 
 # Services whose create/list APIs have no resource-level permissions: Resource must be "*", so these
@@ -60,7 +65,11 @@ GLOBAL_ACTIONS_WITHOUT_RESOURCE_SCOPE = (
     "route53:List*",
     "route53:ChangeResourceRecordSets",
 )
-# What the project's workload roles (ECS task and execution roles, flow-log role) may ever be granted.
+# What the project's workload roles (ECS task and execution roles, flow-log role) may ever be granted,
+# besides reading the stage's secret (WorkloadBoundary). No kms:Decrypt: the secret is encrypted with
+# the AWS-managed key aws/secretsmanager, which needs no KMS grant in the reader's policy (ECS
+# developer guide, "Required IAM permissions for Amazon ECS secrets": kms:Decrypt only for a customer
+# managed key), and no workload uses another key.
 WORKLOAD_BOUNDARY_ACTIONS = (
     "logs:CreateLogStream",
     "logs:PutLogEvents",
@@ -70,11 +79,23 @@ WORKLOAD_BOUNDARY_ACTIONS = (
     "ecr:BatchCheckLayerAvailability",
     "ecr:GetDownloadUrlForLayer",
     "ecr:BatchGetImage",
-    "secretsmanager:GetSecretValue",
-    "secretsmanager:DescribeSecret",
-    "kms:Decrypt",
     "bedrock:InvokeModel",
     "bedrock:InvokeModelWithResponseStream",
+)
+# Ways to see what a running task holds (its injected secret): a command of the caller's choosing in a
+# task (RunTask/StartTask take command overrides; ExecuteCommand opens a shell in a running one), or its
+# output read back from the logs. Terraform's aws_ecs_service and aws_ecs_task_definition use none of
+# them (pike's mappings, tests/infra/test_terraform_permissions.py), and nothing in the pipeline reads logs.
+TASK_INSPECTION_ACTIONS = (
+    "ecs:RunTask",
+    "ecs:StartTask",
+    "ecs:ExecuteCommand",
+    "logs:GetLogEvents",
+    "logs:FilterLogEvents",
+    "logs:StartQuery",
+    "logs:StartLiveTail",
+    "logs:GetLogRecord",
+    "logs:Unmask",
 )
 
 
@@ -90,6 +111,8 @@ class DeployScope:
     deploy_role_name: str
     permissions_boundary_name: str
     backend_secret_name: str
+    # The task execution role of the stage's backend: the one role that may read the secret.
+    secret_reader_role_name: str
     state_bucket_arn: str
     lock_table_arn: str
 
@@ -100,19 +123,33 @@ class DeployScope:
     def permissions_boundary_arn(self) -> str:
         return f"arn:aws:iam::{self.account_id}:policy{self.iam_path}{self.permissions_boundary_name}"
 
+    @property
+    def backend_secret_arn(self) -> str:
+        """Exactly the stage's backend secret: Secrets Manager ends its ARN with "-" and 6 random
+        characters, which IAM can match only with wildcards."""
+        return f"arn:aws:secretsmanager:{self.region}:{self.account_id}:secret:{self.backend_secret_name}-??????"
+
+    @property
+    def secret_reader_arn(self) -> str:
+        return self.role_arn(self.secret_reader_role_name)
+
 
 def deploy_permissions(scope: DeployScope) -> list[DataAwsIamPolicyDocumentStatement]:
     """Statements for deploying the stage's stacks; shared by the gamma/prod deploy role and the beta pipeline."""
     account, region, app, stage_name = scope.account_id, scope.region, scope.app_name, scope.stage_name
     state_bucket_arn, lock_table_arn = scope.state_bucket_arn, scope.lock_table_arn
-    project_roles = scope.role_arn(f"{app}-*")
+    # The stage's own roles only: not the deploy role, nor (in beta) the pipeline's canvalo-pipeline-deploy.
+    project_roles = scope.role_arn(f"{app}-{stage_name}-*")
     boundary_arn = scope.permissions_boundary_arn
     in_region = [("StringEquals", "aws:RequestedRegion", [region])]
     return [
         statement(
             sid="TerraformState",
             actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-            resources=[f"{state_bucket_arn}/*"],
+            # The stage's stacks keep their state (and S3 lock file) under `<stack id>/`, and every stage
+            # stack id is `<stage>-<component>` (stacks/base.py); bootstrap-<stage> and, in beta, the
+            # pipeline keep theirs under other keys.
+            resources=[f"{state_bucket_arn}/{stage_name}-*"],
         ),
         statement(sid="TerraformStateList", actions=["s3:ListBucket"], resources=[state_bucket_arn]),
         statement(
@@ -133,6 +170,13 @@ def deploy_permissions(scope: DeployScope) -> list[DataAwsIamPolicyDocumentState
             conditions=in_region,
         ),
         statement(
+            sid="ReadAwsManagedPrefixLists",
+            # The entries of AWS-managed prefix lists (CloudFront's origin-facing addresses), which the
+            # aws_ec2_managed_prefix_list data source reads; they are owned by "aws", not an account.
+            actions=["ec2:GetManagedPrefixListEntries"],
+            resources=[f"arn:aws:ec2:{region}:aws:prefix-list/*"],
+        ),
+        statement(
             sid="CloudFrontCertificatesWithoutResourceScope",
             actions=["acm:*"],
             # CloudFront takes certificates only from us-east-1; RequestCertificate takes no resource ARN.
@@ -149,23 +193,25 @@ def deploy_permissions(scope: DeployScope) -> list[DataAwsIamPolicyDocumentState
             sid="ProjectLogGroups",
             actions=["logs:*"],
             resources=[
-                f"arn:aws:logs:{region}:{account}:log-group:/{app}/*",
-                f"arn:aws:logs:{region}:{account}:log-group:/{app}/*:*",
+                f"arn:aws:logs:{region}:{account}:log-group:/{app}/{stage_name}/*",
+                f"arn:aws:logs:{region}:{account}:log-group:/{app}/{stage_name}/*:*",
             ],
         ),
         statement(
             sid="ProjectSecretsWithoutValues",
             # bootstrap-<stage> creates and deletes the secret; a deploy reads its metadata and tags
             # (DescribeSecret, for the data source) and manages its resource policy. Never its value.
+            # DeleteResourcePolicy is what Terraform's destroy of aws_secretsmanager_secret_policy calls
+            # (terraform-provider-aws, internal/service/secretsmanager/secret_policy.go); removing the
+            # policy's deny opens the value to no role the deploy role can make, since the workload
+            # boundary lets only the execution role read it.
             actions=[
                 "secretsmanager:DescribeSecret",
                 "secretsmanager:GetResourcePolicy",
                 "secretsmanager:PutResourcePolicy",
                 "secretsmanager:DeleteResourcePolicy",
             ],
-            # Exactly the stage's backend secret: Secrets Manager ends its ARN with "-" and 6 random
-            # characters, which IAM can match only with wildcards.
-            resources=[f"arn:aws:secretsmanager:{region}:{account}:secret:{scope.backend_secret_name}-??????"],
+            resources=[scope.backend_secret_arn],
         ),
         statement(
             sid="ReadTheBootstrapVersion",
@@ -181,10 +227,19 @@ def deploy_permissions(scope: DeployScope) -> list[DataAwsIamPolicyDocumentState
         statement(
             sid="TagNewProjectKeysWithoutResourceScope",
             actions=["kms:TagResource"],
-            # CreateKey with tags is authorised before the key exists, so there is no key ARN to name;
-            # only keys tagged as this application's can be tagged this way.
+            # CreateKey with tags needs kms:TagResource on every key of the account and region (KMS
+            # developer guide, "Controlling access to tags"): the key does not exist yet, so there is no
+            # key ARN to name, and it has no tags. Only as this stage's, and only on a key without an
+            # `application` tag: a key of another application cannot be claimed by tagging it (ProjectKeys
+            # would then grant kms:* on it). Keys the project already owns are retagged through ProjectKeys.
+            # IAM cannot tell a new key from an existing untagged one: docs/security.md.
             resources=["*"],
-            conditions=[("StringEquals", "aws:RequestTag/application", [app]), *in_region],
+            conditions=[
+                ("StringEquals", "aws:RequestTag/application", [app]),
+                ("StringEquals", "aws:RequestTag/stage", [stage_name]),
+                ("Null", "aws:ResourceTag/application", ["true"]),
+                *in_region,
+            ],
         ),
         statement(
             sid="ProjectKeys",
@@ -231,10 +286,38 @@ def deploy_permissions(scope: DeployScope) -> list[DataAwsIamPolicyDocumentState
                 )
             ],
         ),
+        *deploy_guards(scope),
+    ]
+
+
+def deploy_guards(scope: DeployScope) -> list[DataAwsIamPolicyDocumentStatement]:
+    """The Denies of deploy_permissions: what no role that deploys or runs the pipeline may ever do in the
+    stage's account, whatever else its policy allows (the beta pipeline's roles carry them too)."""
+    state_bucket_arn, lock_table_arn = scope.state_bucket_arn, scope.lock_table_arn
+    boundary_arn = scope.permissions_boundary_arn
+    return [
         # DeleteRolePermissionsBoundary acts on a role, not on the boundary policy: denied on every role,
         # since nothing this project deploys removes a boundary.
         statement(
             sid="NeverRemoveABoundary", effect="Deny", actions=["iam:DeleteRolePermissionsBoundary"], resources=["*"]
+        ),
+        no_trust_policy_changes(),
+        # The secret's reader keeps the trust policy it was created with: deleting it would let it be
+        # recreated under the same name (and so the same aws:PrincipalArn) with another. Replacing it is
+        # an administrator's (a role's destroy is broadening in the plan summary anyway).
+        statement(
+            sid="NeverReplaceTheSecretReader",
+            effect="Deny",
+            actions=["iam:DeleteRole"],
+            resources=[scope.secret_reader_arn],
+        ),
+        statement(sid="NeverInspectATask", effect="Deny", actions=TASK_INSPECTION_ACTIONS, resources=["*"]),
+        # Written by an administrator only (`make bootstrap`); its state records the deploy role itself.
+        statement(
+            sid="NeverWriteTheBootstrapState",
+            effect="Deny",
+            actions=["s3:PutObject", "s3:DeleteObject"],
+            resources=[f"{state_bucket_arn}/bootstrap-*"],
         ),
         statement(
             sid="NeverTouchTheBoundaryOrTheState",
@@ -279,10 +362,28 @@ def break_glass_statement(account_id: str, principals: Sequence[str]) -> DataAws
 
 
 class WorkloadBoundary(Construct):
-    """The permissions boundary every role of the project carries: the most a workload may do."""
+    """The permissions boundary every role of the project carries: the most a workload may do.
 
-    def __init__(self, scope: Construct, construct_id: str, *, name: str, path: str, region: str) -> None:
+    The deploy role may create a role with any trust policy (CreateRole has no condition key for it), so
+    this is also what another account could get through such a role: nothing that reads the secret,
+    which only `secret_reader_arn` (the backend's task execution role, named before it exists) may read.
+    The condition is on aws:PrincipalArn, the role's ARN, which no trust policy changes; the deploy role
+    may neither rewrite that role's trust nor delete it to recreate it (deploy_permissions).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name: str,
+        path: str,
+        region: str,
+        secret_arn: str,
+        secret_reader_arn: str,
+    ) -> None:
         super().__init__(scope, construct_id)
+        in_region = ("StringEquals", "aws:RequestedRegion", [region])
         document = policy_document(
             self,
             "document",
@@ -292,8 +393,14 @@ class WorkloadBoundary(Construct):
                     actions=WORKLOAD_BOUNDARY_ACTIONS,
                     # A boundary is a ceiling, not a grant: each role's own policy scopes the resources.
                     resources=["*"],
-                    conditions=[("StringEquals", "aws:RequestedRegion", [region])],
-                )
+                    conditions=[in_region],
+                ),
+                statement(
+                    sid="OnlyTheSecretReaderReadsTheSecret",
+                    actions=["secretsmanager:GetSecretValue"],
+                    resources=[secret_arn],
+                    conditions=[in_region, ("ArnEquals", "aws:PrincipalArn", [secret_reader_arn])],
+                ),
             ],
         )
         self.policy = IamPolicy(

@@ -81,22 +81,36 @@ def deny_insecure_transport(bucket_arn: str) -> DataAwsIamPolicyDocumentStatemen
     )
 
 
-# What managing an existing role takes, short of creating it or granting it anything new: the
-# deploy role and the pipeline's update role both get these on the roles they own.
-ROLE_LIFECYCLE_ACTIONS = (
+# What keeping an existing role takes, short of creating, deleting or re-trusting it or granting it
+# anything new: the pipeline's update role gets these on the pipeline's roles.
+ROLE_MAINTENANCE_ACTIONS = (
     "iam:GetRole",
     "iam:GetRolePolicy",
     "iam:ListRolePolicies",
     "iam:ListAttachedRolePolicies",
     "iam:ListInstanceProfilesForRole",
-    "iam:DeleteRole",
     "iam:DeleteRolePolicy",
     "iam:TagRole",
     "iam:UntagRole",
     "iam:UpdateRole",
     "iam:UpdateRoleDescription",
-    "iam:UpdateAssumeRolePolicy",
 )
+# ... and deleting it: the deploy roles get these on the stage's workload roles. Neither list has
+# iam:UpdateAssumeRolePolicy: see no_trust_policy_changes.
+ROLE_LIFECYCLE_ACTIONS = (*ROLE_MAINTENANCE_ACTIONS, "iam:DeleteRole")
+
+
+def no_trust_policy_changes() -> DataAwsIamPolicyDocumentStatement:
+    """No deploying role may rewrite a role's trust policy, on any role.
+
+    IAM has no condition key that inspects the document UpdateAssumeRolePolicy (or CreateRole) writes, so
+    a grant of it on a role is a grant to make that role trust anyone, another account included: the
+    task execution role, the one reader of a stage's secret, or the pipeline's deploy role, which the
+    gamma and prod deploy roles trust by ARN. The roles the stacks create keep the trust they were
+    created with; a change to it (which the plan summary flags as broadening anyway) is applied by an
+    administrator. CreateRole stays, held to a permissions boundary, which is what caps a new role.
+    """
+    return statement(sid="NoTrustPolicyChanges", effect="Deny", actions=["iam:UpdateAssumeRolePolicy"], resources=["*"])
 
 
 def key_administered_through_iam(account_id: str) -> DataAwsIamPolicyDocumentStatement:

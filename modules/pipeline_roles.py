@@ -1,10 +1,14 @@
 """The pipeline's IAM roles and the permissions boundary that caps them and every role they create.
 
 The pipeline's roles need more than the workload boundary allows (CodeBuild, CodePipeline, deploying
-beta), so they carry their own boundary, built from their own policies: every service they use, but
-IAM and STS only as their scoped statements allow. A role created by a pipeline role must carry this
-boundary or the workload boundary, and no pipeline role may change a boundary, so whatever a commit
-asks for, the pipeline cannot mint a role with more than this ceiling.
+beta), so they carry their own boundary, built from their own policies: every action they use, but
+IAM and STS only as their scoped statements allow, and every Deny any of them carries. A role created
+by a pipeline role must carry this boundary or the workload boundary, and no pipeline role may change
+a boundary, so whatever a commit asks for, the pipeline cannot mint a role with more than this ceiling.
+
+The Denies are copied because an inline policy is no guard against the role that may rewrite it: the
+update role may put any policy on the other pipeline roles (within this boundary). A Deny meant for
+some pipeline roles only says so itself, with an `aws:PrincipalArn` condition.
 """
 
 from __future__ import annotations
@@ -23,33 +27,23 @@ from modules.iam import assume_role_document, policy_document, statement
 SCOPED_SERVICES = ("iam", "sts")
 
 
+def ceiling_actions(actions: Iterable[str]) -> list[str]:
+    """`actions`, sorted, without those a `<service>:*` among them already covers."""
+    every = set(actions)
+    whole = {action.split(":")[0] for action in every if action.endswith(":*")}
+    return sorted(a for a in every if a.endswith(":*") or a.split(":")[0] not in whole)
+
+
 def boundary_statements(
-    *, role_statements: Iterable[Sequence[DataAwsIamPolicyDocumentStatement]], protected_policy_arns: Sequence[str]
+    *,
+    role_statements: Iterable[Sequence[DataAwsIamPolicyDocumentStatement]],
+    protected_policy_arns: Sequence[str],
+    denied: Sequence[DataAwsIamPolicyDocumentStatement] = (),
 ) -> list[DataAwsIamPolicyDocumentStatement]:
-    """The ceiling of the given roles' policies: their services, and their IAM/STS statements as written."""
-    services: set[str] = set()
-    scoped: list[DataAwsIamPolicyDocumentStatement] = []
-    for statements in role_statements:
-        for item in statements:
-            if item.effect != "Allow":
-                continue
-            item_services = {action.split(":")[0] for action in item.actions or []}
-            services |= item_services - set(SCOPED_SERVICES)
-            if not item_services & set(SCOPED_SERVICES):
-                continue
-            same_sid = [existing for existing in scoped if existing.sid == item.sid]
-            if same_sid and same_sid[0] != item:
-                raise ValueError(f"two pipeline role statements named {item.sid}: give them distinct sids")
-            if not same_sid:
-                scoped.append(item)
-    return [
-        statement(
-            sid="PipelineServices",
-            actions=sorted(f"{service}:*" for service in services),
-            # A boundary is a ceiling, not a grant: each role's own policy scopes the resources.
-            resources=["*"],
-        ),
-        *scoped,
+    """The ceiling of the given roles' policies: their actions, their IAM/STS statements as written, and
+    every one of their Denies besides the boundary's own; `denied`, Denies for the boundary alone (one
+    that spares some of its roles, say so by aws:PrincipalArn)."""
+    denies = [
         statement(
             sid="NeverChangeABoundary",
             effect="Deny",
@@ -68,6 +62,37 @@ def boundary_statements(
         ),
         # Approvals are people's: no pipeline role may answer one, whatever its own policy says.
         statement(sid="NeverApprove", effect="Deny", actions=["codepipeline:PutApprovalResult"], resources=["*"]),
+    ]
+    actions: set[str] = set()
+    scoped: list[DataAwsIamPolicyDocumentStatement] = []
+
+    def add_once(kept: list[DataAwsIamPolicyDocumentStatement], item: DataAwsIamPolicyDocumentStatement) -> None:
+        same_sid = [existing for existing in kept if existing.sid == item.sid]
+        if same_sid and same_sid[0] != item:
+            raise ValueError(f"two pipeline role statements named {item.sid}: give them distinct sids")
+        if not same_sid:
+            kept.append(item)
+
+    for item in denied:
+        add_once(denies, item)
+    for statements in role_statements:
+        for item in statements:
+            if item.effect != "Allow":
+                add_once(denies, item)
+                continue
+            item_actions = set(item.actions or [])
+            actions |= {a for a in item_actions if a.split(":")[0] not in SCOPED_SERVICES}
+            if any(a.split(":")[0] in SCOPED_SERVICES for a in item_actions):
+                add_once(scoped, item)
+    return [
+        statement(
+            sid="PipelineActions",
+            actions=ceiling_actions(actions),
+            # A boundary is a ceiling, not a grant: each role's own policy scopes the resources.
+            resources=["*"],
+        ),
+        *scoped,
+        *denies,
     ]
 
 
@@ -110,7 +135,7 @@ class ServiceRole(Construct):
 
 
 class PipelineBoundary(Construct):
-    """The managed policy every pipeline role carries as its permissions boundary."""
+    """A managed policy pipeline roles carry as their permissions boundary (boundary_statements)."""
 
     def __init__(
         self,
@@ -119,15 +144,9 @@ class PipelineBoundary(Construct):
         *,
         name: str,
         path: str,
+        description: str,
         statements: Sequence[DataAwsIamPolicyDocumentStatement],
     ) -> None:
         super().__init__(scope, construct_id)
         document = policy_document(self, "document", statements)
-        self.policy = IamPolicy(
-            self,
-            "policy",
-            name=name,
-            path=path,
-            description="Ceiling for the Canvalo pipeline's roles and any role they create",
-            policy=document.json,
-        )
+        self.policy = IamPolicy(self, "policy", name=name, path=path, description=description, policy=document.json)

@@ -23,6 +23,9 @@ def deploy_scope(
         deploy_role_name=project.deploy_role_name,
         permissions_boundary_name=project.permissions_boundary_name,
         backend_secret_name=project.backend_secret_name(stage),
+        # FargateService names its roles `<service>-<purpose>`; tests/infra/test_escalation.py checks that
+        # this is the role the backend's secret policy names.
+        secret_reader_role_name=f"{project.backend_name(stage)}-execution",
         state_bucket_arn=state_bucket_arn,
         lock_table_arn=lock_table_arn,
     )

@@ -46,12 +46,17 @@ class BootstrapStack(StageStack):
             bucket_name=project.state_bucket(stage),
             lock_table_name=project.lock_table(stage),
         )
+        deploy_rights = deploy_scope(
+            project, stage, state_bucket_arn=self.state.bucket.arn, lock_table_arn=self.state.lock_table.arn
+        )
         self.boundary = WorkloadBoundary(
             self,
             "workload-boundary",
             name=project.permissions_boundary_name,
             path=project.iam_path,
             region=stage.region,
+            secret_arn=deploy_rights.backend_secret_arn,
+            secret_reader_arn=deploy_rights.secret_reader_arn,
         )
         TerraformOutput(self, "state_bucket", value=self.state.bucket.bucket)
         TerraformOutput(self, "lock_table", value=self.state.lock_table.name)
@@ -59,9 +64,7 @@ class BootstrapStack(StageStack):
             self.deploy_role = DeployRole(
                 self,
                 "deploy-role",
-                deploy_scope=deploy_scope(
-                    project, stage, state_bucket_arn=self.state.bucket.arn, lock_table_arn=self.state.lock_table.arn
-                ),
+                deploy_scope=deploy_rights,
                 pipeline_account_id=project.pipeline_stage.account_id,
                 pipeline_deploy_role_arn=project.pipeline_deploy_role_arn,
                 break_glass_principals=stage.break_glass_principals,

@@ -2,9 +2,10 @@
 
 Who applies this stack: an administrator of the beta account, once, with their own credentials
 (`cdktn deploy pipeline`); from then on the pipeline's UpdatePipeline action, whose role may manage
-only this stack's resources and state. Two things stay with an administrator: the update role itself
-and the pipeline boundary, which the update role may not change (so a commit cannot widen what the
-pipeline may do without a person applying it).
+only this stack's resources and state. Three things stay with an administrator: the update role itself,
+creating or deleting any pipeline role, and the two boundaries (the pipeline's roles', and the deploy
+role's), which no pipeline role may change (so a commit cannot widen what the pipeline may do without a
+person applying it).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from constructs import Construct
 
 from modules.codebuild_project import BUILD_IMAGE, DEBIAN_TEST_IMAGE, CodeBuildProject, GitHubSource, ScheduledBuild
 from modules.container_registry import ContainerRegistry
-from modules.deploy_role import deploy_permissions
-from modules.iam import ROLE_LIFECYCLE_ACTIONS, statement
+from modules.deploy_role import deploy_guards, deploy_permissions
+from modules.iam import ROLE_MAINTENANCE_ACTIONS, statement
 from modules.pipeline import (
     BUILDSPECS,
     PIPELINE_OWNED,
@@ -47,6 +48,8 @@ from stacks.config import ProjectConfig
 
 # The checkout the stack is synthesized from: the toolkit's hash and the privileged buildspecs are read here.
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+# Where the pipeline stack keeps its state in the beta state bucket (its stack id, stacks/base.py).
+PIPELINE_STATE_PREFIX = "pipeline/"
 # Daily, before the working day in Europe: drift found overnight is in the morning's mail.
 DRIFT_SCHEDULE = "cron(0 5 * * ? *)"
 # Services that assume the pipeline's roles.
@@ -76,16 +79,26 @@ def update_pipeline_permissions(
     arn: Callable[[str, str], str],
     region: str,
     pipeline_arn: str,
-    pipeline_roles: Sequence[str],
+    pipeline_roles: str,
+    deploy_role_arn: str,
     update_role_arn: str,
     boundary_arn: str,
+    deploy_boundary_arn: str,
     state_bucket_arn: str,
     state_key_prefix: str,
     lock_table_arn: str,
     resources: PipelineResources,
+    stage_guards: Sequence[DataAwsIamPolicyDocumentStatement],
 ) -> list[DataAwsIamPolicyDocumentStatement]:
-    """What applying the `pipeline` stack takes (R4.4), and nothing of the stages' stacks."""
+    """What applying the `pipeline` stack takes (R4.4), and nothing of the stages' stacks.
+
+    `pipeline_roles` is the pattern of the pipeline's own roles (`<prefix>-*`), which carry the pipeline
+    boundary; the deploy role carries its own. `stage_guards` are the Denies every role near the stage
+    carries (modules/deploy_role.py deploy_guards): with them in this policy the pipeline boundary, which
+    copies every Deny of its roles, holds them too.
+    """
     prefix = resources.name_prefix
+    every_role = [pipeline_roles, deploy_role_arn]
     return [
         statement(
             sid="PipelineStackState",
@@ -162,33 +175,44 @@ def update_pipeline_permissions(
         ),
         statement(
             sid="ListCallsWithoutResourceScope",
-            actions=["logs:DescribeLogGroups", "kms:ListAliases", "ssm:DescribeParameters"],
+            actions=[
+                "logs:DescribeLogGroups",
+                "kms:ListAliases",
+                "ssm:DescribeParameters",
+                "ec2:DescribeAccountAttributes",
+            ],
             # Terraform reads log groups, aliases and parameters' metadata through list calls that take no
-            # resource ARN.
+            # resource ARN; pike lists the account's EC2 attributes for the repository policy.
             resources=["*"],
             conditions=[("StringEquals", "aws:RequestedRegion", [region])],
         ),
         statement(
             sid="ManageThePipelineRoles",
-            actions=ROLE_LIFECYCLE_ACTIONS,
-            resources=list(pipeline_roles),
+            actions=ROLE_MAINTENANCE_ACTIONS,
+            resources=every_role,
         ),
         statement(
-            sid="CreatePipelineRolesOnlyWithinTheBoundary",
-            actions=["iam:CreateRole", "iam:PutRolePolicy", "iam:PutRolePermissionsBoundary"],
-            resources=list(pipeline_roles),
+            sid="ChangePipelineRolesOnlyWithinTheBoundary",
+            actions=["iam:PutRolePolicy", "iam:PutRolePermissionsBoundary"],
+            resources=[pipeline_roles],
             conditions=[("StringEquals", "iam:PermissionsBoundary", [boundary_arn])],
+        ),
+        statement(
+            sid="ChangeTheDeployRoleOnlyWithinItsBoundary",
+            actions=["iam:PutRolePolicy", "iam:PutRolePermissionsBoundary"],
+            resources=[deploy_role_arn],
+            conditions=[("StringEquals", "iam:PermissionsBoundary", [deploy_boundary_arn])],
         ),
         statement(
             sid="PassPipelineRolesToTheirServices",
             actions=["iam:PassRole"],
-            resources=list(pipeline_roles),
+            resources=every_role,
             conditions=[("StringEquals", "iam:PassedToService", [CODEBUILD, CODEPIPELINE, EVENTS])],
         ),
         statement(
-            sid="ReadTheBoundary",
+            sid="ReadTheBoundaries",
             actions=["iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListPolicyVersions"],
-            resources=[boundary_arn],
+            resources=[boundary_arn, deploy_boundary_arn],
         ),
         statement(
             sid="OnlyAnAdministratorChangesTheUpdateRole",
@@ -207,6 +231,17 @@ def update_pipeline_permissions(
             ],
             resources=[update_role_arn],
         ),
+        # A new pipeline role, or one deleted and recreated under its name, could trust anyone: the
+        # gamma and prod deploy roles trust `canvalo-pipeline-deploy` by ARN. Creating or deleting a role
+        # always broadens (plan_summary: a new trust policy is an added Allow, a role's destroy is not
+        # on its safe list), so self_update never applies it: an administrator does.
+        statement(
+            sid="OnlyAnAdministratorCreatesOrDeletesPipelineRoles",
+            effect="Deny",
+            actions=["iam:CreateRole", "iam:DeleteRole"],
+            resources=every_role,
+        ),
+        *stage_guards,
     ]
 
 
@@ -238,11 +273,19 @@ class PipelineStack(StageStack):
         }
         role_names["drift-schedule"] = f"{prefix}-drift-schedule"
         role_names["deploy"] = project.pipeline_deploy_role_name
-        pipeline_roles = [f"arn:aws:iam::{account}:role{project.iam_path}{prefix}-*", role_arn(role_names["deploy"])]
+        own_roles = f"arn:aws:iam::{account}:role{project.iam_path}{prefix}-*"
+        pipeline_roles = [own_roles, role_arn(role_names["deploy"])]
+        update_role_arn = role_arn(role_names["update-pipeline"])
         pipeline_arn = arn("codepipeline", prefix)
-        boundary_arn = f"arn:aws:iam::{account}:policy{project.iam_path}{app}-pipeline-boundary"
+        boundary_names = {"pipeline": f"{app}-pipeline-boundary", "deploy": f"{app}-pipeline-deploy-boundary"}
+        boundary_arn, deploy_boundary_arn = (
+            f"arn:aws:iam::{account}:policy{project.iam_path}{boundary_names[kind]}" for kind in ("pipeline", "deploy")
+        )
         state_bucket_arn = f"arn:aws:s3:::{project.state_bucket(stage)}"
         lock_table_arn = arn("dynamodb", f"table/{project.lock_table(stage)}")
+        beta_deploy_scope = deploy_scope(
+            project, stage, state_bucket_arn=state_bucket_arn, lock_table_arn=lock_table_arn
+        )
         stage_deploy_roles = [r for s in project.stages if (r := project.deploy_role_arn(s))]
         last_stage = project.stages[-1].name
         # What the drift check keeps between runs, in this account: the commit each stage last applied
@@ -350,6 +393,12 @@ class PipelineStack(StageStack):
             ],
             resources=[connection_arn],
         )
+        never_write_the_pipeline_state = statement(
+            sid="NeverWriteThePipelineState",
+            effect="Deny",
+            actions=["s3:PutObject", "s3:DeleteObject"],
+            resources=[f"{state_bucket_arn}/{PIPELINE_STATE_PREFIX}*"],
+        )
         statements: dict[str, list[DataAwsIamPolicyDocumentStatement]] = {
             "codepipeline": [
                 statement(
@@ -380,11 +429,13 @@ class PipelineStack(StageStack):
                     arn=arn,
                     region=region,
                     pipeline_arn=pipeline_arn,
-                    pipeline_roles=pipeline_roles,
-                    update_role_arn=role_arn(role_names["update-pipeline"]),
+                    pipeline_roles=own_roles,
+                    deploy_role_arn=role_arn(role_names["deploy"]),
+                    update_role_arn=update_role_arn,
                     boundary_arn=boundary_arn,
+                    deploy_boundary_arn=deploy_boundary_arn,
                     state_bucket_arn=state_bucket_arn,
-                    state_key_prefix="pipeline/",
+                    state_key_prefix=PIPELINE_STATE_PREFIX,
                     lock_table_arn=lock_table_arn,
                     resources=PipelineResources(
                         bucket_arn=bucket_arn,
@@ -396,6 +447,16 @@ class PipelineStack(StageStack):
                         log_groups=arn("logs", f"log-group:{log_group('*')}"),
                         parameter_arns=(*deployed_commit_arns.values(), drift_digest_arn),
                     ),
+                    stage_guards=[
+                        *deploy_guards(beta_deploy_scope),
+                        # The beta stacks' state is the deploy role's alone.
+                        statement(
+                            sid="NeverWriteTheStagesState",
+                            effect="Deny",
+                            actions=["s3:PutObject", "s3:DeleteObject"],
+                            resources=[f"{state_bucket_arn}/{stage.name}-*"],
+                        ),
+                    ],
                 ),
             ],
             # The test project runs the repository's own tests: no deploy rights, no role to assume.
@@ -426,9 +487,7 @@ class PipelineStack(StageStack):
             "deploy": [
                 *build_basics("deploy", "drift", writes_artifacts=True),
                 # Beta is deployed with the pipeline account's own credentials (R4.8).
-                *deploy_permissions(
-                    deploy_scope(project, stage, state_bucket_arn=state_bucket_arn, lock_table_arn=lock_table_arn)
-                ),
+                *deploy_permissions(beta_deploy_scope),
                 # Gamma and prod only through their accounts' deploy roles (R4.6).
                 statement(sid="AssumeStageDeployRoles", actions=["sts:AssumeRole"], resources=stage_deploy_roles),
                 # The preflight before each stage's plan checks that the image it will run was pushed.
@@ -460,8 +519,8 @@ class PipelineStack(StageStack):
                 statement(
                     sid="NeverTouchThePipeline",
                     effect="Deny",
-                    # The beta deploy permissions reach every `canvalo-*` role, bucket, topic, key and
-                    # log group in this account; the pipeline's own are not the deploy's to change.
+                    # The beta deploy permissions reach every `canvalo-beta-*` role, bucket, topic, key
+                    # and log group in this account; the pipeline's own are not the deploy's to change.
                     actions=[
                         "iam:*",
                         "s3:DeleteBucket",
@@ -486,20 +545,41 @@ class PipelineStack(StageStack):
                         arn("logs", f"log-group:{log_group('*')}"),
                     ],
                 ),
+                never_write_the_pipeline_state,
             ],
             "drift-schedule": [
                 statement(sid="StartTheDriftCheck", actions=["codebuild:StartBuild"], resources=[project_arns["drift"]])
             ],
         }
-        self.boundary = PipelineBoundary(
-            self,
-            "boundary",
-            name=f"{app}-pipeline-boundary",
-            path=project.iam_path,
-            statements=boundary_statements(
-                role_statements=statements.values(),
-                protected_policy_arns=[boundary_arn, project.permissions_boundary_arn(stage)],
-            ),
+        # Two ceilings, each built from the policies of the roles it caps (the deploy role's alone is
+        # nearly a managed policy's 6,144 characters): the update role may rewrite the other roles'
+        # policies, but not beyond their boundary, which holds every Deny they carry.
+        protected_policies = [boundary_arn, deploy_boundary_arn, project.permissions_boundary_arn(stage)]
+        # The pipeline's roles may be given s3:* (the update role manages the artifact bucket with it).
+        only_the_update_role_writes_the_pipeline_state = statement(
+            sid="OnlyTheUpdateRoleWritesThePipelineState",
+            effect="Deny",
+            actions=never_write_the_pipeline_state.actions or [],
+            resources=never_write_the_pipeline_state.resources or [],
+            conditions=[("ArnNotEquals", "aws:PrincipalArn", [update_role_arn])],
+        )
+        self.boundary, self.deploy_boundary = (
+            PipelineBoundary(
+                self,
+                construct_id,
+                name=boundary_names[kind],
+                path=project.iam_path,
+                description=description,
+                statements=boundary_statements(
+                    role_statements=[v for k, v in statements.items() if (k == "deploy") == (kind == "deploy")],
+                    protected_policy_arns=protected_policies,
+                    denied=[] if kind == "deploy" else [only_the_update_role_writes_the_pipeline_state],
+                ),
+            )
+            for kind, construct_id, description in (
+                ("pipeline", "boundary", "Ceiling for the Canvalo pipeline's roles but the deploy role"),
+                ("deploy", "deploy-boundary", "Ceiling for the Canvalo pipeline's deploy role"),
+            )
         )
         services = {"codepipeline": CODEPIPELINE, "drift-schedule": EVENTS}
         self.roles = {
@@ -511,7 +591,7 @@ class PipelineStack(StageStack):
                 description=f"Canvalo pipeline: {kind}",
                 service=services.get(kind, CODEBUILD),
                 statements=role_statements,
-                permissions_boundary=self.boundary.policy,
+                permissions_boundary=(self.deploy_boundary if kind == "deploy" else self.boundary).policy,
                 source_account=account,
             ).role
             for kind, role_statements in statements.items()

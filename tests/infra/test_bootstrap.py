@@ -161,9 +161,17 @@ def test_workload_boundary_is_a_regional_ceiling(stacks: dict[str, Document], st
     document = stacks[f"bootstrap-{stage}"]
     policy = one(document, "aws_iam_policy")
     assert policy["name"] == "canvalo-workload-boundary"
-    (ceiling,) = policy_statements(document, policy["policy"])
-    assert not any(action.startswith("iam:") or action.endswith(":*") for action in ceiling["actions"])
+    ceiling, secret = policy_statements(document, policy["policy"])
+    assert not any(
+        action.startswith(("iam:", "secretsmanager:", "kms:")) or action.endswith(":*") for action in ceiling["actions"]
+    )
     assert ceiling["condition"][0]["variable"] == "aws:RequestedRegion"
+    # Only the backend's task execution role, by ARN, reads the stage's secret (tests/infra/test_escalation.py).
+    account = {"beta": "111111111111", "gamma": "222222222222", "prod": "333333333333"}[stage]
+    assert secret["actions"] == ["secretsmanager:GetSecretValue"]
+    assert secret["resources"] == [f"arn:aws:secretsmanager:eu-west-1:{account}:secret:canvalo/{stage}/backend-??????"]
+    reader = f"arn:aws:iam::{account}:role/canvalo/canvalo-{stage}-backend-execution"
+    assert {"test": "ArnEquals", "variable": "aws:PrincipalArn", "values": [reader]} in secret["condition"]
     assert data_sources(document, "aws_iam_policy_document")
 
 

@@ -150,7 +150,10 @@ def test_update_stage_applies_only_the_pipeline_stack_and_may_restart_the_pipeli
     assert not any(a.startswith("sts:") for a in allowed_actions(statements))
     # Its state rights reach the pipeline stack's state only, never a stage's stacks'.
     objects = [
-        r for s in statements for r in s["resources"] if r.startswith("arn:aws:s3:::canvalo-tfstate-") and "/" in r
+        r
+        for s in statements
+        for r in s["resources"]
+        if r.startswith("arn:aws:s3:::canvalo-tfstate-") and "/" in r and s["effect"] == "Allow"
     ]
     assert objects == [f"arn:aws:s3:::canvalo-tfstate-{BETA}-eu-west-1/pipeline/*"]
     assert by_sid["PipelineStackStateList"]["condition"][0]["values"] == ["pipeline/*"]
@@ -290,7 +293,7 @@ def test_only_the_deploy_projects_use_the_deploy_role_and_it_assumes_only_the_st
     assert [s["resources"] for s in assume] == [STAGE_DEPLOY_ROLES]
     # Beta is deployed directly with the beta deploy permissions (R4.8): its state, its prefix.
     by_sid = {s["sid"]: s for s in statements}
-    assert by_sid["TerraformState"]["resources"] == [f"arn:aws:s3:::canvalo-tfstate-{BETA}-eu-west-1/*"]
+    assert by_sid["TerraformState"]["resources"] == [f"arn:aws:s3:::canvalo-tfstate-{BETA}-eu-west-1/beta-*"]
     assert by_sid["ProjectBuckets"]["resources"][0] == "arn:aws:s3:::canvalo-beta-*"
     # The preflight before each plan finds the image to release; it may read no other repository.
     (registry,) = resources(pipeline, "aws_ecr_repository")
@@ -304,16 +307,31 @@ def test_only_the_deploy_projects_use_the_deploy_role_and_it_assumes_only_the_st
             assert "sts:AssumeRole" not in allowed_actions(role_statements(pipeline, role["name"])), role["name"]
 
 
+def boundaries(pipeline: Document) -> dict[str, Document]:
+    """The two boundaries by name: the pipeline roles' and the deploy role's."""
+    policies = {p["name"]: p for p in resources(pipeline, "aws_iam_policy").values()}
+    assert set(policies) == {"canvalo-pipeline-boundary", "canvalo-pipeline-deploy-boundary"}
+    assert all(p["path"] == "/canvalo/" for p in policies.values())
+    return policies
+
+
+def boundary_of(pipeline: Document, role_name: str) -> str:
+    """The name of the boundary the role carries."""
+    (role,) = [r for r in resources(pipeline, "aws_iam_role").values() if r["name"] == role_name]
+    logical = role["permissions_boundary"].removeprefix("${aws_iam_policy.").removesuffix(".arn}")
+    return str(resources(pipeline, "aws_iam_policy")[logical]["name"])
+
+
 def test_every_pipeline_role_is_named_bounded_and_scoped(pipeline: Document) -> None:
-    boundary = one(pipeline, "aws_iam_policy")
-    assert boundary["name"] == "canvalo-pipeline-boundary" and boundary["path"] == "/canvalo/"
+    boundaries(pipeline)
     roles = resources(pipeline, "aws_iam_role")
     assert len(roles) == 7
     star_sids = {"RegistryLogin", "ListCallsWithoutResourceScope"}
     for role in roles.values():
         assert role["name"].startswith("canvalo-beta-pipeline-") or role["name"] == DEPLOY_ROLE
         assert role["path"] == "/canvalo/"
-        assert role["permissions_boundary"].startswith("${aws_iam_policy.")
+        expected = "canvalo-pipeline-deploy-boundary" if role["name"] == DEPLOY_ROLE else "canvalo-pipeline-boundary"
+        assert boundary_of(pipeline, role["name"]) == expected
         (trust,) = policy_statements(pipeline, role["assume_role_policy"])
         assert trust["condition"] == [{"test": "StringEquals", "variable": "aws:SourceAccount", "values": [BETA]}]
         for item in role_statements(pipeline, role["name"]):
@@ -352,30 +370,50 @@ def test_each_codebuild_role_writes_only_its_own_logs(pipeline: Document, kind: 
     assert project["environment"]["privileged_mode"] is (kind == "build"), "only the image build runs Docker"
 
 
-def test_the_update_role_can_only_create_roles_inside_the_pipeline_boundary(pipeline: Document) -> None:
-    boundary_arn = f"arn:aws:iam::{BETA}:policy/canvalo/canvalo-pipeline-boundary"
+def test_the_update_role_creates_no_role_and_changes_roles_only_inside_the_pipeline_boundary(
+    pipeline: Document,
+) -> None:
+    boundary_arns = {
+        name: f"arn:aws:iam::{BETA}:policy/canvalo/{name}"
+        for name in ("canvalo-pipeline-boundary", "canvalo-pipeline-deploy-boundary")
+    }
     statements = role_statements(pipeline, "canvalo-beta-pipeline-update-pipeline")
-    creating = [s for s in statements if "iam:CreateRole" in s["actions"] and s["effect"] == "Allow"]
-    assert [s["condition"] for s in creating] == [
-        [{"test": "StringEquals", "variable": "iam:PermissionsBoundary", "values": [boundary_arn]}]
+    # Creating or deleting a role always broadens: an administrator does it (tests/infra/test_escalation.py).
+    assert not [
+        s for s in statements if {"iam:CreateRole", "iam:DeleteRole"} & set(s["actions"]) and s["effect"] == "Allow"
+    ]
+    # Each role's policy changes only while it keeps the boundary it carries.
+    changing = [s for s in statements if "iam:PutRolePolicy" in s["actions"] and s["effect"] == "Allow"]
+    assert sorted((s["resources"], s["condition"]) for s in changing) == [
+        (
+            [f"arn:aws:iam::{BETA}:role/canvalo/canvalo-beta-pipeline-*"],
+            [{"test": "StringEquals", "variable": "iam:PermissionsBoundary", "values": [boundary_arns[name]]}],
+        )
+        if name == "canvalo-pipeline-boundary"
+        else (
+            [f"arn:aws:iam::{BETA}:role/canvalo/{DEPLOY_ROLE}"],
+            [{"test": "StringEquals", "variable": "iam:PermissionsBoundary", "values": [boundary_arns[name]]}],
+        )
+        for name in sorted(boundary_arns)
     ]
     denied = next(s for s in statements if s["sid"] == "OnlyAnAdministratorChangesTheUpdateRole")
     assert denied["resources"] == [f"arn:aws:iam::{BETA}:role/canvalo/canvalo-beta-pipeline-update-pipeline"]
-    boundary = policy_statements(pipeline, one(pipeline, "aws_iam_policy")["policy"])
-    # The boundary copies IAM/STS statements with their conditions, so a role the pipeline creates
-    # can itself only create roles inside a boundary, and nothing may change a boundary.
-    for item in boundary:
-        if item["effect"] != "Allow":
-            continue
-        if {"iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy"} & set(item["actions"]):
-            assert item["condition"][0]["variable"] == "iam:PermissionsBoundary", item["sid"]
-        if "iam:CreateServiceLinkedRole" in item["actions"]:
-            assert item["condition"][0]["variable"] == "iam:AWSServiceName", item["sid"]
-        assert not (item["resources"] == ["*"] and any(a.startswith(("iam:", "sts:")) for a in item["actions"]))
-    never = next(s for s in boundary if s["sid"] == "NeverChangeABoundary")
-    assert never["effect"] == "Deny" and boundary_arn in never["resources"]
-    # A managed policy holds at most 6,144 characters without whitespace.
-    assert len(json.dumps(boundary, separators=(",", ":"))) < 6144
+    for policy in boundaries(pipeline).values():
+        boundary = policy_statements(pipeline, policy["policy"])
+        # The boundary copies IAM/STS statements with their conditions, so a role the pipeline creates
+        # can itself only create roles inside a boundary, and nothing may change a boundary.
+        for item in boundary:
+            if item["effect"] != "Allow":
+                continue
+            if {"iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy"} & set(item["actions"]):
+                assert item["condition"][0]["variable"] == "iam:PermissionsBoundary", item["sid"]
+            if "iam:CreateServiceLinkedRole" in item["actions"]:
+                assert item["condition"][0]["variable"] == "iam:AWSServiceName", item["sid"]
+            assert not (item["resources"] == ["*"] and any(a.startswith(("iam:", "sts:")) for a in item["actions"]))
+        never = next(s for s in boundary if s["sid"] == "NeverChangeABoundary")
+        assert never["effect"] == "Deny" and set(boundary_arns.values()) <= set(never["resources"])
+        # A managed policy holds at most 6,144 characters without whitespace.
+        assert len(json.dumps(boundary, separators=(",", ":"))) < 6144
 
 
 @pytest.mark.req("R6.6")
@@ -613,17 +651,13 @@ def test_a_stage_without_approval_stops_for_one_when_its_plan_broadens_and_only_
 
 @pytest.mark.req("R4.3")
 def test_no_pipeline_role_may_answer_an_approval_or_remove_a_boundary(pipeline: Document) -> None:
-    ((boundary_logical, boundary),) = [
-        (logical, policy)
-        for logical, policy in resources(pipeline, "aws_iam_policy").items()
-        if "boundary" in policy["name"]
-    ]
-    statements = {s["sid"]: s for s in policy_statements(pipeline, boundary["policy"])}
-    assert statements["NeverApprove"]["effect"] == "Deny"
-    assert statements["NeverApprove"]["actions"] == ["codepipeline:PutApprovalResult"]
-    assert statements["NeverApprove"]["resources"] == ["*"]
-    # It acts on roles: a deny naming the boundary policy (as before) never matched.
-    assert statements["NeverRemoveABoundary"]["actions"] == ["iam:DeleteRolePermissionsBoundary"]
-    assert statements["NeverRemoveABoundary"]["resources"] == ["*"]
+    for boundary in boundaries(pipeline).values():
+        statements = {s["sid"]: s for s in policy_statements(pipeline, boundary["policy"])}
+        assert statements["NeverApprove"]["effect"] == "Deny"
+        assert statements["NeverApprove"]["actions"] == ["codepipeline:PutApprovalResult"]
+        assert statements["NeverApprove"]["resources"] == ["*"]
+        # It acts on roles: a deny naming the boundary policy (as before) never matched.
+        assert statements["NeverRemoveABoundary"]["actions"] == ["iam:DeleteRolePermissionsBoundary"]
+        assert statements["NeverRemoveABoundary"]["resources"] == ["*"]
     for role in resources(pipeline, "aws_iam_role").values():
-        assert role["permissions_boundary"] == f"${{aws_iam_policy.{boundary_logical}.arn}}", role["name"]
+        assert boundary_of(pipeline, role["name"]) in boundaries(pipeline), role["name"]
