@@ -38,7 +38,7 @@ def wire(app: App, project: ProjectConfig) -> list[TerraformStack]:
         stacks.append(network)
         backend = BackendStack(app, project=project, stage=stage, network=network)
         stacks.append(backend)
-        stacks.append(FrontendStack(app, project=project, stage=stage, api_origin_domain=backend.api_origin_domain))
+        stacks.append(FrontendStack(app, project=project, stage=stage, api_origin=backend.api_origin))
     stacks.append(PipelineStack(app, project=project))
     return stacks
 

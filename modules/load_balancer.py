@@ -1,10 +1,13 @@
-"""A public Application Load Balancer in front of one HTTP service, with access logs in a private bucket."""
+"""An Application Load Balancer in front of one HTTP service, with access logs in a private bucket.
+
+Internet-facing in public subnets, or internal in private subnets for a CloudFront VPC origin."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cdktn_provider_aws.data_aws_ec2_managed_prefix_list import DataAwsEc2ManagedPrefixList
 from cdktn_provider_aws.data_aws_elb_service_account import DataAwsElbServiceAccount
 from cdktn_provider_aws.lb import Lb, LbAccessLogs
 from cdktn_provider_aws.lb_listener import LbListener, LbListenerDefaultAction, LbListenerDefaultActionRedirect
@@ -19,6 +22,8 @@ from modules.private_bucket import PrivateBucket
 # TLS 1.3 with TLS 1.2 for older clients, forward-secret ciphers only.
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 ACCESS_LOG_PREFIX = "alb"
+# The AWS-managed prefix list of CloudFront's origin-facing addresses, the same name in every region.
+CLOUDFRONT_ORIGIN_FACING = "com.amazonaws.global.cloudfront.origin-facing"
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,18 @@ class TargetHealthCheck:
         return self.interval_seconds * self.healthy_threshold
 
 
+@dataclass(frozen=True, kw_only=True)
+class Ingress:
+    """Who may reach the listener ports: IPv4 CIDR blocks, and AWS-managed prefix lists by name."""
+
+    cidrs: Sequence[str] = ()
+    managed_prefix_lists: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        if not (self.cidrs or self.managed_prefix_lists):
+            raise ValueError("Ingress needs at least one CIDR block or managed prefix list")
+
+
 @dataclass(frozen=True)
 class HttpsListener:
     """Terminate TLS with this (validated) certificate on 443; port 80 only redirects to it."""
@@ -57,8 +74,10 @@ class LoadBalancer(Construct):
     an HTTP 80 listener that only redirects (R8.5). Invalid header fields are dropped. Access logs go to
     a `PrivateBucket` with SSE-S3, the only encryption ELB log delivery supports, expiring after
     `access_log_days` (R11.2). `protected` turns on deletion protection for the ALB and its log bucket.
-    The security group admits the listener ports from `ingress_cidrs`; egress to the targets is added
-    by whoever owns them (`security_group`), so the ALB reaches nothing else.
+    `internal` gives it private addresses only (pass private subnets): nothing on the internet can
+    connect to it, and a CloudFront VPC origin reaches it from inside the VPC. The security group
+    admits the listener ports from `ingress` only; egress to the targets is added by whoever owns them
+    (`security_group`), so the ALB reaches nothing else.
     """
 
     def __init__(
@@ -77,7 +96,8 @@ class LoadBalancer(Construct):
         deregistration_delay_seconds: int,
         https: HttpsListener | None,
         protected: bool,
-        ingress_cidrs: Sequence[str] = ("0.0.0.0/0",),
+        internal: bool,
+        ingress: Ingress,
     ) -> None:
         super().__init__(scope, construct_id)
         self.health_check = health_check
@@ -113,24 +133,35 @@ class LoadBalancer(Construct):
             self,
             "security-group",
             name=f"{name}-alb",
-            description=f"{name} load balancer: the public API listeners",
+            # Changing a description replaces the group: the internet-facing wording stays as it was.
+            description=f"{name} load balancer: "
+            + ("the API listener, for CloudFront's VPC origin only" if internal else "the public API listeners"),
             vpc_id=vpc_id,
             # Rules are separate resources so that other constructs can add theirs without a cycle. No
             # `ingress`/`egress` here, not even empty lists: in-line rules (`[]` included) would revoke
             # the rule resources at every other apply. The provider removes AWS's allow-all egress rule
             # when it creates the group, so the group allows only what the rule resources add.
         )
+        # Each source as (construct id suffix, who, CIDR block, prefix list id): the CIDR blocks, then the
+        # managed prefix lists, looked up by name in the stage's region.
+        sources: list[tuple[str, str, str | None, str | None]] = [
+            (str(index), "API clients", cidr, None) for index, cidr in enumerate(ingress.cidrs)
+        ]
+        for index, prefix_list_name in enumerate(ingress.managed_prefix_lists):
+            prefix_list = DataAwsEc2ManagedPrefixList(self, f"prefix-list-{index}", name=prefix_list_name)
+            sources.append((f"prefix-list-{index}", prefix_list_name, None, prefix_list.id))
         for port in listener_ports:
-            for index, cidr in enumerate(ingress_cidrs):
+            for suffix, who, cidr, prefix_list_id in sources:
                 VpcSecurityGroupIngressRule(
                     self,
-                    f"ingress-{port}-{index}",
+                    f"ingress-{port}-{suffix}",
                     security_group_id=self.security_group.id,
-                    description=f"API clients on {port}",
+                    description=f"{who} on {port}",
                     ip_protocol="tcp",
                     from_port=port,
                     to_port=port,
                     cidr_ipv4=cidr,
+                    prefix_list_id=prefix_list_id,
                 )
 
         self.load_balancer = Lb(
@@ -138,7 +169,7 @@ class LoadBalancer(Construct):
             "load-balancer",
             name=name,
             load_balancer_type="application",
-            internal=False,
+            internal=internal,
             subnets=list(subnet_ids),
             security_groups=[self.security_group.id],
             drop_invalid_header_fields=True,

@@ -4,7 +4,8 @@ The bucket is never public: CloudFront reads it through Origin Access Control (S
 and the bucket policy lets exactly this distribution read (SPEC.md's R3.1 row). A viewer-request
 CloudFront Function on the default behaviour turns the app's own routes (paths without a file
 extension) into `/index.html`; `/assets/*` and `/api/*` are left alone, so a missing chunk stays a
-miss and the API's 404s reach the browser unchanged.
+miss and the API's 404s reach the browser unchanged. `/api/*` goes to a public HTTPS name, or to an
+internal ALB through a CloudFront VPC origin, which nothing else on the internet can reach.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from cdktn_provider_aws.cloudfront_distribution import (
     CloudfrontDistributionOrderedCacheBehavior,
     CloudfrontDistributionOrigin,
     CloudfrontDistributionOriginCustomOriginConfig,
+    CloudfrontDistributionOriginVpcOriginConfig,
     CloudfrontDistributionRestrictions,
     CloudfrontDistributionRestrictionsGeoRestriction,
     CloudfrontDistributionViewerCertificate,
@@ -47,6 +49,12 @@ from cdktn_provider_aws.cloudfront_response_headers_policy import (
     CloudfrontResponseHeadersPolicySecurityHeadersConfigFrameOptions,
     CloudfrontResponseHeadersPolicySecurityHeadersConfigReferrerPolicy,
     CloudfrontResponseHeadersPolicySecurityHeadersConfigStrictTransportSecurity,
+)
+from cdktn_provider_aws.cloudfront_vpc_origin import (
+    CloudfrontVpcOrigin,
+    CloudfrontVpcOriginTimeouts,
+    CloudfrontVpcOriginVpcOriginEndpointConfig,
+    CloudfrontVpcOriginVpcOriginEndpointConfigOriginSslProtocols,
 )
 from cdktn_provider_aws.route53_record import Route53Record, Route53RecordAlias
 from constructs import Construct
@@ -69,6 +77,11 @@ HSTS_SECONDS = 2 * ONE_YEAR
 
 SITE_ORIGIN_ID = "site-bucket"
 API_ORIGIN_ID = "api"
+ORIGIN_PROTOCOLS = ("https-only", "http-only")
+# The provider waits 15 minutes by default for a VPC origin to deploy, and creations have been reported
+# to time out at that (terraform-aws-modules/terraform-aws-cloudfront#163); a timeout taints it and
+# fails the frontend's apply.
+VPC_ORIGIN_WAIT = "30m"
 
 # cloudfront-js-2.0, run at every edge on each viewer request of the default behaviour. A path whose
 # last segment has no dot is one of the app's own routes (/, /settings/profile): serve the app. A path
@@ -114,6 +127,21 @@ def content_security_policy(*, connect_sources: Sequence[str] = ()) -> str:
 
 # An API answer is JSON: it may load nothing and be framed by nobody.
 API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiOrigin:
+    """Where CloudFront sends `/api/*`: `domain_name` over `protocol` (`https-only` where the backend has
+    a certificate for that name, else `http-only`). With `vpc_origin_load_balancer_arn`, that internal
+    ALB is reached through a CloudFront VPC origin (from inside its VPC), and `domain_name` is its DNS name."""
+
+    domain_name: str
+    protocol: str
+    vpc_origin_load_balancer_arn: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.protocol not in ORIGIN_PROTOCOLS:
+            raise ValueError(f"ApiOrigin protocol={self.protocol!r}: use {' or '.join(ORIGIN_PROTOCOLS)}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,8 +215,7 @@ class StaticSite(Construct):
     Caching: the default behaviour (index.html and the app's routes) keeps objects without
     Cache-Control for `default_ttl_seconds` and honours the uploader's `no-cache` on index.html
     (minimum TTL 0); content-hashed `/assets/*` are kept a year; `/api/*` is never cached and gets
-    every viewer header, cookie and query string but Host. `api_origin_protocol` is `https-only`
-    where the backend has a certificate for `api_origin_domain`, else `http-only`.
+    every viewer header, cookie and query string but Host, at `api_origin`.
     """
 
     def __init__(
@@ -200,8 +227,7 @@ class StaticSite(Construct):
         bucket_name: str,
         region: str,
         protected: bool,
-        api_origin_domain: str,
-        api_origin_protocol: str,
+        api_origin: ApiOrigin,
         price_class: str,
         content_security_policy: str,
         cors_allowed_origins: Sequence[str] = (),
@@ -210,8 +236,6 @@ class StaticSite(Construct):
         asset_ttl_seconds: int = ONE_YEAR,
     ) -> None:
         super().__init__(scope, construct_id)
-        if api_origin_protocol not in ("https-only", "http-only"):
-            raise ValueError(f"api_origin_protocol={api_origin_protocol!r}: use https-only or http-only")
         self.origin_access_control = CloudfrontOriginAccessControl(
             self,
             "origin-access-control",
@@ -286,16 +310,7 @@ class StaticSite(Construct):
                     domain_name=site_origin_domain,
                     origin_access_control_id=self.origin_access_control.id,
                 ),
-                CloudfrontDistributionOrigin(
-                    origin_id=API_ORIGIN_ID,
-                    domain_name=api_origin_domain,
-                    custom_origin_config=CloudfrontDistributionOriginCustomOriginConfig(
-                        origin_protocol_policy=api_origin_protocol,
-                        http_port=80,
-                        https_port=443,
-                        origin_ssl_protocols=["TLSv1.2"],
-                    ),
-                ),
+                self._api_origin(name, api_origin),
             ],
             default_cache_behavior=CloudfrontDistributionDefaultCacheBehavior(
                 target_origin_id=SITE_ORIGIN_ID,
@@ -379,6 +394,54 @@ class StaticSite(Construct):
                 for index, domain in enumerate(custom_domain.names)
                 for record_type in ("A", "AAAA")
             ]
+
+    def _api_origin(self, name: str, api_origin: ApiOrigin) -> CloudfrontDistributionOrigin:
+        """The `/api/*` origin: a custom origin on a public name, or a VPC origin for an internal ALB."""
+        self.vpc_origin: CloudfrontVpcOrigin | None = None
+        if api_origin.vpc_origin_load_balancer_arn is None:
+            return CloudfrontDistributionOrigin(
+                origin_id=API_ORIGIN_ID,
+                domain_name=api_origin.domain_name,
+                custom_origin_config=CloudfrontDistributionOriginCustomOriginConfig(
+                    origin_protocol_policy=api_origin.protocol,
+                    http_port=80,
+                    https_port=443,
+                    origin_ssl_protocols=["TLSv1.2"],
+                ),
+            )
+        # CloudFront connects from network interfaces it places in the ALB's subnets. It refuses to
+        # change or delete a VPC origin that a distribution uses (CannotUpdateEntityWhileInUse), so this
+        # one lives in the distribution's stack: one apply orders the distribution's change with the VPC
+        # origin's replacement or removal.
+        self.vpc_origin = CloudfrontVpcOrigin(
+            self,
+            "api-vpc-origin",
+            vpc_origin_endpoint_config=[
+                CloudfrontVpcOriginVpcOriginEndpointConfig(
+                    name=f"{name}-api",
+                    arn=api_origin.vpc_origin_load_balancer_arn,
+                    http_port=80,
+                    https_port=443,
+                    origin_protocol_policy=api_origin.protocol,
+                    # Required by the API even for http-only: used only if the policy is https.
+                    origin_ssl_protocols=[
+                        CloudfrontVpcOriginVpcOriginEndpointConfigOriginSslProtocols(items=["TLSv1.2"], quantity=1)
+                    ],
+                )
+            ],
+            timeouts=CloudfrontVpcOriginTimeouts(
+                create=VPC_ORIGIN_WAIT, update=VPC_ORIGIN_WAIT, delete=VPC_ORIGIN_WAIT
+            ),
+            # A replacement (`terraform apply -replace`, after the ALB itself was replaced) must exist
+            # before the distribution lets go of the old one, which CloudFront deletes only once unused.
+            lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
+        )
+        return CloudfrontDistributionOrigin(
+            origin_id=API_ORIGIN_ID,
+            # The internal ALB's own DNS name, which resolves to its private addresses.
+            domain_name=api_origin.domain_name,
+            vpc_origin_config=CloudfrontDistributionOriginVpcOriginConfig(vpc_origin_id=self.vpc_origin.id),
+        )
 
     def _cache_policy(self, construct_id: str, *, name: str, default_ttl: int, max_ttl: int) -> CloudfrontCachePolicy:
         """Keyed on the path alone (no cookie, header or query string), compressed variants cached apart."""

@@ -14,9 +14,9 @@ from constructs import Construct
 from modules.dashboard import ServiceDashboard
 from modules.fargate_service import ContainerHealthCheck, FargateService, TaskSize
 from modules.iam import policy_document, statement
-from modules.load_balancer import HttpsListener, LoadBalancer, TargetHealthCheck
+from modules.load_balancer import CLOUDFRONT_ORIGIN_FACING, HttpsListener, Ingress, LoadBalancer, TargetHealthCheck
 from modules.service_alarms import ServiceAlarms
-from modules.static_site import DnsValidatedCertificate
+from modules.static_site import ApiOrigin, DnsValidatedCertificate
 from stacks.base import StageStack
 from stacks.bootstrap import SECRET_KEYS
 from stacks.config import ProjectConfig, StageConfig
@@ -54,10 +54,11 @@ def bedrock_model_arns(model_id: str, *, region: str, account_id: str) -> list[s
 
 
 class BackendStack(StageStack):
-    """`api_origin_domain` is the name CloudFront's `/api/*` origin uses: `api.<domain>` where the stage
-    serves HTTPS, else the ALB's DNS name; `alb` and `alarm_topic` are the ALB and the stage's alarm
-    topic. Nothing here depends on the frontend stack (no cycle): the CORS origins come from the
-    stage's configuration."""
+    """`api_origin` is where CloudFront's `/api/*` behaviour goes: `api.<domain>` over HTTPS where the
+    stage serves HTTPS, the internal ALB through a VPC origin where `private_load_balancer`, else the
+    ALB's DNS name; `alb` and `alarm_topic` are the ALB and the stage's alarm topic. Nothing here
+    depends on the frontend stack (no cycle): the CORS origins come from the stage's configuration.
+    A private ALB has no URL of its own: the frontend stack declares `backend_url` (CloudFront's `/api`)."""
 
     def __init__(self, scope: Construct, *, project: ProjectConfig, stage: StageConfig, network: NetworkStack) -> None:
         super().__init__(scope, project=project, stage=stage, component="backend")
@@ -79,7 +80,8 @@ class BackendStack(StageStack):
         backend_url = self._api_endpoint(zone)
         # The names pipelines/terraform_stage.py exports to the test actions, and those
         # pipelines/verify_rollout.py reads to check that the service runs what was applied.
-        TerraformOutput(self, "backend_url", value=backend_url)
+        if backend_url:
+            TerraformOutput(self, "backend_url", value=backend_url)
         TerraformOutput(self, "backend_alarm_topic_arn", value=self.alarm_topic.arn)
         TerraformOutput(self, "backend_secret_name", value=self.secret.name)
         TerraformOutput(self, "backend_cluster_name", value=self.service.cluster.name)
@@ -99,7 +101,12 @@ class BackendStack(StageStack):
             "api",
             name=self.name,
             vpc_id=network.network.vpc.id,
-            subnet_ids=[subnet.id for subnet in network.network.public_subnets],
+            subnet_ids=[
+                subnet.id
+                for subnet in (
+                    network.network.private_subnets if stage.private_load_balancer else network.network.public_subnets
+                )
+            ],
             account_id=stage.account_id,
             access_log_bucket_name=stage.resource_name(self.project.app_name, f"alb-logs-{stage.account_id}"),
             target_port=CONTAINER_PORT,
@@ -107,6 +114,12 @@ class BackendStack(StageStack):
             deregistration_delay_seconds=stage.deregistration_delay_seconds,
             https=https,
             protected=stage.deletion_protection,
+            # Internal: reachable only from inside the VPC, where CloudFront's VPC origin connects from;
+            # the group admits CloudFront's origin-facing addresses, as AWS sets VPC origins up.
+            internal=stage.private_load_balancer,
+            ingress=Ingress(managed_prefix_lists=(CLOUDFRONT_ORIGIN_FACING,))
+            if stage.private_load_balancer
+            else Ingress(cidrs=("0.0.0.0/0",)),
         )
 
     def _service(self, network: NetworkStack) -> FargateService:
@@ -216,9 +229,10 @@ class BackendStack(StageStack):
                 service_name=self.service.service.name,
             )
 
-    def _api_endpoint(self, zone: DataAwsRoute53Zone | None) -> str:
-        """Sets `api_origin_domain`; returns the backend's URL: `https://api.<domain>` behind its alias
-        record where the stage serves HTTPS, else the ALB's own DNS name over HTTP."""
+    def _api_endpoint(self, zone: DataAwsRoute53Zone | None) -> str | None:
+        """Sets `api_origin`; returns the backend's URL: `https://api.<domain>` behind its alias record
+        where the stage serves HTTPS, the ALB's own DNS name over HTTP where it is internet-facing, and
+        None for a private ALB, which only CloudFront reaches."""
         alb, api_domain = self.alb, self.stage.api_domain
         if zone is not None and api_domain:
             Route53Record(
@@ -229,7 +243,12 @@ class BackendStack(StageStack):
                 type="A",
                 alias=Route53RecordAlias(name=alb.dns_name, zone_id=alb.zone_id, evaluate_target_health=True),
             )
-            self.api_origin_domain: str = api_domain
+            self.api_origin = ApiOrigin(domain_name=api_domain, protocol="https-only")
             return f"https://{api_domain}"
-        self.api_origin_domain = alb.dns_name
+        if self.stage.private_load_balancer:
+            self.api_origin = ApiOrigin(
+                domain_name=alb.dns_name, protocol="http-only", vpc_origin_load_balancer_arn=alb.arn
+            )
+            return None
+        self.api_origin = ApiOrigin(domain_name=alb.dns_name, protocol="http-only")
         return f"http://{alb.dns_name}"

@@ -103,6 +103,11 @@ class StageConfig:
     # HTTPS on the ALB with an ACM certificate and Route53 names under `domain_name` (R8.5, R8.7).
     https: bool
     domain_name: str | None = None
+    # The ALB is internal, in the private subnets, and admits only CloudFront's origin-facing addresses:
+    # the API is reached only through the frontend's /api/* behaviour, over a CloudFront VPC origin.
+    # Unless set, on exactly where there is no domain_name: with one, browsers call https://api.<domain>
+    # on the ALB itself (prod, R8.3, R8.5), which must then be internet-facing.
+    private_load_balancer: bool = True
     # Deletion protection and `prevent_destroy` on stateful resources (R7.6).
     deletion_protection: bool
     # The stage's stacks assume the account's deploy role instead of using the caller's credentials (R4.6).
@@ -169,6 +174,13 @@ class StageConfig:
             raise self._error("domain_name", self.domain_name, "expected a lower-case DNS name such as example.com")
         if self.https and self.domain_name is None:
             raise self._error("domain_name", None, "https=true needs a domain_name for the ACM certificate")
+        if self.private_load_balancer and self.domain_name is not None:
+            raise self._error(
+                "private_load_balancer",
+                True,
+                f"browsers call https://api.{self.domain_name} on the ALB itself, which an internal ALB cannot "
+                "answer: set it to false, or remove domain_name",
+            )
         if not 0 < self.graceful_shutdown_seconds < self.stop_timeout_seconds <= 120:
             raise self._error(
                 "graceful_shutdown_seconds",
@@ -525,6 +537,7 @@ def load_project_config(context: Mapping[str, Any], environ: Mapping[str, str]) 
             variable = stage_env_var(name, key)
             if variable in environ:
                 values[key] = _parse(name, key, environ[variable], variable)
+        values.setdefault("private_load_balancer", not values.get("domain_name"))
         missing = [key for key in ("account_id",) if not values.get(key)]
         if missing:
             raise ConfigError(f"stage {name}: account_id is not set (set {stage_env_var(name, 'account_id')})")

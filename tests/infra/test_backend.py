@@ -12,12 +12,15 @@ from pipelines.verify_rollout import OUTPUT_NAMES
 from stacks.backend import HEALTH_COMMAND, bedrock_model_arns
 from stacks.config import ConfigError, StageConfig
 from tests.infra.conftest import STAGES, Document, data_sources, one, policy_statements, resources
+from tests.support.config import fixture_project
 
 ACCOUNTS = {"beta": "111111111111", "gamma": "222222222222", "prod": "333333333333"}
 SIZES = {"beta": ("256", "512"), "gamma": ("512", "1024"), "prod": ("1024", "2048")}
 TASKS = {"beta": (1, 1), "gamma": (2, 10), "prod": (2, 10)}
 SECRET_KEYS = ["SUPABASE_URL", "SUPABASE_SERVICE_KEY", "SUPABASE_PUB_KEY"]
 PROD_API_DOMAIN = "api.canvalo.example.com"
+CLOUDFRONT_ORIGIN_FACING = "com.amazonaws.global.cloudfront.origin-facing"
+EVERYWHERE = {"0.0.0.0/0", "::/0"}
 REPOSITORY_ARN = "arn:aws:ecr:eu-west-1:111111111111:repository/canvalo-backend"
 
 
@@ -54,6 +57,21 @@ def secret_ref(document: Document, attribute: str) -> str:
 
 def environment(document: Document) -> dict[str, str]:
     return {item["name"]: item["value"] for item in container(document)["environment"]}
+
+
+def alb_ingress(document: Document) -> list[Document]:
+    """The ingress rules of the ALB's security group."""
+    (alb_key,) = [key for key in resources(document, "aws_security_group") if key.startswith("api_")]
+    alb = f"${{aws_security_group.{alb_key}.id}}"
+    rules = resources(document, "aws_vpc_security_group_ingress_rule").values()
+    return [rule for rule in rules if rule["security_group_id"] == alb]
+
+
+def from_network(network: Document, kind: str, reference: str) -> Document:
+    """The network stack's resource that a backend's `${data.terraform_remote_state...outputs.X}` names."""
+    output = reference.removesuffix("}").rsplit(".outputs.", 1)[1]
+    name = network["output"][output]["value"].removeprefix(f"${{{kind}.").removesuffix(".id}")
+    return resources(network, kind)[name]
 
 
 @pytest.mark.req("R2.1", "R7.1", "R7.2", "R7.3")
@@ -116,8 +134,6 @@ def test_alb_forwards_round_robin_to_task_ips(stacks: dict[str, Document], stage
         "container_port": 8000,
         "target_group_arn": ref("aws_lb_target_group", document, "arn"),
     }
-    balancer = one(document, "aws_lb")
-    assert balancer["internal"] is False and all("public" in subnet for subnet in balancer["subnets"])
 
 
 @pytest.mark.req("R2.3")
@@ -283,9 +299,10 @@ def test_tasks_accept_only_the_load_balancer(stacks: dict[str, Document], stage:
     assert [(r["from_port"], r["to_port"], r.get("referenced_security_group_id")) for r in to_tasks] == [
         (8000, 8000, alb)
     ]
-    to_alb = sorted((r["from_port"], r["cidr_ipv4"]) for r in ingress if r["security_group_id"] == alb)
-    ports = [80, 443] if stage == "prod" else [80]
-    assert to_alb == [(port, "0.0.0.0/0") for port in ports]
+    # Who may reach the ALB: tests below (beta/gamma: CloudFront only; prod: the internet on 80 and 443).
+    assert {r["from_port"] for r in ingress if r["security_group_id"] == alb} == (
+        {80, 443} if stage == "prod" else {80}
+    )
     egress = {(r["security_group_id"], r["from_port"], r.get("cidr_ipv4") or r.get("referenced_security_group_id"))
               for r in resources(document, "aws_vpc_security_group_egress_rule").values()}  # fmt: skip
     assert egress == {(alb, 8000, tasks), (tasks, 443, "0.0.0.0/0")}
@@ -357,7 +374,8 @@ def test_beta_and_gamma_serve_http_on_the_alb_name(stacks: dict[str, Document], 
     assert (listener["port"], listener["protocol"]) == (80, "HTTP")
     assert "certificate_arn" not in listener and "ssl_policy" not in listener
     assert not resources(document, "aws_acm_certificate") and not resources(document, "aws_route53_record")
-    assert document["output"]["backend_url"]["value"] == f"http://{ref('aws_lb', document, 'dns_name')}"
+    # The ALB is internal: it has no URL the tests could call; the frontend stack declares backend_url.
+    assert "backend_url" not in document["output"]
 
 
 @pytest.mark.req("R8.5")
@@ -389,6 +407,85 @@ def test_prod_api_name_points_at_the_alb(stacks: dict[str, Document]) -> None:
         "zone_id": ref("aws_lb", document, "zone_id"),
         "evaluate_target_health": True,
     }
+
+
+@pytest.mark.req("R8.2", "R8.4")
+@pytest.mark.parametrize("stage", ["beta", "gamma"])
+def test_beta_and_gamma_albs_admit_only_cloudfronts_origin_facing_addresses(
+    stacks: dict[str, Document], stage: str
+) -> None:
+    """Nobody bypasses CloudFront: no rule of the stack admits the internet, and the ALB's only ingress is
+    port 80 from the AWS-managed CloudFront origin-facing prefix list, as VPC origins are set up."""
+    document = backend(stacks, stage)
+    rules = [
+        *resources(document, "aws_vpc_security_group_ingress_rule").values(),
+        *resources(document, "aws_security_group_rule").values(),
+        *(rule for group in resources(document, "aws_security_group").values() for rule in group.get("ingress", [])),
+    ]
+    open_to_all = [
+        rule
+        for rule in rules
+        for field in ("cidr_ipv4", "cidr_ipv6", "cidr_blocks", "ipv6_cidr_blocks")
+        if EVERYWHERE & set(rule[field] if isinstance(rule.get(field), list) else [rule.get(field)])
+    ]
+    assert not open_to_all, open_to_all
+    prefix_lists = data_sources(document, "aws_ec2_managed_prefix_list")
+    ingress = alb_ingress(document)
+    assert [(rule["ip_protocol"], rule["from_port"], rule["to_port"]) for rule in ingress] == [("tcp", 80, 80)]
+    for rule in ingress:
+        assert not {"cidr_ipv4", "cidr_ipv6", "referenced_security_group_id"} & set(rule), rule
+        name = rule["prefix_list_id"].removeprefix("${data.aws_ec2_managed_prefix_list.").removesuffix(".id}")
+        # Looked up by name alone: no filter or id that could select another list.
+        assert {key: value for key, value in prefix_lists[name].items() if key != "//"} == {
+            "name": CLOUDFRONT_ORIGIN_FACING
+        }
+
+
+@pytest.mark.req("R8.2", "R8.4", "R2.5")
+@pytest.mark.parametrize("stage", ["beta", "gamma"])
+def test_beta_and_gamma_albs_are_internal_in_a_vpc_a_vpc_origin_can_use(
+    stacks: dict[str, Document], stage: str
+) -> None:
+    """Internal, in the private subnets of the stage's VPC, which has an internet gateway attached: a VPC
+    origin requires one (it does not route through it); the listener stays HTTP 80 with no certificate."""
+    document, network = backend(stacks, stage), stacks[f"{stage}-network"]
+    balancer = one(document, "aws_lb")
+    assert balancer["internal"] is True and balancer["load_balancer_type"] == "application"
+    subnets = [from_network(network, "aws_subnet", reference) for reference in balancer["subnets"]]
+    assert {subnet["tags"]["tier"] for subnet in subnets} == {"private"}
+    (group,) = [g for key, g in resources(document, "aws_security_group").items() if key.startswith("api_")]
+    vpc = f"${{aws_vpc.{next(iter(resources(network, 'aws_vpc')))}.id}}"
+    assert network["output"][group["vpc_id"].removesuffix("}").rsplit(".outputs.", 1)[1]]["value"] == vpc
+    assert one(network, "aws_internet_gateway")["vpc_id"] == vpc
+    assert {subnet["vpc_id"] for subnet in subnets} == {vpc}
+
+
+@pytest.mark.req("R8.5", "R8.7")
+def test_prod_alb_stays_internet_facing_behind_its_https_name(stacks: dict[str, Document]) -> None:
+    """Browsers call https://api.<domain> on the ALB itself (R8.3): prod keeps its public ALB."""
+    document = backend(stacks, "prod")
+    balancer = one(document, "aws_lb")
+    assert balancer["internal"] is False
+    assert sorted((rule["from_port"], rule["cidr_ipv4"]) for rule in alb_ingress(document)) == [
+        (80, "0.0.0.0/0"),
+        (443, "0.0.0.0/0"),
+    ]
+    assert not data_sources(document, "aws_ec2_managed_prefix_list")
+    assert document["output"]["backend_url"]["value"] == f"https://{PROD_API_DOMAIN}"
+
+
+@pytest.mark.req("R8.3", "R8.5")
+def test_a_private_load_balancer_behind_a_domain_is_refused_and_by_default_follows_the_domain() -> None:
+    with pytest.raises(ConfigError) as refused:
+        fixture_project({"CANVALO_PROD_PRIVATE_LOAD_BALANCER": "true"})
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "private_load_balancer=True is invalid" in message and "CANVALO_PROD_PRIVATE_LOAD_BALANCER" in message
+    assert "https://api.canvalo.example.com" in message
+    assert not fixture_project({"CANVALO_BETA_PRIVATE_LOAD_BALANCER": "false"}).stage("beta").private_load_balancer
+    # Unset, it follows the domain: a stage given one is called on its ALB, so that ALB is internet-facing.
+    assert not fixture_project({"CANVALO_BETA_DOMAIN_NAME": "beta.example.org"}).stage("beta").private_load_balancer
+    assert fixture_project().stage("gamma").private_load_balancer
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -613,17 +710,15 @@ def test_secret_recovery_window_outside_what_secrets_manager_takes_is_refused(va
 @pytest.mark.req("R2.5")
 @pytest.mark.parametrize("stage", STAGES)
 def test_alb_and_tasks_span_the_networks_zones(stacks: dict[str, Document], stage: str) -> None:
-    """The ALB sits in the public subnets and the tasks in the private ones, each in a different zone."""
+    """The tasks sit in the private subnets; the ALB in the public ones in prod and the private ones in
+    beta and gamma (internal, for CloudFront's VPC origin), each subnet in a different zone."""
     document, network = backend(stacks, stage), stacks[f"{stage}-network"]
-    subnets = resources(network, "aws_subnet")
 
     def subnet_of(reference: str) -> Document:
-        output = reference.removesuffix("}").rsplit(".outputs.", 1)[1]
-        name = network["output"][output]["value"].removeprefix("${aws_subnet.").removesuffix(".id}")
-        return subnets[name]
+        return from_network(network, "aws_subnet", reference)
 
     for placed, tier in (
-        (one(document, "aws_lb")["subnets"], "public"),
+        (one(document, "aws_lb")["subnets"], "public" if stage == "prod" else "private"),
         (one(document, "aws_ecs_service")["network_configuration"]["subnets"], "private"),
     ):
         found = [subnet_of(reference) for reference in placed]

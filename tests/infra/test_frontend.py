@@ -224,27 +224,60 @@ def test_only_the_default_behaviour_rewrites_paths_so_api_errors_pass_through(
     assert "custom_error_response" not in cdn
 
 
+def backend_output(stacks: dict[str, Document], stage: str, reference: str, *, state_key: str) -> str:
+    """What a `${data.terraform_remote_state.X.outputs.Y}` reference of the frontend resolves to in the
+    backend stack, after checking that X is that stage's backend state in the same account."""
+    document = stacks[f"{stage}-frontend"]
+    remote = re.fullmatch(
+        r"\$\{data\.terraform_remote_state\.(?P<state>[\w-]+)\.outputs\.(?P<output>[\w-]+)\}", reference
+    )
+    assert remote, reference
+    state = data_sources(document, "terraform_remote_state")[remote["state"]]["config"]
+    assert (state["bucket"], state["key"]) == (f"canvalo-tfstate-{ACCOUNTS[stage]}-eu-west-1", state_key)
+    return str(stacks[f"{stage}-backend"]["output"][remote["output"]]["value"])
+
+
 @pytest.mark.req("R8.2", "R8.4")
 @pytest.mark.parametrize("stage", ["beta", "gamma"])
 def test_api_calls_go_over_the_frontends_origin_to_the_stages_alb(stacks: dict[str, Document], stage: str) -> None:
-    document = stacks[f"{stage}-frontend"]
+    """`/api/*` reaches the stage's internal ALB through a VPC origin of this stack, over HTTP on 80 on the
+    ALB's own DNS name (R8.4); no custom origin, so CloudFront never calls it over the internet."""
+    document, backend = stacks[f"{stage}-frontend"], stacks[f"{stage}-backend"]
     api = origin(document, "api")
-    # The backend stack's ALB DNS name, read from that stack's state in the same account.
-    remote = re.fullmatch(
-        r"\$\{data\.terraform_remote_state\.(?P<state>[\w-]+)\.outputs\.(?P<output>[\w-]+)\}", api["domain_name"]
-    )
-    assert remote, api["domain_name"]
-    state = data_sources(document, "terraform_remote_state")[remote["state"]]["config"]
-    assert (state["bucket"], state["key"]) == (
-        f"canvalo-tfstate-{ACCOUNTS[stage]}-eu-west-1",
-        f"{stage}-backend/terraform.tfstate",
-    )
-    backend = stacks[f"{stage}-backend"]
-    alb_dns_name = backend["output"][remote["output"]]["value"]
-    assert alb_dns_name == reference(backend, "aws_lb", "dns_name")
-    assert api["custom_origin_config"]["origin_protocol_policy"] == "http-only"
-    assert api["custom_origin_config"]["http_port"] == 80
+    key = f"{stage}-backend/terraform.tfstate"
+    assert backend_output(stacks, stage, api["domain_name"], state_key=key) == reference(backend, "aws_lb", "dns_name")
+    assert "custom_origin_config" not in api and "s3_origin_config" not in api
+    assert api["vpc_origin_config"] == {"vpc_origin_id": reference(document, "aws_cloudfront_vpc_origin", "id")}
+    vpc_origin = one(document, "aws_cloudfront_vpc_origin")
+    (endpoint,) = vpc_origin["vpc_origin_endpoint_config"]
+    assert backend_output(stacks, stage, endpoint["arn"], state_key=key) == reference(backend, "aws_lb", "arn")
+    assert (endpoint["origin_protocol_policy"], endpoint["http_port"]) == ("http-only", 80)
+    assert endpoint["origin_ssl_protocols"] == [{"items": ["TLSv1.2"], "quantity": 1}]
+    # CloudFront refuses to delete a VPC origin a distribution still uses: a replacement comes first.
+    assert vpc_origin["lifecycle"] == {"create_before_destroy": True}
+    assert vpc_origin["timeouts"] == {"create": "30m", "update": "30m", "delete": "30m"}
     assert_api_behaviour_forwards_everything_uncached(document)
+
+
+@pytest.mark.req("R8.2", "R10.5", "R10.6", "R10.7")
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stage_declares_one_backend_url_and_beta_and_gamma_test_through_cloudfront(
+    stacks: dict[str, Document], stage: str
+) -> None:
+    """The post-deploy tests take BACKEND_URL from the one stack of the stage that outputs `backend_url`:
+    CloudFront's `/api` where the ALB is internal (the tests' `/health` is then the app's `/api/health`),
+    prod's `https://api.<domain>` otherwise."""
+    declared = {
+        component: stacks[f"{stage}-{component}"]["output"]["backend_url"]["value"]
+        for component in ("network", "backend", "frontend")
+        if "backend_url" in stacks[f"{stage}-{component}"]["output"]
+    }
+    if stage == "prod":
+        assert declared == {"backend": f"https://api.{DOMAIN}"}
+    else:
+        domain = reference(stacks[f"{stage}-frontend"], "aws_cloudfront_distribution", "domain_name")
+        assert declared == {"frontend": f"https://{domain}/api"}
+        assert behaviour(stacks[f"{stage}-frontend"], "/api/*")["target_origin_id"] == "api"
 
 
 @pytest.mark.req("R8.3")
@@ -252,6 +285,8 @@ def test_prod_api_calls_go_to_the_api_domain_over_https(frontend: dict[str, Docu
     document = frontend["prod"]
     api = origin(document, "api")
     assert api["domain_name"] == f"api.{DOMAIN}"
+    # The public HTTPS name, not a VPC origin: prod's ALB is internet-facing by design.
+    assert "vpc_origin_config" not in api and not resources(document, "aws_cloudfront_vpc_origin")
     config = api["custom_origin_config"]
     assert config["origin_protocol_policy"] == "https-only" and config["https_port"] == 443
     assert config["origin_ssl_protocols"] == ["TLSv1.2"]
