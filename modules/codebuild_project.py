@@ -29,6 +29,13 @@ BUILD_IMAGE = "aws/codebuild/amazonlinux-x86_64-standard:5.0"
 DEBIAN_TEST_IMAGE = "public.ecr.aws/docker/library/python:3.11-bookworm"
 
 
+def terraform_literal(text: str) -> str:
+    """`text` as a Terraform string that means exactly it: Terraform reads `${` and `%{` in any string as an
+    interpolation or a template directive (an inline buildspec's `${STAGE^}` would be an invalid expression),
+    and `$${`, `%%{` as the literal characters."""
+    return text.replace("${", "$${").replace("%{", "%%{")
+
+
 @dataclass(frozen=True, kw_only=True)
 class GitHubSource:
     """A project that runs outside the pipeline clones the repository through the CodeStar connection."""
@@ -39,7 +46,8 @@ class GitHubSource:
 
 
 class CodeBuildProject(Construct):
-    """Runs `buildspec` (a path in the source); by default its source and artifacts come from CodePipeline.
+    """Runs `buildspec` (a path in the source, or an inline YAML document, passed to Terraform literally); by
+    default its source and artifacts come from CodePipeline.
 
     `privileged` gives the build a Docker daemon; only image builds need it.
     """
@@ -69,13 +77,13 @@ class CodeBuildProject(Construct):
             source = CodebuildProjectSource(
                 type="GITHUB",
                 location=f"https://github.com/{github_source.repository}.git",
-                buildspec=buildspec,
+                buildspec=terraform_literal(buildspec),
                 git_clone_depth=1,
                 auth=CodebuildProjectSourceAuth(type="CODECONNECTIONS", resource=github_source.connection_arn),
             )
             artifacts = CodebuildProjectArtifacts(type="NO_ARTIFACTS")
         else:
-            source = CodebuildProjectSource(type="CODEPIPELINE", buildspec=buildspec)
+            source = CodebuildProjectSource(type="CODEPIPELINE", buildspec=terraform_literal(buildspec))
             artifacts = CodebuildProjectArtifacts(type="CODEPIPELINE")
         self.project = CodebuildProject(
             self,

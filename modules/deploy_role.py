@@ -282,6 +282,8 @@ def deploy_permissions(scope: DeployScope) -> list[DataAwsIamPolicyDocumentState
                         "ecs.amazonaws.com",
                         "elasticloadbalancing.amazonaws.com",
                         "ecs.application-autoscaling.amazonaws.com",
+                        # The first CloudFront VPC origin of an account creates AWSServiceRoleForCloudFrontVPCOrigin.
+                        "vpcorigin.cloudfront.amazonaws.com",
                     ],
                 )
             ],
@@ -339,6 +341,23 @@ def deploy_guards(scope: DeployScope) -> list[DataAwsIamPolicyDocumentStatement]
             resources=[scope.role_arn(scope.deploy_role_name)],
         ),
     ]
+
+
+def pipeline_role_trust(pipeline_account_id: str, role_arn: str) -> DataAwsIamPolicyDocumentStatement:
+    """Trust in exactly one role of the pipeline account.
+
+    The pipeline account as principal, held to the one role by aws:PrincipalArn: IAM accepts this before
+    that role exists (a role ARN as principal is "Invalid principal" until it does, so the account could
+    not be bootstrapped before the pipeline), and it still matches after the role is recreated (a role ARN
+    principal silently turns into the old role's unique id).
+    """
+    return statement(
+        sid="AssumeRole",
+        actions=["sts:AssumeRole"],
+        resources=[],
+        principals={"AWS": [f"arn:aws:iam::{pipeline_account_id}:root"]},
+        conditions=[("ArnEquals", "aws:PrincipalArn", [role_arn])],
+    )
 
 
 def break_glass_statement(account_id: str, principals: Sequence[str]) -> DataAwsIamPolicyDocumentStatement:
@@ -414,7 +433,7 @@ class WorkloadBoundary(Construct):
 
 
 class DeployRole(Construct):
-    """The role in a gamma/prod account that the pipeline's deploy CodeBuild role assumes (R4.6), and
+    """The role in a gamma/prod account that the stage's Apply role in the pipeline assumes (R4.6), and
     that the stage's own administrators may assume to break glass from a laptop."""
 
     def __init__(
@@ -424,21 +443,13 @@ class DeployRole(Construct):
         *,
         deploy_scope: DeployScope,
         pipeline_account_id: str,
-        pipeline_deploy_role_arn: str,
+        pipeline_apply_role_arn: str,
         break_glass_principals: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
-        # The pipeline account as principal, held to the one role by aws:PrincipalArn: IAM accepts this
-        # before that role exists (a role ARN as principal is "Invalid principal" until it does, so the
-        # account could not be bootstrapped before the pipeline), and it still matches after the role is
-        # recreated (a role ARN principal silently turns into the old role's unique id).
-        pipeline = statement(
-            sid="AssumeRole",
-            actions=["sts:AssumeRole"],
-            resources=[],
-            principals={"AWS": [f"arn:aws:iam::{pipeline_account_id}:root"]},
-            conditions=[("ArnEquals", "aws:PrincipalArn", [pipeline_deploy_role_arn])],
-        )
+        # Only the role of this stage's Apply action, which runs after the stage's approvals: not the
+        # pipeline's plan role, nor another stage's Apply.
+        pipeline = pipeline_role_trust(pipeline_account_id, pipeline_apply_role_arn)
         break_glass = (
             [break_glass_statement(deploy_scope.account_id, break_glass_principals)] if break_glass_principals else []
         )

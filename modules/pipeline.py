@@ -33,6 +33,9 @@ BUILDSPECS: dict[str, str] = {
     "update-pipeline": "pipelines/buildspecs/update_pipeline.yml",
     "test": "pipelines/buildspecs/test.yml",
     "build": "pipelines/buildspecs/build.yml",
+    # Every Plan (read-only) and every Apply run deploy.yml, each with its own project and role: "deploy" is
+    # the Apply of the stage in the pipeline's account, "apply-<stage>" that of each cross-account stage.
+    "plan": "pipelines/buildspecs/deploy.yml",
     "deploy": "pipelines/buildspecs/deploy.yml",
     "smoke": "pipelines/buildspecs/smoke.yml",
     "drift": "pipelines/buildspecs/drift.yml",
@@ -40,7 +43,7 @@ BUILDSPECS: dict[str, str] = {
 # The projects with rights over a stage or the pipeline: they run their buildspec inline, as the pipeline stack
 # pinned it, and only the toolkit whose hash it pinned (modules/pipeline_toolkit.py); the others run the
 # commit's own buildspec, without such rights.
-PIPELINE_OWNED = frozenset({"update-pipeline", "deploy", "drift"})
+PIPELINE_OWNED = frozenset({"update-pipeline", "plan", "deploy", "drift"})
 # Terraform release every buildspec installs (TERRAFORM_VERSION; the install script verifies its SHA-256).
 TERRAFORM_VERSION = "1.13.4"
 # What deploy.yml exports in MODE=plan (CodeBuild exported-variables); the approval message quotes them.
@@ -51,6 +54,8 @@ PLAN_BROADENS_VARIABLE = "PLAN_BROADENS"
 # The SHA-256 of the Plan action's manifest.json, which lists the SHA-256 of every saved plan.
 PLAN_SHA256_VARIABLE = "PLAN_SHA256"
 
+# The manual approval of a stage with `approval_before_apply`.
+APPROVE_ACTION = "Approve"
 SOURCE_ACTION = "Source"
 SOURCE_NAMESPACE = "SourceVariables"
 SOURCE_ARTIFACT = "Source"
@@ -64,6 +69,8 @@ class StageDeployment:
     name: str
     approval_before_apply: bool
     post_deploy_tests: str
+    # Role name patterns whose sessions may answer the stage's approval (StageConfig.approver_roles).
+    approver_roles: Sequence[str] = ()
 
     @property
     def title(self) -> str:
@@ -72,12 +79,15 @@ class StageDeployment:
 
 @dataclass(frozen=True, kw_only=True)
 class PipelineProjects:
-    """CodeBuild project names, one per kind of work, so one role per kind of permission."""
+    """CodeBuild project names, one per kind of work, so one role per kind of permission: `plan` reads every
+    stage and writes none; `apply` holds one project per stage name, each the only one that stage's deploy
+    role trusts, so prod's write rights exist only in prod's Apply, after its approval."""
 
     update_pipeline: str
     test: str
     build: str
-    deploy: str
+    plan: str
+    apply: Mapping[str, str]
     post_deploy_tests: str
 
 
@@ -186,7 +196,7 @@ class DeliveryPipeline(Construct):
                     )
                 ],
             ),
-            *(stage for deployment in deployments for stage in self._deployment_stages(deployment, projects)),
+            *(stage for deployment in deployments for stage in self._deployment_stages(deployment, projects, name)),
         ]
         self.pipeline = Codepipeline(
             self,
@@ -225,7 +235,9 @@ class DeliveryPipeline(Construct):
         )
 
     @staticmethod
-    def _deployment_stages(deployment: StageDeployment, projects: PipelineProjects) -> list[CodepipelineStage]:
+    def _deployment_stages(
+        deployment: StageDeployment, projects: PipelineProjects, pipeline_name: str
+    ) -> list[CodepipelineStage]:
         """A stage with an approval: one CodePipeline stage, Plan, Approve, Apply, tests. A stage without:
         `<Stage>Plan`, then `<Stage>Broadening`, an approval entered only when the plan broadens what the
         stage may do (a CodePipeline stage condition skips it otherwise: conditions belong to stages, not
@@ -236,7 +248,7 @@ class DeliveryPipeline(Construct):
         plan_artifact, outputs_artifact, plan_namespace = f"{title}Plan", f"{title}Outputs", f"{title}Plan"
         plan = codebuild_action(
             "Plan",
-            project=projects.deploy,
+            project=projects.plan,
             inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT],
             outputs=[plan_artifact],
             environment={"STAGE": deployment.name, "MODE": "plan"},
@@ -264,12 +276,23 @@ class DeliveryPipeline(Construct):
         # changes, once those are applied: a new stage deploys in one run. Where a person approves, such a
         # plan is applied only within the bound the approval showed; beyond it, it waits for the next run.
         deferred = "approved" if deployment.approval_before_apply else "apply"
+        # Apply goes on only if one of the stage's approvers answered its approval (pipelines/approval_check.py).
+        who_approves = (
+            {
+                "APPROVAL": f"{title}/{APPROVE_ACTION}",
+                "APPROVER_ROLES": ",".join(deployment.approver_roles),
+                "PIPELINE_NAME": pipeline_name,
+                "PIPELINE_EXECUTION_ID": "#{codepipeline.PipelineExecutionId}",
+            }
+            if deployment.approval_before_apply
+            else {}
+        )
 
         def apply_and_test(first: int) -> list[CodepipelineStageAction]:
             return [
                 codebuild_action(
                     "Apply",
-                    project=projects.deploy,
+                    project=projects.apply[deployment.name],
                     inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT, plan_artifact],
                     outputs=[outputs_artifact],
                     environment={
@@ -278,6 +301,7 @@ class DeliveryPipeline(Construct):
                         "DEFERRED": deferred,
                         # What Plan made, as CodePipeline recorded it: a rewritten plans artifact is refused.
                         "APPROVED_MANIFEST_SHA256": f"#{{{plan_namespace}.{PLAN_SHA256_VARIABLE}}}",
+                        **who_approves,
                     },
                     run_order=first,
                 ),
@@ -291,7 +315,7 @@ class DeliveryPipeline(Construct):
             ]
 
         if deployment.approval_before_apply:
-            approve = approval("Approve", "Approving applies exactly this plan.", run_order=2)
+            approve = approval(APPROVE_ACTION, "Approving applies exactly this plan.", run_order=2)
             return [CodepipelineStage(name=title, action=[plan, approve, *apply_and_test(3)])]
         broadening = CodepipelineStage(
             name=f"{title}Broadening",

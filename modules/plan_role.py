@@ -20,7 +20,7 @@ from cdktn_provider_aws.iam_role import IamRole
 from cdktn_provider_aws.iam_role_policy import IamRolePolicy
 from constructs import Construct
 
-from modules.deploy_role import DeployScope, break_glass_statement, deploy_permissions
+from modules.deploy_role import DeployScope, break_glass_statement, deploy_permissions, pipeline_role_trust
 from modules.iam import policy_document, statement
 
 # What a service-wide or leading wildcard is narrowed to: `svc:*` -> `svc:Describe*`, `svc:Get*`, `svc:List*`,
@@ -132,23 +132,6 @@ def plan_permissions(scope: DeployScope) -> list[DataAwsIamPolicyDocumentStateme
         *state_lock_statements(scope),
         statement(sid="NeverReadSecretValues", effect="Deny", actions=SECRET_VALUE_ACTIONS, resources=["*"]),
     ]
-
-
-def pipeline_role_trust(pipeline_account_id: str, role_arn: str) -> DataAwsIamPolicyDocumentStatement:
-    """Trust in exactly one role of the pipeline account.
-
-    The pipeline account as principal, held to the one role by aws:PrincipalArn: IAM accepts this before
-    that role exists (a role ARN as principal is "Invalid principal" until it does, so the stage can be
-    bootstrapped before the pipeline), and it still matches after the role is recreated (a role ARN
-    principal silently turns into the old role's unique id).
-    """
-    return statement(
-        sid="AssumeRole",
-        actions=["sts:AssumeRole"],
-        resources=[],
-        principals={"AWS": [f"arn:aws:iam::{pipeline_account_id}:root"]},
-        conditions=[("ArnEquals", "aws:PrincipalArn", [role_arn])],
-    )
 
 
 class PlanRole(Construct):

@@ -56,13 +56,16 @@ from pipelines.drift_parameters import (
     drift_digest_parameter,
 )
 from pipelines.plan_summary import PlanError, ResourceChange, parse_changes
-from pipelines.terraform_stage import EXIT_FAILED, StageError, Terraform, stage_stacks
+from pipelines.stage_credentials import write_profile
+from pipelines.terraform_stage import EXIT_FAILED, StageError, Terraform, running_with, stage_stacks
 from stacks.config import ConfigError, ProjectConfig, load_from_environment
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The stage role the check plans with: the read-only one, like every Plan.
+DRIFT_ROLE = "plan"
 EXIT_DRIFT = 3
 EXIT_BAD_INPUT = 2
 # What an action in a refresh-only plan's `resource_drift` means for the real resource.
@@ -382,8 +385,11 @@ def main_check(
         err=lambda line: print(line, file=sys.stderr),
     )
     try:
+        # Terraform works in the stage as its role (the stacks' JSON names none the pipeline uses); the
+        # notifier stays with this build's own credentials, in the pipeline account.
+        stage_profile = write_profile(project, stage.name, args.work_dir / "aws-config", None, role=DRIFT_ROLE)
         return check_stage(
-            terraform=terraform or Terraform(),
+            terraform=terraform or Terraform(running_with(stage_profile)),
             stage=stage.name,
             cdktf_out=args.cdktf_out,
             work_dir=args.work_dir,

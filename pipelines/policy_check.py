@@ -13,6 +13,10 @@ the address and the rule:
 - `required-providers`: a `required_providers` entry whose source is outside `ALLOWED_PROVIDERS`;
 - `module-source`: a `module` block whose source is not a local path (`./`, `../`);
 - `backend`: a backend other than `s3` (a bootstrap stack may also be `local`, before its state migrates);
+- `credentials`: an AWS provider or S3 backend setting outside `PROVIDER_SETTINGS`/`BACKEND_SETTINGS`
+  (a profile, keys, a credentials file, an endpoint): the pipeline chooses the credentials Terraform runs
+  with (`pipeline_credentials`), never the commit; the `assume_role` the stacks name for laptop use is
+  removed before `terraform init` in favour of the action's own role;
 - `hcl-file`: a `*.tf` file in a stack directory (Terraform loads it, this check cannot read it).
 
 Exit status: 0 when nothing is found, 3 when something is (plan must not run), 2 for bad input (no such
@@ -50,6 +54,14 @@ COMMAND_RESOURCES = frozenset({"terraform_data", "null_resource"})
 FORBIDDEN_DATA_SOURCES = frozenset({"external", "http"})
 LOCAL_MODULE_PREFIXES = ("./", "../")
 STATE_BACKEND = "s3"
+# What the synthesized AWS provider and S3 backend may set: where, which account, which tags. Anything else
+# (profile, access keys, shared files, endpoints, a web identity token) would pick credentials or a target.
+PROVIDER_SETTINGS = frozenset({"alias", "region", "allowed_account_ids", "default_tags", "assume_role"})
+BACKEND_SETTINGS = frozenset(
+    {"bucket", "key", "region", "dynamodb_table", "encrypt", "use_lockfile", "allowed_account_ids", "assume_role"}
+)
+# Removed before `terraform init` by `pipeline_credentials`: the action's own role applies, not the stack's choice.
+STACK_CHOSEN_ROLE = "assume_role"
 BOOTSTRAP_PREFIX = "bootstrap-"
 BOOTSTRAP_BACKENDS = frozenset({"s3", "local"})
 
@@ -131,10 +143,14 @@ def check_document(stack: str, document: Mapping[str, Any], where: str) -> Itera
                 "required-providers",
                 f"source {source} is not an allowed provider ({', '.join(ALLOWED_PROVIDERS)})",
             )
-    for local in mapping(document.get("provider"), f"{where}: provider"):
+    for local, configurations in mapping(document.get("provider"), f"{where}: provider").items():
         source = source_of(local, sources)
         if source not in ALLOWED_PROVIDERS:
             yield Finding(stack, f"provider.{local}", "provider", f"configures {source}, not an allowed provider")
+            continue
+        for configuration in blocks(configurations, f"{where}: provider.{local}"):
+            for setting in sorted(set(configuration) - PROVIDER_SETTINGS):
+                yield Finding(stack, f"provider.{local}.{setting}", "credentials", "the pipeline chooses credentials")
     for section, prefix in (("resource", ""), ("data", "data.")):
         for kind, instances in mapping(document.get(section), f"{where}: {section}").items():
             for name, body in mapping(instances, f"{where}: {section}.{kind}").items():
@@ -184,7 +200,13 @@ def check_backend(stack: str, documents: Sequence[tuple[str, Mapping[str, Any]]]
     backends: list[str] = []
     for where, document in documents:
         for terraform in blocks(document.get("terraform", {}), f"{where}: terraform"):
-            backends += list(mapping(terraform.get("backend"), f"{where}: terraform.backend"))
+            configured = mapping(terraform.get("backend"), f"{where}: terraform.backend")
+            backends += list(configured)
+            s3 = mapping(configured.get(STATE_BACKEND), f"{where}: terraform.backend.s3")
+            for setting in sorted(set(s3) - BACKEND_SETTINGS):
+                yield Finding(
+                    stack, f"terraform.backend.s3.{setting}", "credentials", "the pipeline chooses credentials"
+                )
             if "cloud" in terraform:
                 backends.append("cloud")
     allowed = BOOTSTRAP_BACKENDS if stack.startswith(BOOTSTRAP_PREFIX) else frozenset({STATE_BACKEND})
@@ -194,6 +216,24 @@ def check_backend(stack: str, documents: Sequence[tuple[str, Mapping[str, Any]]]
     for backend in backends:
         if backend not in allowed:
             yield Finding(stack, f"terraform.backend.{backend}", "backend", f"{backend} is not {expected}")
+
+
+def pipeline_credentials(stack_dir: Path) -> None:
+    """Remove the role the stack names for its AWS provider and S3 backend from `stack_dir`'s JSON, so that
+    Terraform runs as the action's own credentials (AWS_PROFILE selects the stage's plan or deploy role):
+    a saved plan keeps its provider configuration, so a role named there would follow the plan into Apply,
+    and Plan's read-only role could never apply it, nor Apply's role plan. Run before `terraform init`."""
+    for path in sorted(stack_dir.glob("*.tf.json")):
+        document = read_json(path)
+        changed = False
+        for configurations in mapping(document.get("provider"), str(path)).values():
+            for configuration in blocks(configurations, str(path)):
+                changed |= configuration.pop(STACK_CHOSEN_ROLE, None) is not None
+        for terraform in blocks(document.get("terraform", {}), str(path)):
+            s3 = mapping(mapping(terraform.get("backend"), str(path)).get(STATE_BACKEND), str(path))
+            changed |= s3.pop(STACK_CHOSEN_ROLE, None) is not None
+        if changed:
+            path.write_text(json.dumps(document, indent=2))
 
 
 def read_json(path: Path) -> dict[str, Any]:

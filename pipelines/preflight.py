@@ -231,9 +231,13 @@ def assumed_session(caller: boto3.session.Session, role_arn: str, stage: Stage) 
 
 
 def stage_session(caller: boto3.session.Session, caller_arn: str, stage: Stage) -> boto3.session.Session | Finding:
-    """A session in the stage's account, or the one line saying why there is none."""
+    """A session in the stage's account, or the one line saying why there is none: the caller when it is
+    already there (the pipeline's Plan runs as the stage's plan role, `stage_credentials --role plan`), else
+    the role the stacks' backend names (a laptop with the pipeline account's credentials)."""
+    account = caller_arn.split(":")[4]
+    if account == stage.account_id:
+        return caller
     if stage.role_arn is None:
-        account = caller_arn.split(":")[4]
         if account != stage.account_id:
             return Finding(
                 f"the credentials are for account {account} ({caller_arn}), stage {stage.name} is in account "
@@ -515,12 +519,19 @@ def main(
     parser.add_argument("--stage", required=True)
     parser.add_argument("--cdktf-out", type=Path, required=True, help="the synthesized cdktf.out directory")
     parser.add_argument("--image-tag", help="check this tag (or sha256: digest) instead of the synthesized one")
+    parser.add_argument(
+        "--role-arn",
+        help="assume this role for the checks in the stage's account instead of the one its stacks name "
+        "(the pipeline passes the stage's read-only plan role)",
+    )
     args = parser.parse_args(argv)
     try:
         stage = load_stage(args.cdktf_out, args.stage)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.role_arn:
+        stage = replace(stage, role_arn=args.role_arn)
     return report(args.stage, preflight(stage, session or boto3.session.Session(), lookup, args.image_tag))
 
 

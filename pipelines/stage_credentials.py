@@ -1,14 +1,15 @@
-"""Give boto3 scripts the credentials Terraform uses for a stage: its deploy role in gamma and prod (R4.6).
+"""Select the role an action works in a stage with: the stage's read-only plan role, or its deploy role (R4.6).
 
-    eval "$(python -m pipelines.stage_credentials --stage gamma --config-file .aws/stage-config)"
-    python -m pipelines.deploy_frontend ...      # now in the gamma account, as the gamma deploy role
+    eval "$(python -m pipelines.stage_credentials --stage gamma --role plan)"
+    python -m pipelines.terraform_stage plan ...   # Terraform and boto3 now read gamma as `canvalo-plan`
 
-Terraform's provider assumes a cross-account stage's deploy role by itself; `deploy_frontend` talks to
-the same account's bucket and distribution with plain boto3. For such a stage this writes an AWS config
-profile that assumes that role from the build's own credentials (CodeBuild's container credentials, or
-`--source-profile` on a laptop) and prints the `export` lines selecting it. For a stage deployed with
-the pipeline account's own credentials (beta, R4.8) it prints nothing. No credential is written or
-printed: the profile names a role, and boto3 assumes it when a script runs.
+Plan and the drift check use `--role plan`; Apply uses `--role deploy`. Terraform runs as these credentials,
+not as a role the stack's JSON names (`policy_check.pipeline_credentials` removes that before init). For a
+cross-account stage this writes an AWS config profile that assumes the stage's role from the build's own
+credentials (CodeBuild's container credentials, or `--source-profile` on a laptop) and prints the `export`
+lines selecting it. Beta is worked in with the pipeline account's own credentials (R4.8): the action's
+CodeBuild role is already the plan or the deploy role, and this prints nothing. No credential is written
+or printed: the profile names a role, and boto3 assumes it when a script runs.
 """
 
 from __future__ import annotations
@@ -26,18 +27,21 @@ from stacks.config import ConfigError, ProjectConfig, load_from_environment
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def profile_name(project: ProjectConfig, stage_name: str) -> str:
-    return project.stage(stage_name).resource_name(project.app_name, "deploy")
+ROLES = ("plan", "deploy")
+
+
+def profile_name(project: ProjectConfig, stage_name: str, role: str = "deploy") -> str:
+    return project.stage(stage_name).resource_name(project.app_name, role)
 
 
 def write_profile(
-    project: ProjectConfig, stage_name: str, config_file: Path, source_profile: str | None
+    project: ProjectConfig, stage_name: str, config_file: Path, source_profile: str | None, role: str = "deploy"
 ) -> dict[str, str]:
     """Write the stage's profile into `config_file`; the variables that select it, or {} for none."""
-    role_arn = project.deploy_role_arn(project.stage(stage_name))
+    role_arn = role_arn_of(project, stage_name, role)
     if role_arn is None:
         return {}
-    name = profile_name(project, stage_name)
+    name = profile_name(project, stage_name, role)
     config = configparser.ConfigParser()
     config.read(config_file)
     section = {
@@ -56,16 +60,28 @@ def write_profile(
     return {"AWS_CONFIG_FILE": str(config_file.resolve()), "AWS_PROFILE": name}
 
 
+def role_arn_of(project: ProjectConfig, stage_name: str, role: str) -> str | None:
+    """The stage's plan or deploy role; None for beta, worked in with the action's own role (R4.8)."""
+    stage = project.stage(stage_name)
+    return project.plan_role_arn(stage) if role == "plan" else project.deploy_role_arn(stage)
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.stage_credentials", description=__doc__.splitlines()[0])
     parser.add_argument("--stage", required=True)
     parser.add_argument("--config-file", type=Path, default=Path(".aws/stage-config"))
     parser.add_argument("--source-profile", help="assume the role from this profile instead of CodeBuild's credentials")
+    parser.add_argument(
+        "--role", choices=ROLES, default="deploy", help="the stage's read-only plan role or its deploy role"
+    )
+    parser.add_argument("--arn", action="store_true", help="print the role's ARN (nothing for beta), write no profile")
     args = parser.parse_args(argv)
     try:
-        variables = write_profile(
-            load_from_environment(environ, PROJECT_ROOT), args.stage, args.config_file, args.source_profile
-        )
+        project = load_from_environment(environ, PROJECT_ROOT)
+        if args.arn:
+            print(role_arn_of(project, args.stage, args.role) or "")
+            return 0
+        variables = write_profile(project, args.stage, args.config_file, args.source_profile, args.role)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

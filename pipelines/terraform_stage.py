@@ -111,7 +111,9 @@ class Completed:
 Runner = Callable[[Sequence[str], Path, bool], Completed]
 
 
-def run_terraform(args: Sequence[str], cwd: Path, capture: bool) -> Completed:
+def run_terraform(
+    args: Sequence[str], cwd: Path, capture: bool, environment: Mapping[str, str] | None = None
+) -> Completed:
     if shutil.which("terraform") is None:
         raise StageError("terraform is not on PATH: run pipelines/install_terraform.sh first")
     result = subprocess.run(
@@ -120,9 +122,14 @@ def run_terraform(args: Sequence[str], cwd: Path, capture: bool) -> Completed:
         stdout=subprocess.PIPE if capture else None,
         text=True,
         check=False,
-        env={**os.environ, "TF_IN_AUTOMATION": "1", "TF_INPUT": "0"},
+        env={**os.environ, **(environment or {}), "TF_IN_AUTOMATION": "1", "TF_INPUT": "0"},
     )
     return Completed(result.returncode, result.stdout or "")
+
+
+def running_with(environment: Mapping[str, str]) -> Runner:
+    """`run_terraform` with these variables added (a stage's AWS profile), the caller's own environment unchanged."""
+    return lambda args, cwd, capture: run_terraform(args, cwd, capture, environment)
 
 
 @dataclass(frozen=True)
@@ -140,6 +147,8 @@ class Terraform:
         return result
 
     def init(self, stack_dir: Path, *, readonly_lock: bool = False, migrate_state: bool = False) -> None:
+        # Terraform runs as this action's credentials, whatever role the stack's JSON names (see there).
+        policy_check.pipeline_credentials(stack_dir)
         lockfile = ("-lockfile=readonly",) if readonly_lock else ()
         # -force-copy answers "yes" to copying the state into the new backend: the caller verifies it after.
         migrate = ("-migrate-state", "-force-copy") if migrate_state else ()

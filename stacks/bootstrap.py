@@ -10,6 +10,7 @@ from cdktn_provider_aws.ssm_parameter import SsmParameter
 from constructs import Construct
 
 from modules.deploy_role import DeployRole, WorkloadBoundary
+from modules.plan_role import PlanRole
 from modules.state_backend import StateBackend
 from stacks.base import StageStack, deploy_scope
 from stacks.bootstrap_version import BOOTSTRAP_VERSION, bootstrap_version_parameter
@@ -20,8 +21,9 @@ SECRET_KEYS = ("SUPABASE_URL", "SUPABASE_SERVICE_KEY", "SUPABASE_PUB_KEY")
 
 
 class BootstrapStack(StageStack):
-    """State bucket, lock table, workload boundary, for gamma/prod the pipeline's deploy role; the
-    backend's secret and, for a stage with a domain, its public hosted zone; the bootstrap version.
+    """State bucket, lock table, workload boundary; for gamma/prod the deploy role that the stage's Apply
+    assumes and the read-only plan role that the pipeline's Plan assumes; the backend's secret and, for a
+    stage with a domain, its public hosted zone; the bootstrap version.
 
     Applied once per account by an administrator with the account's own credentials (the deploy role
     does not exist yet), first with local state, then migrated into the bucket it creates. The secret
@@ -66,10 +68,21 @@ class BootstrapStack(StageStack):
                 "deploy-role",
                 deploy_scope=deploy_rights,
                 pipeline_account_id=project.pipeline_stage.account_id,
-                pipeline_deploy_role_arn=project.pipeline_deploy_role_arn,
+                pipeline_apply_role_arn=project.pipeline_apply_role_arn(stage),
                 break_glass_principals=stage.break_glass_principals,
             )
             TerraformOutput(self, "deploy_role_arn", value=self.deploy_role.role.arn)
+            # What the pipeline's Plan actions and drift check assume: they run before any approval.
+            self.plan_role = PlanRole(
+                self,
+                "plan-role",
+                deploy_scope=deploy_rights,
+                role_name=project.plan_role_name,
+                pipeline_account_id=project.pipeline_stage.account_id,
+                pipeline_plan_role_arn=project.pipeline_plan_role_arn,
+                break_glass_principals=stage.break_glass_principals,
+            )
+            TerraformOutput(self, "plan_role_arn", value=self.plan_role.role.arn)
 
         # No value, ever: the administrator puts it after this apply (README "Secrets"); the backend stack
         # reads the secret by name and sets its resource policy, which names the task execution role.

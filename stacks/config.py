@@ -39,6 +39,8 @@ REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 IMAGE_TAG = re.compile(r"^(sha256:[a-f0-9]{64}|[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$")
 CONNECTION_ARN = re.compile(r"^arn:aws:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/[\w-]+$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# An IAM role name (characters IAM allows) with ArnLike-style wildcards.
+APPROVER_ROLE = re.compile(r"^[\w+=,.@*?-]{1,64}$")
 # An IAM ARN as a break-glass principal pattern: its account part and its resource part (role/<path><name>).
 IAM_ARN = re.compile(r"^arn:aws:iam::(?P<account>[^:]*):(?P<resource>.*)$")
 # The prefix of every resource name: what S3 buckets, load balancers and IAM names all accept.
@@ -133,6 +135,10 @@ class StageConfig:
     # IAM role ARN patterns (ArnLike wildcards) in this stage's own account whose sessions may assume its
     # deploy role, besides the pipeline: administrators planning, applying or unlocking from a laptop.
     break_glass_principals: tuple[str, ...] = ()
+    # Names (`*` and `?` allowed) of IAM roles in the pipeline's account whose sessions may answer this
+    # stage's approval: CodePipeline lets any principal allowed PutApprovalResult approve, so the Apply after
+    # the approval refuses one given by anyone else (pipelines/approval_check.py). Required with an approval.
+    approver_roles: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         where = f"stage {self.name}"
@@ -202,8 +208,26 @@ class StageConfig:
                 "log_retention_days", self.log_retention_days, "CloudWatch Logs takes 1, 3, 7, 14, 30, 90, 365..."
             )
         self._validate_break_glass_principals()
+        self._validate_approver_roles()
+
+    def _validate_approver_roles(self) -> None:
+        if self.approval_before_apply and not self.approver_roles:
+            raise self._error(
+                "approver_roles",
+                "",
+                "a stage with an approval needs the names of the roles whose sessions may approve it, such as "
+                "canvalo-release-approver or AWSReservedSSO_ReleaseApprover_*",
+            )
+        for name in self.approver_roles:
+            if not APPROVER_ROLE.match(name) or not name.strip("*?"):
+                raise self._error(
+                    "approver_roles",
+                    name,
+                    "expected an IAM role name, with * or ? as wildcards, that names people's roles, not every role",
+                )
 
     def _validate_break_glass_principals(self) -> None:
+
         if self.break_glass_principals and not self.cross_account_deploy:
             raise self._error(
                 "break_glass_principals",
@@ -298,6 +322,7 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
         "deletion_protection": True,
         "cross_account_deploy": True,
         "approval_before_apply": True,
+        "approver_roles": ("canvalo-release-approver",),
         "cdn_price_class": "PriceClass_All",
         "dashboard": True,
         "secret_recovery_window_days": 30,
@@ -330,6 +355,8 @@ class ProjectConfig:
     # can be allowed to manage exactly them.
     iam_path = "/canvalo/"
     deploy_role_name = "canvalo-deploy"
+    # Read-only twin of the deploy role in each cross-account stage: Plan and the drift check use it.
+    plan_role_name = "canvalo-plan"
     pipeline_deploy_role_name = "canvalo-pipeline-deploy"
     permissions_boundary_name = "canvalo-workload-boundary"
 
@@ -432,9 +459,32 @@ class ProjectConfig:
     def deploy_role_arn(self, stage: StageConfig) -> str | None:
         return self.role_arn(stage.account_id, self.deploy_role_name) if stage.cross_account_deploy else None
 
+    def plan_role_arn(self, stage: StageConfig) -> str | None:
+        return self.role_arn(stage.account_id, self.plan_role_name) if stage.cross_account_deploy else None
+
     @property
     def pipeline_deploy_role_arn(self) -> str:
+        """The role of beta's Apply action, which deploys beta with its own rights (R4.8)."""
         return self.role_arn(self.pipeline_stage.account_id, self.pipeline_deploy_role_name)
+
+    def pipeline_role_arn(self, kind: str) -> str:
+        """`<app>-beta-pipeline-<kind>`: a role of the pipeline stack, in the pipeline account."""
+        stage = self.pipeline_stage
+        return self.role_arn(stage.account_id, stage.resource_name(self.app_name, f"pipeline-{kind}"))
+
+    @property
+    def pipeline_plan_role_arn(self) -> str:
+        """The role of every Plan action and the drift check: reads every stage, writes none; it may assume only
+        the stages' plan roles."""
+        return self.pipeline_role_arn("plan")
+
+    def pipeline_apply_role_arn(self, stage: StageConfig) -> str:
+        """The role of `stage`'s Apply action, the only pipeline role its deploy role trusts."""
+        return (
+            self.pipeline_role_arn(f"apply-{stage.name}")
+            if stage.cross_account_deploy
+            else self.pipeline_deploy_role_arn
+        )
 
     def permissions_boundary_arn(self, stage: StageConfig) -> str:
         """Every role a stage stack creates carries this boundary; the deploy role may create no other."""

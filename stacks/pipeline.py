@@ -36,6 +36,7 @@ from modules.pipeline_artifacts import PipelineArtifactStore
 from modules.pipeline_notifications import NotificationTopic
 from modules.pipeline_roles import PipelineBoundary, ServiceRole, boundary_statements
 from modules.pipeline_toolkit import PipelineToolkit, toolkit_sha256
+from modules.plan_role import read_only_statements, state_lock_statements
 from pipelines.drift_parameters import (
     NEVER_DEPLOYED,
     NOTHING_PUBLISHED,
@@ -44,7 +45,7 @@ from pipelines.drift_parameters import (
     parameter_arn,
 )
 from stacks.base import StageStack, deploy_scope
-from stacks.config import ProjectConfig
+from stacks.config import ProjectConfig, StageConfig
 
 # The checkout the stack is synthesized from: the toolkit's hash and the privileged buildspecs are read here.
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
@@ -84,6 +85,7 @@ def update_pipeline_permissions(
     update_role_arn: str,
     boundary_arn: str,
     deploy_boundary_arn: str,
+    plan_boundary_arn: str,
     state_bucket_arn: str,
     state_key_prefix: str,
     lock_table_arn: str,
@@ -195,7 +197,8 @@ def update_pipeline_permissions(
             sid="ChangePipelineRolesOnlyWithinTheBoundary",
             actions=["iam:PutRolePolicy", "iam:PutRolePermissionsBoundary"],
             resources=[pipeline_roles],
-            conditions=[("StringEquals", "iam:PermissionsBoundary", [boundary_arn])],
+            # The plan role, under the same prefix, carries a boundary of its own (read-only, smaller).
+            conditions=[("StringEquals", "iam:PermissionsBoundary", [boundary_arn, plan_boundary_arn])],
         ),
         statement(
             sid="ChangeTheDeployRoleOnlyWithinItsBoundary",
@@ -212,7 +215,7 @@ def update_pipeline_permissions(
         statement(
             sid="ReadTheBoundaries",
             actions=["iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListPolicyVersions"],
-            resources=[boundary_arn, deploy_boundary_arn],
+            resources=[boundary_arn, deploy_boundary_arn, plan_boundary_arn],
         ),
         statement(
             sid="OnlyAnAdministratorChangesTheUpdateRole",
@@ -266,10 +269,15 @@ class PipelineStack(StageStack):
         def log_streams(*kinds: str) -> list[str]:
             return [arn("logs", f"log-group:{log_group(kind)}:*") for kind in kinds]
 
-        project_names = {kind: f"{prefix}-{kind}" for kind in BUILDSPECS}
+        # Each stage's Apply is its own project and role: "deploy" for the stage in this account (beta),
+        # "apply-<stage>" for each cross-account stage, the only pipeline role its deploy role trusts.
+        apply_kinds = {s.name: f"apply-{s.name}" if s.cross_account_deploy else "deploy" for s in project.stages}
+        buildspec_of = {**BUILDSPECS, **{kind: BUILDSPECS["deploy"] for kind in apply_kinds.values()}}
+        project_names = {kind: f"{prefix}-{kind}" for kind in buildspec_of}
         project_arns = {kind: arn("codebuild", f"project/{name}") for kind, name in project_names.items()}
         role_names = {
-            kind: f"{prefix}-{kind}" for kind in ("codepipeline", "update-pipeline", "test", "build", "smoke")
+            kind: f"{prefix}-{kind}"
+            for kind in ("codepipeline", "update-pipeline", "test", "build", "smoke", "plan", *apply_kinds.values())
         }
         role_names["drift-schedule"] = f"{prefix}-drift-schedule"
         role_names["deploy"] = project.pipeline_deploy_role_name
@@ -277,16 +285,21 @@ class PipelineStack(StageStack):
         pipeline_roles = [own_roles, role_arn(role_names["deploy"])]
         update_role_arn = role_arn(role_names["update-pipeline"])
         pipeline_arn = arn("codepipeline", prefix)
-        boundary_names = {"pipeline": f"{app}-pipeline-boundary", "deploy": f"{app}-pipeline-deploy-boundary"}
-        boundary_arn, deploy_boundary_arn = (
-            f"arn:aws:iam::{account}:policy{project.iam_path}{boundary_names[kind]}" for kind in ("pipeline", "deploy")
+        boundary_names = {
+            "pipeline": f"{app}-pipeline-boundary",
+            "deploy": f"{app}-pipeline-deploy-boundary",
+            "plan": f"{app}-pipeline-plan-boundary",
+        }
+        boundary_arn, deploy_boundary_arn, plan_boundary_arn = (
+            f"arn:aws:iam::{account}:policy{project.iam_path}{boundary_names[kind]}"
+            for kind in ("pipeline", "deploy", "plan")
         )
         state_bucket_arn = f"arn:aws:s3:::{project.state_bucket(stage)}"
         lock_table_arn = arn("dynamodb", f"table/{project.lock_table(stage)}")
         beta_deploy_scope = deploy_scope(
             project, stage, state_bucket_arn=state_bucket_arn, lock_table_arn=lock_table_arn
         )
-        stage_deploy_roles = [r for s in project.stages if (r := project.deploy_role_arn(s))]
+        stage_plan_roles = [r for s in project.stages if (r := project.plan_role_arn(s))]
         last_stage = project.stages[-1].name
         # What the drift check keeps between runs, in this account: the commit each stage last applied
         # (the deploy action writes it after an Apply), and the digest of the last drift report mailed.
@@ -399,6 +412,67 @@ class PipelineStack(StageStack):
             actions=["s3:PutObject", "s3:DeleteObject"],
             resources=[f"{state_bucket_arn}/{PIPELINE_STATE_PREFIX}*"],
         )
+        never_touch_the_pipeline = statement(
+            sid="NeverTouchThePipeline",
+            effect="Deny",
+            # The beta deploy permissions reach every `canvalo-beta-*` role, bucket, topic, key
+            # and log group in this account; the pipeline's own are not the deploy's to change.
+            actions=[
+                "iam:*",
+                "s3:DeleteBucket",
+                "s3:PutBucketPolicy",
+                "s3:DeleteBucketPolicy",
+                "s3:PutLifecycleConfiguration",
+                "s3:PutEncryptionConfiguration",
+                "kms:ScheduleKeyDeletion",
+                "kms:DisableKey",
+                "kms:PutKeyPolicy",
+                "sns:DeleteTopic",
+                "sns:SetTopicAttributes",
+                "logs:DeleteLogGroup",
+                "logs:PutRetentionPolicy",
+            ],
+            resources=[
+                *pipeline_roles,
+                boundary_arn,
+                bucket_arn,
+                key_arn,
+                topic_arn,
+                arn("logs", f"log-group:{log_group('*')}"),
+            ],
+        )
+
+        def apply_statements(target: StageConfig) -> list[DataAwsIamPolicyDocumentStatement]:
+            """A stage's Apply: beta's deploys with this account's rights (R4.8); a cross-account stage's may
+            only assume that stage's deploy role (R4.6). Each records the commit it applied, and one after an
+            approval reads who gave it."""
+            deploy_role = project.deploy_role_arn(target)
+            found = (
+                [
+                    statement(
+                        sid=f"AssumeThe{target.name.capitalize()}DeployRole",
+                        actions=["sts:AssumeRole"],
+                        resources=[deploy_role],
+                    )
+                ]
+                if deploy_role
+                else [*deploy_permissions(beta_deploy_scope), never_touch_the_pipeline, never_write_the_pipeline_state]
+            )
+            found.append(
+                statement(
+                    sid="RecordTheDeployedCommit",
+                    actions=["ssm:PutParameter"],
+                    resources=[deployed_commit_arns[target.name]],
+                )
+            )
+            if target.approval_before_apply:
+                found.append(
+                    statement(
+                        sid="ReadWhoApproved", actions=["codepipeline:ListActionExecutions"], resources=[pipeline_arn]
+                    )
+                )
+            return found
+
         statements: dict[str, list[DataAwsIamPolicyDocumentStatement]] = {
             "codepipeline": [
                 statement(
@@ -420,7 +494,7 @@ class PipelineStack(StageStack):
                 statement(
                     sid="RunThePipelinesBuilds",
                     actions=["codebuild:StartBuild", "codebuild:BatchGetBuilds", "codebuild:StopBuild"],
-                    resources=[project_arns[kind] for kind in BUILDSPECS if kind != "drift"],
+                    resources=[arn for kind, arn in project_arns.items() if kind != "drift"],
                 ),
             ],
             "update-pipeline": [
@@ -434,6 +508,7 @@ class PipelineStack(StageStack):
                     update_role_arn=update_role_arn,
                     boundary_arn=boundary_arn,
                     deploy_boundary_arn=deploy_boundary_arn,
+                    plan_boundary_arn=plan_boundary_arn,
                     state_bucket_arn=state_bucket_arn,
                     state_key_prefix=PIPELINE_STATE_PREFIX,
                     lock_table_arn=lock_table_arn,
@@ -484,12 +559,13 @@ class PipelineStack(StageStack):
                 ),
             ],
             "smoke": build_basics("smoke", writes_artifacts=False),
-            "deploy": [
-                *build_basics("deploy", "drift", writes_artifacts=True),
-                # Beta is deployed with the pipeline account's own credentials (R4.8).
-                *deploy_permissions(beta_deploy_scope),
-                # Gamma and prod only through their accounts' deploy roles (R4.6).
-                statement(sid="AssumeStageDeployRoles", actions=["sts:AssumeRole"], resources=stage_deploy_roles),
+            # Every Plan and the drift check: reads beta and, through their plan roles, gamma and prod; writes
+            # nothing of any stage but its state locks.
+            "plan": [
+                *build_basics("plan", "drift", writes_artifacts=True),
+                *read_only_statements(deploy_permissions(beta_deploy_scope)),
+                *state_lock_statements(beta_deploy_scope),
+                statement(sid="AssumeStagePlanRoles", actions=["sts:AssumeRole"], resources=stage_plan_roles),
                 # The preflight before each stage's plan checks that the image it will run was pushed.
                 statement(
                     sid="FindTheReleasedImage",
@@ -497,14 +573,7 @@ class PipelineStack(StageStack):
                     resources=[self.registry.repository.arn],
                 ),
                 statement(sid="ReportDrift", actions=["sns:Publish"], resources=[topic_arn]),
-                # After a stage's Apply, the deploy action records the commit it applied.
-                statement(
-                    sid="RecordTheDeployedCommit",
-                    actions=["ssm:PutParameter"],
-                    resources=list(deployed_commit_arns.values()),
-                ),
-                # The drift project, which runs as this role, checks the commit the last stage applied
-                # and mails each report once.
+                # The drift project checks the commit the last stage applied and mails each report once.
                 statement(
                     sid="ReadTheCheckedStagesCommit",
                     actions=["ssm:GetParameter"],
@@ -516,37 +585,21 @@ class PipelineStack(StageStack):
                     resources=[drift_digest_arn],
                 ),
                 use_connection,
+                # Not kms:Decrypt, as the stage plan roles deny: this role reads the artifacts with the pipeline's key.
                 statement(
-                    sid="NeverTouchThePipeline",
+                    sid="NeverReadSecretValues",
                     effect="Deny",
-                    # The beta deploy permissions reach every `canvalo-beta-*` role, bucket, topic, key
-                    # and log group in this account; the pipeline's own are not the deploy's to change.
-                    actions=[
-                        "iam:*",
-                        "s3:DeleteBucket",
-                        "s3:PutBucketPolicy",
-                        "s3:DeleteBucketPolicy",
-                        "s3:PutLifecycleConfiguration",
-                        "s3:PutEncryptionConfiguration",
-                        "kms:ScheduleKeyDeletion",
-                        "kms:DisableKey",
-                        "kms:PutKeyPolicy",
-                        "sns:DeleteTopic",
-                        "sns:SetTopicAttributes",
-                        "logs:DeleteLogGroup",
-                        "logs:PutRetentionPolicy",
-                    ],
-                    resources=[
-                        *pipeline_roles,
-                        boundary_arn,
-                        bucket_arn,
-                        key_arn,
-                        topic_arn,
-                        arn("logs", f"log-group:{log_group('*')}"),
-                    ],
+                    actions=["secretsmanager:GetSecretValue"],
+                    resources=["*"],
                 ),
-                never_write_the_pipeline_state,
             ],
+            **{
+                kind: [
+                    *build_basics(kind, writes_artifacts=True),
+                    *apply_statements(project.stage(name)),
+                ]
+                for name, kind in apply_kinds.items()
+            },
             "drift-schedule": [
                 statement(sid="StartTheDriftCheck", actions=["codebuild:StartBuild"], resources=[project_arns["drift"]])
             ],
@@ -554,7 +607,14 @@ class PipelineStack(StageStack):
         # Two ceilings, each built from the policies of the roles it caps (the deploy role's alone is
         # nearly a managed policy's 6,144 characters): the update role may rewrite the other roles'
         # policies, but not beyond their boundary, which holds every Deny they carry.
-        protected_policies = [boundary_arn, deploy_boundary_arn, project.permissions_boundary_arn(stage)]
+        protected_policies = [
+            boundary_arn,
+            deploy_boundary_arn,
+            plan_boundary_arn,
+            project.permissions_boundary_arn(stage),
+        ]
+        # Which roles each boundary caps: the deploy role and the plan role each have their own, the rest share one.
+        bounded_by = {kind: kind if kind in ("deploy", "plan") else "pipeline" for kind in statements}
         # The pipeline's roles may be given s3:* (the update role manages the artifact bucket with it).
         only_the_update_role_writes_the_pipeline_state = statement(
             sid="OnlyTheUpdateRoleWritesThePipelineState",
@@ -563,24 +623,26 @@ class PipelineStack(StageStack):
             resources=never_write_the_pipeline_state.resources or [],
             conditions=[("ArnNotEquals", "aws:PrincipalArn", [update_role_arn])],
         )
-        self.boundary, self.deploy_boundary = (
-            PipelineBoundary(
+        self.boundaries = {
+            kind: PipelineBoundary(
                 self,
                 construct_id,
                 name=boundary_names[kind],
                 path=project.iam_path,
                 description=description,
                 statements=boundary_statements(
-                    role_statements=[v for k, v in statements.items() if (k == "deploy") == (kind == "deploy")],
+                    role_statements=[v for k, v in statements.items() if bounded_by[k] == kind],
                     protected_policy_arns=protected_policies,
                     denied=[] if kind == "deploy" else [only_the_update_role_writes_the_pipeline_state],
                 ),
             )
             for kind, construct_id, description in (
-                ("pipeline", "boundary", "Ceiling for the Canvalo pipeline's roles but the deploy role"),
+                ("pipeline", "boundary", "Ceiling for the Canvalo pipeline's roles but the deploy and plan roles"),
                 ("deploy", "deploy-boundary", "Ceiling for the Canvalo pipeline's deploy role"),
+                ("plan", "plan-boundary", "Ceiling for the Canvalo pipeline's read-only plan role"),
             )
-        )
+        }
+        self.boundary, self.deploy_boundary = self.boundaries["pipeline"], self.boundaries["deploy"]
         services = {"codepipeline": CODEPIPELINE, "drift-schedule": EVENTS}
         self.roles = {
             kind: ServiceRole(
@@ -591,7 +653,7 @@ class PipelineStack(StageStack):
                 description=f"Canvalo pipeline: {kind}",
                 service=services.get(kind, CODEBUILD),
                 statements=role_statements,
-                permissions_boundary=(self.deploy_boundary if kind == "deploy" else self.boundary).policy,
+                permissions_boundary=self.boundaries[bounded_by[kind]].policy,
                 source_account=account,
             ).role
             for kind, role_statements in statements.items()
@@ -621,11 +683,13 @@ class PipelineStack(StageStack):
                 self,
                 f"{kind}-project",
                 name=project_names[kind],
-                description=f"Canvalo pipeline: runs {BUILDSPECS[kind]}",
+                description=f"Canvalo pipeline: runs {buildspec_of[kind]}",
                 buildspec=(
-                    toolkit.inline_buildspec((REPOSITORY_ROOT / BUILDSPECS[kind]).read_text(), source=BUILDSPECS[kind])
-                    if kind in PIPELINE_OWNED
-                    else BUILDSPECS[kind]
+                    toolkit.inline_buildspec(
+                        (REPOSITORY_ROOT / buildspec_of[kind]).read_text(), source=buildspec_of[kind]
+                    )
+                    if kind in PIPELINE_OWNED or kind in apply_kinds.values()
+                    else buildspec_of[kind]
                 ),
                 service_role_arn=self.roles[role].arn,
                 kms_key_arn=key_arn,
@@ -665,14 +729,19 @@ class PipelineStack(StageStack):
                 privileged=True,
                 environment={"ECR_REPOSITORY_URI": self.registry.repository.repository_url},
             ),
+            # Plan is read-only however long a stage's refresh takes.
+            "plan": codebuild("plan", role="plan", environment=terraform, timeout_minutes=60),
             # A CloudFront update inside one apply can take most of an hour.
-            "deploy": codebuild("deploy", role="deploy", environment=terraform, timeout_minutes=120),
+            **{
+                kind: codebuild(kind, role=kind, environment=terraform, timeout_minutes=120)
+                for kind in apply_kinds.values()
+            },
             "smoke": codebuild("smoke", role="smoke", timeout_minutes=20),
-            # Outside the pipeline, so it clones the branch itself; it plans through the deploy role
-            # because the stage's deploy role trusts no other.
+            # Outside the pipeline, so it clones the branch itself; it plans as the plan role, which reads
+            # prod through prod's read-only plan role.
             "drift": codebuild(
                 "drift",
-                role="deploy",
+                role="plan",
                 environment={
                     **terraform,
                     "STAGE": last_stage,
@@ -703,12 +772,16 @@ class PipelineStack(StageStack):
                 update_pipeline=project_names["update-pipeline"],
                 test=project_names["test"],
                 build=project_names["build"],
-                deploy=project_names["deploy"],
+                plan=project_names["plan"],
+                apply={name: project_names[kind] for name, kind in apply_kinds.items()},
                 post_deploy_tests=project_names["smoke"],
             ),
             deployments=[
                 StageDeployment(
-                    name=s.name, approval_before_apply=s.approval_before_apply, post_deploy_tests=s.post_deploy_tests
+                    name=s.name,
+                    approval_before_apply=s.approval_before_apply,
+                    post_deploy_tests=s.post_deploy_tests,
+                    approver_roles=s.approver_roles,
                 )
                 for s in project.stages
             ],

@@ -1,5 +1,5 @@
-"""`bootstrap-<stage>`: state bucket, lock table, workload boundary, the gamma/prod deploy role, the
-backend's secret, prod's hosted zone and the bootstrap version."""
+"""`bootstrap-<stage>`: state bucket, lock table, workload boundary, the gamma/prod deploy and plan roles,
+the backend's secret, prod's hosted zone and the bootstrap version."""
 
 from __future__ import annotations
 
@@ -12,18 +12,26 @@ import pytest
 from stacks.bootstrap_version import BOOTSTRAP_VERSION, bootstrap_version_parameter
 from tests.infra import bootstrap_fingerprint
 from tests.infra.conftest import STAGES, Document, data_sources, one, policy_statements, resources
+from tests.infra.test_pipeline import role_named, role_statements
 from tests.support.config import fixture_context, fixture_project
 
-PIPELINE_DEPLOY_ROLE = "arn:aws:iam::111111111111:role/canvalo/canvalo-pipeline-deploy"
-# The deploy role's trust in the pipeline, its only statement unless the stage names break-glass principals.
-PIPELINE_TRUST = {
-    "sid": "AssumeRole",
-    "effect": "Allow",
-    "actions": ["sts:AssumeRole"],
-    "resources": [],
-    "principals": [{"type": "AWS", "identifiers": ["arn:aws:iam::111111111111:root"]}],
-    "condition": [{"test": "ArnEquals", "variable": "aws:PrincipalArn", "values": [PIPELINE_DEPLOY_ROLE]}],
-}
+PIPELINE_ROLES = "arn:aws:iam::111111111111:role/canvalo/"
+APPLY_ROLES = {stage: f"{PIPELINE_ROLES}canvalo-beta-pipeline-apply-{stage}" for stage in ("gamma", "prod")}
+PIPELINE_PLAN_ROLE = f"{PIPELINE_ROLES}canvalo-beta-pipeline-plan"
+
+
+def pipeline_trust(role_arn: str) -> Document:
+    """A stage role's trust in one pipeline role, its only statement unless the stage names break-glass principals."""
+    return {
+        "sid": "AssumeRole",
+        "effect": "Allow",
+        "actions": ["sts:AssumeRole"],
+        "resources": [],
+        "principals": [{"type": "AWS", "identifiers": ["arn:aws:iam::111111111111:root"]}],
+        "condition": [{"test": "ArnEquals", "variable": "aws:PrincipalArn", "values": [role_arn]}],
+    }
+
+
 GAMMA_ADMINISTRATORS = [
     "arn:aws:iam::222222222222:role/aws-reserved/sso.amazonaws.com/*/AWSReservedSSO_AdministratorAccess_*",
     "arn:aws:iam::222222222222:role/Admin",
@@ -68,14 +76,22 @@ def test_beta_has_no_deploy_role_because_the_pipeline_lives_there(stacks: dict[s
     assert not resources(stacks["bootstrap-beta"], "aws_iam_role")
 
 
-@pytest.mark.req("R4.6")
+@pytest.mark.req("R4.6", "R4.3")
 @pytest.mark.parametrize("stage", ["gamma", "prod"])
-def test_deploy_role_trusts_only_the_pipelines_deploy_role(stacks: dict[str, Document], stage: str) -> None:
+def test_deploy_role_trusts_only_its_stages_apply_role(stacks: dict[str, Document], stage: str) -> None:
+    """Prod's deploy role answers only prod's Apply, which runs after the approval: not gamma's Apply, not
+    the plan role every Plan runs as, not the old canvalo-pipeline-deploy that planned and applied all."""
+    project = fixture_project()
+    assert project.pipeline_apply_role_arn(project.stage(stage)) == APPLY_ROLES[stage]
     document = stacks[f"bootstrap-{stage}"]
-    role = one(document, "aws_iam_role")
-    assert role["name"] == "canvalo-deploy" and role["path"] == "/canvalo/"
+    logical, role = role_named(document, "canvalo-deploy")
+    assert role["path"] == "/canvalo/"
     trust = policy_statements(document, role["assume_role_policy"])
-    assert trust == [PIPELINE_TRUST]
+    assert trust == [pipeline_trust(APPLY_ROLES[stage])]
+    trusted = {arn for s in trust for c in s["condition"] for arn in c["values"]}
+    others = {APPLY_ROLES["gamma" if stage == "prod" else "prod"], PIPELINE_PLAN_ROLE, project.pipeline_deploy_role_arn}
+    assert not trusted & others
+    assert document["output"]["deploy_role_arn"]["value"] == f"${{aws_iam_role.{logical}.arn}}"
     assert "managed_policy_arns" not in role
     assert not resources(document, "aws_iam_role_policy_attachment"), "no managed policies such as AdministratorAccess"
 
@@ -101,33 +117,30 @@ def test_break_glass_administrators_may_assume_their_own_stages_deploy_role(
 ) -> None:
     """A stage's administrators, by role ARN pattern in its own account, and only where they are configured."""
     gamma = break_glass_stacks["bootstrap-gamma"]
-    role = one(gamma, "aws_iam_role")
-    assert policy_statements(gamma, role["assume_role_policy"]) == [
-        PIPELINE_TRUST,
-        {
-            "sid": "BreakGlassAdministrators",
-            "effect": "Allow",
-            # sts:SetSourceIdentity: a chained AssumeRole from a session with a source identity needs it.
-            "actions": ["sts:AssumeRole", "sts:SetSourceIdentity"],
-            "resources": [],
-            "principals": [{"type": "AWS", "identifiers": ["arn:aws:iam::222222222222:root"]}],
-            "condition": [{"test": "ArnLike", "variable": "aws:PrincipalArn", "values": GAMMA_ADMINISTRATORS}],
-        },
-    ]
-    # Breaking glass grants exactly the pipeline's deploy permissions, no more.
-    permissions = policy_statements(gamma, one(gamma, "aws_iam_role_policy")["policy"])
-    assert permissions == deploy_role_statements(stacks, "gamma")
+    administrators = {
+        "sid": "BreakGlassAdministrators",
+        "effect": "Allow",
+        # sts:SetSourceIdentity: a chained AssumeRole from a session with a source identity needs it.
+        "actions": ["sts:AssumeRole", "sts:SetSourceIdentity"],
+        "resources": [],
+        "principals": [{"type": "AWS", "identifiers": ["arn:aws:iam::222222222222:root"]}],
+        "condition": [{"test": "ArnLike", "variable": "aws:PrincipalArn", "values": GAMMA_ADMINISTRATORS}],
+    }
+    for name, pipeline_role in (("canvalo-deploy", APPLY_ROLES["gamma"]), ("canvalo-plan", PIPELINE_PLAN_ROLE)):
+        _, role = role_named(gamma, name)
+        assert policy_statements(gamma, role["assume_role_policy"]) == [pipeline_trust(pipeline_role), administrators]
+        # Breaking glass grants exactly what the pipeline's role gets there, no more.
+        assert role_statements(gamma, name) == role_statements(stacks["bootstrap-gamma"], name)
     prod = break_glass_stacks["bootstrap-prod"]
-    assert policy_statements(prod, one(prod, "aws_iam_role")["assume_role_policy"]) == [PIPELINE_TRUST]
+    _, role = role_named(prod, "canvalo-deploy")
+    assert policy_statements(prod, role["assume_role_policy"]) == [pipeline_trust(APPLY_ROLES["prod"])]
     assert prod == stacks["bootstrap-prod"], "another stage's setting changes nothing in prod"
 
 
 @pytest.mark.req("R4.6")
 @pytest.mark.parametrize("stage", ["gamma", "prod"])
 def test_deploy_permissions_are_scoped_to_the_project(stacks: dict[str, Document], stage: str) -> None:
-    document = stacks[f"bootstrap-{stage}"]
-    policy = one(document, "aws_iam_role_policy")
-    statements = policy_statements(document, policy["policy"])
+    statements = role_statements(stacks[f"bootstrap-{stage}"], "canvalo-deploy")
     account = {"gamma": "222222222222", "prod": "333333333333"}[stage]
     boundary = f"arn:aws:iam::{account}:policy/canvalo/canvalo-workload-boundary"
     for item in statements:
@@ -181,8 +194,7 @@ def deploy_role_statements(stacks: dict[str, Document], stage: str) -> list[Docu
         document = stacks["pipeline"]
         (policy,) = [p for p in resources(document, "aws_iam_role_policy").values() if "deploy-role" in p["role"]]
         return policy_statements(document, policy["policy"])
-    document = stacks[f"bootstrap-{stage}"]
-    return policy_statements(document, one(document, "aws_iam_role_policy")["policy"])
+    return role_statements(stacks[f"bootstrap-{stage}"], "canvalo-deploy")
 
 
 @pytest.mark.req("R5.1", "R7.6")

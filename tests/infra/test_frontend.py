@@ -418,7 +418,8 @@ def test_the_deploy_role_may_manage_certificates_only_in_us_east_1_beyond_its_re
     stacks: dict[str, Document], stage: str
 ) -> None:
     document = stacks[f"bootstrap-{stage}"]
-    statements = policy_statements(document, one(document, "aws_iam_role_policy")["policy"])
+    (deploy,) = [p for p in resources(document, "aws_iam_role_policy").values() if p["name"] == "deploy"]
+    statements = policy_statements(document, deploy["policy"])
     acm = [s for s in statements if any(action.startswith("acm:") for action in s["actions"])]
     regions = sorted(s["condition"][0]["values"][0] for s in acm)
     assert regions == ["eu-west-1", "us-east-1"]

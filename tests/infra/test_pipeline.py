@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from tools.requirements import PROJECT_ROOT
 BETA, GAMMA, PROD = "111111111111", "222222222222", "333333333333"
 PIPELINE_ARN = f"arn:aws:codepipeline:eu-west-1:{BETA}:canvalo-beta-pipeline"
 DEPLOY_ROLE = "canvalo-pipeline-deploy"
+PLAN_ROLE = "canvalo-beta-pipeline-plan"
 STAGE_DEPLOY_ROLES = [
     f"arn:aws:iam::{GAMMA}:role/canvalo/canvalo-deploy",
     f"arn:aws:iam::{PROD}:role/canvalo/canvalo-deploy",
@@ -36,6 +38,23 @@ EXPECTED_STAGES = [
     "Prod",
 ]
 DEPLOY_STAGES = {"Beta": "beta", "Gamma": "gamma", "Prod": "prod"}
+# Verbs of the actions that read; anything else the plan role holds is listed in PLAN_ROLE_WRITES.
+READS = ("Describe", "Get", "List", "Head", "BatchGet", "Decrypt")
+PLAN_ROLE_WRITES = [
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "s3:PutObject",
+    "kms:Encrypt",
+    "kms:GenerateDataKey*",
+    "dynamodb:PutItem",
+    "dynamodb:DeleteItem",
+    "s3:DeleteObject",
+    "sts:AssumeRole",
+    "sns:Publish",
+    "ssm:PutParameter",
+    "codestar-connections:UseConnection",
+    "codeconnections:UseConnection",
+]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +78,18 @@ def action_environment(action: Document) -> dict[str, str]:
 def pinned_buildspec(kind: str) -> str:
     """What a pipeline-owned project runs: its repository buildspec, inlined after the check of this checkout's toolkit."""
     toolkit = PipelineToolkit(toolkit_sha256(PROJECT_ROOT))
-    return toolkit.inline_buildspec((PROJECT_ROOT / BUILDSPECS[kind]).read_text(), source=BUILDSPECS[kind])
+    inline = toolkit.inline_buildspec((PROJECT_ROOT / BUILDSPECS[kind]).read_text(), source=BUILDSPECS[kind])
+    # As Terraform JSON holds it: `${` and `%{` escaped, or Terraform would read `${STAGE^}` as an expression.
+    return inline.replace("${", "$${").replace("%{", "%%{")
+
+
+@pytest.mark.req("R4.6")
+def test_an_inline_buildspec_reaches_codebuild_as_written(pipeline: Document) -> None:
+    for kind in PIPELINE_OWNED:
+        held = project_named(pipeline, f"canvalo-beta-pipeline-{kind}")["source"]["buildspec"]
+        assert not re.search(r"(?<!\$)\$\{|(?<!%)%\{", held), f"{kind}: an unescaped interpolation"
+    deploy = project_named(pipeline, "canvalo-beta-pipeline-deploy")["source"]["buildspec"]
+    assert 'plan_input="CODEBUILD_SRC_DIR_$${STAGE^}Plan"' in deploy, "bash's ${STAGE^}, not a Terraform expression"
 
 
 def project_named(document: Document, name: str) -> Document:
@@ -220,12 +250,20 @@ def test_each_stage_applies_the_saved_plan_it_made_from_the_one_build(pipeline: 
     plan = next(a for a in stage(pipeline, planning)["action"] if a["name"] == "Plan")
     apply = next(a for a in stage(pipeline, stage_name)["action"] if a["name"] == "Apply")
     assert action_environment(plan) == {"STAGE": DEPLOY_STAGES[stage_name], "MODE": "plan"}
+    approved_by = {
+        "APPROVAL": "Prod/Approve",
+        "APPROVER_ROLES": "canvalo-release-approver",
+        "PIPELINE_NAME": "canvalo-beta-pipeline",
+        "PIPELINE_EXECUTION_ID": "#{codepipeline.PipelineExecutionId}",
+    }
     assert action_environment(apply) == {
         "STAGE": DEPLOY_STAGES[stage_name],
         "MODE": "apply",
         "DEFERRED": "approved" if stage_name == "Prod" else "apply",
         # The manifest's hash as the Plan action exported it: CodePipeline holds it, not the artifact.
         "APPROVED_MANIFEST_SHA256": f"#{{{stage_name}Plan.PLAN_SHA256}}",
+        # After an approval, Apply checks that one of the stage's approvers gave it (pipelines/approval_check.py).
+        **(approved_by if stage_name == "Prod" else {}),
     }
     assert plan["input_artifacts"] == ["Source", "Build"]
     assert apply["input_artifacts"] == ["Source", "Build", f"{stage_name}Plan"]
@@ -274,43 +312,69 @@ def test_failures_and_pending_approvals_notify_the_encrypted_topic(pipeline: Doc
 
 
 @pytest.mark.req("R4.6", "R4.8")
-def test_only_the_deploy_projects_use_the_deploy_role_and_it_assumes_only_the_stage_deploy_roles(
-    pipeline: Document,
-) -> None:
-    for _, action in deploy_actions(pipeline):
-        assert role_of_project(pipeline, action["configuration"]["ProjectName"])["name"] == DEPLOY_ROLE
-    deploy_logical, _ = role_named(pipeline, DEPLOY_ROLE)
-    users = sorted(
-        p["name"]
-        for p in resources(pipeline, "aws_codebuild_project").values()
-        if p["service_role"] == f"${{aws_iam_role.{deploy_logical}.arn}}"
+def test_plan_is_read_only_and_each_apply_has_its_own_role_which_alone_reaches_its_stage(pipeline: Document) -> None:
+    plan_role, apply_roles = (
+        PLAN_ROLE,
+        {
+            "beta": DEPLOY_ROLE,
+            "gamma": "canvalo-beta-pipeline-apply-gamma",
+            "prod": "canvalo-beta-pipeline-apply-prod",
+        },
     )
-    assert users == ["canvalo-beta-pipeline-deploy", "canvalo-beta-pipeline-drift"]
-    _, deploy_role = role_named(pipeline, DEPLOY_ROLE)
-    assert deploy_role["path"] == "/canvalo/"
-    statements = role_statements(pipeline, DEPLOY_ROLE)
-    assume = [s for s in statements if "sts:AssumeRole" in s["actions"]]
-    assert [s["resources"] for s in assume] == [STAGE_DEPLOY_ROLES]
+    for stage_title, action in deploy_actions(pipeline):
+        role = role_of_project(pipeline, action["configuration"]["ProjectName"])["name"]
+        stage_name = DEPLOY_STAGES[stage_title.removesuffix("Plan")]
+        assert role == (plan_role if action["name"] == "Plan" else apply_roles[stage_name]), (
+            stage_title,
+            action["name"],
+        )
+    assert role_of_project(pipeline, "canvalo-beta-pipeline-drift")["name"] == plan_role
+    assumed = {
+        role["name"]: [
+            r
+            for s in role_statements(pipeline, role["name"])
+            if "sts:AssumeRole" in s["actions"]
+            for r in s["resources"]
+        ]
+        for role in resources(pipeline, "aws_iam_role").values()
+    }
+    # Plan reaches gamma and prod only as their read-only plan roles; each Apply its own stage's deploy role.
+    assert assumed == {
+        **{name: [] for name in assumed},
+        plan_role: [
+            f"arn:aws:iam::{GAMMA}:role/canvalo/canvalo-plan",
+            f"arn:aws:iam::{PROD}:role/canvalo/canvalo-plan",
+        ],
+        apply_roles["gamma"]: [STAGE_DEPLOY_ROLES[0]],
+        apply_roles["prod"]: [STAGE_DEPLOY_ROLES[1]],
+    }
+    writes = [a for a in allowed_actions(role_statements(pipeline, plan_role)) if not a.split(":")[1].startswith(READS)]
+    # What the plan role writes: its logs, its artifact, its state locks, the drift digest and mail.
+    assert sorted(set(writes)) == sorted(PLAN_ROLE_WRITES)
     # Beta is deployed directly with the beta deploy permissions (R4.8): its state, its prefix.
-    by_sid = {s["sid"]: s for s in statements}
+    by_sid = {s["sid"]: s for s in role_statements(pipeline, DEPLOY_ROLE)}
     assert by_sid["TerraformState"]["resources"] == [f"arn:aws:s3:::canvalo-tfstate-{BETA}-eu-west-1/beta-*"]
     assert by_sid["ProjectBuckets"]["resources"][0] == "arn:aws:s3:::canvalo-beta-*"
-    # The preflight before each plan finds the image to release; it may read no other repository.
-    (registry,) = resources(pipeline, "aws_ecr_repository")
-    assert by_sid["FindTheReleasedImage"]["actions"] == ["ecr:DescribeImages"]
-    assert by_sid["FindTheReleasedImage"]["resources"] == [f"${{aws_ecr_repository.{registry}.arn}}"]
     guard = by_sid["NeverTouchThePipeline"]
     assert guard["effect"] == "Deny" and "iam:*" in guard["actions"]
     assert f"arn:aws:iam::{BETA}:role/canvalo/canvalo-beta-pipeline-*" in guard["resources"]
-    for role in resources(pipeline, "aws_iam_role").values():
-        if role["name"] != DEPLOY_ROLE:
-            assert "sts:AssumeRole" not in allowed_actions(role_statements(pipeline, role["name"])), role["name"]
+    # The preflight before each plan finds the image to release; it may read no other repository.
+    (registry,) = resources(pipeline, "aws_ecr_repository")
+    image = next(s for s in role_statements(pipeline, plan_role) if s["sid"] == "FindTheReleasedImage")
+    assert image["resources"] == [f"${{aws_ecr_repository.{registry}.arn}}"]
+    prod_apply = {s["sid"]: s for s in role_statements(pipeline, apply_roles["prod"])}
+    assert prod_apply["ReadWhoApproved"]["actions"] == ["codepipeline:ListActionExecutions"]
+    assert prod_apply["ReadWhoApproved"]["resources"] == [PIPELINE_ARN]
 
 
 def boundaries(pipeline: Document) -> dict[str, Document]:
-    """The two boundaries by name: the pipeline roles' and the deploy role's."""
+    """The three boundaries by name: the pipeline roles', the deploy role's and the plan role's."""
     policies = {p["name"]: p for p in resources(pipeline, "aws_iam_policy").values()}
-    assert set(policies) == {"canvalo-pipeline-boundary", "canvalo-pipeline-deploy-boundary"}
+    assert set(policies) == {
+        "canvalo-pipeline-boundary",
+        "canvalo-pipeline-deploy-boundary",
+        "canvalo-pipeline-plan-boundary",
+    }
     assert all(p["path"] == "/canvalo/" for p in policies.values())
     return policies
 
@@ -325,13 +389,13 @@ def boundary_of(pipeline: Document, role_name: str) -> str:
 def test_every_pipeline_role_is_named_bounded_and_scoped(pipeline: Document) -> None:
     boundaries(pipeline)
     roles = resources(pipeline, "aws_iam_role")
-    assert len(roles) == 7
+    assert len(roles) == 10
     star_sids = {"RegistryLogin", "ListCallsWithoutResourceScope"}
+    own_boundary = {DEPLOY_ROLE: "canvalo-pipeline-deploy-boundary", PLAN_ROLE: "canvalo-pipeline-plan-boundary"}
     for role in roles.values():
         assert role["name"].startswith("canvalo-beta-pipeline-") or role["name"] == DEPLOY_ROLE
         assert role["path"] == "/canvalo/"
-        expected = "canvalo-pipeline-deploy-boundary" if role["name"] == DEPLOY_ROLE else "canvalo-pipeline-boundary"
-        assert boundary_of(pipeline, role["name"]) == expected
+        assert boundary_of(pipeline, role["name"]) == own_boundary.get(role["name"], "canvalo-pipeline-boundary")
         (trust,) = policy_statements(pipeline, role["assume_role_policy"])
         assert trust["condition"] == [{"test": "StringEquals", "variable": "aws:SourceAccount", "values": [BETA]}]
         for item in role_statements(pipeline, role["name"]):
@@ -348,7 +412,7 @@ def role_of_pipeline(document: Document) -> str:
     return str(resources(document, "aws_iam_role")[logical]["name"])
 
 
-@pytest.mark.parametrize("kind", list(BUILDSPECS))
+@pytest.mark.parametrize("kind", [*BUILDSPECS, "apply-gamma", "apply-prod"])
 def test_each_codebuild_role_writes_only_its_own_logs(pipeline: Document, kind: str) -> None:
     project = project_named(pipeline, f"canvalo-beta-pipeline-{kind}")
     log_group = resources(pipeline, "aws_cloudwatch_log_group")[
@@ -359,12 +423,14 @@ def test_each_codebuild_role_writes_only_its_own_logs(pipeline: Document, kind: 
     assert log_group["name"] == f"/canvalo/beta/pipeline/{kind}"
     role = role_of_project(pipeline, project["name"])
     (logs,) = [s for s in role_statements(pipeline, role["name"]) if s["sid"] == "WriteOwnLogs"]
-    own = {f"arn:aws:logs:eu-west-1:{BETA}:log-group:/canvalo/beta/pipeline/{k}:*" for k in ("deploy", "drift")}
-    expected = (
-        own if role["name"] == DEPLOY_ROLE else {f"arn:aws:logs:eu-west-1:{BETA}:log-group:{log_group['name']}:*"}
-    )
-    assert set(logs["resources"]) == expected
-    expected_buildspec = pinned_buildspec(kind) if kind in PIPELINE_OWNED else BUILDSPECS[kind]
+    # The plan role runs Plan and the drift check: both log groups; every other role only its project's.
+    kinds = ("plan", "drift") if role["name"] == PLAN_ROLE else (kind,)
+    assert set(logs["resources"]) == {
+        f"arn:aws:logs:eu-west-1:{BETA}:log-group:/canvalo/beta/pipeline/{k}:*" for k in kinds
+    }
+    # Every Apply runs deploy.yml, pinned like the other privileged buildspecs.
+    buildspec_kind = "deploy" if kind.startswith("apply-") else kind
+    expected_buildspec = pinned_buildspec(buildspec_kind) if buildspec_kind in PIPELINE_OWNED else BUILDSPECS[kind]
     assert project["source"]["buildspec"] == expected_buildspec
     assert project["encryption_key"].startswith("${aws_kms_key.")
     assert project["environment"]["privileged_mode"] is (kind == "build"), "only the image build runs Docker"
@@ -375,26 +441,28 @@ def test_the_update_role_creates_no_role_and_changes_roles_only_inside_the_pipel
 ) -> None:
     boundary_arns = {
         name: f"arn:aws:iam::{BETA}:policy/canvalo/{name}"
-        for name in ("canvalo-pipeline-boundary", "canvalo-pipeline-deploy-boundary")
+        for name in ("canvalo-pipeline-boundary", "canvalo-pipeline-deploy-boundary", "canvalo-pipeline-plan-boundary")
     }
     statements = role_statements(pipeline, "canvalo-beta-pipeline-update-pipeline")
     # Creating or deleting a role always broadens: an administrator does it (tests/infra/test_escalation.py).
     assert not [
         s for s in statements if {"iam:CreateRole", "iam:DeleteRole"} & set(s["actions"]) and s["effect"] == "Allow"
     ]
-    # Each role's policy changes only while it keeps the boundary it carries.
+
+    def within(*names: str) -> list[Document]:
+        return [
+            {"test": "StringEquals", "variable": "iam:PermissionsBoundary", "values": [boundary_arns[n] for n in names]}
+        ]
+
+    # Each role's policy changes only while it keeps a boundary: the pipeline roles' (or the plan role's own,
+    # under the same prefix), the deploy role's own.
     changing = [s for s in statements if "iam:PutRolePolicy" in s["actions"] and s["effect"] == "Allow"]
     assert sorted((s["resources"], s["condition"]) for s in changing) == [
         (
             [f"arn:aws:iam::{BETA}:role/canvalo/canvalo-beta-pipeline-*"],
-            [{"test": "StringEquals", "variable": "iam:PermissionsBoundary", "values": [boundary_arns[name]]}],
-        )
-        if name == "canvalo-pipeline-boundary"
-        else (
-            [f"arn:aws:iam::{BETA}:role/canvalo/{DEPLOY_ROLE}"],
-            [{"test": "StringEquals", "variable": "iam:PermissionsBoundary", "values": [boundary_arns[name]]}],
-        )
-        for name in sorted(boundary_arns)
+            within("canvalo-pipeline-boundary", "canvalo-pipeline-plan-boundary"),
+        ),
+        ([f"arn:aws:iam::{BETA}:role/canvalo/{DEPLOY_ROLE}"], within("canvalo-pipeline-deploy-boundary")),
     ]
     denied = next(s for s in statements if s["sid"] == "OnlyAnAdministratorChangesTheUpdateRole")
     assert denied["resources"] == [f"arn:aws:iam::{BETA}:role/canvalo/canvalo-beta-pipeline-update-pipeline"]
@@ -529,18 +597,26 @@ def test_the_deployed_commits_and_the_drift_digest_are_string_parameters_whose_v
     assert parameters[DRIFT_DIGEST]["insecure_value"] == "none"
 
 
-def test_the_deploy_role_writes_the_deployed_commits_and_the_drift_check_reads_only_prods(pipeline: Document) -> None:
-    statements = role_statements(pipeline, DEPLOY_ROLE)
+def test_each_apply_records_its_stages_commit_and_the_drift_check_reads_only_prods(pipeline: Document) -> None:
+    for stage_name, role_name in (
+        ("beta", DEPLOY_ROLE),
+        ("gamma", "canvalo-beta-pipeline-apply-gamma"),
+        ("prod", "canvalo-beta-pipeline-apply-prod"),
+    ):
+        (record,) = [s for s in role_statements(pipeline, role_name) if s["sid"] == "RecordTheDeployedCommit"]
+        assert (record["actions"], record["resources"]) == (
+            ["ssm:PutParameter"],
+            [parameter_arn(DEPLOYED_COMMITS[stage_name])],
+        )
+    statements = role_statements(pipeline, PLAN_ROLE)
     ssm = {s["sid"]: s for s in statements if any(a.startswith("ssm:") for a in s["actions"])}
-    assert ssm["RecordTheDeployedCommit"]["actions"] == ["ssm:PutParameter"]
-    assert sorted(ssm["RecordTheDeployedCommit"]["resources"]) == sorted(map(parameter_arn, DEPLOYED_COMMITS.values()))
     assert ssm["ReadTheCheckedStagesCommit"]["actions"] == ["ssm:GetParameter"]
     assert ssm["ReadTheCheckedStagesCommit"]["resources"] == [parameter_arn(DEPLOYED_COMMITS["prod"])]
     assert sorted(ssm["RememberTheLastDriftReport"]["actions"]) == ["ssm:GetParameter", "ssm:PutParameter"]
     assert ssm["RememberTheLastDriftReport"]["resources"] == [parameter_arn(DRIFT_DIGEST)]
     # Nothing else of the role reaches these parameters, nor any other parameter but beta's bootstrap version.
     others = {sid: s["resources"] for sid, s in ssm.items() if sid not in {
-        "RecordTheDeployedCommit", "ReadTheCheckedStagesCommit", "RememberTheLastDriftReport"
+        "ReadTheCheckedStagesCommit", "RememberTheLastDriftReport"
     }}  # fmt: skip
     assert others == {"ReadTheBootstrapVersion": [parameter_arn("/canvalo/beta/bootstrap-version")]}
     # The update role applies the pipeline stack, parameters included, and reaches no other parameter.

@@ -158,6 +158,47 @@ def test_the_deploy_buildspec_hands_the_plans_from_plan_to_apply_and_exports_the
     assert "set -euo pipefail" in text, "a failing step fails the action"
 
 
+def mode_branch(text: str, mode: str) -> str:
+    """The commands of one `case "$MODE"` branch of deploy.yml."""
+    start = text.index(f"  {mode})\n")
+    return text[start : text.index(";;", start)]
+
+
+@pytest.mark.req("R4.6", "R4.8")
+@pytest.mark.parametrize(
+    ("mode", "role", "command"),
+    [("plan", "plan", "terraform_stage plan"), ("apply", "deploy", "terraform_stage apply")],
+)
+def test_each_mode_chooses_the_stage_role_terraform_runs_as(mode: str, role: str, command: str) -> None:
+    branch = mode_branch(script_text("deploy"), mode)
+    select = f'eval "$(python -m pipelines.stage_credentials --stage "$STAGE" --role {role})"'
+    assert branch.count(select) == 1 and branch.index(select) < branch.index(command)
+    assert "--role deploy" not in branch or mode == "apply", "Plan never holds the stage's write role"
+
+
+@pytest.mark.req("R4.6")
+def test_the_preflight_checks_the_stage_as_its_plan_role_and_the_image_as_the_action() -> None:
+    branch = mode_branch(script_text("deploy"), "plan")
+    arn = 'plan_role="$(python -m pipelines.stage_credentials --stage "$STAGE" --role plan --arn)"'
+    preflight = 'python -m pipelines.preflight --stage "$STAGE" --cdktf-out "$build_dir/cdktf.out" ${plan_role:+--role-arn "$plan_role"}'
+    assert branch.index(arn) < branch.index(preflight) < branch.index("eval"), "the image is checked before the profile"
+
+
+@pytest.mark.req("R4.6")
+def test_an_apply_after_an_approval_first_checks_who_gave_it_as_the_action_itself() -> None:
+    branch = mode_branch(script_text("deploy"), "apply")
+    check = 'python -m pipelines.approval_check --approval "$APPROVAL" --approver-roles "$APPROVER_ROLES"'
+    assert 'if [ -n "${APPROVAL:-}" ]; then' in branch
+    assert branch.index(check) < branch.index("stage_credentials") < branch.index("terraform_stage apply")
+
+
+@pytest.mark.req("R4.6")
+def test_the_deployed_commit_is_recorded_in_the_pipeline_account_not_the_stage() -> None:
+    branch = mode_branch(script_text("deploy"), "apply")
+    (line,) = [line for line in branch.splitlines() if "pipelines.drift record" in line]
+    assert line.strip().startswith("env -u AWS_PROFILE -u AWS_CONFIG_FILE python -m pipelines.drift record")
+
+
 @pytest.mark.req("R10.5", "R10.6", "R10.7", "R10.8")
 def test_the_post_deploy_buildspec_runs_the_deployed_tests_against_the_stage_outputs() -> None:
     text = script_text("smoke")

@@ -19,6 +19,7 @@ from pipelines.policy_check import (
     enforce,
     local_provider,
     main,
+    pipeline_credentials,
     provider_sources,
     source_of,
 )
@@ -187,6 +188,25 @@ RULES: list[tuple[str, Callable[[Stack], None], str, Callable[[Stack], None]]] =
         "terraform.backend.cloud",
         set_key(("terraform", "backend", "s3", "encrypt"), True),
     ),
+    # The commit may not choose the credentials Terraform runs with: the action's role does.
+    (
+        "credentials",
+        set_key(("provider", "aws"), [{"region": "eu-west-1", "profile": "someone-elses"}]),
+        "provider.aws.profile",
+        set_key(("provider", "aws"), [{"region": "eu-west-1", "allowed_account_ids": ["1"]}]),
+    ),
+    (
+        "credentials",
+        set_key(("provider", "aws"), [{"region": "eu-west-1", "endpoints": [{"sts": "https://example.com"}]}]),
+        "provider.aws.endpoints",
+        set_key(("provider", "aws"), [{"region": "eu-west-1", "default_tags": [{"tags": {"a": "b"}}]}]),
+    ),
+    (
+        "credentials",
+        set_key(("terraform", "backend", "s3", "shared_credentials_files"), ["/tmp/keys"]),
+        "terraform.backend.s3.shared_credentials_files",
+        set_key(("terraform", "backend", "s3", "use_lockfile"), True),
+    ),
 ]
 
 
@@ -326,3 +346,19 @@ def test_the_allowed_providers_are_exactly_those_the_stacks_use(synthesized: Pat
             for kind, instances in document.get(section, {}).items():
                 used |= {source_of(local_provider(kind, body), sources) for body in instances.values()}
     assert used == set(ALLOWED_PROVIDERS)
+
+
+@pytest.mark.req("R4.6")
+def test_terraform_runs_as_the_actions_role_not_the_one_the_stack_names(tmp_path: Path) -> None:
+    role = {"role_arn": "arn:aws:iam::333333333333:role/canvalo/canvalo-deploy", "session_name": "t"}
+
+    def name_a_role(document: Stack) -> None:
+        document["provider"]["aws"][0]["assume_role"] = [role]
+        document["provider"]["aws"][1]["assume_role"] = [role]
+        document["terraform"]["backend"]["s3"]["assume_role"] = role
+
+    root = write_out(tmp_path, {STACK: stack_with(name_a_role)})
+    assert found(root) == [], "naming the stage's deploy role is how the stacks are deployed from a laptop"
+    pipeline_credentials(root / "stacks" / STACK)
+    document = json.loads((root / "stacks" / STACK / "cdk.tf.json").read_text())
+    assert document == CLEAN, "only the named roles are gone"

@@ -264,6 +264,20 @@ def test_the_assumed_role_session_is_named_after_the_stage(
 
 
 @pytest.mark.req("R4.6")
+def test_the_pipeline_checks_the_stage_as_the_role_it_names_not_the_one_the_stacks_name(
+    aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aws.ready("gamma")
+    assumed: list[str] = []
+    aws.caller.events.register(
+        "before-parameter-build.sts.AssumeRole", lambda params, **_: assumed.append(params["RoleArn"])
+    )
+    plan_role = "arn:aws:iam::222222222222:role/canvalo/canvalo-plan"
+    assert preflight(aws, capsys, synthesize(tmp_path, "gamma"), "gamma", "--role-arn", plan_role).status == 0
+    assert assumed == [plan_role]
+
+
+@pytest.mark.req("R4.6")
 def test_a_role_that_cannot_be_assumed_is_one_line_and_the_image_is_still_checked(
     aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -66,3 +66,41 @@ def test_beta_uses_the_pipeline_accounts_own_credentials(tmp_path: Path, capsys:
 def test_an_unknown_stage_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--stage", "qa", "--config-file", str(tmp_path / "c")], environ=hermetic_environment({})) == 2
     assert capsys.readouterr().err == "error: unknown stage 'qa': the stages are beta, gamma, prod\n"
+
+
+@pytest.mark.req("R4.6")
+@pytest.mark.parametrize(("stage", "account"), [("gamma", "222222222222"), ("prod", "333333333333")])
+def test_plan_selects_the_stages_read_only_plan_role_and_apply_its_deploy_role(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], stage: str, account: str
+) -> None:
+    config_file = tmp_path / "stage-config"
+    for role, role_name in (("plan", "canvalo-plan"), ("deploy", "canvalo-deploy")):
+        argv = ["--stage", stage, "--config-file", str(config_file), "--role", role]
+        assert main(argv, environ=hermetic_environment({})) == 0
+        variables = exports(capsys.readouterr().out)
+        assert variables["AWS_PROFILE"] == f"canvalo-{stage}-{role}"
+        written = configparser.ConfigParser()
+        written.read(config_file)
+        assert (
+            written[f"profile canvalo-{stage}-{role}"]["role_arn"] == f"arn:aws:iam::{account}:role/canvalo/{role_name}"
+        )
+    # Both profiles stay in the file: Apply selects its own after Plan's.
+    assert {"profile canvalo-" + stage + "-plan", "profile canvalo-" + stage + "-deploy"} <= set(written.sections())
+
+
+@pytest.mark.req("R4.8")
+def test_beta_plans_and_applies_as_the_actions_own_role(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--stage", "beta", "--config-file", str(tmp_path / "c"), "--role", "plan"]
+    assert main(argv, environ=hermetic_environment({})) == 0
+    assert capsys.readouterr().out == ""
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.req("R4.6")
+def test_arn_prints_the_stage_role_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config_file = tmp_path / "stage-config"
+    for stage, expected in (("prod", "arn:aws:iam::333333333333:role/canvalo/canvalo-plan"), ("beta", "")):
+        argv = ["--stage", stage, "--role", "plan", "--arn", "--config-file", str(config_file)]
+        assert main(argv, environ=hermetic_environment({})) == 0
+        assert capsys.readouterr().out == expected + "\n"
+    assert not config_file.exists()

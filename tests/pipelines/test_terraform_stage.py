@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from pipelines.terraform_stage import EXIT_DEFERRED, Terraform, main, stage_stacks
+from pipelines.terraform_stage import EXIT_DEFERRED, Terraform, main, running_with, stage_stacks
 from tests.pipelines.fake_terraform import FakeTerraform, plan_document, synthesized
 
 BETA_STACKS = {
@@ -546,3 +547,16 @@ def test_apply_refuses_a_plans_artifact_changed_after_plan_by_the_hash_the_pipel
     assert plan(FakeTerraform(plans={"beta-backend": plan_document(SERVICE)}), cdktf_out, untouched) == 0
     good = (untouched / "manifest.sha256").read_text().strip()
     assert apply(FakeTerraform(), cdktf_out, untouched, tmp_path / "out2", "--manifest-sha256", good) == 0
+
+
+@pytest.mark.req("R4.6")
+def test_terraform_alone_gets_the_stage_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "terraform").write_text('#!/bin/sh\nprintf "%s" "$AWS_PROFILE"\n')
+    (tools / "terraform").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    result = running_with({"AWS_PROFILE": "canvalo-prod-plan"})(["version"], tmp_path, True)
+    assert result.stdout == "canvalo-prod-plan"
+    assert "AWS_PROFILE" not in os.environ, "the script's own AWS calls stay with its own credentials"

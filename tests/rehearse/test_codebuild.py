@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import boto3
 import pytest
 
 from tools.rehearse.codebuild import Build, Machine, StandIn, collect_artifacts, run_build
@@ -235,3 +236,28 @@ def test_a_stage_with_an_entry_condition_is_entered_only_when_its_variable_check
         entered, why = pipeline.enter(definition, quiet, "BetaBroadening")
         assert not entered and "#{BetaPlan.PLAN_BROADENS} is 'false', not 'true'" in why
         assert pipeline.enter(definition, quiet, "Beta") == (True, ""), "a stage without a condition is entered"
+
+
+@pytest.mark.req("R4.3")
+def test_the_rehearsals_codepipeline_says_who_answered_each_approval(world: World) -> None:
+    services = Services(world)
+    try:
+        execution = Execution(id="0b8e6f7a-1c2d-4e5f-8a9b-0c1d2e3f4a5b", commit="c0ffee")
+        approver = "arn:aws:sts::444444444444:assumed-role/canvalo-release-approver/reviewer"
+        execution.approvers[("Prod", "Approve")] = approver
+        services.executions[execution.id] = execution
+        client = boto3.client(
+            "codepipeline",
+            endpoint_url=services.url,
+            region_name="eu-west-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        details = client.list_action_executions(
+            pipelineName="canvalo-beta-pipeline", filter={"pipelineExecutionId": execution.id}
+        )["actionExecutionDetails"]
+    finally:
+        services.close()
+    assert [(d["stageName"], d["actionName"], d["status"], d["updatedBy"]) for d in details] == [
+        ("Prod", "Approve", "Succeeded", approver)
+    ]

@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from pipelines.plan_summary import parse_plan
 from tests.rehearse.conftest import REGION, Rehearsal, Result
+from tools.rehearse.terraform import expressions, literal
 
 LOG_GROUP = "aws_cloudwatch_log_group"  # a resource the fake keeps in state only: no AWS call of its own
 
@@ -590,3 +591,9 @@ def test_output_raw_prints_one_output_as_the_readmes_put_secret_value_uses_it(re
     shown = rehearsal.run(stack, "output", "-raw", "backend_secret_name", caller=caller)
     assert (shown.code, shown.out) == (0, "canvalo/beta/backend")
     assert_refused(rehearsal.run(stack, "output", "-raw", "missing", caller=caller), 'Output "missing" not found')
+
+
+def test_terraform_escapes_are_literal_characters_not_interpolations() -> None:
+    text = "a $${STAGE^} ${aws_s3_bucket.b.id} %%{if}"
+    assert [inner for _, _, inner in expressions(text)] == ["aws_s3_bucket.b.id"]
+    assert literal("$${STAGE^} %%{x}") == "${STAGE^} %{x}"

@@ -37,6 +37,8 @@ from tools.rehearse.codebuild import (
 from tools.rehearse.world import World
 
 VARIABLE = re.compile(r"#\{([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)\}")
+# The role whose sessions the rehearsal's reviewer approves with: the committed prod `approver_roles`.
+APPROVER_ROLE = "canvalo-release-approver"
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,8 @@ class Execution:
     artifacts: dict[str, Path] = field(default_factory=dict)
     variables: dict[str, dict[str, str]] = field(default_factory=dict)
     done_actions: set[tuple[str, str]] = field(default_factory=set)
+    # Who answered each approval (stage, action) -> the approver's session ARN, as ListActionExecutions says.
+    approvers: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 class Services:
@@ -197,6 +201,23 @@ class Services:
             self.executions[execution.id] = execution
             self.queue.append(execution)
             return 200, {"pipelineExecutionId": execution.id}
+        if operation == "ListActionExecutions":
+            execution = self.executions.get((request.get("filter") or {}).get("pipelineExecutionId", ""))
+            if execution is None:
+                return 400, {"__type": "PipelineExecutionNotFoundException", "message": "no such execution"}
+            details = [
+                {
+                    "pipelineExecutionId": execution.id,
+                    "actionExecutionId": f"{execution.id[:8]}-{stage}-{action}",
+                    "stageName": stage,
+                    "actionName": action,
+                    "status": "Succeeded",
+                    "updatedBy": approver,
+                    "lastUpdateTime": time.time(),
+                }
+                for (stage, action), approver in execution.approvers.items()
+            ]
+            return 200, {"actionExecutionDetails": details}
         if operation == "StopPipelineExecution":
             execution = self.executions.get(request.get("pipelineExecutionId", ""))
             if execution is None:
@@ -234,8 +255,10 @@ class Pipeline:
         self.stand_ins = stand_ins
         self.record = record
         # Approvals given, by stage; `reviewer` is the person: (stage, the approval's message) -> approve?
+        # `approver` is the session ARN CodePipeline records for whoever answers.
         self.approvals: Counter[str] = Counter()
         self.reviewer: Callable[[str, str], bool] = lambda stage, message: True
+        self.approver = f"arn:aws:sts::{world.accounts['beta']}:assumed-role/{APPROVER_ROLE}/reviewer"
         self.counter = 0
         self.keep = keep
         self.cleaner = ThreadPoolExecutor(max_workers=1)
@@ -333,6 +356,7 @@ class Pipeline:
             if not self.reviewer(action.stage, message):
                 return False, f"rejected by the reviewer: {message[:160]}"
             self.approvals[action.stage] += 1
+            execution.approvers[(action.stage, action.name)] = self.approver
             return True, f"approved by the rehearsal: {message[:160]}"
         return self.codebuild(definition, execution, action)
 

@@ -45,8 +45,22 @@ def problems(world: World, stage: str, backend_url: str, frontend_url: str, expe
     frontend = world.read_state(f"{stage}-frontend")
     found: list[str] = []
     balancers = [r["computed"]["dns_name"] for a, r in backend["resources"].items() if a.startswith("aws_lb.")]
+    balancer_arns = {r["computed"].get("arn") for a, r in backend["resources"].items() if a.startswith("aws_lb.")}
     services = [r for a, r in backend["resources"].items() if a.startswith("aws_ecs_service.")]
-    if urlparse(backend_url).hostname not in balancers and not backend_url.startswith("https://api."):
+    # An internal load balancer is reached through the frontend's CloudFront VPC origin, at <frontend>/api.
+    vpc_origins = [
+        endpoint.get("arn")
+        for address, resource in frontend["resources"].items()
+        if address.startswith("aws_cloudfront_vpc_origin.")
+        for endpoint in resource["config"].get("vpc_origin_endpoint_config", [])
+    ]
+    through_cloudfront = backend_url == f"{frontend_url.rstrip('/')}/api" and bool(vpc_origins)
+    if through_cloudfront and not set(vpc_origins) <= balancer_arns:
+        found.append(
+            f"{backend_url}: the VPC origin names {', '.join(map(str, vpc_origins))}, no load balancer of {stage}: 502"
+        )
+    direct = urlparse(backend_url).hostname in balancers or backend_url.startswith("https://api.")
+    if not direct and not through_cloudfront:
         found.append(f"BACKEND_URL {backend_url} names no load balancer of {stage} (it has {', '.join(balancers)})")
     if any(service.get("tainted") for service in services):
         found.append(f"the {stage} service never reached steady state: /health answers 503")

@@ -259,9 +259,22 @@ def as_list(value: Any) -> list[Any]:
 # -- expressions ----------------------------------------------------------------------------------
 
 
+def next_interpolation(text: str, start: int) -> int:
+    """Where the next `${` that opens an interpolation is; `$${` is a literal `${` (Terraform's escape)."""
+    found = text.find("${", start)
+    while found > 0 and text[found - 1] == "$":
+        found = text.find("${", found + 2)
+    return found
+
+
+def literal(text: str) -> str:
+    """The characters a string's literal part stands for: Terraform's escapes undone."""
+    return text.replace("$${", "${").replace("%%{", "%{")
+
+
 def expressions(text: str) -> Iterator[tuple[int, int, str]]:
     """(start, end, inner) of every `${...}` in a string, nested braces included."""
-    start = text.find("${")
+    start = next_interpolation(text, 0)
     while start != -1:
         depth, index = 0, start + 1
         while index < len(text):
@@ -273,7 +286,7 @@ def expressions(text: str) -> Iterator[tuple[int, int, str]]:
                     break
             index += 1
         yield start, index + 1, text[start + 2 : index]
-        start = text.find("${", index + 1)
+        start = next_interpolation(text, index + 1)
 
 
 REFERENCE = re.compile(r"^(data\.)?([a-z0-9_]+)\.([A-Za-z0-9_-]+)((?:\.[A-Za-z0-9_-]+|\[\d+\])*)$")
@@ -349,9 +362,9 @@ class Stack:
             value = self.evaluate(inner)
             if value == UNKNOWN or (isinstance(value, str) and UNKNOWN in value):
                 return UNKNOWN
-            result += text[last:start] + (value if isinstance(value, str) else json.dumps(value))
+            result += literal(text[last:start]) + (value if isinstance(value, str) else json.dumps(value))
             last = end
-        return result + text[last:]
+        return result + literal(text[last:])
 
     def evaluate(self, expression: str) -> Any:
         expression = expression.strip()
