@@ -13,7 +13,7 @@ the address and the rule:
 - `required-providers`: a `required_providers` entry whose source is outside `ALLOWED_PROVIDERS`;
 - `module-source`: a `module` block whose source is not a local path (`./`, `../`);
 - `backend`: a backend other than `s3` (a bootstrap stack may also be `local`, before its state migrates);
-- `credentials`: an AWS provider or S3 backend setting outside `PROVIDER_SETTINGS`/`BACKEND_SETTINGS`
+- `credentials`: an AWS provider, S3 backend or remote state setting outside `PROVIDER_SETTINGS`/`BACKEND_SETTINGS`
   (a profile, keys, a credentials file, an endpoint): the pipeline chooses the credentials Terraform runs
   with (`pipeline_credentials`), never the commit; the `assume_role` the stacks name for laptop use is
   removed before `terraform init` in favour of the action's own role;
@@ -151,6 +151,16 @@ def check_document(stack: str, document: Mapping[str, Any], where: str) -> Itera
         for configuration in blocks(configurations, f"{where}: provider.{local}"):
             for setting in sorted(set(configuration) - PROVIDER_SETTINGS):
                 yield Finding(stack, f"provider.{local}.{setting}", "credentials", "the pipeline chooses credentials")
+    remote_states = mapping(mapping(document.get("data"), f"{where}: data").get("terraform_remote_state"), where)
+    for name, remote_state in remote_states.items():
+        for block in blocks(remote_state, f"{where}: data.terraform_remote_state.{name}"):
+            for setting in sorted(set(mapping(block.get("config"), where)) - BACKEND_SETTINGS):
+                yield Finding(
+                    stack,
+                    f"data.terraform_remote_state.{name}.config.{setting}",
+                    "credentials",
+                    "the pipeline chooses credentials",
+                )
     for section, prefix in (("resource", ""), ("data", "data.")):
         for kind, instances in mapping(document.get(section), f"{where}: {section}").items():
             for name, body in mapping(instances, f"{where}: {section}.{kind}").items():
@@ -232,6 +242,12 @@ def pipeline_credentials(stack_dir: Path) -> None:
         for terraform in blocks(document.get("terraform", {}), str(path)):
             s3 = mapping(mapping(terraform.get("backend"), str(path)).get(STATE_BACKEND), str(path))
             changed |= s3.pop(STACK_CHOSEN_ROLE, None) is not None
+        # A stack reads another's outputs from its S3 state, through the same role.
+        remote_states = mapping(mapping(document.get("data"), str(path)).get("terraform_remote_state"), str(path))
+        for remote_state in remote_states.values():
+            for block in blocks(remote_state, str(path)):
+                config = mapping(block.get("config"), str(path))
+                changed |= config.pop(STACK_CHOSEN_ROLE, None) is not None
         if changed:
             path.write_text(json.dumps(document, indent=2))
 

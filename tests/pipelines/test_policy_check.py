@@ -203,6 +203,12 @@ RULES: list[tuple[str, Callable[[Stack], None], str, Callable[[Stack], None]]] =
     ),
     (
         "credentials",
+        set_key(("data", "terraform_remote_state", "network", "config", "profile"), "someone-elses"),
+        "data.terraform_remote_state.network.config.profile",
+        set_key(("data", "terraform_remote_state", "network", "config", "key"), "beta-network/terraform.tfstate"),
+    ),
+    (
+        "credentials",
         set_key(("terraform", "backend", "s3", "shared_credentials_files"), ["/tmp/keys"]),
         "terraform.backend.s3.shared_credentials_files",
         set_key(("terraform", "backend", "s3", "use_lockfile"), True),
@@ -356,6 +362,7 @@ def test_terraform_runs_as_the_actions_role_not_the_one_the_stack_names(tmp_path
         document["provider"]["aws"][0]["assume_role"] = [role]
         document["provider"]["aws"][1]["assume_role"] = [role]
         document["terraform"]["backend"]["s3"]["assume_role"] = role
+        document["data"]["terraform_remote_state"]["network"]["config"]["assume_role"] = role
 
     root = write_out(tmp_path, {STACK: stack_with(name_a_role)})
     assert found(root) == [], "naming the stage's deploy role is how the stacks are deployed from a laptop"
