@@ -730,7 +730,13 @@ class PipelineStack(StageStack):
                 environment={"ECR_REPOSITORY_URI": self.registry.repository.repository_url},
             ),
             # Plan is read-only however long a stage's refresh takes.
-            "plan": codebuild("plan", role="plan", environment=terraform, timeout_minutes=60),
+            "plan": codebuild(
+                "plan",
+                role="plan",
+                # Where Plan puts the summary the approval links to (pipelines/publish_summary.py).
+                environment={**terraform, "ARTIFACT_BUCKET": self.artifacts.bucket.bucket},
+                timeout_minutes=60,
+            ),
             # A CloudFront update inside one apply can take most of an hour.
             **{
                 kind: codebuild(kind, role=kind, environment=terraform, timeout_minutes=120)

@@ -225,6 +225,12 @@ def test_every_prod_apply_waits_for_a_manual_approval_of_its_plan(pipeline: Docu
     assert f"#{{{plan['namespace']}.PLAN_HEADLINE}}" in approval["configuration"]["CustomData"]
     assert "#{SourceVariables.CommitId}" in approval["configuration"]["CustomData"]
     assert approval["configuration"]["ExternalEntityLink"] == f"#{{{plan['namespace']}.PLAN_SUMMARY_URL}}"
+    # The summary the link opens is written to the artifact bucket (pipelines/publish_summary.py).
+    plan_project = project_named(pipeline, plan["configuration"]["ProjectName"])
+    bucket = next(
+        v["value"] for v in plan_project["environment"]["environment_variable"] if v["name"] == "ARTIFACT_BUCKET"
+    )
+    assert bucket == f"${{aws_s3_bucket.{next(iter(resources(pipeline, 'aws_s3_bucket')))}.bucket}}"
     for name in ("Beta", "Gamma"):
         assert not [a for a in stage(pipeline, name)["action"] if a["category"] == "Approval"]
 

@@ -153,6 +153,12 @@ def test_the_deploy_buildspec_hands_the_plans_from_plan_to_apply_and_exports_the
     assert 'plan_input="CODEBUILD_SRC_DIR_${STAGE^}Plan"' in text
     assert '--plans "${!plan_input}" --outputs ' + handoff + ' --deferred "$DEFERRED"' in text
     assert f'export {PLAN_HEADLINE_VARIABLE}="$(head -c 300 {handoff}/headline.txt)"' in text
+    # The approval's link opens the whole summary, put in the artifact bucket as the action itself.
+    publish = (
+        'export PLAN_SUMMARY_URL="$(env -u AWS_PROFILE -u AWS_CONFIG_FILE python -m pipelines.publish_summary '
+        f'--summary {handoff}/summary.md --bucket "$ARTIFACT_BUCKET" --stage "$STAGE")"'
+    )
+    assert publish in mode_branch(text, "plan")
     assert "python -m pipelines.deploy_frontend" in text and '--dist "$build_dir/frontend/dist-$STAGE"' in text
     assert text.index('pipelines.stage_credentials --stage "$STAGE"') < text.index("pipelines.deploy_frontend")
     assert "set -euo pipefail" in text, "a failing step fails the action"

@@ -432,7 +432,17 @@ ATTACKS: dict[str, tuple[str, Callable[[Path], None]]] = {
         ),
     ),
 }
-SCENARIOS = ("first deploy", "no-op commit", "output change", "pipeline change", "failure and retry", *ATTACKS)
+# Someone of the beta account allowed codepipeline:PutApprovalResult, but not an approver, answers prod's approval.
+OTHER_APPROVER = "attack: approved by a non-approver"
+SCENARIOS = (
+    "first deploy",
+    "no-op commit",
+    "output change",
+    "pipeline change",
+    "failure and retry",
+    *ATTACKS,
+    OTHER_APPROVER,
+)
 # What an attack whose own code ran with a pipeline role's rights fails with (an SSM marker it wrote): the
 # privileged actions run only the pipeline's pinned buildspecs and toolkit (modules/pipeline_toolkit.py).
 OWN_CODE_RUNS = "ran with apply rights"
@@ -447,6 +457,7 @@ EXPECTED: dict[str, Expectation] = {
     "attack: local-exec": Expectation(),
     "attack: edit a buildspec": Expectation(),
     "attack: edit terraform_stage": Expectation(),
+    OTHER_APPROVER: Expectation(),
 }
 
 
@@ -558,6 +569,30 @@ def later_scenarios(rehearsal: Rehearsal, outcome: Callable[[str, bool, str], No
         print(f"-- {name}")
         passed, detail = attack(rehearsal, message, change)
         outcome(name, passed, detail)
+    print(f"-- {OTHER_APPROVER}")
+    outcome(OTHER_APPROVER, *approved_by_someone_else(rehearsal))
+
+
+def approved_by_someone_else(rehearsal: Rehearsal) -> tuple[bool, str]:
+    """A commit whose prod approval an administrator (not one of prod's approver_roles) answers: prod's Apply
+    must refuse it before touching prod. Passes when the execution fails at Prod/Apply for that reason."""
+    before = prod_serials(rehearsal.world)
+    approver = rehearsal.pipeline.approver
+    rehearsal.pipeline.approver = f"arn:aws:sts::{ACCOUNTS['beta']}:assumed-role/{ADMINISTRATOR_ROLE}/someone"
+    try:
+        commit = rehearsal.commit("docs: approved by the wrong person", edit("docs/pipeline.md", "\n", "\n\n"))
+        passed, detail, _ = single_execution(rehearsal, commit)
+    except ScenarioError as failure:
+        return False, str(failure)
+    finally:
+        rehearsal.pipeline.approver = approver
+    touched = [stack for stack, serial in prod_serials(rehearsal.world).items() if serial != before.get(stack)]
+    failed = [s for s in rehearsal.steps if s.result == "Failed"][-1:]
+    where = f"{failed[0].stage}/{failed[0].action}" if failed else "nowhere"
+    if passed or touched or where != f"{PROD_STAGE}/Apply" or "approver_roles" not in detail:
+        return False, f"expected Prod/Apply to refuse the approval, prod untouched; ended at {where}: {detail[:160]}"
+    print(f"{'':<9} stopped at {where}: {detail[:140]}")
+    return True, ""
 
 
 def prod_serials(world: World) -> dict[str, int]:
