@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     for outcome in outcomes:
         verdict = "as expected" if outcome.as_expected else "NOT AS EXPECTED"
         expected = f" (expected failure: {outcome.expectation.defect})" if outcome.expectation.defect else ""
-        print(f"{outcome.name:<28} {'passed' if outcome.passed else 'failed'}{expected}: {verdict}")
+        print(f"{outcome.name:<{NAME_WIDTH}} {'passed' if outcome.passed else 'failed'}{expected}: {verdict}")
         if outcome.detail:
             print(f"{'':<28} {outcome.detail}")
     good = sum(o.as_expected for o in outcomes)
@@ -446,6 +446,7 @@ SCENARIOS = (
 # What an attack whose own code ran with a pipeline role's rights fails with (an SSM marker it wrote): the
 # privileged actions run only the pipeline's pinned buildspecs and toolkit (modules/pipeline_toolkit.py).
 OWN_CODE_RUNS = "ran with apply rights"
+NAME_WIDTH = max(map(len, SCENARIOS))
 EXPECTED: dict[str, Expectation] = {
     "first deploy": Expectation(),
     "no-op commit": Expectation(),
