@@ -179,7 +179,6 @@ class DeliveryPipeline(Construct):
                         project=projects.build,
                         inputs=[SOURCE_ARTIFACT],
                         outputs=[BUILD_ARTIFACT],
-                        environment={"IMAGE_TAG": f"#{{{SOURCE_NAMESPACE}.CommitId}}"},
                     )
                 ],
             ),

@@ -211,6 +211,10 @@ def test_the_post_deploy_buildspec_runs_the_deployed_tests_against_the_stage_out
     assert 'outputs_input="CODEBUILD_SRC_DIR_${STAGE^}Outputs"' in text
     assert 'make deployed-test SUITE="$TEST_SUITE"' in text
     assert "EXPECT_AUTH=true" in text
+    # /health must report the tag of the image this commit's content makes, as Build computed it.
+    assert text.index('expected_version="$(bash pipelines/image_tag.sh)"') < text.index(
+        'EXPECT_VERSION="$expected_version"'
+    )
     assert "set -euo pipefail" in text
     for suite in POST_DEPLOY_TESTS:
         result = subprocess.run(
@@ -232,6 +236,8 @@ def test_the_build_artifact_holds_what_the_later_stages_read() -> None:
         assert f"make frontend STAGE={stage}" in text
         assert f"frontend/dist-{stage}/**/*" in files
     assert 'CANVALO_IMAGE_TAG="$IMAGE_TAG" make synth' in text
+    tag = text.index('export IMAGE_TAG="$(bash pipelines/image_tag.sh)"')
+    assert tag < text.index("bash pipelines/publish_image.sh") < text.index("make synth")
 
 
 @pytest.mark.req("R4.4")

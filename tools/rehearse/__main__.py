@@ -87,7 +87,7 @@ class Rehearsal:
                 "make deployed-test",
                 tool_command("tools.rehearse.probe", world_file)
                 + ' --stage "$STAGE" --backend-url "$BACKEND_URL" --frontend-url "$FRONTEND_URL"'
-                + ' --expect-version "$CODEBUILD_RESOLVED_SOURCE_VERSION"',
+                + ' --expect-version "$expected_version"',
                 "the stage's hosts do not answer here: the probe asks the rehearsal's AWS what they would serve",
             ),
         ]
