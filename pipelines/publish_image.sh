@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Build app/Dockerfile and push it to ECR as ECR_REPOSITORY_URI:IMAGE_TAG (the commit id), once.
+# Build app/Dockerfile and push it to ECR as ECR_REPOSITORY_URI:IMAGE_TAG (its content's tag, image_tag.sh), once.
 #
-#   ECR_REPOSITORY_URI=<account>.dkr.ecr.<region>.amazonaws.com/canvalo-backend IMAGE_TAG=<commit> \
+#   ECR_REPOSITORY_URI=<account>.dkr.ecr.<region>.amazonaws.com/canvalo-backend IMAGE_TAG="$(bash pipelines/image_tag.sh)" \
 #     [BASE_IMAGE=<base image>@sha256:<digest>] pipelines/publish_image.sh
 #
-# The repository's tags are immutable: a tag that is already there (the same commit released again) is
-# kept, not rebuilt, so every stage runs the very image the first run of that commit pushed.
+# The repository's tags are immutable: a tag that is already there (the same content released again, by this
+# commit or an earlier one) is kept, not rebuilt, so every stage runs the very image first pushed for it.
 set -euo pipefail
 
 fail() { echo "error: $*" >&2; exit 1; }
@@ -15,7 +15,7 @@ tag="${IMAGE_TAG:-}"
 [[ "$repository" =~ ^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/[a-z0-9._/-]+$ ]] ||
   fail "ECR_REPOSITORY_URI='$repository' is not an ECR repository URI (the build project sets it)"
 [[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ && "$tag" != latest ]] ||
-  fail "IMAGE_TAG='$tag' is not an immutable tag: the pipeline passes the commit id"
+  fail "IMAGE_TAG='$tag' is not an immutable tag: build.yml passes the content's tag (bash pipelines/image_tag.sh)"
 registry="${repository%%/*}"
 name="${repository#*/}"
 region="$(cut -d . -f 4 <<<"$registry")"
