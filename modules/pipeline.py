@@ -53,6 +53,11 @@ PLAN_SUMMARY_URL_VARIABLE = "PLAN_SUMMARY_URL"
 PLAN_BROADENS_VARIABLE = "PLAN_BROADENS"
 # The SHA-256 of the Plan action's manifest.json, which lists the SHA-256 of every saved plan.
 PLAN_SHA256_VARIABLE = "PLAN_SHA256"
+# "true" when applying the stage's plans and frontend build would change anything: a stage with an approval
+# asks for it only then.
+PLAN_CHANGES_VARIABLE = "PLAN_CHANGES"
+# What the Bake action after a stage found (pipelines/bake.py): the next stage's approval quotes it.
+BAKE_RESULT_VARIABLE = "BAKE_RESULT"
 
 # The manual approval of a stage with `approval_before_apply`.
 APPROVE_ACTION = "Approve"
@@ -71,6 +76,11 @@ class StageDeployment:
     post_deploy_tests: str
     # Role name patterns whose sessions may answer the stage's approval (StageConfig.approver_roles).
     approver_roles: Sequence[str] = ()
+    # Minutes the stage's alarms must stay quiet after its tests before the next stage (StageConfig.bake_minutes).
+    bake_minutes: int = 0
+    # When the stage's Apply may start: a DeploymentWindow cron and its time zone (StageConfig), or any time.
+    deployment_window: str | None = None
+    deployment_window_time_zone: str = "UTC"
 
     @property
     def title(self) -> str:
@@ -123,7 +133,7 @@ def codebuild_action(
 
 
 class DeliveryPipeline(Construct):
-    """Source, Test, Build, UpdatePipeline, then one stage per deployment: plan, [approve], apply, test.
+    """Source, Test, Build, UpdatePipeline, then per deployment: plan, [a person's look], apply, test, [bake].
 
     UpdatePipeline comes after Test and Build: a pipeline change is applied only from a tested commit, and
     from the stack Build synthesized, so the action with rights over the pipeline runs none of the commit's
@@ -195,7 +205,13 @@ class DeliveryPipeline(Construct):
                     )
                 ],
             ),
-            *(stage for deployment in deployments for stage in self._deployment_stages(deployment, projects, name)),
+            *(
+                stage
+                for previous, deployment in zip([None, *deployments], deployments, strict=False)
+                for stage in self._deployment_stages(
+                    deployment, projects, name, previous.title if previous and previous.bake_minutes else None
+                )
+            ),
         ]
         self.pipeline = Codepipeline(
             self,
@@ -235,50 +251,71 @@ class DeliveryPipeline(Construct):
 
     @staticmethod
     def _deployment_stages(
-        deployment: StageDeployment, projects: PipelineProjects, pipeline_name: str
+        deployment: StageDeployment, projects: PipelineProjects, pipeline_name: str, baked_before: str | None
     ) -> list[CodepipelineStage]:
-        """A stage with an approval: one CodePipeline stage, Plan, Approve, Apply, tests. A stage without:
-        `<Stage>Plan`, then `<Stage>Broadening`, an approval entered only when the plan broadens what the
-        stage may do (a CodePipeline stage condition skips it otherwise: conditions belong to stages, not
-        actions), then `<Stage>`: Apply and tests. So an unremarkable commit flows through unattended, and
+        """`<Stage>Plan`; then a person's look, in its own stage so that a condition can skip it (conditions
+        belong to stages, not actions); then `<Stage>`: Apply, tests and, where the stage bakes, Bake.
+
+        The look: `<Stage>Approval` in a stage with an approval, entered only when its plans or frontend
+        build change anything (an empty plan asks nobody); `<Stage>Broadening` in the others, entered only
+        when the plan broadens what the stage may do. So an unremarkable commit flows through unattended, and
         one that widens IAM, a network or a policy, or destroys what is not known to be safe, waits for a
-        person, in every stage."""
+        person, in every stage. `baked_before`: the stage whose Bake this one's approval quotes."""
         title = deployment.title
         plan_artifact, outputs_artifact, plan_namespace = f"{title}Plan", f"{title}Outputs", f"{title}Plan"
+        bake_note = f" {baked_before} bake: #{{{baked_before}Bake.{BAKE_RESULT_VARIABLE}}}." if baked_before else ""
         plan = codebuild_action(
             "Plan",
             project=projects.plan,
             inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT],
             outputs=[plan_artifact],
-            environment={"STAGE": deployment.name, "MODE": "plan"},
+            environment={
+                "STAGE": deployment.name,
+                "MODE": "plan",
+                **({"BAKE_RESULT": f"#{{{baked_before}Bake.{BAKE_RESULT_VARIABLE}}}"} if baked_before else {}),
+            },
             namespace=plan_namespace,
         )
 
-        def approval(name: str, what: str, run_order: int = 1) -> CodepipelineStageAction:
+        def approval(name: str, what: str) -> CodepipelineStageAction:
             return CodepipelineStageAction(
                 name=name,
                 category="Approval",
                 owner="AWS",
                 provider="Manual",
                 version="1",
-                run_order=run_order,
                 configuration={
                     "CustomData": (
                         f"{title} plan of commit #{{{SOURCE_NAMESPACE}.CommitId}}: "
-                        f"#{{{plan_namespace}.{PLAN_HEADLINE_VARIABLE}}}. {what}"
+                        f"#{{{plan_namespace}.{PLAN_HEADLINE_VARIABLE}}}.{bake_note} {what}"
                     ),
                     "ExternalEntityLink": f"#{{{plan_namespace}.{PLAN_SUMMARY_URL_VARIABLE}}}",
                 },
             )
 
+        if deployment.approval_before_apply:
+            look = CodepipelineStage(
+                name=f"{title}Approval",
+                action=[approval(APPROVE_ACTION, "Approving applies exactly this plan.")],
+                before_entry=variable_condition("PlanChanges", f"{plan_namespace}.{PLAN_CHANGES_VARIABLE}"),
+            )
+        else:
+            look = CodepipelineStage(
+                name=f"{title}Broadening",
+                action=[
+                    approval("ConfirmBroadening", "It broadens what the stage may do: approving applies this plan.")
+                ],
+                before_entry=variable_condition("PlanBroadens", f"{plan_namespace}.{PLAN_BROADENS_VARIABLE}"),
+            )
         # Apply also plans and applies the stacks that `plan` deferred because they read outputs this run
         # changes, once those are applied: a new stage deploys in one run. Where a person approves, such a
         # plan is applied only within the bound the approval showed; beyond it, it waits for the next run.
         deferred = "approved" if deployment.approval_before_apply else "apply"
-        # Apply goes on only if one of the stage's approvers answered its approval (pipelines/approval_check.py).
+        # Apply goes on only if one of the stage's approvers answered its approval, or the approval was
+        # skipped because the plans it would have shown change nothing (pipelines/approval_check.py).
         who_approves = (
             {
-                "APPROVAL": f"{title}/{APPROVE_ACTION}",
+                "APPROVAL": f"{look.name}/{APPROVE_ACTION}",
                 "APPROVER_ROLES": ",".join(deployment.approver_roles),
                 "PIPELINE_NAME": pipeline_name,
                 "PIPELINE_EXECUTION_ID": "#{codepipeline.PipelineExecutionId}",
@@ -286,62 +323,89 @@ class DeliveryPipeline(Construct):
             if deployment.approval_before_apply
             else {}
         )
-
-        def apply_and_test(first: int) -> list[CodepipelineStageAction]:
-            return [
+        actions = [
+            codebuild_action(
+                "Apply",
+                project=projects.apply[deployment.name],
+                inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT, plan_artifact],
+                outputs=[outputs_artifact],
+                environment={
+                    "STAGE": deployment.name,
+                    "MODE": "apply",
+                    "DEFERRED": deferred,
+                    # What Plan made, as CodePipeline recorded it: a rewritten plans artifact is refused.
+                    "APPROVED_MANIFEST_SHA256": f"#{{{plan_namespace}.{PLAN_SHA256_VARIABLE}}}",
+                    **who_approves,
+                },
+                run_order=1,
+            ),
+            codebuild_action(
+                f"{deployment.post_deploy_tests.capitalize()}Tests",
+                project=projects.post_deploy_tests,
+                inputs=[SOURCE_ARTIFACT, outputs_artifact],
+                environment={"STAGE": deployment.name, "TEST_SUITE": deployment.post_deploy_tests},
+                run_order=2,
+            ),
+        ]
+        if deployment.bake_minutes:
+            # Read-only: the stage's alarms, through its plan role, for as long as the stage bakes.
+            actions.append(
                 codebuild_action(
-                    "Apply",
-                    project=projects.apply[deployment.name],
-                    inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT, plan_artifact],
-                    outputs=[outputs_artifact],
+                    "Bake",
+                    project=projects.plan,
+                    inputs=[SOURCE_ARTIFACT],
                     environment={
                         "STAGE": deployment.name,
-                        "MODE": "apply",
-                        "DEFERRED": deferred,
-                        # What Plan made, as CodePipeline recorded it: a rewritten plans artifact is refused.
-                        "APPROVED_MANIFEST_SHA256": f"#{{{plan_namespace}.{PLAN_SHA256_VARIABLE}}}",
-                        **who_approves,
+                        "MODE": "bake",
+                        "BAKE_MINUTES": str(deployment.bake_minutes),
                     },
-                    run_order=first,
-                ),
-                codebuild_action(
-                    f"{deployment.post_deploy_tests.capitalize()}Tests",
-                    project=projects.post_deploy_tests,
-                    inputs=[SOURCE_ARTIFACT, outputs_artifact],
-                    environment={"STAGE": deployment.name, "TEST_SUITE": deployment.post_deploy_tests},
-                    run_order=first + 1,
-                ),
-            ]
-
-        if deployment.approval_before_apply:
-            approve = approval(APPROVE_ACTION, "Approving applies exactly this plan.", run_order=2)
-            return [CodepipelineStage(name=title, action=[plan, approve, *apply_and_test(3)])]
-        broadening = CodepipelineStage(
-            name=f"{title}Broadening",
-            action=[approval("ConfirmBroadening", "It broadens what the stage may do: approving applies this plan.")],
-            before_entry=CodepipelineStageBeforeEntry(
+                    run_order=3,
+                    namespace=f"{title}Bake",
+                )
+            )
+        window = (
+            CodepipelineStageBeforeEntry(
                 condition=CodepipelineStageBeforeEntryCondition(
-                    # Entered when the rule holds; skipped when it does not (only VariableCheck and
-                    # LambdaInvoke rules may skip a stage).
-                    result="SKIP",
+                    # Outside the window CodePipeline does not enter the stage: the execution waits at its entry.
+                    result="FAIL",
                     rule=[
                         CodepipelineStageBeforeEntryConditionRule(
-                            name="PlanBroadens",
+                            name="DeploymentWindow",
                             rule_type_id=CodepipelineStageBeforeEntryConditionRuleRuleTypeId(
-                                category="Rule", owner="AWS", provider="VariableCheck", version="1"
+                                category="Rule", owner="AWS", provider="DeploymentWindow", version="1"
                             ),
                             configuration={
-                                "Variable": f"#{{{plan_namespace}.{PLAN_BROADENS_VARIABLE}}}",
-                                "Value": "true",
-                                "Operator": "EQ",
+                                "Cron": deployment.deployment_window,
+                                "TimeZone": deployment.deployment_window_time_zone,
                             },
                         )
                     ],
                 )
-            ),
+            )
+            if deployment.deployment_window
+            else None
         )
         return [
             CodepipelineStage(name=f"{title}Plan", action=[plan]),
-            broadening,
-            CodepipelineStage(name=title, action=apply_and_test(1)),
+            look,
+            CodepipelineStage(name=title, action=actions, before_entry=window),
         ]
+
+
+def variable_condition(name: str, variable: str) -> CodepipelineStageBeforeEntry:
+    """Enter the stage when `variable` is "true"; skip it otherwise (only VariableCheck and LambdaInvoke
+    rules may skip a stage)."""
+    return CodepipelineStageBeforeEntry(
+        condition=CodepipelineStageBeforeEntryCondition(
+            result="SKIP",
+            rule=[
+                CodepipelineStageBeforeEntryConditionRule(
+                    name=name,
+                    rule_type_id=CodepipelineStageBeforeEntryConditionRuleRuleTypeId(
+                        category="Rule", owner="AWS", provider="VariableCheck", version="1"
+                    ),
+                    configuration={"Variable": f"#{{{variable}}}", "Value": "true", "Operator": "EQ"},
+                )
+            ],
+        )
+    )

@@ -1,7 +1,8 @@
 """Before a stage applies what its approval showed: was the approval given by one of the stage's approvers?
 
-    PIPELINE_NAME=... PIPELINE_EXECUTION_ID=... python -m pipelines.approval_check --approval Prod/Approve \
-        --approver-roles canvalo-release-approver,AWSReservedSSO_ReleaseApprover_*
+    PIPELINE_NAME=... PIPELINE_EXECUTION_ID=... python -m pipelines.approval_check --approval ProdApproval/Approve \
+        --approver-roles canvalo-release-approver,AWSReservedSSO_ReleaseApprover_* \
+        --stage prod --plans DIR --manifest-sha256 SHA --dist frontend/dist-prod
 
 CodePipeline lets any principal of the pipeline's account that is allowed `codepipeline:PutApprovalResult`
 answer an approval, and no policy inside that account can take the permission from every other principal
@@ -11,7 +12,12 @@ action's `updatedBy` (ListActionExecutions), an STS session ARN `arn:aws:sts::<a
 <session>`. The Apply goes on only if that role is in the pipeline's own account and its name matches one of
 the stage's `approver_roles` (StageConfig; `*` and `?` as in IAM's ArnLike). Otherwise it exits 1 with one
 line naming who approved and who may, and applies nothing: the change must be released again and approved
-by an approver. Bad input (no such action in this execution, not approved) is exit 2.
+by an approver. Bad input (not approved) is exit 2.
+
+The approval's stage is skipped when the plans it would show change nothing (PLAN_CHANGES). Then there is no
+approval in the execution, and Apply goes on only if the plans' manifest, checked against the SHA-256 the
+Plan action exported, records no change, and the frontend build is the one Plan compared with the live
+release: an empty plan needs nobody, anything else needs an approver.
 """
 
 from __future__ import annotations
@@ -21,13 +27,17 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipelines.deploy_frontend import DeployError, dist_sha256, scan_dist
 from pipelines.errors import CommandError
+from pipelines.terraform_stage import StageError, read_plans_manifest
 
 if TYPE_CHECKING:
     from mypy_boto3_codepipeline import CodePipelineClient
@@ -41,8 +51,39 @@ class ApprovalError(CommandError):
     """The approval cannot be trusted, or not found; one line saying why and what to do."""
 
 
-def approver_of(codepipeline: CodePipelineClient, pipeline: str, execution_id: str, approval: str) -> str:
-    """The ARN that approved `approval` (`<Stage>/<Action>`) in this execution."""
+@dataclass(frozen=True)
+class PlannedRelease:
+    """What the skipped approval would have shown: the stage's saved plans and the frontend build."""
+
+    stage: str
+    plans: Path
+    manifest_sha256: str
+    dist: Path
+
+
+def nothing_to_approve(release: PlannedRelease, approval: str) -> str:
+    """Why applying without an approval is safe (the plans change nothing), or ApprovalError."""
+    try:
+        manifest = read_plans_manifest(release.plans, release.stage, release.manifest_sha256)
+        built = dist_sha256(scan_dist(release.dist))
+    except (StageError, DeployError) as error:
+        raise ApprovalError(f"{approval} did not run and the plans cannot be read ({error})") from None
+    if manifest.get("changes") is not False:
+        raise ApprovalError(
+            f"{approval} did not run in this execution, yet the {release.stage} plans change something: nothing is "
+            "applied without an approver; release the change again"
+        )
+    compared = (manifest.get("frontend") or {}).get("dist_sha256")
+    if compared != built:
+        raise ApprovalError(
+            f"{approval} did not run, and the frontend build is not the one the plan compared with the live site "
+            f"(planned {compared}, built {built}): release the change again"
+        )
+    return f"{approval} was skipped: the {release.stage} plans and frontend build change nothing, so none is needed"
+
+
+def approver_of(codepipeline: CodePipelineClient, pipeline: str, execution_id: str, approval: str) -> str | None:
+    """The ARN that approved `approval` (`<Stage>/<Action>`) in this execution; None when it did not run."""
     stage, _, action = approval.partition("/")
     details: list[Any] = []
     for page in codepipeline.get_paginator("list_action_executions").paginate(
@@ -52,10 +93,7 @@ def approver_of(codepipeline: CodePipelineClient, pipeline: str, execution_id: s
             d for d in page["actionExecutionDetails"] if (d.get("stageName"), d.get("actionName")) == (stage, action)
         ]
     if not details:
-        raise ApprovalError(
-            f"{approval} has no execution in pipeline execution {execution_id}: this Apply follows no approval",
-            exit_status=EXIT_BAD_INPUT,
-        )
+        return None
     latest = max(details, key=lambda d: d["lastUpdateTime"])
     if latest.get("status") != "Succeeded" or not latest.get("updatedBy"):
         raise ApprovalError(
@@ -89,7 +127,12 @@ def main(
     parser = argparse.ArgumentParser(prog="python -m pipelines.approval_check", description=__doc__.splitlines()[0])
     parser.add_argument("--approval", required=True, help="the approval action, <Stage>/<Action>")
     parser.add_argument("--approver-roles", required=True, help="comma-separated role name patterns")
+    parser.add_argument("--stage", required=True, help="the stage whose plans the approval shows")
+    parser.add_argument("--plans", required=True, type=Path, help="the Plan action's artifact")
+    parser.add_argument("--manifest-sha256", required=True, help="the SHA-256 of its manifest.json (PLAN_SHA256)")
+    parser.add_argument("--dist", required=True, type=Path, help="the stage's frontend build")
     args = parser.parse_args(argv)
+    release = PlannedRelease(args.stage, args.plans, args.manifest_sha256, args.dist)
     pipeline, execution_id = environ.get("PIPELINE_NAME"), environ.get("PIPELINE_EXECUTION_ID")
     roles = [name.strip() for name in args.approver_roles.split(",") if name.strip()]
     if not pipeline or not execution_id or not roles:
@@ -104,6 +147,9 @@ def main(
     try:
         account_id = session.client("sts").get_caller_identity()["Account"]
         approver = approver_of(session.client("codepipeline"), pipeline, execution_id, args.approval)
+        if approver is None:
+            print(nothing_to_approve(release, args.approval))
+            return 0
         check_approver(approver, account_id, roles, args.approval)
     except ApprovalError as error:
         print(f"error: {error}", file=sys.stderr)

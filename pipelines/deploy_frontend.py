@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import mimetypes
 import re
@@ -406,6 +407,42 @@ def deploy(
         file=out,
     )
     return plan
+
+
+def dist_sha256(files: Sequence[LocalFile]) -> str:
+    """One SHA-256 for a whole build: every key with its content's SHA-256, in order."""
+    return hashlib.sha256("".join(f"{f.key}\0{f.sha256}\n" for f in files).encode()).hexdigest()
+
+
+def pending_release(
+    *, dist: Path, bucket: str | None, distribution_id: str | None, s3: S3Client, cloudfront: CloudFrontClient
+) -> dict[str, object]:
+    """What deploying `dist` would change, read-only, for a stage's plan: `dist_sha256` (what was compared),
+    `changes` and a one-line `detail`. Anything unknown (no bucket yet, a read refused) counts as a change:
+    a person then looks rather than a release going out unseen."""
+    files = scan_dist(dist)
+    digest = dist_sha256(files)
+    if not bucket or not distribution_id:
+        return {"dist_sha256": digest, "changes": True, "detail": "first release: the frontend bucket is created now"}
+    try:
+        plan = deploy(
+            dist=dist,
+            bucket=bucket,
+            distribution_id=distribution_id,
+            s3=s3,
+            cloudfront=cloudfront,
+            dry_run=True,
+            out=io.StringIO(),
+        )
+    except (DeployError, ClientError, BotoCoreError) as error:
+        return {"dist_sha256": digest, "changes": True, "detail": f"could not compare with the live release ({error})"}
+    if not plan.changes_anything:
+        return {"dist_sha256": digest, "changes": False, "detail": "the live release is this build"}
+    return {
+        "dist_sha256": digest,
+        "changes": True,
+        "detail": f"{len(plan.uploads)} file(s) to upload, {len(plan.deletes)} to delete",
+    }
 
 
 def _positive_days(text: str) -> int:

@@ -43,8 +43,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
+
 from pipelines import policy_check
 from pipelines.approval_bound import Bound, following_resources, provisional_bound
+from pipelines.deploy_frontend import pending_release
 from pipelines.errors import EXIT_FAILED as EXIT_FAILED  # drift.py and tests import it from here
 from pipelines.errors import CommandError
 from pipelines.plan_summary import (
@@ -80,6 +83,9 @@ HEADLINE = "headline.txt"
 # "true" when the stage's plans broaden what it may do (plan_summary.broadens): the Plan action exports it,
 # and the pipeline then stops for a person's approval before Apply, in every stage.
 BROADENS = "broadens.txt"
+# "true" when applying the plans (or releasing the frontend build) would change anything: a stage with an
+# approval asks for it only then (the Plan action exports it as PLAN_CHANGES).
+CHANGES = "changes.txt"
 # Stack outputs the later actions read, by the environment variable `env` exports them as. Output names
 # are unique within a stage: the backend and frontend stacks each declare theirs.
 STAGE_OUTPUT_VARIABLES = {
@@ -257,7 +263,10 @@ def plan_stage(
     plans_dir: Path,
     allowed: frozenset[str] = frozenset(),
     out: Callable[[str], None] = print,
+    frontend: Callable[[Mapping[str, str]], dict[str, Any]] | None = None,
 ) -> int:
+    """`frontend`: what releasing the stage's frontend build would change, given the stage's live outputs
+    (`deploy_frontend.pending_release`); recorded in the manifest, so an empty plan means nothing changes."""
     stacks = stage_stacks(cdktf_out, stage)
     # Before any init: init is what downloads the providers and modules a commit names.
     policy_check.enforce(cdktf_out, stage, out, StageError)
@@ -266,6 +275,7 @@ def plan_stage(
     entries: list[dict[str, Any]] = []
     outputs_changing: set[str] = set()
     changed_outputs: dict[str, frozenset[str]] = {}
+    live_outputs: dict[str, str] = {}
     for stack, dependencies in stacks:
         waiting_for = [d for d in dependencies if d in outputs_changing]
         if waiting_for:
@@ -288,14 +298,29 @@ def plan_stage(
             outputs_changing.add(stack)
             changed_outputs[stack] = frozenset(plan.output_changes)
         entries.append({"stack": stack, "changes": changes, "sha256": sha256(plan_file)})
+        if frontend is not None:
+            live_outputs.update(
+                (name, str(output["value"]))
+                for name, output in terraform.outputs(directory).items()
+                if name in STAGE_OUTPUT_VARIABLES
+            )
     deferred = [entry for entry in entries if "deferred_until" in entry]
+    release = frontend(live_outputs) if frontend is not None else None
     summary = render(planned, allowed) + render_deferred(deferred)
     line = headline(planned, allowed) + (f"; {len(deferred)} stack(s) deferred" if deferred else "")
+    if release is not None:
+        summary += f"\n## Frontend\n\n{release['detail']}.\n"
+        line += f"; frontend: {release['detail']}"
+    changes_anything = any(entry.get("changes") for entry in entries) or bool(deferred)
+    changes_anything = changes_anything or bool(release and release["changes"])
     (plans_dir / SUMMARY).write_text(summary)
     (plans_dir / HEADLINE).write_text(line + "\n")
     broadening = broadens(planned)
     (plans_dir / BROADENS).write_text("true\n" if broadening else "false\n")
-    manifest = {"stage": stage, "broadens": broadening, "stacks": entries}
+    (plans_dir / CHANGES).write_text("true\n" if changes_anything else "false\n")
+    manifest: dict[str, Any] = {"stage": stage, "broadens": broadening, "changes": changes_anything, "stacks": entries}
+    if release is not None:
+        manifest["frontend"] = release
     (plans_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
     (plans_dir / MANIFEST_SHA256).write_text(sha256(plans_dir / MANIFEST) + "\n")
     out(summary)
@@ -538,6 +563,22 @@ def write_outputs(path: Path, outputs: Mapping[str, Any]) -> None:
     path.write_text(json.dumps(visible, indent=1, sort_keys=True))
 
 
+def live_release(dist: Path) -> Callable[[Mapping[str, str]], dict[str, Any]]:
+    """`pending_release` of `dist` against the stage the live outputs name, with this process's credentials."""
+
+    def check(outputs: Mapping[str, str]) -> dict[str, Any]:
+        session = boto3.session.Session()
+        return pending_release(
+            dist=dist,
+            bucket=outputs.get("frontend_bucket"),
+            distribution_id=outputs.get("frontend_distribution_id"),
+            s3=session.client("s3"),
+            cloudfront=session.client("cloudfront"),
+        )
+
+    return check
+
+
 # -- env ------------------------------------------------------------------------------------------
 
 
@@ -575,6 +616,11 @@ def main(
         command.add_argument("--cdktf-out", type=Path, required=True, help="the synthesized cdktf.out directory")
         command.add_argument("--plans", type=Path, required=True, help="where plan writes and apply reads")
         command.add_argument("--allow-destroy", action="append", default=[], metavar="[STACK:]ADDRESS")
+    plan.add_argument(
+        "--frontend-dist",
+        type=Path,
+        help="the stage's frontend build: the plan records whether releasing it changes the live site",
+    )
     apply.add_argument("--outputs", type=Path, required=True, help="where to write each stack's outputs")
     apply.add_argument(
         "--deferred",
@@ -599,6 +645,7 @@ def main(
                 cdktf_out=args.cdktf_out,
                 plans_dir=args.plans,
                 allowed=allowed_destroys(args.allow_destroy, environ),
+                frontend=live_release(args.frontend_dist) if args.frontend_dist else None,
             )
         if args.command == "apply":
             return apply_stage(

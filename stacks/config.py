@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -39,6 +40,12 @@ REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 IMAGE_TAG = re.compile(r"^(sha256:[a-f0-9]{64}|[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$")
 CONNECTION_ARN = re.compile(r"^arn:aws:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/[\w-]+$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# CodePipeline's DeploymentWindow cron: seconds (only `*`), minutes, hours, day-of-month, month, day-of-week,
+# optional year; exactly one of the two day fields is `?`. The characters each field allows, as AWS lists them.
+WINDOW_CRON_FIELDS = (r"\*", r"[0-9,*/-]+", r"[0-9,*/-]+", r"[0-9,*?/LW-]+", r"[0-9A-Z,*/-]+", r"[0-9A-Z,*?/L#-]+")
+WINDOW_CRON_YEAR = r"[0-9,*/-]+"
+# A bake longer than this would hold a CodeBuild build (the plan project's, stacks/pipeline.py) for hours.
+MAX_BAKE_MINUTES = 120
 # An IAM role name (characters IAM allows) with ArnLike-style wildcards.
 APPROVER_ROLE = re.compile(r"^[\w+=,.@*?-]{1,64}$")
 # An IAM ARN as a break-glass principal pattern: its account part and its resource part (role/<path><name>).
@@ -139,6 +146,14 @@ class StageConfig:
     # stage's approval: CodePipeline lets any principal allowed PutApprovalResult approve, so the Apply after
     # the approval refuses one given by anyone else (pipelines/approval_check.py). Required with an approval.
     approver_roles: tuple[str, ...] = ()
+    # Minutes the pipeline watches this stage's alarms after it deployed, before promoting to the next
+    # stage: an alarm in ALARM meanwhile stops the promotion (pipelines/bake.py). 0: promote at once.
+    bake_minutes: int = 0
+    # When the pipeline may enter the stage's Apply: a CodePipeline DeploymentWindow cron (six or seven
+    # fields, seconds first, e.g. `* * 8-16 ? * MON-FRI *` for weekdays 08:00-17:00) read in
+    # `deployment_window_time_zone`; outside it the execution waits at the stage's entry. None: any time.
+    deployment_window: str | None = None
+    deployment_window_time_zone: str = "UTC"
 
     def __post_init__(self) -> None:
         where = f"stage {self.name}"
@@ -209,6 +224,32 @@ class StageConfig:
             )
         self._validate_break_glass_principals()
         self._validate_approver_roles()
+        self._validate_promotion_timing()
+
+    def _validate_promotion_timing(self) -> None:
+        if not 0 <= self.bake_minutes <= MAX_BAKE_MINUTES:
+            raise self._error("bake_minutes", self.bake_minutes, f"use 0 (promote at once) to {MAX_BAKE_MINUTES}")
+        if self.deployment_window is not None:
+            parts = self.deployment_window.split()
+            patterns = (*WINDOW_CRON_FIELDS, WINDOW_CRON_YEAR)[: len(parts)]
+            shaped = len(parts) in (6, 7) and all(
+                re.fullmatch(p, part) for p, part in zip(patterns, parts, strict=True)
+            )
+            if not shaped or [parts[3], parts[5]].count("?") != 1:
+                raise self._error(
+                    "deployment_window",
+                    self.deployment_window,
+                    "expected a CodePipeline cron of six or seven fields, seconds first and one day field '?', "
+                    "such as '* * 8-16 ? * MON-FRI *' (weekdays 08:00-17:00)",
+                )
+        try:
+            zoneinfo.ZoneInfo(self.deployment_window_time_zone)
+        except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+            raise self._error(
+                "deployment_window_time_zone",
+                self.deployment_window_time_zone,
+                "expected an IANA time zone such as UTC or Europe/Berlin",
+            ) from None
 
     def _validate_approver_roles(self) -> None:
         if self.approval_before_apply and not self.approver_roles:
@@ -310,6 +351,8 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
         "https": False,
         "deletion_protection": False,
         "cross_account_deploy": True,
+        # Prod is promoted only after gamma ran the release for this long with its alarms quiet.
+        "bake_minutes": 15,
     },
     "prod": {
         "vpc_cidr": "10.30.0.0/16",
@@ -323,6 +366,8 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
         "cross_account_deploy": True,
         "approval_before_apply": True,
         "approver_roles": ("canvalo-release-approver",),
+        # Weekdays 08:00-17:00 UTC: a prod release lands while people are at work to watch it.
+        "deployment_window": "* * 8-16 ? * MON-FRI *",
         "cdn_price_class": "PriceClass_All",
         "dashboard": True,
         "secret_recovery_window_days": 30,

@@ -53,6 +53,8 @@ REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 PIPELINE_STATE_PREFIX = "pipeline/"
 # Daily, before the working day in Europe: drift found overnight is in the morning's mail.
 DRIFT_SCHEDULE = "cron(0 5 * * ? *)"
+# A Bake runs in the plan project: its timeout leaves this much beyond the longest bake for installing the toolkit.
+BAKE_MARGIN_MINUTES = 15
 # Services that assume the pipeline's roles.
 CODEBUILD = "codebuild.amazonaws.com"
 CODEPIPELINE = "codepipeline.amazonaws.com"
@@ -729,13 +731,13 @@ class PipelineStack(StageStack):
                 privileged=True,
                 environment={"ECR_REPOSITORY_URI": self.registry.repository.repository_url},
             ),
-            # Plan is read-only however long a stage's refresh takes.
+            # Plan is read-only however long a stage's refresh takes; the project also runs each Bake.
             "plan": codebuild(
                 "plan",
                 role="plan",
                 # Where Plan puts the summary the approval links to (pipelines/publish_summary.py).
                 environment={**terraform, "ARTIFACT_BUCKET": self.artifacts.bucket.bucket},
-                timeout_minutes=60,
+                timeout_minutes=max([60, *(s.bake_minutes + BAKE_MARGIN_MINUTES for s in project.stages)]),
             ),
             # A CloudFront update inside one apply can take most of an hour.
             **{
@@ -788,6 +790,9 @@ class PipelineStack(StageStack):
                     approval_before_apply=s.approval_before_apply,
                     post_deploy_tests=s.post_deploy_tests,
                     approver_roles=s.approver_roles,
+                    bake_minutes=s.bake_minutes,
+                    deployment_window=s.deployment_window,
+                    deployment_window_time_zone=s.deployment_window_time_zone,
                 )
                 for s in project.stages
             ],

@@ -169,6 +169,17 @@ def test_context_overrides_defaults() -> None:
         ({"CANVALO_APP_NAME": "my_app"}, "app_name='my_app' is invalid"),
         ({"CANVALO_APP_NAME": "internal"}, "app_name='internal' is invalid"),
         ({"CANVALO_APP_NAME": "a" * 19}, f"app_name='{'a' * 19}' is too long"),
+        (
+            {"CANVALO_GAMMA_BAKE_MINUTES": "121"},
+            "stage gamma: bake_minutes=121 is invalid: use 0 (promote at once) to 120",
+        ),
+        ({"CANVALO_GAMMA_BAKE_MINUTES": "-1"}, "bake_minutes=-1 is invalid"),
+        # Five fields (a Unix cron), both day fields set, a letter in the hours, seconds other than `*`.
+        ({"CANVALO_PROD_DEPLOYMENT_WINDOW": "* 8-16 * * MON-FRI"}, "deployment_window='* 8-16 * * MON-FRI' is invalid"),
+        ({"CANVALO_PROD_DEPLOYMENT_WINDOW": "* * 8-16 * * MON-FRI"}, "one day field '?'"),
+        ({"CANVALO_PROD_DEPLOYMENT_WINDOW": "* * 8h ? * MON-FRI"}, "deployment_window='* * 8h ? * MON-FRI'"),
+        ({"CANVALO_PROD_DEPLOYMENT_WINDOW": "0 * 8-16 ? * MON-FRI *"}, "seconds first"),
+        ({"CANVALO_PROD_DEPLOYMENT_WINDOW_TIME_ZONE": "Berlin"}, "deployment_window_time_zone='Berlin' is invalid"),
     ],
 )
 @pytest.mark.req("R6.3")
@@ -340,3 +351,24 @@ def test_beta_takes_no_break_glass_principals_because_it_has_no_deploy_role() ->
         "with the caller's own credentials; break-glass principals apply to cross-account stages, so leave it "
         f"empty {BREAK_GLASS_FIX.format(stage='BETA', name='beta')}"
     )
+
+
+@pytest.mark.req("R6.3")
+def test_promotion_timing_defaults_and_overrides() -> None:
+    project = fixture_project({})
+    assert [s.bake_minutes for s in project.stages] == [0, 15, 0], "only gamma holds a promotion, to prod"
+    assert [s.deployment_window for s in project.stages] == [None, None, "* * 8-16 ? * MON-FRI *"]
+    changed = fixture_project(
+        {
+            "CANVALO_GAMMA_BAKE_MINUTES": "30",
+            "CANVALO_PROD_DEPLOYMENT_WINDOW": "* 0-30 9-11 ? * TUE,THU 2027",
+            "CANVALO_PROD_DEPLOYMENT_WINDOW_TIME_ZONE": "Europe/Berlin",
+        }
+    )
+    assert changed.stage("gamma").bake_minutes == 30
+    prod = changed.stage("prod")
+    assert (prod.deployment_window, prod.deployment_window_time_zone) == (
+        "* 0-30 9-11 ? * TUE,THU 2027",
+        "Europe/Berlin",
+    )
+    assert fixture_project({"CANVALO_PROD_DEPLOYMENT_WINDOW": ""}).stage("prod").deployment_window is None

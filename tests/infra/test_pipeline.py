@@ -13,9 +13,10 @@ import yaml
 from cdktn import App, TerraformStack
 
 from modules.container_registry import MIN_KEPT_IMAGES, ContainerRegistry
-from modules.pipeline import BUILDSPECS, PIPELINE_OWNED, TERRAFORM_VERSION
+from modules.pipeline import BAKE_RESULT_VARIABLE, BUILDSPECS, PIPELINE_OWNED, TERRAFORM_VERSION
 from modules.pipeline_toolkit import PipelineToolkit, toolkit_sha256
 from pipelines.terraform_stage import APPLY_APPROVED, APPLY_DEFERRED
+from stacks.pipeline import BAKE_MARGIN_MINUTES
 from tests.infra.conftest import Document, data_sources, one, policy_statements, resources
 from tests.support.config import fixture_project
 from tools.requirements import PROJECT_ROOT
@@ -35,7 +36,7 @@ EXPECTED_STAGES = [
     "UpdatePipeline",
     *("BetaPlan", "BetaBroadening", "Beta"),
     *("GammaPlan", "GammaBroadening", "Gamma"),
-    "Prod",
+    *("ProdPlan", "ProdApproval", "Prod"),
 ]
 DEPLOY_STAGES = {"Beta": "beta", "Gamma": "gamma", "Prod": "prod"}
 # Verbs of the actions that read; anything else the plan role holds is listed in PLAN_ROLE_WRITES.
@@ -211,18 +212,26 @@ def test_the_test_project_cannot_deploy_or_assume_any_role(pipeline: Document) -
 
 
 @pytest.mark.req("R4.3")
-def test_every_prod_apply_waits_for_a_manual_approval_of_its_plan(pipeline: Document) -> None:
-    actions = stage(pipeline, "Prod")["action"]
-    (approval,) = [a for a in actions if a["category"] == "Approval"]
-    assert approval["provider"] == "Manual"
-    applies = [a for a in actions if action_environment(a).get("MODE") == "apply"]
-    (plan,) = [a for a in actions if action_environment(a).get("MODE") == "plan"]
+def test_every_prod_apply_that_changes_anything_waits_for_a_manual_approval_of_its_plan(pipeline: Document) -> None:
+    names = [s["name"] for s in codepipeline(pipeline)["stage"]]
+    assert names.index("ProdPlan") < names.index("ProdApproval") < names.index("Prod")
+    (approval,) = stage(pipeline, "ProdApproval")["action"]
+    assert (approval["category"], approval["provider"]) == ("Approval", "Manual")
+    (plan,) = stage(pipeline, "ProdPlan")["action"]
+    assert action_environment(plan)["MODE"] == "plan"
+    applies = [a for a in stage(pipeline, "Prod")["action"] if action_environment(a).get("MODE") == "apply"]
     assert applies
     for apply in applies:
-        assert apply["run_order"] > approval["run_order"] > plan["run_order"]
         assert plan["output_artifacts"][0] in apply["input_artifacts"], "apply exactly the approved plan"
-    # The approval message carries the plan's summary (exported by the plan action) and the commit.
+    # Entered when the plans or the frontend build change anything; skipped (no one asked) when they do not.
+    condition = stage(pipeline, "ProdApproval")["before_entry"]["condition"]
+    assert condition["result"] == "SKIP"
+    (rule,) = condition["rule"]
+    assert rule["rule_type_id"]["provider"] == "VariableCheck"
+    assert rule["configuration"] == {"Variable": "#{ProdPlan.PLAN_CHANGES}", "Value": "true", "Operator": "EQ"}
+    # The approval message carries the plan's summary (exported by the plan action), the commit and gamma's bake.
     assert f"#{{{plan['namespace']}.PLAN_HEADLINE}}" in approval["configuration"]["CustomData"]
+    assert "#{GammaBake.BAKE_RESULT}" in approval["configuration"]["CustomData"]
     assert "#{SourceVariables.CommitId}" in approval["configuration"]["CustomData"]
     assert approval["configuration"]["ExternalEntityLink"] == f"#{{{plan['namespace']}.PLAN_SUMMARY_URL}}"
     # The summary the link opens is written to the artifact bucket (pipelines/publish_summary.py).
@@ -252,12 +261,13 @@ def test_stages_apply_deferred_stacks_in_the_same_run_and_prod_only_within_what_
 
 @pytest.mark.parametrize("stage_name", list(DEPLOY_STAGES))
 def test_each_stage_applies_the_saved_plan_it_made_from_the_one_build(pipeline: Document, stage_name: str) -> None:
-    planning = stage_name if stage_name == "Prod" else f"{stage_name}Plan"
-    plan = next(a for a in stage(pipeline, planning)["action"] if a["name"] == "Plan")
+    plan = next(a for a in stage(pipeline, f"{stage_name}Plan")["action"] if a["name"] == "Plan")
     apply = next(a for a in stage(pipeline, stage_name)["action"] if a["name"] == "Apply")
-    assert action_environment(plan) == {"STAGE": DEPLOY_STAGES[stage_name], "MODE": "plan"}
+    # Prod's plan also quotes gamma's bake in the summary the approver reads.
+    quotes_bake = {"BAKE_RESULT": "#{GammaBake.BAKE_RESULT}"} if stage_name == "Prod" else {}
+    assert action_environment(plan) == {"STAGE": DEPLOY_STAGES[stage_name], "MODE": "plan", **quotes_bake}
     approved_by = {
-        "APPROVAL": "Prod/Approve",
+        "APPROVAL": "ProdApproval/Approve",
         "APPROVER_ROLES": "canvalo-release-approver",
         "PIPELINE_NAME": "canvalo-beta-pipeline",
         "PIPELINE_EXECUTION_ID": "#{codepipeline.PipelineExecutionId}",
@@ -285,7 +295,7 @@ def test_each_stage_applies_the_saved_plan_it_made_from_the_one_build(pipeline: 
 def test_tests_run_against_each_stage_after_it_is_deployed(pipeline: Document, stage_name: str, suite: str) -> None:
     actions = stage(pipeline, stage_name)["action"]
     apply = next(a for a in actions if action_environment(a).get("MODE") == "apply")
-    tests = actions[-1]
+    tests = next(a for a in actions if a["name"].endswith("Tests"))
     assert action_environment(tests) == {"STAGE": DEPLOY_STAGES[stage_name], "TEST_SUITE": suite}
     assert tests["run_order"] > apply["run_order"], "tests run only once the stage is deployed"
     assert apply["output_artifacts"][0] in tests["input_artifacts"], "tests find the URLs in the stage's outputs"
@@ -744,3 +754,33 @@ def test_no_pipeline_role_may_answer_an_approval_or_remove_a_boundary(pipeline: 
         assert statements["NeverRemoveABoundary"]["resources"] == ["*"]
     for role in resources(pipeline, "aws_iam_role").values():
         assert boundary_of(pipeline, role["name"]) in boundaries(pipeline), role["name"]
+
+
+@pytest.mark.req("R4.2", "R4.5")
+def test_gamma_bakes_with_its_alarms_watched_before_anything_reaches_prod(pipeline: Document) -> None:
+    actions = stage(pipeline, "Gamma")["action"]
+    bake = actions[-1]
+    assert bake["name"] == "Bake" and bake["run_order"] > max(a["run_order"] for a in actions[:-1])
+    assert action_environment(bake) == {"STAGE": "gamma", "MODE": "bake", "BAKE_MINUTES": "15"}
+    # The read-only plan project, whose role reads gamma only through gamma's canvalo-plan role.
+    assert bake["configuration"]["ProjectName"] == "canvalo-beta-pipeline-plan"
+    assert bake["namespace"] == "GammaBake" and bake["input_artifacts"] == ["Source"]
+    project = project_named(pipeline, "canvalo-beta-pipeline-plan")
+    assert project["build_timeout"] >= 15 + BAKE_MARGIN_MINUTES, "the build outlives the longest bake"
+    deploy_spec = yaml.safe_load((PROJECT_ROOT / "pipelines" / "buildspecs" / "deploy.yml").read_text())
+    assert BAKE_RESULT_VARIABLE in deploy_spec["env"]["exported-variables"]
+    # Beta and prod promote nothing after them by default: no bake.
+    for name in ("Beta", "Prod"):
+        assert "Bake" not in [a["name"] for a in stage(pipeline, name)["action"]]
+
+
+@pytest.mark.req("R4.2", "R4.3")
+def test_prod_applies_only_inside_its_deployment_window(pipeline: Document) -> None:
+    condition = stage(pipeline, "Prod")["before_entry"]["condition"]
+    assert condition["result"] == "FAIL"
+    (rule,) = condition["rule"]
+    assert rule["rule_type_id"] == {"category": "Rule", "owner": "AWS", "provider": "DeploymentWindow", "version": "1"}
+    assert rule["configuration"] == {"Cron": "* * 8-16 ? * MON-FRI *", "TimeZone": "UTC"}
+    # The window holds the Apply, not the plan or the approval: a person may approve at night, prod waits.
+    for name in ("ProdPlan", "Beta", "Gamma"):
+        assert "before_entry" not in stage(pipeline, name)

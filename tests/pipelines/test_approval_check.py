@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -10,6 +13,7 @@ import pytest
 from botocore.stub import Stubber
 
 from pipelines.approval_check import EXIT_BAD_INPUT, EXIT_REFUSED, main
+from pipelines.deploy_frontend import dist_sha256, scan_dist
 
 ACCOUNT = "111111111111"
 PIPELINE = "canvalo-beta-pipeline"
@@ -47,7 +51,7 @@ def approval(updated_by: str, *, status: str = "Succeeded", minute: int = 0, act
     return {
         "pipelineExecutionId": EXECUTION,
         "actionExecutionId": f"a-{minute}",
-        "stageName": "Prod",
+        "stageName": "ProdApproval",
         "actionName": action,
         "status": status,
         "updatedBy": updated_by,
@@ -55,8 +59,30 @@ def approval(updated_by: str, *, status: str = "Succeeded", minute: int = 0, act
     }
 
 
-def run(details: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    argv = ["--approval", "Prod/Approve", "--approver-roles", ROLES]
+@pytest.fixture
+def planned(tmp_path: Path) -> Path:
+    """A Plan artifact of prod whose manifest records no change, and the frontend build it compared."""
+    dist = tmp_path / "dist-prod"
+    dist.mkdir()
+    (dist / "index.html").write_text("<!doctype html><title>Canvalo</title>")
+    write_manifest(tmp_path / "plans", changes=False, dist_digest=dist_sha256(scan_dist(dist)))
+    return tmp_path
+
+
+def write_manifest(plans: Path, *, changes: bool, dist_digest: str) -> None:
+    plans.mkdir(exist_ok=True)
+    manifest = {"stage": "prod", "broadens": False, "changes": changes, "stacks": [], "frontend": {}}
+    manifest["frontend"] = {"dist_sha256": dist_digest, "changes": False, "detail": "the live release is this build"}
+    (plans / "manifest.json").write_text(json.dumps(manifest))
+
+
+def run(
+    details: list[dict[str, Any]], capsys: pytest.CaptureFixture[str], planned: Path, manifest_sha256: str | None = None
+) -> tuple[int, str, str]:
+    plans = planned / "plans"
+    digest = manifest_sha256 or hashlib.sha256((plans / "manifest.json").read_bytes()).hexdigest()
+    argv = ["--approval", "ProdApproval/Approve", "--approver-roles", ROLES, "--stage", "prod"]
+    argv += ["--plans", str(plans), "--manifest-sha256", digest, "--dist", str(planned / "dist-prod")]
     status = main(argv, session=StubbedSession(details), environ=ENVIRONMENT)
     out, err = capsys.readouterr()
     return status, out, err
@@ -71,9 +97,9 @@ def run(details: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> tu
     ],
 )
 def test_an_approval_by_an_approvers_session_lets_the_apply_go_on(
-    capsys: pytest.CaptureFixture[str], approver: str
+    capsys: pytest.CaptureFixture[str], approver: str, planned: Path
 ) -> None:
-    status, out, err = run([approval(approver)], capsys)
+    status, out, err = run([approval(approver)], capsys, planned)
     assert (status, err) == (0, "")
     assert approver in out
 
@@ -91,43 +117,70 @@ def test_an_approval_by_an_approvers_session_lets_the_apply_go_on(
     ],
 )
 def test_an_approval_by_anyone_else_applies_nothing_and_says_who_may(
-    capsys: pytest.CaptureFixture[str], approver: str, words: str
+    capsys: pytest.CaptureFixture[str], approver: str, words: str, planned: Path
 ) -> None:
-    status, out, err = run([approval(approver)], capsys)
+    status, out, err = run([approval(approver)], capsys, planned)
     assert status == EXIT_REFUSED and out == ""
     (line,) = err.splitlines()
-    assert line.startswith("error: Prod/Approve was approved by " + approver) and words in line
+    assert line.startswith("error: ProdApproval/Approve was approved by " + approver) and words in line
     assert "canvalo-release-approver, AWSReservedSSO_ReleaseApprover_*" in line
 
 
 @pytest.mark.req("R4.3")
-def test_the_latest_answer_of_a_retried_approval_is_the_one_that_counts(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_latest_answer_of_a_retried_approval_is_the_one_that_counts(
+    capsys: pytest.CaptureFixture[str], planned: Path
+) -> None:
     earlier = approval(f"arn:aws:sts::{ACCOUNT}:assumed-role/canvalo-release-approver/alice", minute=1)
     later = approval(f"arn:aws:sts::{ACCOUNT}:assumed-role/Administrator/mallory", minute=5)
-    assert run([earlier, later], capsys)[0] == EXIT_REFUSED
-    assert run([later, earlier], capsys)[0] == EXIT_REFUSED, "order of the listing does not matter"
+    assert run([earlier, later], capsys, planned)[0] == EXIT_REFUSED
+    assert run([later, earlier], capsys, planned)[0] == EXIT_REFUSED, "order of the listing does not matter"
 
 
 @pytest.mark.req("R4.3")
-@pytest.mark.parametrize(
-    ("details", "words"),
-    [
-        ([], "has no execution in pipeline execution"),
-        ([approval("x", action="Apply")], "has no execution in pipeline execution"),
-        (
-            [approval(f"arn:aws:sts::{ACCOUNT}:assumed-role/canvalo-release-approver/a", status="Failed")],
-            "not approved",
-        ),
-    ],
-)
-def test_no_approval_in_this_execution_is_bad_input(
-    capsys: pytest.CaptureFixture[str], details: list[dict[str, Any]], words: str
+def test_a_failed_approval_is_bad_input(capsys: pytest.CaptureFixture[str], planned: Path) -> None:
+    failed = approval(f"arn:aws:sts::{ACCOUNT}:assumed-role/canvalo-release-approver/a", status="Failed")
+    status, _, err = run([failed], capsys, planned)
+    assert status == EXIT_BAD_INPUT and "not approved" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.req("R4.3")
+@pytest.mark.parametrize("details", [[], [approval("x", action="Apply")]], ids=["nothing ran", "another action ran"])
+def test_a_skipped_approval_lets_an_empty_plan_through(
+    capsys: pytest.CaptureFixture[str], planned: Path, details: list[dict[str, Any]]
 ) -> None:
-    status, _, err = run(details, capsys)
-    assert status == EXIT_BAD_INPUT and words in err and len(err.splitlines()) == 1
+    status, out, err = run(details, capsys, planned)
+    assert (status, err) == (0, "")
+    assert "ProdApproval/Approve was skipped: the prod plans and frontend build change nothing" in out
+
+
+@pytest.mark.req("R4.3")
+def test_a_skipped_approval_never_lets_a_change_through(capsys: pytest.CaptureFixture[str], planned: Path) -> None:
+    built = dist_sha256(scan_dist(planned / "dist-prod"))
+    write_manifest(planned / "plans", changes=True, dist_digest=built)
+    status, out, err = run([], capsys, planned)
+    assert status == EXIT_REFUSED and out == ""
+    assert "the prod plans change something: nothing is applied without an approver" in err
+
+
+@pytest.mark.req("R4.3")
+def test_a_skipped_approval_refuses_a_rewritten_manifest(capsys: pytest.CaptureFixture[str], planned: Path) -> None:
+    """An artifact writer who flips `changes` to false cannot match the SHA-256 CodePipeline holds."""
+    recorded = hashlib.sha256((planned / "plans" / "manifest.json").read_bytes()).hexdigest()
+    write_manifest(planned / "plans", changes=False, dist_digest="0" * 64)
+    status, _, err = run([], capsys, planned, manifest_sha256=recorded)
+    assert status == EXIT_REFUSED and "the plans cannot be read" in err and "not the manifest" in err
+
+
+@pytest.mark.req("R4.3")
+def test_a_skipped_approval_refuses_another_frontend_build(capsys: pytest.CaptureFixture[str], planned: Path) -> None:
+    (planned / "dist-prod" / "index.html").write_text("<!doctype html><title>Something else</title>")
+    status, _, err = run([], capsys, planned)
+    assert status == EXIT_REFUSED and "the frontend build is not the one the plan compared" in err
 
 
 def test_without_the_pipelines_variables_it_names_them(capsys: pytest.CaptureFixture[str]) -> None:
-    status = main(["--approval", "Prod/Approve", "--approver-roles", ROLES], session=StubbedSession([]), environ={})
+    argv = ["--approval", "ProdApproval/Approve", "--approver-roles", ROLES, "--stage", "prod"]
+    argv += ["--plans", "plans", "--manifest-sha256", "0" * 64, "--dist", "dist"]
+    status = main(argv, session=StubbedSession([]), environ={})
     assert status == EXIT_BAD_INPUT
     assert "PIPELINE_NAME, PIPELINE_EXECUTION_ID" in capsys.readouterr().err

@@ -15,10 +15,12 @@ import pytest
 import yaml
 
 from modules.pipeline import (
+    BAKE_RESULT_VARIABLE,
     BUILD_ARTIFACT,
     BUILDSPECS,
     PIPELINE_OWNED,
     PLAN_BROADENS_VARIABLE,
+    PLAN_CHANGES_VARIABLE,
     PLAN_HEADLINE_VARIABLE,
     PLAN_SHA256_VARIABLE,
     PLAN_SUMMARY_URL_VARIABLE,
@@ -144,11 +146,16 @@ def test_the_deploy_buildspec_hands_the_plans_from_plan_to_apply_and_exports_the
         PLAN_SUMMARY_URL_VARIABLE,
         PLAN_BROADENS_VARIABLE,
         PLAN_SHA256_VARIABLE,
+        PLAN_CHANGES_VARIABLE,
+        BAKE_RESULT_VARIABLE,
     ]
     text = script_text("deploy")
     assert f'build_dir="$CODEBUILD_SRC_DIR_{BUILD_ARTIFACT}"' in text
     handoff = document["artifacts"]["base-directory"]
     assert f'terraform_stage plan --stage "$STAGE" --cdktf-out "$build_dir/cdktf.out" --plans {handoff}' in text
+    # The plan compares the frontend build with the live release: an empty plan then means nothing changes.
+    assert '--frontend-dist "$build_dir/frontend/dist-$STAGE"' in mode_branch(text, "plan")
+    assert f'export {PLAN_CHANGES_VARIABLE}="$(cat {handoff}/changes.txt)"' in mode_branch(text, "plan")
     # The Apply action's third input is the `<Stage>Plan` artifact (modules/pipeline.py).
     assert 'plan_input="CODEBUILD_SRC_DIR_${STAGE^}Plan"' in text
     assert '--plans "${!plan_input}" --outputs ' + handoff + ' --deferred "$DEFERRED"' in text

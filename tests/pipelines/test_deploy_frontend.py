@@ -21,7 +21,10 @@ from pipelines.deploy_frontend import (
     UNHASHED_CACHE_CONTROL,
     DeployError,
     deploy,
+    dist_sha256,
     main,
+    pending_release,
+    scan_dist,
 )
 
 if TYPE_CHECKING:
@@ -389,3 +392,34 @@ def test_a_retention_below_one_day_is_refused(aws: Aws, build: Path, capsys: pyt
     assert exited.value.code == 2
     assert "use at least 1 day, so open tabs of the previous release keep working" in capsys.readouterr().err
     assert aws.objects() == {}
+
+
+def pending(aws: Aws, dist: Path, bucket: str | None = BUCKET) -> dict[str, object]:
+    return pending_release(
+        dist=dist, bucket=bucket, distribution_id=aws.distribution_id, s3=aws.s3, cloudfront=aws.cloudfront
+    )
+
+
+@pytest.mark.req("R4.3")
+def test_a_plan_knows_whether_releasing_the_build_changes_the_live_site(aws: Aws, build: Path) -> None:
+    digest = dist_sha256(scan_dist(build))
+    assert pending(aws, build) == {
+        "dist_sha256": digest,
+        "changes": True,
+        "detail": "4 file(s) to upload, 0 to delete",
+    }
+    assert aws.puts == [], "comparing writes nothing"
+    run(aws, build)
+    assert pending(aws, build) == {"dist_sha256": digest, "changes": False, "detail": "the live release is this build"}
+    (build / "index.html").write_text(INDEX + "<!-- v2 -->")
+    changed = pending(aws, build)
+    assert changed["changes"] is True and changed["dist_sha256"] != digest
+    assert changed["detail"] == "1 file(s) to upload, 0 to delete"
+
+
+@pytest.mark.req("R4.3")
+def test_what_cannot_be_compared_counts_as_a_change(aws: Aws, build: Path) -> None:
+    assert pending(aws, build, bucket=None)["detail"] == "first release: the frontend bucket is created now"
+    unreadable = pending(aws, build, bucket="canvalo-beta-frontend-gone")
+    assert unreadable["changes"] is True
+    assert str(unreadable["detail"]).startswith("could not compare with the live release (bucket")

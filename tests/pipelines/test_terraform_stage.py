@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pipelines.terraform_stage import EXIT_DEFERRED, Terraform, main, running_with, stage_stacks
+from pipelines.terraform_stage import EXIT_DEFERRED, Terraform, main, plan_stage, running_with, stage_stacks
 from tests.pipelines.fake_terraform import FakeTerraform, plan_document, synthesized
 
 BETA_STACKS = {
@@ -560,3 +562,45 @@ def test_terraform_alone_gets_the_stage_profile(tmp_path: Path, monkeypatch: pyt
     result = running_with({"AWS_PROFILE": "canvalo-prod-plan"})(["version"], tmp_path, True)
     assert result.stdout == "canvalo-prod-plan"
     assert "AWS_PROFILE" not in os.environ, "the script's own AWS calls stay with its own credentials"
+
+
+@pytest.mark.req("R4.3")
+@pytest.mark.parametrize(
+    ("backend_plan", "release_changes", "changes"),
+    [
+        (plan_document(), False, False),
+        (plan_document(SERVICE), False, True),
+        (plan_document(), True, True),
+    ],
+    ids=["nothing changes", "a stack changes", "only the frontend build changes"],
+)
+def test_plan_records_whether_anything_changes_the_frontend_release_included(
+    cdktf_out: Path, tmp_path: Path, backend_plan: dict[str, Any], release_changes: bool, changes: bool
+) -> None:
+    live = {"frontend_bucket": {"value": "canvalo-beta-site", "sensitive": False}}
+    fake = FakeTerraform(plans={"beta-backend": backend_plan}, outputs={"beta-frontend": live})
+    seen: list[Mapping[str, str]] = []
+
+    def release(outputs: Mapping[str, str]) -> dict[str, Any]:
+        seen.append(dict(outputs))
+        detail = "3 file(s) to upload, 0 to delete" if release_changes else "the live release is this build"
+        return {"dist_sha256": "ab" * 32, "changes": release_changes, "detail": detail}
+
+    plans = tmp_path / "plans"
+    plan_stage(terraform=Terraform(fake), stage="beta", cdktf_out=cdktf_out, plans_dir=plans, frontend=release)
+    assert seen == [{"frontend_bucket": "canvalo-beta-site"}], "compared against the live outputs, once"
+    assert (plans / "changes.txt").read_text() == f"{str(changes).lower()}\n"
+    manifest = json.loads((plans / "manifest.json").read_text())
+    assert manifest["changes"] is changes
+    assert manifest["frontend"]["dist_sha256"] == "ab" * 32
+    assert (plans / "headline.txt").read_text().rstrip().endswith(f"; frontend: {release({})['detail']}")
+    assert "## Frontend" in (plans / "summary.md").read_text()
+
+
+@pytest.mark.req("R4.3")
+def test_without_a_frontend_to_compare_the_stacks_alone_decide(cdktf_out: Path, tmp_path: Path) -> None:
+    plans = tmp_path / "plans"
+    assert plan(FakeTerraform(), cdktf_out, plans) == 0
+    manifest = json.loads((plans / "manifest.json").read_text())
+    assert manifest["changes"] is False and "frontend" not in manifest
+    assert (plans / "changes.txt").read_text() == "false\n"

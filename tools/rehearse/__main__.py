@@ -27,7 +27,9 @@ REGION = "eu-west-1"
 # Executions a new deployment may take before the rehearsal calls it stuck.
 MAX_FIRST_DEPLOY_EXECUTIONS = 12
 ADMINISTRATOR_ROLE = "Administrator"
-# The pipeline stage whose approval every release needs (stages.prod.approval_before_apply).
+# The pipeline stage of prod's approval (stages.prod.approval_before_apply), which every release that
+# changes prod needs, and the stage that applies prod.
+PROD_APPROVAL = "ProdApproval"
 PROD_STAGE = "Prod"
 
 
@@ -89,6 +91,12 @@ class Rehearsal:
                 + ' --stage "$STAGE" --backend-url "$BACKEND_URL" --frontend-url "$FRONTEND_URL"'
                 + ' --expect-version "$expected_version"',
                 "the stage's hosts do not answer here: the probe asks the rehearsal's AWS what they would serve",
+            ),
+            StandIn(
+                "plan",
+                "python -m pipelines.bake",
+                'python -m pipelines.bake --stage "$STAGE" --minutes 0 --result-file bake.txt',
+                "the rehearsal does not wait out a bake: it reads the stage's alarms once",
             ),
         ]
         self.pipeline = Pipeline(
@@ -314,7 +322,7 @@ def first_deploy(rehearsal: Rehearsal, strict_order: bool) -> tuple[bool, str, i
     runs, detail = deliver(rehearsal, rehearsal.head(), MAX_FIRST_DEPLOY_EXECUTIONS)
     if detail:
         return False, detail, len(runs)
-    prod_approvals = rehearsal.pipeline.approvals[PROD_STAGE]
+    prod_approvals = rehearsal.pipeline.approvals[PROD_APPROVAL]
     if (len(runs), prod_approvals) != (1, 1):
         return False, f"took {len(runs)} executions and {prod_approvals} prod approvals, not one of each", len(runs)
     return True, "", len(runs)
@@ -327,6 +335,17 @@ def single_execution(rehearsal: Rehearsal, commit: str) -> tuple[bool, str, list
     failures = [s for s in rehearsal.steps if s.result == "Failed"]
     detail = "" if last.status == "Succeeded" else (failures[-1].detail if failures else last.status)
     return last.status == "Succeeded", detail, runs
+
+
+def app_change(words: str) -> Callable[[Path], None]:
+    """A harmless change under app/: the image's tag is the hash of app/, so the release gets a new image
+    and prod a new task definition (docs-only commits change neither)."""
+
+    def change(repository: Path) -> None:
+        module = repository / "app" / "__init__.py"
+        module.write_text(module.read_text() + f"# {words}\n")
+
+    return change
 
 
 def edit(path: str, old: str, new: str) -> Callable[[Path], None]:
@@ -385,8 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     good = sum(o.as_expected for o in outcomes)
     print(f"rehearsed in {time.monotonic() - started:.0f} s")
     print(
-        f"rehearsal: first deploy took {first_executions} execution(s), {approvals[PROD_STAGE]} prod approval(s) and "
-        f"{sum(approvals.values()) - approvals[PROD_STAGE]} broadening approval(s); "
+        f"rehearsal: first deploy took {first_executions} execution(s), {approvals[PROD_APPROVAL]} prod approval(s) and "
+        f"{sum(approvals.values()) - approvals[PROD_APPROVAL]} broadening approval(s); "
         f"{good}/{len(outcomes)} scenarios as expected"
     )
     return 0 if good == len(outcomes) == len(SCENARIOS) - len(SKIPPED) else 1
@@ -499,10 +518,34 @@ def later_scenarios(rehearsal: Rehearsal, outcome: Callable[[str, bool, str], No
             outcome(name, *LATER_SCENARIOS[name](rehearsal))
 
 
-def no_op_commit(rehearsal: Rehearsal) -> tuple[bool, str]:
+def docs_only_commit(rehearsal: Rehearsal) -> tuple[bool, str]:
+    """A commit that changes neither the image nor any stack: it reaches prod with no approval asked and no
+    new task definition, and the execution says why."""
+    approvals, before = rehearsal.pipeline.approvals[PROD_APPROVAL], prod_serials(rehearsal.world)
+    running = prod_task_definition(rehearsal.world)
     commit = rehearsal.commit("docs: a comment", edit("docs/pipeline.md", "\n", "\n\n"))
-    passed, detail, _ = single_execution(rehearsal, commit)
-    return passed, detail
+    passed, detail, runs = single_execution(rehearsal, commit)
+    if not passed:
+        return False, detail
+    asked = rehearsal.pipeline.approvals[PROD_APPROVAL] - approvals
+    touched = [stack for stack, serial in prod_serials(rehearsal.world).items() if serial != before.get(stack)]
+    skipped = [s for s in rehearsal.steps if s.execution == runs[-1].id[:8] and s.stage == PROD_APPROVAL]
+    said = [s for s in rehearsal.steps if s.execution == runs[-1].id[:8] and "was skipped" in s.detail]
+    if asked or touched or prod_task_definition(rehearsal.world) != running or not skipped:
+        return False, (
+            f"expected prod without an approval or a change; {asked} approval(s), prod stacks changed {touched}, "
+            f"task definition {prod_task_definition(rehearsal.world)} (was {running})"
+        )
+    print(f"{'':<9} prod: no approval asked ({skipped[0].detail[:100]}); {len(said)} step(s) said why")
+    return True, ""
+
+
+def prod_task_definition(world: World) -> str:
+    """The task definition prod's backend service runs."""
+    outputs = world.read_state("prod-backend").get("outputs") or {}
+    cluster, name = outputs["backend_cluster_name"]["value"], outputs["backend_service_name"]["value"]
+    ecs = world.client(ACCOUNTS["prod"], "ecs")
+    return str(ecs.describe_services(cluster=cluster, services=[name])["services"][0]["taskDefinition"])
 
 
 def output_change(rehearsal: Rehearsal) -> tuple[bool, str]:
@@ -574,7 +617,8 @@ def approved_by_someone_else(rehearsal: Rehearsal) -> tuple[bool, str]:
     approver = rehearsal.pipeline.approver
     rehearsal.pipeline.approver = f"arn:aws:sts::{ACCOUNTS['beta']}:assumed-role/{ADMINISTRATOR_ROLE}/someone"
     try:
-        commit = rehearsal.commit("docs: approved by the wrong person", edit("docs/pipeline.md", "\n", "\n\n"))
+        # A change to the image, so prod's plan changes and asks for an approval.
+        commit = rehearsal.commit("app: approved by the wrong person", app_change("approved by the wrong person"))
         passed, detail, _ = single_execution(rehearsal, commit)
     except ScenarioError as failure:
         return False, str(failure)
@@ -634,7 +678,7 @@ def attack(rehearsal: Rehearsal, message: str, change: Callable[[Path], None]) -
 
 # What runs after the first deploy, in order; each starts from the state the one before left.
 LATER_SCENARIOS: dict[str, Callable[[Rehearsal], tuple[bool, str]]] = {
-    "no-op commit": no_op_commit,
+    "docs-only commit": docs_only_commit,
     "output change": output_change,
     "pipeline change": pipeline_change,
     "failure and retry": failure_and_retry,

@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 import zipfile
+import zoneinfo
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -333,15 +334,22 @@ class Pipeline:
         self.cleaner.shutdown()
 
     def enter(self, definition: Definition, execution: Execution, stage: str) -> tuple[bool, str]:
-        """Whether the stage's entry condition holds (VariableCheck rules, as CodePipeline evaluates them)."""
+        """Whether the stage's entry condition holds: VariableCheck rules as CodePipeline evaluates them; a
+        DeploymentWindow rule is checked for a valid time zone and taken as open (the rehearsal's clock is
+        inside every window: it models no waiting)."""
         condition = definition.entry.get(stage)
         if condition is None:
             return True, ""
         for rule in condition.rules:
             provider = rule["rule_type_id"]["provider"]
+            settings = rule["configuration"]
+            if provider == "DeploymentWindow":
+                zoneinfo.ZoneInfo(settings["TimeZone"])
+                if len(settings["Cron"].split()) not in (6, 7):
+                    raise RuntimeError(f"stage {stage}: DeploymentWindow cron {settings['Cron']!r} is not 6-7 fields")
+                continue
             if provider != "VariableCheck":
                 raise RuntimeError(f"stage {stage}: the rehearsal models VariableCheck rules only, not {provider}")
-            settings = rule["configuration"]
             value, wanted = self.substitute(settings["Variable"], execution), settings["Value"]
             holds = {"EQ": value == wanted, "NE": value != wanted, "CONTAINS": wanted in value}
             if not holds[settings["Operator"]]:
