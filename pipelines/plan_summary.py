@@ -688,6 +688,14 @@ def _pipeline_actions(side: Any) -> dict[tuple[str, str], Mapping[str, Any]]:
     }
 
 
+def _stage_entries(side: Any) -> dict[str, Any]:
+    return {
+        str(stage.get("name")): stage.get("before_entry")
+        for stage in _as_list(_mapping(side).get("stage"))
+        if isinstance(stage, Mapping)
+    }
+
+
 def _pipeline_shape(side: Any) -> list[tuple[str, list[tuple[str, str, str]]]]:
     """Stages in order, each with its actions' (run order, name, category): where the gates sit."""
     return [
@@ -757,6 +765,10 @@ def _codepipeline_changes(change: ResourceChange) -> list[str]:
         keys = _differing(old.get("configuration"), new.get("configuration"))
         keys += [k for k in _differing(old, new) if k != "configuration"]
         found.append(f"{what} action {'/'.join(key)} changed: {', '.join(keys)}")
+    # Entry conditions decide when an approval is skipped and when a stage may start (its deployment window).
+    old_entries, new_entries = _stage_entries(before), _stage_entries(after)
+    for name in sorted(key for key in {*old_entries, *new_entries} if old_entries.get(key) != new_entries.get(key)):
+        found.append(f"entry condition of stage {name} changed")
     for attribute, what in (
         ("trigger", "triggers (which pushes start it)"),
         ("role_arn", "role"),

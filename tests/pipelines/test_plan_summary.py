@@ -252,6 +252,18 @@ SOURCE = action(
 APPROVE = action("Approve", "Approval")
 DEPLOY = action("Deploy", "Build", 2, ProjectName="canvalo-deploy", EnvironmentVariables='[{"name":"STAGE"}]')
 PIPELINE_BEFORE = pipeline(("Source", [SOURCE]), ("Prod", [APPROVE, DEPLOY]))
+WINDOW = {
+    "before_entry": [
+        {
+            "condition": [
+                {
+                    "result": "FAIL",
+                    "rule": [{"name": "DeploymentWindow", "configuration": {"Cron": "* * 8-16 ? * MON-FRI *"}}],
+                }
+            ]
+        }
+    ]
+}
 
 
 def codebuild(
@@ -669,6 +681,22 @@ CASES = [
         "source action Source/Source changed: BranchName",
         update("aws_codepipeline.main", {**PIPELINE_BEFORE, "tags": {}}, {**PIPELINE_BEFORE, "tags": {"team": "web"}}),
         id="source-branch-changed",
+    ),
+    pytest.param(
+        # Prod's window removed: a change may then be applied at any hour.
+        update(
+            "aws_codepipeline.main",
+            {**PIPELINE_BEFORE, "stage": [PIPELINE_BEFORE["stage"][0], {**PIPELINE_BEFORE["stage"][1], **WINDOW}]},
+            PIPELINE_BEFORE,
+        ),
+        PIPELINE,
+        "entry condition of stage Prod changed",
+        update(
+            "aws_codepipeline.main",
+            {**PIPELINE_BEFORE, "stage": [PIPELINE_BEFORE["stage"][0], {**PIPELINE_BEFORE["stage"][1], **WINDOW}]},
+            {**PIPELINE_BEFORE, "stage": [PIPELINE_BEFORE["stage"][0], {**PIPELINE_BEFORE["stage"][1], **WINDOW}]},
+        ),
+        id="entry-condition-changed",
     ),
     pytest.param(
         update(
