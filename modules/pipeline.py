@@ -353,7 +353,8 @@ class DeliveryPipeline(Construct):
                 codebuild_action(
                     "Bake",
                     project=projects.plan,
-                    inputs=[SOURCE_ARTIFACT],
+                    # deploy.yml reads the Build input's location before choosing its MODE.
+                    inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT],
                     environment={
                         "STAGE": deployment.name,
                         "MODE": "bake",

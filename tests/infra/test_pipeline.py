@@ -764,7 +764,7 @@ def test_gamma_bakes_with_its_alarms_watched_before_anything_reaches_prod(pipeli
     assert action_environment(bake) == {"STAGE": "gamma", "MODE": "bake", "BAKE_MINUTES": "15"}
     # The read-only plan project, whose role reads gamma only through gamma's canvalo-plan role.
     assert bake["configuration"]["ProjectName"] == "canvalo-beta-pipeline-plan"
-    assert bake["namespace"] == "GammaBake" and bake["input_artifacts"] == ["Source"]
+    assert bake["namespace"] == "GammaBake" and bake["input_artifacts"] == ["Source", "Build"]
     project = project_named(pipeline, "canvalo-beta-pipeline-plan")
     assert project["build_timeout"] >= 15 + BAKE_MARGIN_MINUTES, "the build outlives the longest bake"
     deploy_spec = yaml.safe_load((PROJECT_ROOT / "pipelines" / "buildspecs" / "deploy.yml").read_text())
