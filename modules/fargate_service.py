@@ -18,6 +18,7 @@ from cdktn_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocu
 from cdktn_provider_aws.ecs_cluster import EcsCluster, EcsClusterSetting
 from cdktn_provider_aws.ecs_service import (
     EcsService,
+    EcsServiceAlarms,
     EcsServiceDeploymentCircuitBreaker,
     EcsServiceLoadBalancer,
     EcsServiceNetworkConfiguration,
@@ -76,7 +77,8 @@ class FargateService(Construct):
     """A single-container Fargate service in private subnets, reachable only from its load balancer.
 
     Deployments replace tasks without losing capacity (minimum healthy 100%) and roll back on their own
-    when new tasks keep failing (circuit breaker). The root filesystem is read-only; `writable_paths`
+    when new tasks keep failing (circuit breaker) or one of `deployment_alarm_names` goes to ALARM while
+    the deployment and its bake time last (deployment alarms). The root filesystem is read-only; `writable_paths`
     get task-local scratch volumes. Secrets arrive as `secrets` (`valueFrom` = `<secret arn>:<key>::`):
     ECS reads them with the execution role when a task starts, so the task role cannot read them and a
     changed value reaches each task at its next start (R5.2-R5.4).
@@ -112,6 +114,7 @@ class FargateService(Construct):
         target_group_arn: str,
         load_balancer_security_group_id: str,
         service_depends_on: Sequence[ITerraformDependable],
+        deployment_alarm_names: Sequence[str] = (),
         protected: bool,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -125,7 +128,59 @@ class FargateService(Construct):
         self.cluster = EcsCluster(
             self, "cluster", name=name, setting=[EcsClusterSetting(name="containerInsights", value="enabled")]
         )
+        self._roles(
+            name=name,
+            account_id=account_id,
+            region=region,
+            image_repository_arn=image_repository_arn,
+            secret_arn=secret_arn,
+            task_policy_statements=task_policy_statements,
+            role_path=role_path,
+            permissions_boundary_arn=permissions_boundary_arn,
+        )
+        self._task_definition(
+            name=name,
+            region=region,
+            image=image,
+            size=size,
+            container_port=container_port,
+            environment=environment,
+            secret_arn=secret_arn,
+            secret_keys=secret_keys,
+            health_check=health_check,
+            stop_timeout_seconds=stop_timeout_seconds,
+            writable_paths=writable_paths,
+            log_group_name=log_group_name,
+        )
+        self._security_group(
+            name=name,
+            vpc_id=vpc_id,
+            container_port=container_port,
+            load_balancer_security_group_id=load_balancer_security_group_id,
+        )
+        self._service(
+            name=name,
+            size=size,
+            container_port=container_port,
+            subnet_ids=subnet_ids,
+            target_group_arn=target_group_arn,
+            deployment_alarm_names=deployment_alarm_names,
+            service_depends_on=service_depends_on,
+        )
+        self.scaling_target = self._scaling(name=name, size=size)
 
+    def _roles(
+        self,
+        *,
+        name: str,
+        account_id: str,
+        region: str,
+        image_repository_arn: str,
+        secret_arn: str,
+        task_policy_statements: Sequence[DataAwsIamPolicyDocumentStatement],
+        role_path: str,
+        permissions_boundary_arn: str,
+    ) -> None:
         # One trust for both roles: ECS tasks of this account and region only (no confused deputy).
         self._trust = assume_role_document(
             self,
@@ -163,6 +218,22 @@ class FargateService(Construct):
             statements=task_policy_statements,
         )
 
+    def _task_definition(
+        self,
+        *,
+        name: str,
+        region: str,
+        image: str,
+        size: TaskSize,
+        container_port: int,
+        environment: Mapping[str, str],
+        secret_arn: str,
+        secret_keys: Sequence[str],
+        health_check: ContainerHealthCheck,
+        stop_timeout_seconds: int,
+        writable_paths: Sequence[str],
+        log_group_name: str,
+    ) -> None:
         volumes = {f"scratch-{index}": path for index, path in enumerate(writable_paths)}
         self.container_definition: dict[str, object] = {
             "name": CONTAINER_NAME,
@@ -215,6 +286,9 @@ class FargateService(Construct):
             container_definitions=json.dumps([self.container_definition]),
         )
 
+    def _security_group(
+        self, *, name: str, vpc_id: str, container_port: int, load_balancer_security_group_id: str
+    ) -> None:
         self.security_group = SecurityGroup(
             self,
             "security-group",
@@ -254,6 +328,17 @@ class FargateService(Construct):
             cidr_ipv4="0.0.0.0/0",
         )
 
+    def _service(
+        self,
+        *,
+        name: str,
+        size: TaskSize,
+        container_port: int,
+        subnet_ids: Sequence[str],
+        target_group_arn: str,
+        deployment_alarm_names: Sequence[str],
+        service_depends_on: Sequence[ITerraformDependable],
+    ) -> None:
         self.service = EcsService(
             self,
             "service",
@@ -265,7 +350,13 @@ class FargateService(Construct):
             desired_count=size.min_tasks,
             deployment_minimum_healthy_percent=100,
             deployment_maximum_percent=200,
+            # Tasks that never get healthy fail the deployment (circuit breaker); tasks that get healthy and
+            # then answer errors trip a deployment alarm (see ServiceAlarms.deployment_alarms). Either way
+            # ECS goes back to the last COMPLETED deployment, and the apply's verify_rollout fails the stage.
             deployment_circuit_breaker=EcsServiceDeploymentCircuitBreaker(enable=True, rollback=True),
+            alarms=EcsServiceAlarms(alarm_names=list(deployment_alarm_names), enable=True, rollback=True)
+            if deployment_alarm_names
+            else None,
             # Time for a new task to pass its first load balancer checks before ECS acts on their result.
             health_check_grace_period_seconds=30,
             load_balancer=[
@@ -278,8 +369,8 @@ class FargateService(Construct):
             ),
             propagate_tags="SERVICE",
             enable_ecs_managed_tags=True,
-            # An apply finishes only when the new tasks are healthy (or rolled back), so the pipeline's
-            # tests that follow run against the version just deployed.
+            # An apply finishes only when the new tasks are healthy and baked (or rolled back), so the
+            # pipeline's tests that follow run against the version just deployed.
             wait_for_steady_state=True,
             # The target group must belong to a listener before a service can register into it.
             depends_on=list(service_depends_on),
@@ -287,35 +378,37 @@ class FargateService(Construct):
             lifecycle=TerraformResourceLifecycle(ignore_changes=["desired_count"]) if size.autoscaling else None,
         )
 
-        self.scaling_target: AppautoscalingTarget | None = None
-        if size.autoscaling:
-            self.scaling_target = AppautoscalingTarget(
-                self,
-                "scaling-target",
-                service_namespace="ecs",
-                scalable_dimension="ecs:service:DesiredCount",
-                resource_id=f"service/{self.cluster.name}/{self.service.name}",
-                min_capacity=size.min_tasks,
-                max_capacity=size.max_tasks,
-            )
-            AppautoscalingPolicy(
-                self,
-                "cpu-scaling",
-                name=f"{name}-cpu",
-                policy_type="TargetTrackingScaling",
-                service_namespace=self.scaling_target.service_namespace,
-                scalable_dimension=self.scaling_target.scalable_dimension,
-                resource_id=self.scaling_target.resource_id,
-                target_tracking_scaling_policy_configuration=AppautoscalingPolicyTargetTrackingScalingPolicyConfiguration(
-                    target_value=size.cpu_target_percent,
-                    predefined_metric_specification=AppautoscalingPolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecification(
-                        predefined_metric_type="ECSServiceAverageCPUUtilization"
-                    ),
-                    # Add capacity quickly under load; give it back slowly so a burst does not flap.
-                    scale_out_cooldown=60,
-                    scale_in_cooldown=300,
+    def _scaling(self, *, name: str, size: TaskSize) -> AppautoscalingTarget | None:
+        if not size.autoscaling:
+            return None
+        scaling_target = AppautoscalingTarget(
+            self,
+            "scaling-target",
+            service_namespace="ecs",
+            scalable_dimension="ecs:service:DesiredCount",
+            resource_id=f"service/{self.cluster.name}/{self.service.name}",
+            min_capacity=size.min_tasks,
+            max_capacity=size.max_tasks,
+        )
+        AppautoscalingPolicy(
+            self,
+            "cpu-scaling",
+            name=f"{name}-cpu",
+            policy_type="TargetTrackingScaling",
+            service_namespace=scaling_target.service_namespace,
+            scalable_dimension=scaling_target.scalable_dimension,
+            resource_id=scaling_target.resource_id,
+            target_tracking_scaling_policy_configuration=AppautoscalingPolicyTargetTrackingScalingPolicyConfiguration(
+                target_value=size.cpu_target_percent,
+                predefined_metric_specification=AppautoscalingPolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecification(
+                    predefined_metric_type="ECSServiceAverageCPUUtilization"
                 ),
-            )
+                # Add capacity quickly under load; give it back slowly so a burst does not flap.
+                scale_out_cooldown=60,
+                scale_in_cooldown=300,
+            ),
+        )
+        return scaling_target
 
     def _role(
         self,

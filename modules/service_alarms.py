@@ -32,6 +32,18 @@ class ServiceAlarms(Construct):
     - fewer than `healthy_tasks_threshold` healthy targets for 2 consecutive minutes; no datapoint
       counts as breaching, since a target group without healthy targets may report nothing;
     - more than `error_rate_percent` of requests answered 5xx over `error_rate_period_seconds`.
+
+    `deployment_alarms` are the ones ECS watches during a deployment and its bake time, rolling the
+    release back when one goes to ALARM: the 5xx rate only. ECS starts watching once a task of the new
+    release runs, bakes for as long as the alarms' evaluation takes (one 5-minute period here), can roll
+    back only to a deployment that COMPLETED (a service's first deployment has none), and does not watch
+    at all during a deployment that starts with one of its alarms already in ALARM. The 5xx rate treats
+    no data as not breaching, so a first deploy, a quiet stage or a replaced load balancer starts OK and
+    only errors the new tasks answer trip it. The healthy-tasks alarm is not one: it treats no data as
+    breaching (a target group without healthy targets may report nothing), so it is in ALARM exactly
+    when a first deploy or a deploy after a load balancer replacement starts, which would switch off the
+    5xx watch for that deployment, or, starting INSUFFICIENT_DATA, fail the first deploy that has nothing
+    to roll back to. Tasks of a release that never get healthy are the circuit breaker's to roll back.
     """
 
     def __init__(
@@ -146,3 +158,4 @@ class ServiceAlarms(Construct):
             alarm_actions=notify,
             ok_actions=notify,
         )
+        self.deployment_alarms = (self.error_rate_alarm,)

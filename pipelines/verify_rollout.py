@@ -11,8 +11,13 @@ the old tasks and promote a release that never ran. This check reads the backend
 - the service's task definition is not the applied one (rolled back, or changed by someone since);
 - its PRIMARY deployment's rollout FAILED, or is still IN_PROGRESS after the attempts.
 
-It runs with the stage's credentials (`pipelines.stage_credentials` in gamma and prod), and needs only
-`ecs:DescribeServices` on the service.
+When the service was rolled back and has deployment alarms (`deploymentConfiguration.alarms`), the line
+names the ones that rolled it back: those a FAILED deployment's `rolloutStateReason` or a recent service
+event mentions, else those CloudWatch reports in ALARM. ECS deletes the failed deployment once the
+rollback completes, so the reason is not always there to read; the alarm usually still is.
+
+It runs with the stage's credentials (`pipelines.stage_credentials` in gamma and prod), and needs
+`ecs:DescribeServices` on the service and `cloudwatch:DescribeAlarms` (to name alarms, best effort).
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ from pipelines.errors import CommandError
 
 OUTPUT_NAMES = ("backend_cluster_name", "backend_service_name", "backend_task_definition_arn")
 EXIT_BAD_INPUT = 2
+# DescribeServices lists the newest events first: a rollback's are among the last few.
+EVENTS_READ = 10
+# Which of these alarm names CloudWatch reports in ALARM.
+AlarmsInAlarm = Callable[[Sequence[str]], Sequence[str]]
 
 
 class RolloutError(CommandError):
@@ -67,11 +76,39 @@ def revision(task_definition: str) -> str:
     return task_definition.rsplit("/", 1)[-1]
 
 
-def rollout_problem(release: Release, service: Mapping[str, Any]) -> tuple[str | None, bool]:
+def deployment_alarms(service: Mapping[str, Any]) -> list[str]:
+    alarms: Mapping[str, Any] = (service.get("deploymentConfiguration") or {}).get("alarms") or {}
+    return [str(name) for name in alarms.get("alarmNames") or []] if alarms.get("enable") else []
+
+
+def alarms_that_rolled_back(service: Mapping[str, Any], in_alarm: AlarmsInAlarm) -> list[str]:
+    """The service's deployment alarms that ECS's record of the rollback names, else those now in ALARM."""
+    names = deployment_alarms(service)
+    if not names:
+        return []
+    deployments: list[Mapping[str, Any]] = service.get("deployments") or []
+    events: list[Mapping[str, Any]] = (service.get("events") or [])[:EVENTS_READ]
+    texts = [str(d.get("rolloutStateReason", "")) for d in deployments if d.get("rolloutState") == "FAILED"]
+    texts += [str(event.get("message", "")) for event in events]
+    named = [name for name in names if any(name in text for text in texts)]
+    return named or [name for name in names if name in set(in_alarm(names))]
+
+
+def rollout_problem(
+    release: Release, service: Mapping[str, Any], in_alarm: AlarmsInAlarm = lambda names: ()
+) -> tuple[str | None, bool]:
     """(what is wrong, whether waiting may cure it); (None, False) when the release runs, rollout completed."""
     name = f"ECS service {release.service}"
     running = str(service.get("taskDefinition", ""))
     if running != release.task_definition:
+        alarms = alarms_that_rolled_back(service, in_alarm)
+        if alarms:
+            return (
+                f"{name} rolled the release back (deployment alarm {', '.join(alarms)} in ALARM): it runs "
+                f"{revision(running)}, the previous task definition, not the applied "
+                f"{revision(release.task_definition)}; fix the release and push again",
+                False,
+            )
         events: list[Mapping[str, Any]] = service.get("events") or []
         last_event = events[0].get("message", "no events") if events else "no events"
         return (
@@ -98,9 +135,10 @@ def verify(
     attempts: int,
     interval: float,
     sleep: Callable[[float], None] = time.sleep,
+    in_alarm: AlarmsInAlarm = lambda names: (),
 ) -> str:
     for attempt in range(1, attempts + 1):
-        problem, may_settle = rollout_problem(release, describe(release))
+        problem, may_settle = rollout_problem(release, describe(release), in_alarm)
         if problem is None:
             return f"{release.service} runs {revision(release.task_definition)}, rollout completed"
         if not may_settle or attempt == attempts:
@@ -120,7 +158,20 @@ def describe_with_ecs(release: Release) -> Mapping[str, Any]:
     return services[0]
 
 
-def main(argv: Sequence[str] | None = None, describe: Callable[[Release], Mapping[str, Any]] | None = None) -> int:
+def in_alarm_with_cloudwatch(names: Sequence[str]) -> Sequence[str]:
+    try:
+        answer = boto3.client("cloudwatch").describe_alarms(AlarmNames=list(names), StateValue="ALARM")
+    except (BotoCoreError, ClientError):
+        # Only the explanation is lost: the stage fails on the task definition either way.
+        return ()
+    return [str(alarm["AlarmName"]) for alarm in answer.get("MetricAlarms") or []]
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    describe: Callable[[Release], Mapping[str, Any]] | None = None,
+    in_alarm: AlarmsInAlarm = in_alarm_with_cloudwatch,
+) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.verify_rollout", description=__doc__.splitlines()[0])
     parser.add_argument("--outputs", type=Path, required=True, help="the outputs directory of terraform_stage apply")
     parser.add_argument("--attempts", type=int, default=20, help="reads of the service while a rollout is in progress")
@@ -128,7 +179,15 @@ def main(argv: Sequence[str] | None = None, describe: Callable[[Release], Mappin
     args = parser.parse_args(argv)
     try:
         release = read_release(args.outputs)
-        print(verify(release, describe or describe_with_ecs, attempts=args.attempts, interval=args.interval))
+        print(
+            verify(
+                release,
+                describe or describe_with_ecs,
+                attempts=args.attempts,
+                interval=args.interval,
+                in_alarm=in_alarm,
+            )
+        )
         return 0
     except RolloutError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -74,10 +74,15 @@ class BackendStack(StageStack):
         # bootstrap-<stage> creates the secret, so that its value can be set before the first deploy
         # starts a task (a plan of this stack fails until the stage is bootstrapped).
         self.secret = DataAwsSecretsmanagerSecret(self, "secret", name=project.backend_secret_name(stage))
+        # Before the service: some of the alarms are the service's deployment alarms.
+        self.alarms = self._alarms()
+        self.alarm_topic = self.alarms.topic
         self.service = self._service(network)
         self._secret_readable_only_by_the_execution_role()
-        self._alarms_and_dashboard()
-        backend_url = self._api_endpoint(zone)
+        self._dashboard()
+        self._outputs(self._api_endpoint(zone))
+
+    def _outputs(self, backend_url: str | None) -> None:
         # The names pipelines/terraform_stage.py exports to the test actions, and those
         # pipelines/verify_rollout.py reads to check that the service runs what was applied.
         if backend_url:
@@ -175,6 +180,7 @@ class BackendStack(StageStack):
             target_group_arn=self.load_balancer.target_group.arn,
             load_balancer_security_group_id=self.load_balancer.security_group.id,
             service_depends_on=[self.load_balancer.listener],
+            deployment_alarm_names=[alarm.alarm_name for alarm in self.alarms.deployment_alarms],
             protected=stage.deletion_protection,
         )
 
@@ -203,27 +209,28 @@ class BackendStack(StageStack):
             block_public_policy=True,
         )
 
-    def _alarms_and_dashboard(self) -> None:
-        stage, alb = self.stage, self.alb
-        self.alarms = ServiceAlarms(
+    def _alarms(self) -> ServiceAlarms:
+        stage = self.stage
+        return ServiceAlarms(
             self,
             "alarms",
             name=self.name,
             topic_name=stage.resource_name(self.project.app_name, "alarms"),
             account_id=stage.account_id,
             region=stage.region,
-            load_balancer_arn_suffix=alb.arn_suffix,
+            load_balancer_arn_suffix=self.alb.arn_suffix,
             target_group_arn_suffix=self.load_balancer.target_group.arn_suffix,
             healthy_tasks_threshold=stage.healthy_tasks_alarm_threshold,
         )
-        self.alarm_topic = self.alarms.topic
-        if stage.dashboard:
+
+    def _dashboard(self) -> None:
+        if self.stage.dashboard:
             ServiceDashboard(
                 self,
                 "dashboard",
                 name=self.name,
-                region=stage.region,
-                load_balancer_arn_suffix=alb.arn_suffix,
+                region=self.stage.region,
+                load_balancer_arn_suffix=self.alb.arn_suffix,
                 target_group_arn_suffix=self.load_balancer.target_group.arn_suffix,
                 cluster_name=self.service.cluster.name,
                 service_name=self.service.service.name,

@@ -581,6 +581,29 @@ def test_alarm_when_fewer_healthy_tasks_than_the_stage_runs(stacks: dict[str, Do
     assert set(found["dimensions"]) == {"LoadBalancer", "TargetGroup"}
 
 
+@pytest.mark.req("R4.5", "R11.4")
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_release_that_trips_the_5xx_alarm_rolls_itself_back(stacks: dict[str, Document], stage: str) -> None:
+    """The 5xx-rate alarm is the service's deployment alarm, beside the circuit breaker. It treats no data as
+    not breaching, so a first deploy or a quiet stage starts OK; the healthy-tasks alarm (no data breaches)
+    would start those deployments in ALARM, when ECS watches no alarm at all, so it is not one."""
+    document = backend(stacks, stage)
+    service = one(document, "aws_ecs_service")
+    (name,) = [
+        n
+        for n, a in resources(document, "aws_cloudwatch_metric_alarm").items()
+        if a["alarm_name"].endswith("-5xx-rate")
+    ]
+    assert service["alarms"] == {
+        "alarm_names": [f"${{aws_cloudwatch_metric_alarm.{name}.alarm_name}}"],
+        "enable": True,
+        "rollback": True,
+    }
+    assert service["deployment_circuit_breaker"] == {"enable": True, "rollback": True}
+    assert alarm(document, "-5xx-rate")["treat_missing_data"] == "notBreaching"
+    assert alarm(document, "-healthy-tasks")["treat_missing_data"] == "breaching"
+
+
 class Series:
     """A CloudWatch metric value in a math expression: None is a period without a datapoint."""
 

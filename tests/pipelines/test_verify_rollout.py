@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +128,80 @@ def test_a_service_that_is_not_there_fails_with_one_line(
     applied = register(ecs, "api:new")
     assert main(["--outputs", str(outputs(tmp_path, applied))]) == 1
     assert f"ECS service {SERVICE} is not in cluster {CLUSTER}" in error_line(capsys)
+
+
+ALARM = f"{SERVICE}-5xx-rate"
+WITH_ALARMS = {"alarms": {"alarmNames": [ALARM], "enable": True, "rollback": True}}
+
+
+@pytest.mark.req("R4.5", "R11.4")
+def test_a_release_its_deployment_alarm_rolled_back_fails_naming_the_alarm_and_the_previous_revision(
+    ecs: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ECS leaves once an alarm rollback completes: the failed deployment is gone, the service runs the
+    previous revision again, and the 5xx alarm that tripped is still in ALARM."""
+    monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "1")
+    cloudwatch = boto3.client("cloudwatch", region_name="eu-west-1")
+    for name in (ALARM, f"{SERVICE}-healthy-tasks"):
+        cloudwatch.put_metric_alarm(
+            AlarmName=name,
+            Namespace="AWS/ApplicationELB",
+            MetricName="HTTPCode_Target_5XX_Count",
+            Statistic="Sum",
+            Period=300,
+            EvaluationPeriods=1,
+            Threshold=5,
+            ComparisonOperator="GreaterThanThreshold",
+        )
+        cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="errors")
+    old, new = released(ecs, "old", "new")
+    ecs.update_service(cluster=CLUSTER, service=SERVICE, taskDefinition=old, deploymentConfiguration=WITH_ALARMS)
+    assert main(["--outputs", str(outputs(tmp_path, new)), "--attempts", "1"]) == 1
+    line = error_line(capsys)
+    assert (
+        f"ECS service {SERVICE} rolled the release back (deployment alarm {ALARM} in ALARM): it runs {SERVICE}:1, "
+        f"the previous task definition, not the applied {SERVICE}:2" in line
+    )
+    assert "healthy-tasks" not in line, "only the service's deployment alarms can roll it back"
+
+
+def rolled_back(applied: str, previous: str, reason: str, events: list[str]) -> Mapping[str, Any]:
+    """DescribeServices while ECS rolls back: the rollback is PRIMARY, the failed release still listed."""
+    return {
+        "taskDefinition": previous,
+        "deploymentConfiguration": WITH_ALARMS,
+        "deployments": [
+            {"status": "PRIMARY", "taskDefinition": previous, "rolloutState": "IN_PROGRESS"},
+            {"status": "ACTIVE", "taskDefinition": applied, "rolloutState": "FAILED", "rolloutStateReason": reason},
+        ],
+        "events": [{"message": message} for message in events],
+    }
+
+
+@pytest.mark.req("R4.5", "R11.4")
+def test_the_alarm_is_named_from_ecss_record_of_the_rollback_before_cloudwatch_is_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    previous = "arn:aws:ecs:eu-west-1:222222222222:task-definition/canvalo-gamma-backend:6"
+    applied = "arn:aws:ecs:eu-west-1:222222222222:task-definition/canvalo-gamma-backend:7"
+    asked: list[Sequence[str]] = []
+
+    def in_alarm(names: Sequence[str]) -> Sequence[str]:
+        asked.append(names)
+        return ()
+
+    args = ["--outputs", str(outputs(tmp_path, applied)), "--attempts", "1"]
+    failed = rolled_back(applied, previous, f"ECS deployment failed: alarm(s) {ALARM} in ALARM state.", [])
+    assert main(args, describe=lambda release: failed, in_alarm=in_alarm) == 1
+    line = error_line(capsys)
+    assert f"(deployment alarm {ALARM} in ALARM): it runs canvalo-gamma-backend:6, the previous task" in line
+    assert asked == []
+    in_an_event = rolled_back(applied, previous, "", [f"(service x) deployment failed: alarm {ALARM} detected."])
+    assert main(args, describe=lambda release: in_an_event, in_alarm=in_alarm) == 1
+    assert f"(deployment alarm {ALARM} in ALARM)" in error_line(capsys)
+    # The circuit breaker's rollback, no alarm in ALARM: the rollback is reported as before.
+    breaker = rolled_back(applied, previous, "ECS deployment circuit breaker: tasks failed to start.", ["started"])
+    assert main(args, describe=lambda release: breaker, in_alarm=in_alarm) == 1
+    line = error_line(capsys)
+    assert "runs canvalo-gamma-backend:6, not the applied canvalo-gamma-backend:7: the release was rolled back" in line
+    assert asked == [[ALARM]]

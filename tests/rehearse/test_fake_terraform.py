@@ -320,6 +320,74 @@ def test_a_service_whose_secret_has_no_value_fails_its_apply_until_the_value_hol
     assert_ok(rehearsal.run(stack, "apply", "-auto-approve", caller=admin(beta)))
 
 
+def alarmed_service_stack(rehearsal: Rehearsal, account: str) -> Path:
+    """`service_stack` whose service has the 5xx alarm as its deployment alarm, as FargateService has."""
+    stack = service_stack(rehearsal, account, with_secret=False)
+    document = json.loads((stack / "cdk.tf.json").read_text())
+    resource = document["resource"]
+    resource["aws_cloudwatch_metric_alarm"] = {
+        "errors": {
+            "alarm_name": "api-5xx-rate",
+            "namespace": "AWS/ApplicationELB",
+            "metric_name": "HTTPCode_Target_5XX_Count",
+            "statistic": "Sum",
+            "period": 300,
+            "evaluation_periods": 1,
+            "threshold": 5,
+            "comparison_operator": "GreaterThanThreshold",
+            "treat_missing_data": "notBreaching",
+        }
+    }
+    resource["aws_ecs_service"]["api"]["alarms"] = {
+        "alarm_names": ["${aws_cloudwatch_metric_alarm.errors.alarm_name}"],
+        "enable": True,
+        "rollback": True,
+    }
+    return rehearsal.stack("service", document)
+
+
+def with_memory(rehearsal: Rehearsal, stack: Path, memory: str) -> Path:
+    """The same stack with its task's memory changed: a new task definition revision, a new release."""
+    document = json.loads((stack / "cdk.tf.json").read_text())
+    document["resource"]["aws_ecs_task_definition"]["api"]["memory"] = memory
+    return rehearsal.stack(stack.name, document)
+
+
+@pytest.mark.req("R4.5", "R11.4")
+def test_with_the_alarm_fault_ecs_rolls_a_new_release_back_and_the_next_plan_deploys_it_again(
+    rehearsal: Rehearsal,
+) -> None:
+    beta = rehearsal.account("beta")
+    stack = alarmed_service_stack(rehearsal, beta)
+    push_image(rehearsal, beta)
+    assert_ok(rehearsal.run(stack, "init", caller=admin(beta)))
+    assert_ok(rehearsal.run(stack, "apply", "-auto-approve", caller=admin(beta)))
+    ecs, cloudwatch = rehearsal.client(beta, "ecs"), rehearsal.client(beta, "cloudwatch")
+
+    def running() -> str:
+        (service,) = ecs.describe_services(cluster="api", services=["api"])["services"]
+        return str(service["taskDefinition"]).rsplit("/", 1)[-1]
+
+    assert running() == "api:1"
+    fault = rehearsal.world_file.parent / "faults" / "ecs-alarm-service"
+    fault.parent.mkdir(exist_ok=True)
+    fault.write_text("the new tasks answer 5xx")
+    stack = with_memory(rehearsal, stack, "1024")
+    # The apply ends: ECS rolled back, the service is steady on the revision it ran (verify_rollout fails it).
+    assert_ok(rehearsal.run(stack, "apply", "-auto-approve", caller=admin(beta)))
+    assert running() == "api:1"
+    (alarm,) = cloudwatch.describe_alarms(AlarmNames=["api-5xx-rate"])["MetricAlarms"]
+    assert alarm["StateValue"] == "ALARM"
+    # As a refresh would read it: the service does not run what the configuration names.
+    assert actions_of(plan_of(rehearsal, stack, admin(beta)))["aws_ecs_service.api"] == ["update"]
+
+    fault.unlink()
+    cloudwatch.set_alarm_state(AlarmName="api-5xx-rate", StateValue="OK", StateReason="fixed")
+    assert_ok(rehearsal.run(stack, "apply", "-auto-approve", caller=admin(beta)))
+    assert running() == "api:2", "the release applied before, not a new revision"
+    assert actions_of(plan_of(rehearsal, stack, admin(beta)))["aws_ecs_service.api"] == ["no-op"]
+
+
 # -- plans and state ------------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.rehearse.__main__ import ACCOUNTS, ATTACKS, Expectation, Outcome, bootstrap_commands
+from tools.rehearse.__main__ import A_NEW_IMAGE, ACCOUNTS, ATTACKS, Expectation, Outcome, bootstrap_commands
 from tools.rehearse.world import REPOSITORY
 
 
@@ -52,3 +52,14 @@ def test_each_attack_still_applies_to_the_code_it_attacks(name: str, tmp_path: P
     change(tmp_path)
     changed = [path for path in ATTACKED if (tmp_path / path).read_text() != (REPOSITORY / path).read_text()]
     assert len(changed) == 1, f"{name} changes {changed}"
+
+
+@pytest.mark.req("R4.5")
+def test_the_bad_releases_commit_still_changes_what_the_image_is_built_from(tmp_path: Path) -> None:
+    """Its edit must apply and fall under app/ (the image tag's content), else no task definition changes."""
+    target = tmp_path / "app" / "__init__.py"
+    target.parent.mkdir()
+    shutil.copyfile(REPOSITORY / "app" / "__init__.py", target)
+    A_NEW_IMAGE(tmp_path)
+    assert target.read_text() != (REPOSITORY / "app" / "__init__.py").read_text()
+    assert "app" in (REPOSITORY / "pipelines" / "image_tag.sh").read_text().split("find ", 1)[1].split("-type", 1)[0]

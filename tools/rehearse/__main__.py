@@ -606,6 +606,65 @@ def failure_and_retry(rehearsal: Rehearsal) -> tuple[bool, str]:
     )
 
 
+# The gamma backend's deployment alarm (FargateService's `alarms`, ServiceAlarms.deployment_alarms).
+GAMMA_DEPLOYMENT_ALARM = "canvalo-gamma-backend-5xx-rate"
+# The image is built from app/ (pipelines/image_tag.sh): a comment there is a new image, a new task definition.
+A_NEW_IMAGE = edit("app/__init__.py", 'service."""\n', 'service."""\n\n# A release.\n')
+
+
+def bad_release(rehearsal: Rehearsal) -> tuple[bool, str]:
+    """A commit that changes the backend image, whose new tasks answer 5xx in gamma: ECS rolls gamma's service
+    back on its 5xx alarm, gamma's Apply fails naming the alarm, prod stays untouched, beta runs the release.
+    Then the alarm recovers, the fault goes, and the head is delivered again, so later scenarios start from it."""
+    before = prod_serials(rehearsal.world)
+    fault = rehearsal.root / "faults" / "ecs-alarm-gamma-backend"
+    fault.write_text("the new release's tasks answer 5xx in gamma")
+    try:
+        commit = rehearsal.commit("app: a comment (a new image)", A_NEW_IMAGE)
+        passed, detail, _ = single_execution(rehearsal, commit)
+    except ScenarioError as failure:
+        passed, detail = False, str(failure)
+    finally:
+        fault.unlink(missing_ok=True)
+    touched = [stack for stack, serial in prod_serials(rehearsal.world).items() if serial != before.get(stack)]
+    failed = [s for s in rehearsal.steps if s.result == "Failed"][-1:]
+    where = f"{failed[0].stage}/{failed[0].action}" if failed else "nowhere"
+    beta = runs_what_was_applied(rehearsal.world, "beta")
+    problems = []
+    if (
+        passed
+        or where != "Gamma/Apply"
+        or GAMMA_DEPLOYMENT_ALARM not in detail
+        or "previous task definition" not in detail
+    ):
+        problems.append(
+            f"expected Gamma/Apply to fail naming {GAMMA_DEPLOYMENT_ALARM}; ended at {where}: {detail[:160]}"
+        )
+    if touched:
+        problems.append(f"prod stacks changed: {touched}")
+    if not beta:
+        problems.append("beta does not run the release it applied")
+    if not problems:
+        print(f"{'':<9} stopped at {where}: {detail[:140]}")
+    # Leave the world as an operator would: the alarm recovers (the errors stopped with the rollback), the head
+    # goes out again, and gamma and prod end on it.
+    rehearsal.world.client(ACCOUNTS["gamma"], "cloudwatch").set_alarm_state(
+        AlarmName=GAMMA_DEPLOYMENT_ALARM, StateValue="OK", StateReason="the rolled-back release answers again"
+    )
+    _, undelivered = deliver(rehearsal, rehearsal.head(), 3)
+    if undelivered:
+        problems.append(f"the head was not delivered after the fault went: {undelivered[:160]}")
+    return not problems, "; ".join(problems)
+
+
+def runs_what_was_applied(world: World, stage: str) -> bool:
+    outputs = {name: o["value"] for name, o in world.read_state(f"{stage}-backend")["outputs"].items()}
+    (service,) = world.client(ACCOUNTS[stage], "ecs").describe_services(
+        cluster=outputs["backend_cluster_name"], services=[outputs["backend_service_name"]]
+    )["services"]
+    return bool(service["taskDefinition"] == outputs["backend_task_definition_arn"])
+
+
 def attack_scenario(message: str, change: Callable[[Path], None]) -> Callable[[Rehearsal], tuple[bool, str]]:
     return lambda rehearsal: attack(rehearsal, message, change)
 
@@ -682,6 +741,7 @@ LATER_SCENARIOS: dict[str, Callable[[Rehearsal], tuple[bool, str]]] = {
     "output change": output_change,
     "pipeline change": pipeline_change,
     "failure and retry": failure_and_retry,
+    "bad release": bad_release,
     **{name: attack_scenario(message, change) for name, (message, change) in ATTACKS.items()},
     OTHER_APPROVER: approved_by_someone_else,
 }

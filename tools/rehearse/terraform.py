@@ -7,7 +7,7 @@ It reads `cdk.tf.json` in the working directory. State is a JSON object per stac
 stack's backend says: a local file, or the S3 object in the rehearsal's moto, read and written with the
 backend's own credentials. Resources are not created in AWS except those whose existence something
 else checks (buckets, the lock table, IAM roles, secrets, repositories, topics, distributions, hosted
-zones, SSM parameters). The data sources that find what another stack or an administrator made
+zones, SSM parameters, metric alarms). The data sources that find what another stack or an administrator made
 (`aws_secretsmanager_secret`, `aws_route53_zone`) are read from the rehearsal's moto.
 
 It refuses what AWS and Terraform refuse, with their words:
@@ -19,6 +19,13 @@ It refuses what AWS and Terraform refuse, with their words:
 - a saved plan applied after the state moved ("Saved plan is stale");
 - destroying a resource with `prevent_destroy`; remote state that lacks the output a stack reads;
 - a data source whose secret or hosted zone does not exist (its stage is not bootstrapped).
+
+A scenario's fault file `faults/ecs-alarm-<stack>` makes ECS in that stack behave as with a release
+whose tasks answer 5xx: when the service moves to a new task definition, its first deployment alarm
+goes to ALARM and ECS rolls the service back to the task definition it ran. The apply still succeeds,
+as Terraform's steady-state wait did before it read ECS's service deployments (terraform-provider-aws
+#20858); `verify_rollout` is what fails the stage. moto keeps no failed deployment, so the alarm's
+state is the record of the rollback here.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ VERSION = "1.13.4"
 UNKNOWN = "\x00(known after apply)"
 DATA_DIR = ".terraform"
 BACKEND_RECORD = "backend.json"
+# What an effect returns under this key is what the next refresh reads back (AWS changed it after the apply).
+REFRESHED = "refreshed"
 META_KEYS = {"//", "depends_on", "lifecycle", "provider", "count", "for_each", "timeouts"}
 # A provider block of a dependency lock file (.terraform.lock.hcl): its address and locked version.
 LOCKED_PROVIDER = re.compile(r'provider "([^"]+)" \{\s*version\s*=\s*"([^"]+)"')
@@ -623,10 +632,11 @@ def render_policy(document: Mapping[str, Any]) -> str:
 class Effects:
     """The resources whose existence AWS or a later action checks: made real in the rehearsal's moto."""
 
-    def __init__(self, stack: Stack, session: boto3.session.Session) -> None:
+    def __init__(self, stack: Stack, session: boto3.session.Session, faults: Path | None = None) -> None:
         self.stack = stack
         self.session = session
         self.world = stack.cloud.world
+        self.world_faults = faults
 
     def client(self, service: str) -> Any:
         return self.session.client(service, endpoint_url=self.world.endpoint)  # type: ignore[call-overload]
@@ -788,15 +798,62 @@ class Effects:
             )
         # The service runs the task definition it names: what verify_rollout and the probe read back.
         ecs, cluster, name = self.client("ecs"), body["cluster"], body["name"]
-        wanted = {"taskDefinition": body["task_definition"], "desiredCount": int(body.get("desired_count") or 1)}
+        alarms = (as_list(body.get("alarms")) or [{}])[0]
+        wanted: dict[str, Any] = {
+            "taskDefinition": body["task_definition"],
+            "desiredCount": int(body.get("desired_count") or 1),
+            "deploymentConfiguration": {
+                "alarms": {
+                    "alarmNames": list(alarms.get("alarm_names") or []),
+                    "enable": bool(alarms.get("enable")),
+                    "rollback": bool(alarms.get("rollback")),
+                }
+            },
+        }
         active = [
             s for s in ecs.describe_services(cluster=cluster, services=[name])["services"] if s["status"] == "ACTIVE"
         ]
-        if active:
-            service = ecs.update_service(cluster=cluster, service=name, **wanted)["service"]
-        else:
+        if not active:
             service = ecs.create_service(cluster=cluster, serviceName=name, launchType="FARGATE", **wanted)["service"]
+            return {"id": service["serviceArn"]}
+        previous = active[0]["taskDefinition"]
+        service = ecs.update_service(cluster=cluster, service=name, **wanted)["service"]
+        if previous != body["task_definition"] and self.release_trips_an_alarm(body):
+            service = ecs.update_service(cluster=cluster, service=name, taskDefinition=previous)["service"]
+            return {"id": service["serviceArn"], REFRESHED: {"task_definition": previous}}
         return {"id": service["serviceArn"]}
+
+    def release_trips_an_alarm(self, body: dict[str, Any]) -> bool:
+        """With the scenario's fault, the new tasks answer 5xx: ECS's first deployment alarm goes to ALARM and,
+        with rollback on, ECS goes back to the previous task definition (a deployment that COMPLETED)."""
+        faulty = self.world_faults is not None and (self.world_faults / f"ecs-alarm-{self.stack.name}").exists()
+        alarms = (as_list(body.get("alarms")) or [{}])[0]
+        names = list(alarms.get("alarm_names") or [])
+        if not faulty or not names or not (alarms.get("enable") and alarms.get("rollback")):
+            return False
+        self.client("cloudwatch").set_alarm_state(
+            AlarmName=names[0],
+            StateValue="ALARM",
+            StateReason="the new release's tasks answer 5xx (a fault the rehearsal injected)",
+        )
+        return True
+
+    def aws_cloudwatch_metric_alarm(self, address: str, body: dict[str, Any], actions: list[str]) -> None:
+        """The alarm, so that ECS (and verify_rollout) can read its state; a metric query alarm gets one
+        stand-in metric, since nothing here publishes datapoints."""
+        metric = {"Namespace": body.get("namespace") or "AWS/ApplicationELB", "MetricName": body.get("metric_name")}
+        self.client("cloudwatch").put_metric_alarm(
+            AlarmName=body["alarm_name"],
+            AlarmDescription=str(body.get("alarm_description") or ""),
+            Namespace=metric["Namespace"],
+            MetricName=metric["MetricName"] or "RequestCount",
+            Statistic=str(body.get("statistic") or "Sum"),
+            Period=int(body.get("period") or 300),
+            EvaluationPeriods=int(body["evaluation_periods"]),
+            Threshold=float(body["threshold"]),
+            ComparisonOperator=body["comparison_operator"],
+            TreatMissingData=str(body.get("treat_missing_data") or "missing"),
+        )
 
     def tasks_cannot_start(self) -> list[str]:
         """Why the stack's task definition cannot start a task: a missing image tag or secret value."""
@@ -846,7 +903,8 @@ class Terraform:
     def __init__(self, directory: Path, world: World, faults: Path) -> None:
         self.directory = directory
         self.world = world
-        # A scenario leaves `output-<stack>` here to make reading that stack's outputs fail once (after its apply).
+        # A scenario leaves `output-<stack>` here to make reading that stack's outputs fail once (after its apply),
+        # or `ecs-alarm-<stack>` to make its ECS service roll a new release back (see the module's docstring).
         self.faults = faults
         self.cloud = Cloud(world)
         path = directory / "cdk.tf.json"
@@ -1060,7 +1118,7 @@ class Terraform:
         stack.plan()
         planned = dict(stack.actions)
         stack.applying = True
-        effects = Effects(stack, session)
+        effects = Effects(stack, session, self.faults)
         new_state = {
             **state,
             "lineage": state["lineage"] or str(uuid.uuid4()),
@@ -1100,8 +1158,10 @@ class Terraform:
                     }
                 backend.write(new_state)
                 raise RefusedError(f"{refusal}\n  with {address}") from None
+            refreshed = assigned.pop(REFRESHED, {})
             new_state["resources"][address] = {
-                "config": body,
+                # What the next plan compares the configuration with: what AWS has after the apply.
+                "config": {**body, **refreshed},
                 "generation": stack.generation[address],
                 "computed": {**self.computed_attributes(stack, address), **assigned},
             }
