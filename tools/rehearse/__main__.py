@@ -97,6 +97,7 @@ class Rehearsal:
                 "python -m pipelines.bake",
                 'python -m pipelines.bake --stage "$STAGE" --minutes 0 --result-file bake.txt',
                 "the rehearsal does not wait out a bake: it reads the stage's alarms once",
+                mode="bake",
             ),
         ]
         self.pipeline = Pipeline(

@@ -42,6 +42,8 @@ class StandIn:
     command_starts: str
     replacement: str
     reason: str
+    # Only in builds whose action passes this MODE (deploy.yml's branches), or in every build of the project.
+    mode: str | None = None
 
 
 @dataclass

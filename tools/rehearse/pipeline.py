@@ -456,7 +456,9 @@ class Pipeline:
                 "AWS_ENDPOINT_URL_CODEPIPELINE": self.services.url,
             },
             credentials_url=self.services.credentials_url(definition.roles[project_name]),
-            stand_ins=[s for s in self.stand_ins if s.project_kind == kind],
+            stand_ins=[
+                s for s in self.stand_ins if s.project_kind == kind and s.mode in (None, action_variables.get("MODE"))
+            ],
         )
         try:
             notes = run_build(build, self.machine, workdir)
