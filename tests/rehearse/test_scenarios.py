@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from tools.rehearse.__main__ import ACCOUNTS, ATTACKS, Expectation, Outcome, bootstrap_commands
+from tools.rehearse.__main__ import (
+    ACCOUNTS,
+    ATTACKS,
+    LATER_SCENARIOS,
+    Expectation,
+    Outcome,
+    bootstrap_commands,
+    new_release,
+)
 from tools.rehearse.world import REPOSITORY
 
 
@@ -52,3 +60,17 @@ def test_each_attack_still_applies_to_the_code_it_attacks(name: str, tmp_path: P
     change(tmp_path)
     changed = [path for path in ATTACKED if (tmp_path / path).read_text() != (REPOSITORY / path).read_text()]
     assert len(changed) == 1, f"{name} changes {changed}"
+
+
+@pytest.mark.req("R10.7")
+def test_the_smoke_failure_release_changes_the_image_and_the_frontend_index(tmp_path: Path) -> None:
+    """The scenario's release must change app/ (a new image tag) and the index the restore must put back."""
+    for tracked in ("app/main.py", "frontend/index.html"):
+        (tmp_path / tracked).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPOSITORY / tracked, tmp_path / tracked)
+    new_release(tmp_path)
+    for tracked in ("app/main.py", "frontend/index.html"):
+        assert (tmp_path / tracked).read_text() != (REPOSITORY / tracked).read_text(), tracked
+    assert "smoke failure in prod" in LATER_SCENARIOS
+    names = list(LATER_SCENARIOS)
+    assert names.index("failure and retry") < names.index("smoke failure in prod") < names.index(next(iter(ATTACKS)))
