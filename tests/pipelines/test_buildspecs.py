@@ -260,3 +260,23 @@ def test_every_terraform_project_is_pipeline_owned_and_installs_the_pinned_terra
         assert not any("make env" in command or "install_terraform" in command for command in commands(kind))
     assert 'bash "$TOOLKIT_DIR/pipelines/install_terraform.sh"' in PipelineToolkit.install_commands()
     assert Path(PROJECT_ROOT / "pipelines" / "install_terraform.sh").exists()
+
+
+@pytest.mark.req("R10.7", "R10.8")
+def test_the_apply_restores_the_previous_release_when_its_own_smoke_check_fails_and_then_fails() -> None:
+    branch = mode_branch(script_text("deploy"), "apply")
+    order = [
+        "pipelines.restore record",
+        "pipelines.terraform_stage apply",
+        "pipelines.verify_rollout",
+        "pipelines.restore snapshot",
+        "pipelines.deploy_frontend",
+        "pipelines.smoke_check version",
+        "if ! python -m pipelines.smoke_check check",
+        "pipelines.restore back",
+    ]
+    assert [branch.index(step) for step in order] == sorted(branch.index(step) for step in order)
+    failed = branch[branch.index("if ! python -m pipelines.smoke_check check") :]
+    lines = [line.strip() for line in failed.splitlines()]
+    restore = next(i for i, line in enumerate(lines) if "pipelines.restore back" in line)
+    assert lines[restore + 1 : restore + 3] == ["exit 1", "fi"], "the stage fails even when the restore succeeds"

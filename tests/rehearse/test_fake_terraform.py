@@ -665,3 +665,26 @@ def test_terraform_escapes_are_literal_characters_not_interpolations() -> None:
     text = "a $${STAGE^} ${aws_s3_bucket.b.id} %%{if}"
     assert [inner for _, _, inner in expressions(text)] == ["aws_s3_bucket.b.id"]
     assert literal("$${STAGE^} %%{x}") == "${STAGE^} %{x}"
+
+
+@pytest.mark.req("R10.7")
+def test_a_replaced_task_definition_is_deregistered_and_a_service_moved_off_it_is_planned_back(
+    rehearsal: Rehearsal,
+) -> None:
+    """As the provider and Terraform's refresh do: what pipelines/restore.py meets after a failed smoke check."""
+    beta = rehearsal.account("beta")
+    stack = service_stack(rehearsal, beta, with_secret=False)
+    push_image(rehearsal, beta)
+    assert_ok(rehearsal.run(stack, "init", caller=admin(beta)))
+    assert_ok(rehearsal.run(stack, "apply", "-auto-approve", caller=admin(beta)))
+    ecs = rehearsal.client(beta, "ecs")
+    first = ecs.describe_services(cluster="api", services=["api"])["services"][0]["taskDefinition"]
+    document = json.loads((stack / "cdk.tf.json").read_text())
+    task = document["resource"]["aws_ecs_task_definition"]["api"]
+    task["memory"] = "1024"
+    (stack / "cdk.tf.json").write_text(json.dumps(document))
+    assert_ok(rehearsal.run(stack, "apply", "-auto-approve", caller=admin(beta)))
+    assert ecs.describe_task_definition(taskDefinition=first)["taskDefinition"]["status"] == "INACTIVE"
+
+    ecs.update_service(cluster="api", service="api", taskDefinition=first)
+    assert actions_of(plan_of(rehearsal, stack, admin(beta)))["aws_ecs_service.api"] == ["update"]

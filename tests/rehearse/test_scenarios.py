@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from tools.rehearse.__main__ import A_NEW_IMAGE, ACCOUNTS, ATTACKS, Expectation, Outcome, bootstrap_commands
+from tools.rehearse.__main__ import (
+    A_NEW_IMAGE,
+    ACCOUNTS,
+    ATTACKS,
+    LATER_SCENARIOS,
+    Expectation,
+    Outcome,
+    bootstrap_commands,
+    new_release,
+)
 from tools.rehearse.world import REPOSITORY
 
 
@@ -63,3 +72,17 @@ def test_the_bad_releases_commit_still_changes_what_the_image_is_built_from(tmp_
     A_NEW_IMAGE(tmp_path)
     assert target.read_text() != (REPOSITORY / "app" / "__init__.py").read_text()
     assert "app" in (REPOSITORY / "pipelines" / "image_tag.sh").read_text().split("find ", 1)[1].split("-type", 1)[0]
+
+
+@pytest.mark.req("R10.7")
+def test_the_smoke_failure_release_changes_the_image_and_the_frontend_index(tmp_path: Path) -> None:
+    """The scenario's release must change app/ (a new image tag) and the index the restore must put back."""
+    for tracked in ("app/main.py", "frontend/index.html"):
+        (tmp_path / tracked).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPOSITORY / tracked, tmp_path / tracked)
+    new_release(tmp_path)
+    for tracked in ("app/main.py", "frontend/index.html"):
+        assert (tmp_path / tracked).read_text() != (REPOSITORY / tracked).read_text(), tracked
+    assert "smoke failure in prod" in LATER_SCENARIOS
+    names = list(LATER_SCENARIOS)
+    assert names.index("failure and retry") < names.index("smoke failure in prod") < names.index(next(iter(ATTACKS)))

@@ -100,6 +100,23 @@ class Rehearsal:
                 mode="bake",
             ),
         ]
+        # The Apply's own smoke check (pipeline-owned, inlined in every Apply project) GETs the same hosts: the probe
+        # answers for them too. Only that line is replaced: the restore it triggers runs for real against moto.
+        pinned_smoke = (
+            "if ! "
+            + tool_command("tools.rehearse.probe", world_file)
+            + ' --fault pinned-smoke --stage "$STAGE" --backend-url "$BACKEND_URL" --frontend-url "$FRONTEND_URL"'
+            + ' --expect-version "$expected_version" >"$restore_dir/smoke-failure.txt" 2>&1; then'
+        )
+        stand_ins += [
+            StandIn(
+                kind,
+                "if ! python -m pipelines.smoke_check check",
+                pinned_smoke,
+                "the stage's hosts do not answer here: the probe stands in for the Apply's own smoke check",
+            )
+            for kind in ("deploy", *(f"apply-{stage}" for stage in ACCOUNTS if stage != "beta"))
+        ]
         self.pipeline = Pipeline(
             world=world,
             machine=self.machine,
@@ -336,17 +353,6 @@ def single_execution(rehearsal: Rehearsal, commit: str) -> tuple[bool, str, list
     failures = [s for s in rehearsal.steps if s.result == "Failed"]
     detail = "" if last.status == "Succeeded" else (failures[-1].detail if failures else last.status)
     return last.status == "Succeeded", detail, runs
-
-
-def app_change(words: str) -> Callable[[Path], None]:
-    """A harmless change under app/: the image's tag is the hash of app/, so the release gets a new image
-    and prod a new task definition (docs-only commits change neither)."""
-
-    def change(repository: Path) -> None:
-        module = repository / "app" / "__init__.py"
-        module.write_text(module.read_text() + f"# {words}\n")
-
-    return change
 
 
 def edit(path: str, old: str, new: str) -> Callable[[Path], None]:
@@ -666,6 +672,70 @@ def runs_what_was_applied(world: World, stage: str) -> bool:
     return bool(service["taskDefinition"] == outputs["backend_task_definition_arn"])
 
 
+def prod_release(world: World) -> tuple[str, bytes]:
+    """The task definition prod's ECS service runs and the index.html prod's frontend bucket serves."""
+    account = ACCOUNTS["prod"]
+    backend = world.read_state("prod-backend")["outputs"]
+    frontend = world.read_state("prod-frontend")["outputs"]
+    cluster, service = backend["backend_cluster_name"]["value"], backend["backend_service_name"]["value"]
+    running = world.client(account, "ecs").describe_services(cluster=cluster, services=[service])["services"]
+    index = world.client(account, "s3").get_object(Bucket=frontend["frontend_bucket"]["value"], Key="index.html")
+    return str(running[0]["taskDefinition"]) if running else "", index["Body"].read()
+
+
+def task_definition_content(world: World, arn: str) -> list[object]:
+    definition = world.client(ACCOUNTS["prod"], "ecs").describe_task_definition(taskDefinition=arn)["taskDefinition"]
+    return list(definition["containerDefinitions"])
+
+
+def new_release(repository: Path) -> None:
+    """A new image (its tag is app/'s content hash) and a new frontend index, both harmless."""
+    with (repository / "app" / "main.py").open("a") as main_py:
+        main_py.write("# rehearsal: a release whose smoke check fails in prod\n")
+    edit(
+        "frontend/index.html",
+        "<title>Canvalo</title>",
+        '<title>Canvalo</title>\n    <meta name="description" content="Canvalo" />',
+    )(repository)
+
+
+def smoke_failure_in_prod(rehearsal: Rehearsal) -> tuple[bool, str]:
+    """Prod's own smoke check (in Prod/Apply) fails once after a release that changes the image and the frontend:
+    the Apply puts the previous task definition and index back and fails, naming what it restored. Then the
+    fault is gone and the head is delivered again (one more prod approval), so later scenarios start clean."""
+    before_definition, before_index = prod_release(rehearsal.world)
+    fault = rehearsal.root / "faults" / "pinned-smoke-prod"
+    fault.write_text("fail once")
+    try:
+        commit = rehearsal.commit("app, frontend: a release that fails prod's smoke check", new_release)
+        passed, detail, _ = single_execution(rehearsal, commit)
+    except ScenarioError as failure:
+        return False, str(failure)
+    finally:
+        fault.unlink(missing_ok=True)
+    after_definition, after_index = prod_release(rehearsal.world)
+    failed = [s for s in rehearsal.steps if s.result == "Failed"][-1:]
+    where = f"{failed[0].stage}/{failed[0].action}" if failed else "nowhere"
+    problems = []
+    if passed or where != f"{PROD_STAGE}/Apply":
+        problems.append(f"expected Prod/Apply to fail, ended at {where}")
+    if task_definition_content(rehearsal.world, after_definition) != task_definition_content(
+        rehearsal.world, before_definition
+    ):
+        problems.append(f"prod's service runs {after_definition}, not what it ran before ({before_definition})")
+    if after_index != before_index:
+        problems.append("prod's frontend serves the new index.html, not the previous one")
+    if "restored the release that ran before" not in detail or "back to" not in detail:
+        problems.append(f"the failure line names no restore: {detail[:200]}")
+    if not problems:
+        print(f"{'':<9} stopped at {where}: {detail[:200]}")
+    # The operator's next step once the cause is fixed (here: the fault is gone): release the head again.
+    _, undelivered = deliver(rehearsal, rehearsal.head(), 2)
+    if undelivered:
+        problems.append(f"the head was not delivered after the restore: {undelivered[:160]}")
+    return not problems, "; ".join(problems)
+
+
 def attack_scenario(message: str, change: Callable[[Path], None]) -> Callable[[Rehearsal], tuple[bool, str]]:
     return lambda rehearsal: attack(rehearsal, message, change)
 
@@ -678,7 +748,7 @@ def approved_by_someone_else(rehearsal: Rehearsal) -> tuple[bool, str]:
     rehearsal.pipeline.approver = f"arn:aws:sts::{ACCOUNTS['beta']}:assumed-role/{ADMINISTRATOR_ROLE}/someone"
     try:
         # A change to the image, so prod's plan changes and asks for an approval.
-        commit = rehearsal.commit("app: approved by the wrong person", app_change("approved by the wrong person"))
+        commit = rehearsal.commit("app: approved by the wrong person", A_NEW_IMAGE)
         passed, detail, _ = single_execution(rehearsal, commit)
     except ScenarioError as failure:
         return False, str(failure)
@@ -743,6 +813,7 @@ LATER_SCENARIOS: dict[str, Callable[[Rehearsal], tuple[bool, str]]] = {
     "pipeline change": pipeline_change,
     "failure and retry": failure_and_retry,
     "bad release": bad_release,
+    "smoke failure in prod": smoke_failure_in_prod,
     **{name: attack_scenario(message, change) for name, (message, change) in ATTACKS.items()},
     OTHER_APPROVER: approved_by_someone_else,
 }

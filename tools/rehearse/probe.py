@@ -7,7 +7,9 @@ The URLs of the stage's outputs name no host that answers here, so the rehearsal
 its URL names the load balancer the stage's state holds and the service's tasks can start (image in
 ECR, secret with every key), and `/health` reports the release of the task definition the ECS service
 runs; the frontend's `/api/*` answers when its origin is that same load balancer.
-A scenario can make the next probe of a stage fail by leaving a file `faults/smoke-<stage>`.
+A scenario can make the next probe of a stage fail by leaving a file `faults/<fault>-<stage>`: `smoke` for the
+post-deploy tests, `pinned-smoke` for the Apply's own smoke check (pipelines/smoke_check.py), which the
+rehearsal replaces by this probe too; what the Apply does on that failure (pipelines/restore.py) runs for real.
 """
 
 from __future__ import annotations
@@ -90,9 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backend-url", required=True)
     parser.add_argument("--frontend-url", required=True)
     parser.add_argument("--expect-version", default="", help="the release /health must report (EXPECT_VERSION)")
+    parser.add_argument("--fault", default="smoke", help="which injected fault file fails this probe once")
     args = parser.parse_args(argv)
     world = World.load(Path(os.environ[WORLD_FILE_VARIABLE]))
-    fault = Path(os.environ[WORLD_FILE_VARIABLE]).parent / "faults" / f"smoke-{args.stage}"
+    fault = Path(os.environ[WORLD_FILE_VARIABLE]).parent / "faults" / f"{args.fault}-{args.stage}"
     if fault.exists():
         fault.unlink()
         print(f"error: {args.stage} smoke test failed: GET {args.backend_url}/health answered 500 (injected)")

@@ -508,6 +508,7 @@ class Stack:
             kind = address.split(".", 1)[0]
             before, after = prior["config"], desired
             differing = {k for k in set(before) | set(after) if before.get(k) != after.get(k)} - ignored
+            differing |= self.refreshed_differences(kind, before)
             forcing = FORCE_NEW["*"] | FORCE_NEW.get(kind, set())
             if prior.get("tainted") or (differing and (kind in IMMUTABLE_TYPES or differing & forcing)):
                 lifecycle = body.get("lifecycle") or {}
@@ -524,6 +525,16 @@ class Stack:
         self.actions[address] = actions
         if "delete" in actions:
             self.generation[address] += 1
+
+    def refreshed_differences(self, kind: str, before: Mapping[str, Any]) -> set[str]:
+        """Terraform refreshes before it plans: a service someone moved to another task definition (a restore,
+        pipelines/restore.py) is planned back to the configured one. Only that attribute is read from AWS here."""
+        if kind != "aws_ecs_service" or self.session is None or self.applying:
+            return set()
+        ecs = self.session.client("ecs", endpoint_url=self.cloud.world.endpoint)
+        running = ecs.describe_services(cluster=before.get("cluster"), services=[before.get("name")])["services"]
+        live = [s["taskDefinition"] for s in running if s.get("status") == "ACTIVE"]
+        return {"task_definition"} if live and live[0] != before.get("task_definition") else set()
 
     def plan(self) -> dict[str, Any]:
         self.read_data_sources()
@@ -787,6 +798,11 @@ class Effects:
             cpu=str(body["cpu"]),
             memory=str(body["memory"]),
         )["taskDefinition"]
+        # Replacing one deregisters the revision it replaces (the provider's delete, without skip_destroy): ECS
+        # then refuses to move a service back to it, which pipelines/restore.py must handle.
+        prior = (self.stack.state["resources"].get(address) or {}).get("computed", {}).get("arn")
+        if len(actions) == 2 and prior and not body.get("skip_destroy"):
+            self.client("ecs").deregister_task_definition(taskDefinition=prior)
         return {"arn": registered["taskDefinitionArn"], "revision": registered["revision"]}
 
     def aws_ecs_service(self, address: str, body: dict[str, Any], actions: list[str]) -> dict[str, Any]:
