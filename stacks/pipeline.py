@@ -22,7 +22,7 @@ from constructs import Construct
 
 from modules.codebuild_project import BUILD_IMAGE, DEBIAN_TEST_IMAGE, CodeBuildProject, GitHubSource, ScheduledBuild
 from modules.container_registry import ContainerRegistry
-from modules.deploy_role import deploy_guards, deploy_permissions
+from modules.deploy_role import break_glass_statement, deploy_guards, deploy_permissions
 from modules.iam import ROLE_MAINTENANCE_ACTIONS, statement
 from modules.pipeline import (
     BUILDSPECS,
@@ -43,6 +43,7 @@ from pipelines.drift_parameters import (
     deployed_commit_parameter,
     drift_digest_parameter,
     parameter_arn,
+    release_parameter,
 )
 from stacks.base import StageStack, deploy_scope
 from stacks.config import ProjectConfig, StageConfig
@@ -255,7 +256,7 @@ class PipelineStack(StageStack):
         stage = project.pipeline_stage
         super().__init__(scope, project=project, stage=stage, component="pipeline", stack_id="pipeline")
         app, account, region = project.app_name, stage.account_id, stage.region
-        self.prefix = prefix = stage.resource_name(app, "pipeline")
+        self.prefix = prefix = project.pipeline_name
 
         def arn(service: str, resource: str) -> str:
             return f"arn:aws:{service}:{region}:{account}:{resource}"
@@ -310,6 +311,12 @@ class PipelineStack(StageStack):
             for name, parameter in deployed_commit_names.items()
         }
         drift_digest_arn = parameter_arn(drift_digest_name, region=region, account_id=account)
+        # What each stage's Apply deployed (commit, image, execution, time), for `make status`.
+        release_names = {s.name: release_parameter(app, s.name) for s in project.stages}
+        release_arns = {
+            name: parameter_arn(parameter, region=region, account_id=account)
+            for name, parameter in release_names.items()
+        }
 
         # Resources the roles' policies name.
         self.artifacts = PipelineArtifactStore(
@@ -341,28 +348,43 @@ class PipelineStack(StageStack):
             email=project.notification_email,
         )
         topic_arn = self.notifications.topic.arn
-        # Created with a placeholder; their value belongs to the deploy action and the drift check.
+
+        def placeholder_parameter(construct_id: str, name: str, value: str, description: str) -> SsmParameter:
+            """Created with a placeholder; its value belongs to the deploy action or the drift check."""
+            return SsmParameter(
+                self,
+                construct_id,
+                name=name,
+                type="String",
+                insecure_value=value,
+                description=description,
+                lifecycle=TerraformResourceLifecycle(ignore_changes=["insecure_value"]),
+            )
+
         self.drift_parameters = [
             *(
-                SsmParameter(
-                    self,
+                placeholder_parameter(
                     f"drift-state-{stage_name}-deployed-commit",
-                    name=parameter,
-                    type="String",
-                    insecure_value=NEVER_DEPLOYED,
-                    description=f"Commit the {stage_name} stage last applied; the pipeline's deploy action writes it",
-                    lifecycle=TerraformResourceLifecycle(ignore_changes=["insecure_value"]),
+                    parameter,
+                    NEVER_DEPLOYED,
+                    f"Commit the {stage_name} stage last applied; the pipeline's deploy action writes it",
                 )
                 for stage_name, parameter in deployed_commit_names.items()
             ),
-            SsmParameter(
-                self,
+            *(
+                placeholder_parameter(
+                    f"release-{stage_name}",
+                    parameter,
+                    NEVER_DEPLOYED,
+                    f"What the {stage_name} stage's last Apply deployed (JSON); the deploy action writes it",
+                )
+                for stage_name, parameter in release_names.items()
+            ),
+            placeholder_parameter(
                 "drift-state-digest",
-                name=drift_digest_name,
-                type="String",
-                insecure_value=NOTHING_PUBLISHED,
-                description=f"Digest of the last drift report of {last_stage} mailed; the drift check writes it",
-                lifecycle=TerraformResourceLifecycle(ignore_changes=["insecure_value"]),
+                drift_digest_name,
+                NOTHING_PUBLISHED,
+                f"Digest of the last drift report of {last_stage} mailed; the drift check writes it",
             ),
         ]
         if project.codestar_connection_arn:
@@ -462,7 +484,7 @@ class PipelineStack(StageStack):
                 statement(
                     sid="RecordTheDeployedCommit",
                     actions=["ssm:PutParameter"],
-                    resources=[deployed_commit_arns[target.name]],
+                    resources=[deployed_commit_arns[target.name], release_arns[target.name]],
                 )
             )
             if target.approval_before_apply:
@@ -520,7 +542,7 @@ class PipelineStack(StageStack):
                         topic_arn=topic_arn,
                         name_prefix=prefix,
                         log_groups=arn("logs", f"log-group:{log_group('*')}"),
-                        parameter_arns=(*deployed_commit_arns.values(), drift_digest_arn),
+                        parameter_arns=(*deployed_commit_arns.values(), *release_arns.values(), drift_digest_arn),
                     ),
                     stage_guards=[
                         *deploy_guards(beta_deploy_scope),
@@ -644,6 +666,15 @@ class PipelineStack(StageStack):
         }
         self.boundary, self.deploy_boundary = self.boundaries["pipeline"], self.boundaries["deploy"]
         services = {"codepipeline": CODEPIPELINE, "drift-schedule": EVENTS}
+        # `make status` from a laptop: the operators' roles may assume the read-only plan role, and through it
+        # the stages' plan roles, which trust this role alone.
+        also_trusted = {
+            "plan": [
+                break_glass_statement(account, project.operator_role_patterns, sid="OperatorsReadThroughThePlanRole")
+            ]
+            if project.operator_roles
+            else []
+        }
         self.roles = {
             kind: ServiceRole(
                 self,
@@ -655,6 +686,7 @@ class PipelineStack(StageStack):
                 statements=role_statements,
                 permissions_boundary=self.boundaries[bounded_by[kind]].policy,
                 source_account=account,
+                also_trusted=also_trusted.get(kind, ()),
             ).role
             for kind, role_statements in statements.items()
         }
