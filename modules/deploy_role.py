@@ -360,9 +360,7 @@ def pipeline_role_trust(pipeline_account_id: str, role_arn: str) -> DataAwsIamPo
     )
 
 
-def break_glass_statement(
-    account_id: str, principals: Sequence[str], *, sid: str = "BreakGlassAdministrators"
-) -> DataAwsIamPolicyDocumentStatement:
+def break_glass_statement(account_id: str, principals: Sequence[str]) -> DataAwsIamPolicyDocumentStatement:
     """Trust for the stage account's own administrators, by role ARN pattern (StageConfig.break_glass_principals).
 
     The account's root as principal, held to the patterns by aws:PrincipalArn like the pipeline's statement:
@@ -374,7 +372,7 @@ def break_glass_statement(
     IAM Identity Center role sessions do not carry it, so it would lock the administrators out.
     """
     return statement(
-        sid=sid,
+        sid="BreakGlassAdministrators",
         actions=["sts:AssumeRole", "sts:SetSourceIdentity"],
         resources=[],
         principals={"AWS": [f"arn:aws:iam::{account_id}:root"]},

@@ -361,6 +361,9 @@ class ProjectConfig:
     # Read-only twin of the deploy role in each cross-account stage: Plan and the drift check use it.
     plan_role_name = "canvalo-plan"
     pipeline_deploy_role_name = "canvalo-pipeline-deploy"
+    # The session name `make status` must use on the pipeline's plan role: such sessions may only assume the
+    # stages' plan roles (the pipeline stack denies them everything else).
+    status_session_name = "canvalo-status"
     permissions_boundary_name = "canvalo-workload-boundary"
 
     def __post_init__(self) -> None:

@@ -22,7 +22,7 @@ from constructs import Construct
 
 from modules.codebuild_project import BUILD_IMAGE, DEBIAN_TEST_IMAGE, CodeBuildProject, GitHubSource, ScheduledBuild
 from modules.container_registry import ContainerRegistry
-from modules.deploy_role import break_glass_statement, deploy_guards, deploy_permissions
+from modules.deploy_role import deploy_guards, deploy_permissions
 from modules.iam import ROLE_MAINTENANCE_ACTIONS, statement
 from modules.pipeline import (
     BUILDSPECS,
@@ -626,6 +626,37 @@ class PipelineStack(StageStack):
                 statement(sid="StartTheDriftCheck", actions=["codebuild:StartBuild"], resources=[project_arns["drift"]])
             ],
         }
+        # `make status` from a laptop: the operators' roles may assume the read-only plan role under one session
+        # name, and such a session may do nothing but assume the stages' plan roles (which trust this role alone):
+        # not the artifacts, the state locks, the drift digest or the topic that the role's builds use.
+        also_trusted: dict[str, list[DataAwsIamPolicyDocumentStatement]] = {}
+        if project.operator_roles:
+            also_trusted["plan"] = [
+                statement(
+                    sid="OperatorsReadThroughThePlanRole",
+                    # A source identity set by the operator's identity provider must be passed on (IAM User Guide,
+                    # "Permissions required to set source identity").
+                    actions=["sts:AssumeRole", "sts:SetSourceIdentity"],
+                    resources=[],
+                    principals={"AWS": [f"arn:aws:iam::{account}:root"]},
+                    conditions=[
+                        ("ArnLike", "aws:PrincipalArn", list(project.operator_role_patterns)),
+                        ("StringEquals", "sts:RoleSessionName", [project.status_session_name]),
+                    ],
+                )
+            ]
+            used = {a.split(":")[0] for s in statements["plan"] if s.effect == "Allow" for a in s.actions or []}
+            statements["plan"].append(
+                statement(
+                    sid="OperatorSessionsOnlyAssumeThePlanRoles",
+                    effect="Deny",
+                    actions=[f"{service}:*" for service in sorted(used - {"sts"})],
+                    # Every action of every service the role may use but STS, wherever.
+                    resources=["*"],
+                    # A role session's aws:userid is `<role id>:<session name>`.
+                    conditions=[("StringLike", "aws:userid", [f"*:{project.status_session_name}"])],
+                )
+            )
         # Two ceilings, each built from the policies of the roles it caps (the deploy role's alone is
         # nearly a managed policy's 6,144 characters): the update role may rewrite the other roles'
         # policies, but not beyond their boundary, which holds every Deny they carry.
@@ -666,15 +697,6 @@ class PipelineStack(StageStack):
         }
         self.boundary, self.deploy_boundary = self.boundaries["pipeline"], self.boundaries["deploy"]
         services = {"codepipeline": CODEPIPELINE, "drift-schedule": EVENTS}
-        # `make status` from a laptop: the operators' roles may assume the read-only plan role, and through it
-        # the stages' plan roles, which trust this role alone.
-        also_trusted = {
-            "plan": [
-                break_glass_statement(account, project.operator_role_patterns, sid="OperatorsReadThroughThePlanRole")
-            ]
-            if project.operator_roles
-            else []
-        }
         self.roles = {
             kind: ServiceRole(
                 self,

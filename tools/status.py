@@ -36,7 +36,6 @@ from stacks.config import ConfigError, ProjectConfig, StageConfig, load_from_env
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXIT_INCOMPLETE = 1
 EXIT_BAD_INPUT = 2
-SESSION_NAME = "canvalo-status"
 # The table's columns: (JSON field or error key, heading).
 COLUMNS = (
     ("stage", "stage"),
@@ -51,7 +50,7 @@ COLUMNS = (
 # What a table cell holds at most: errors and approval messages are cut (`--json` has them whole).
 CELL_LIMIT = 120
 
-Assume = Callable[[boto3.session.Session, str], boto3.session.Session]
+Assume = Callable[[boto3.session.Session, str, str], boto3.session.Session]
 
 
 class StatusError(Exception):
@@ -112,9 +111,9 @@ def iso(value: Any) -> str | None:
     return str(value) if value else None
 
 
-def assume_role(session: boto3.session.Session, role_arn: str) -> boto3.session.Session:
+def assume_role(session: boto3.session.Session, role_arn: str, session_name: str) -> boto3.session.Session:
     """A session as `role_arn`, assumed with `session`'s credentials."""
-    credentials = session.client("sts").assume_role(RoleArn=role_arn, RoleSessionName=SESSION_NAME)["Credentials"]
+    credentials = session.client("sts").assume_role(RoleArn=role_arn, RoleSessionName=session_name)["Credentials"]
     return boto3.session.Session(
         aws_access_key_id=credentials["AccessKeyId"],
         aws_secret_access_key=credentials["SecretAccessKey"],
@@ -134,7 +133,10 @@ class StageSessions:
     def _plan_session(self) -> boto3.session.Session:
         if self._through is None:
             try:
-                self._through = self.assume(self.session, self.project.pipeline_plan_role_arn)
+                # The plan role admits operators under this session name only, and lets such a session only
+                # assume the stages' plan roles.
+                name = self.project.status_session_name
+                self._through = self.assume(self.session, self.project.pipeline_plan_role_arn, name)
             except (ClientError, BotoCoreError) as error:
                 self._through = error
         if isinstance(self._through, BaseException):
@@ -149,7 +151,7 @@ class StageSessions:
         if role_arn is None:
             return self.session
         try:
-            return self.assume(self._plan_session(), role_arn)
+            return self.assume(self._plan_session(), role_arn, self.project.status_session_name)
         except (ClientError, BotoCoreError) as error:
             raise StatusError(f"cannot assume {role_arn}: {one_line(error)}") from None
 

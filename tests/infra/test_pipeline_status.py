@@ -11,7 +11,7 @@ import pytest
 
 from stacks.config import ConfigError
 from tests.infra.conftest import Document, policy_statements, resources
-from tests.infra.test_pipeline import BETA, PLAN_ROLE, role_named
+from tests.infra.test_pipeline import BETA, PLAN_ROLE, role_named, role_statements
 from tests.support.config import fixture_project
 from tools.requirements import PROJECT_ROOT
 
@@ -42,19 +42,40 @@ def test_operators_roles_alone_may_assume_the_plan_role_besides_codebuild(pipeli
     assert operators["sid"] == "OperatorsReadThroughThePlanRole"
     assert operators["actions"] == ["sts:AssumeRole", "sts:SetSourceIdentity"]
     assert operators["principals"] == [{"type": "AWS", "identifiers": [f"arn:aws:iam::{BETA}:root"]}]
-    # The name at the root path or under any path, and no other name ending the same way.
+    # The name at the root path or under any path, and no other name ending the same way; one session name.
     assert operators["condition"] == [
         {
             "test": "ArnLike",
             "variable": "aws:PrincipalArn",
             "values": [f"arn:aws:iam::{BETA}:role/canvalo-operator", f"arn:aws:iam::{BETA}:role/*/canvalo-operator"],
-        }
+        },
+        {"test": "StringEquals", "variable": "sts:RoleSessionName", "values": ["canvalo-status"]},
     ]
     # No other pipeline role trusts anyone but its service.
     for logical, role in resources(pipeline, "aws_iam_role").items():
         if role["name"] != PLAN_ROLE:
             statements = policy_statements(pipeline, role["assume_role_policy"])
             assert [s["principals"][0]["type"] for s in statements] == ["Service"], logical
+
+
+@pytest.mark.req("R4.6")
+def test_an_operators_session_of_the_plan_role_may_only_assume_the_stages_plan_roles(pipeline: Document) -> None:
+    statements = role_statements(pipeline, PLAN_ROLE)
+    (deny,) = [s for s in statements if s["sid"] == "OperatorSessionsOnlyAssumeThePlanRoles"]
+    assert deny["effect"] == "Deny" and deny["resources"] == ["*"]
+    assert deny["condition"] == [{"test": "StringLike", "variable": "aws:userid", "values": ["*:canvalo-status"]}]
+    # Every service the role's Allows reach is denied to such a session, but STS, whose only Allow is
+    # sts:AssumeRole on the stages' plan roles.
+    services = {a.split(":")[0] for s in statements if s["effect"] == "Allow" for a in s["actions"]}
+    assert deny["actions"] == sorted(f"{service}:*" for service in services - {"sts"})
+    assert {a for s in statements if s["effect"] == "Allow" for a in s["actions"] if a.startswith("sts:")} == {
+        "sts:AssumeRole"
+    }
+    # The boundary holds it too, so the update role cannot rewrite it away.
+    (boundary,) = [
+        p for p in resources(pipeline, "aws_iam_policy").values() if p["name"] == "canvalo-pipeline-plan-boundary"
+    ]
+    assert deny in policy_statements(pipeline, boundary["policy"])
 
 
 def synth_pipeline(environ: dict[str, str], outdir: Path) -> Document:
@@ -74,6 +95,7 @@ def synth_pipeline(environ: dict[str, str], outdir: Path) -> Document:
 def test_without_operator_roles_only_codebuild_assumes_the_plan_role(tmp_path: Path) -> None:
     document = synth_pipeline({"CANVALO_OPERATOR_ROLES": ""}, tmp_path)
     assert trust(document, PLAN_ROLE) == [SERVICE_TRUST]
+    assert "OperatorSessionsOnlyAssumeThePlanRoles" not in [s["sid"] for s in role_statements(document, PLAN_ROLE)]
 
 
 @pytest.mark.req("R4.6")

@@ -34,7 +34,7 @@ ENVIRON = hermetic_environment({f"CANVALO_{s.upper()}_ACCOUNT_ID": a for s, a in
 
 
 def role_session(role_arn: str, base: boto3.session.Session | None = None) -> boto3.session.Session:
-    return status.assume_role(base or boto3.session.Session(region_name=REGION), role_arn)
+    return status.assume_role(base or boto3.session.Session(region_name=REGION), role_arn, "test")
 
 
 class Operator:
@@ -53,9 +53,9 @@ class Operator:
         self.session.client = client  # type: ignore[method-assign,assignment]
         self.ssm = self.session.client("ssm", region_name=REGION)
 
-    def assume(self, session: boto3.session.Session, role_arn: str) -> boto3.session.Session:
-        self.assumed.append(role_arn)
-        return status.assume_role(session, role_arn)
+    def assume(self, session: boto3.session.Session, role_arn: str, name: str) -> boto3.session.Session:
+        self.assumed.append(f"{role_arn} as {name}")
+        return status.assume_role(session, role_arn, name)
 
     def pipeline_state(self, stage_states: list[dict[str, Any]]) -> None:
         self.stubber.add_response("get_pipeline_state", {"pipelineName": PIPELINE, "stageStates": stage_states})
@@ -130,10 +130,11 @@ def test_the_record_an_apply_writes_is_what_status_shows_and_drift_still_reads_t
     assert drift.main(["deployed-commit", "--stage", "prod"], ssm=operator.ssm, environ=ENVIRON) == 0
     assert capsys.readouterr().out == f"{COMMIT}\n"
     # Gamma and prod are read through the pipeline's plan role, then each stage's plan role.
+    # Under the one session name the plan role admits operators with.
     assert operator.assumed == [
-        f"arn:aws:iam::{ACCOUNTS['beta']}:role/canvalo/canvalo-beta-pipeline-plan",
-        f"arn:aws:iam::{ACCOUNTS['gamma']}:role/canvalo/canvalo-plan",
-        f"arn:aws:iam::{ACCOUNTS['prod']}:role/canvalo/canvalo-plan",
+        f"arn:aws:iam::{ACCOUNTS['beta']}:role/canvalo/canvalo-beta-pipeline-plan as canvalo-status",
+        f"arn:aws:iam::{ACCOUNTS['gamma']}:role/canvalo/canvalo-plan as canvalo-status",
+        f"arn:aws:iam::{ACCOUNTS['prod']}:role/canvalo/canvalo-plan as canvalo-status",
     ]
 
 
@@ -265,7 +266,7 @@ def test_an_unreachable_stage_shows_its_error_in_one_cell_and_exits_1(
     capsys.readouterr()
     prod_plan = f"arn:aws:iam::{ACCOUNTS['prod']}:role/canvalo/canvalo-plan"
 
-    def refusing(session: boto3.session.Session, role_arn: str) -> boto3.session.Session:
+    def refusing(session: boto3.session.Session, role_arn: str, name: str) -> boto3.session.Session:
         if role_arn == prod_plan:
             raise ClientError(
                 {
@@ -276,7 +277,7 @@ def test_an_unreachable_stage_shows_its_error_in_one_cell_and_exits_1(
                 },
                 "AssumeRole",
             )
-        return status.assume_role(session, role_arn)
+        return status.assume_role(session, role_arn, name)
 
     operator.pipeline_state([])
     with operator.stubber:

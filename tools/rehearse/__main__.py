@@ -658,7 +658,7 @@ def status(rehearsal: Rehearsal) -> tuple[bool, str]:
     for account, role_arn, caller in chain:
         role = rehearsal.world.client(account, "iam").get_role(RoleName=role_arn.rsplit("/", 1)[-1])["Role"]
         trust = role["AssumeRolePolicyDocument"]
-        if not trust_allows(json.loads(trust) if isinstance(trust, str) else trust, caller):
+        if not trust_allows(json.loads(trust) if isinstance(trust, str) else trust, caller, "canvalo-status"):
             return False, f"{role_arn}'s trust policy, as applied, does not let {caller} assume it"
     table = rehearsal.root / "status.json"
     code, detail = rehearsal.administrator(
