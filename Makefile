@@ -94,7 +94,7 @@ rehearse: $(STAMP) ## run the synthesized pipeline's own actions against moto, f
 
 .PHONY: status
 status: $(STAMP) ## what each stage runs (commit, image, execution), waiting approvals, drift, alarms: with a beta (pipeline account) session [STATUS_ARGS=--json]
-	python -m tools.status $(STATUS_ARGS)
+	@python -m tools.status $(STATUS_ARGS)
 
 .PHONY: requirements
 requirements: $(STAMP) ## table of every acceptance criterion, its tests and their last result

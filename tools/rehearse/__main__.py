@@ -668,11 +668,13 @@ def status(rehearsal: Rehearsal) -> tuple[bool, str]:
         {**settings(), "AWS_ENDPOINT_URL_CODEPIPELINE": rehearsal.services.url},
     )
     for line in rehearsal.admin_output.splitlines():
-        if not line.startswith("python -m tools.status"):
-            print(f"{'':<9} {line}")
+        print(f"{'':<9} {line}")
     if code:
         return False, f"make status: {detail}"
-    rows = {row["stage"]: row for row in json.loads(table.read_text())["stages"]}
+    try:
+        rows = {row["stage"]: row for row in json.loads(table.read_text())["stages"]}
+    except (ValueError, KeyError, TypeError) as error:
+        return False, f"make status STATUS_ARGS=--json printed no status JSON: {error}"
     wrong = [
         f"{stage}: {row.get('commit')} {row.get('image')}"
         for stage, row in rows.items()
