@@ -92,6 +92,10 @@ bootstrap: $(STAMP) ## apply bootstrap-<stage> (administrator credentials of its
 rehearse: $(STAMP) ## run the synthesized pipeline's own actions against moto, from empty accounts to prod (README "Rehearsal")
 	python -m tools.rehearse $(REHEARSE_ARGS)
 
+.PHONY: status
+status: $(STAMP) ## what each stage runs (commit, image, execution), waiting approvals, drift, alarms: with a beta (pipeline account) session [STATUS_ARGS=--json]
+	@python -m tools.status $(STATUS_ARGS)
+
 .PHONY: requirements
 requirements: $(STAMP) ## table of every acceptance criterion, its tests and their last result
 	python -m tools.requirements_report --write docs/requirements.md

@@ -318,7 +318,6 @@ class DeliveryPipeline(Construct):
                 "APPROVAL": f"{look.name}/{APPROVE_ACTION}",
                 "APPROVER_ROLES": ",".join(deployment.approver_roles),
                 "PIPELINE_NAME": pipeline_name,
-                "PIPELINE_EXECUTION_ID": "#{codepipeline.PipelineExecutionId}",
             }
             if deployment.approval_before_apply
             else {}
@@ -335,6 +334,8 @@ class DeliveryPipeline(Construct):
                     "DEFERRED": deferred,
                     # What Plan made, as CodePipeline recorded it: a rewritten plans artifact is refused.
                     "APPROVED_MANIFEST_SHA256": f"#{{{plan_namespace}.{PLAN_SHA256_VARIABLE}}}",
+                    # Which execution deployed the stage (its release record); CodeBuild is not told it.
+                    "PIPELINE_EXECUTION_ID": "#{codepipeline.PipelineExecutionId}",
                     **who_approves,
                 },
                 run_order=1,

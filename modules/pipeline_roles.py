@@ -21,7 +21,7 @@ from cdktn_provider_aws.iam_role import IamRole
 from cdktn_provider_aws.iam_role_policy import IamRolePolicy
 from constructs import Construct
 
-from modules.iam import assume_role_document, policy_document, statement
+from modules.iam import policy_document, statement
 
 # Services whose permissions the boundary copies statement by statement instead of by service.
 SCOPED_SERVICES = ("iam", "sts")
@@ -111,16 +111,20 @@ class ServiceRole(Construct):
         statements: Sequence[DataAwsIamPolicyDocumentStatement],
         permissions_boundary: IamPolicy,
         source_account: str,
+        also_trusted: Sequence[DataAwsIamPolicyDocumentStatement] = (),
     ) -> None:
+        """`also_trusted`: trust statements besides the service's (people's roles reading through a read-only role)."""
         super().__init__(scope, construct_id)
         self.statements = list(statements)
-        trust = assume_role_document(
-            self,
-            "trust",
+        service_trust = statement(
+            sid="AssumeRole",
+            actions=["sts:AssumeRole"],
+            resources=[],
             principals={"Service": [service]},
             # The confused-deputy guard: only this account's use of the service may assume the role.
             conditions=[("StringEquals", "aws:SourceAccount", [source_account])],
         )
+        trust = policy_document(self, "trust", [service_trust, *also_trusted])
         self.role = IamRole(
             self,
             "role",

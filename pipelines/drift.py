@@ -1,14 +1,16 @@
 """Daily drift check: does the live infrastructure of a stage still match what Terraform last applied?
 
     python -m pipelines.drift --stage prod --cdktf-out DIR [--topic-arn ARN] [--work-dir DIR]
-    python -m pipelines.drift record --stage S --commit SHA
+    python -m pipelines.drift record --stage S --commit SHA [--image IMAGE] [--execution-id ID]
     python -m pipelines.drift deployed-commit --stage prod
 
 The check runs on the synthesis of the commit the stage last applied, not of the branch head: after a
 stage's Apply succeeds the deploy action runs `record`, which writes the commit id to the SSM String
 parameter `/<app>/<stage>/deployed-commit` in the pipeline account (the `pipeline` stack creates it with
 the placeholder `never-deployed`). The drift buildspec reads it with `deployed-commit`, which prints the
-commit, or nothing (exit 0) while the stage was never deployed; it then synthesizes that commit.
+commit, or nothing (exit 0) while the stage was never deployed; it then synthesizes that commit. The same
+`record` also writes the stage's release record (`pipelines/release.py`: commit, image, execution, time) to
+`/<app>/<stage>/release`, which `make status` reads.
 
 For every `<stage>-*` stack of that synthesis it runs `terraform plan -refresh-only -detailed-exitcode
 -lock=false`: refresh-only, because it compares the real resources with the state; without the state lock,
@@ -54,8 +56,10 @@ from pipelines.drift_parameters import (
     NOTHING_PUBLISHED,
     deployed_commit_parameter,
     drift_digest_parameter,
+    release_parameter,
 )
 from pipelines.plan_summary import PlanError, ResourceChange, parse_changes
+from pipelines.release import ReleaseRecord
 from pipelines.stage_credentials import write_profile
 from pipelines.terraform_stage import EXIT_FAILED, StageError, Terraform, running_with, stage_stacks
 from stacks.config import ConfigError, ProjectConfig, load_from_environment
@@ -278,8 +282,8 @@ def check_stage(
 # -- the commit the stage runs --------------------------------------------------------------------
 
 
-def record(ssm: SSMClient, parameter: str, commit: str) -> None:
-    ssm.put_parameter(Name=parameter, Value=commit, Type="String", Overwrite=True)
+def record(ssm: SSMClient, parameter: str, value: str) -> None:
+    ssm.put_parameter(Name=parameter, Value=value, Type="String", Overwrite=True)
 
 
 def deployed_commit(ssm: SSMClient, parameter: str) -> str | None:
@@ -307,10 +311,13 @@ def _ssm(project: ProjectConfig) -> SSMClient:
 def main_record(argv: Sequence[str], *, ssm: SSMClient | None, environ: Mapping[str, str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.drift record",
-        description="After a stage's Apply succeeded: remember which commit it applied, for the drift check.",
+        description="After a stage's Apply succeeded: remember which commit it applied, for the drift check, and "
+        "what it deployed, for `make status`.",
     )
     parser.add_argument("--stage", required=True)
     parser.add_argument("--commit", required=True, help="the applied commit ($CODEBUILD_RESOLVED_SOURCE_VERSION)")
+    parser.add_argument("--image", default="", help="the image the stage runs (python -m pipelines.release image)")
+    parser.add_argument("--execution-id", default="", help="the pipeline execution ($PIPELINE_EXECUTION_ID)")
     args = parser.parse_args(argv)
     if not COMMIT.fullmatch(args.commit):
         print(
@@ -321,12 +328,15 @@ def main_record(argv: Sequence[str], *, ssm: SSMClient | None, environ: Mapping[
     project = _project(environ)
     stage = project.stage(args.stage)
     parameter = deployed_commit_parameter(project.app_name, stage.name)
+    release = ReleaseRecord.now(commit=args.commit, image=args.image, execution_id=args.execution_id)
+    client = ssm or _ssm(project)
     try:
-        record(ssm or _ssm(project), parameter, args.commit)
+        record(client, parameter, args.commit)
+        record(client, release_parameter(project.app_name, stage.name), release.to_json())
     except (ClientError, BotoCoreError) as error:
-        print(f"error: could not record the deployed commit in {parameter}: {error}", file=sys.stderr)
+        print(f"error: could not record what {stage.name} deployed in {parameter}: {error}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"{stage.name} runs {args.commit} (recorded in {parameter})")
+    print(f"{stage.name} runs {args.commit} (recorded in {parameter}), image {release.image or 'unknown'}")
     return 0
 
 

@@ -16,6 +16,11 @@ def deployed_commit_parameter(app_name: str, stage_name: str) -> str:
     return f"/{app_name}/{stage_name}/deployed-commit"
 
 
+def release_parameter(app_name: str, stage_name: str) -> str:
+    """What the stage's last successful Apply deployed (pipelines/release.py's JSON record), for `make status`."""
+    return f"/{app_name}/{stage_name}/release"
+
+
 def drift_digest_parameter(app_name: str, stage_name: str) -> str:
     """The digest of the last drift report (or check failure) mailed for the stage, so it is mailed once."""
     return f"/{app_name}/{stage_name}/drift-digest"

@@ -390,6 +390,9 @@ class ProjectConfig:
     bedrock_model_id: str
     # Where bootstrap stacks keep their state: "local" before the state bucket exists, then "s3".
     bootstrap_state: Literal["local", "s3"] = "local"
+    # Names (`*` and `?` allowed) of IAM roles in the pipeline's account whose sessions may assume the
+    # pipeline's read-only plan role, and through it the stages' plan roles: `make status` from a laptop.
+    operator_roles: tuple[str, ...] = ("canvalo-operator",)
     stages: tuple[StageConfig, ...] = field(default=())
     # The known `CANVALO_*` variables the environment set when this was loaded, raw and sorted by name,
     # except per-commit ones (NOT_FORWARDED): the pipeline's CodeBuild projects get them, so that a synth
@@ -403,6 +406,9 @@ class ProjectConfig:
     # Read-only twin of the deploy role in each cross-account stage: Plan and the drift check use it.
     plan_role_name = "canvalo-plan"
     pipeline_deploy_role_name = "canvalo-pipeline-deploy"
+    # The session name `make status` must use on the pipeline's plan role: such sessions may only assume the
+    # stages' plan roles (the pipeline stack denies them everything else).
+    status_session_name = "canvalo-status"
     permissions_boundary_name = "canvalo-workload-boundary"
 
     def __post_init__(self) -> None:
@@ -436,6 +442,13 @@ class ProjectConfig:
                 f"image_tag={self.image_tag!r} is invalid: use an immutable tag (a commit id) or sha256 digest, "
                 "never 'latest' (set CANVALO_IMAGE_TAG)"
             )
+        for name in self.operator_roles:
+            if not APPROVER_ROLE.match(name) or not name.strip("*?"):
+                raise ConfigError(
+                    f"operator_roles: {name!r} is invalid: expected an IAM role name, with * or ? as wildcards, "
+                    "that names people's roles, not every role (set CANVALO_OPERATOR_ROLES, comma-separated, or "
+                    "context operatorRoles in cdktf.json)"
+                )
         names = [stage.name for stage in self.stages]
         if names != list(STAGE_NAMES):
             raise ConfigError(f"stages are {names}; expected exactly {', '.join(STAGE_NAMES)} in that order")
@@ -512,10 +525,25 @@ class ProjectConfig:
         """The role of beta's Apply action, which deploys beta with its own rights (R4.8)."""
         return self.role_arn(self.pipeline_stage.account_id, self.pipeline_deploy_role_name)
 
+    @property
+    def pipeline_name(self) -> str:
+        """`<app>-beta-pipeline`: the CodePipeline, and the prefix of its projects and roles."""
+        return self.pipeline_stage.resource_name(self.app_name, "pipeline")
+
     def pipeline_role_arn(self, kind: str) -> str:
         """`<app>-beta-pipeline-<kind>`: a role of the pipeline stack, in the pipeline account."""
         stage = self.pipeline_stage
         return self.role_arn(stage.account_id, stage.resource_name(self.app_name, f"pipeline-{kind}"))
+
+    @property
+    def operator_role_patterns(self) -> tuple[str, ...]:
+        """`operator_roles` as `aws:PrincipalArn` patterns in the pipeline account: each name at the root path
+        or under any path (an IAM Identity Center role's is `/aws-reserved/sso.amazonaws.com/...`), and only
+        that name, so `canvalo-operator` never matches `not-canvalo-operator`."""
+        account = self.pipeline_stage.account_id
+        return tuple(
+            f"arn:aws:iam::{account}:role{path}{name}" for name in self.operator_roles for path in ("/", "/*/")
+        )
 
     @property
     def pipeline_plan_role_arn(self) -> str:
@@ -560,7 +588,10 @@ PROJECT_SETTINGS: dict[str, tuple[str, str]] = {
     "imageTag": ("image_tag", "CANVALO_IMAGE_TAG"),
     "bedrockModelId": ("bedrock_model_id", "CANVALO_BEDROCK_MODEL_ID"),
     "bootstrapState": ("bootstrap_state", "CANVALO_BOOTSTRAP_STATE"),
+    "operatorRoles": ("operator_roles", "CANVALO_OPERATOR_ROLES"),
 }
+# Project settings that hold a list: a list in cdktf.json, or one comma-separated string.
+PROJECT_LIST_SETTINGS = frozenset({"operator_roles"})
 # Field name -> its annotation as written ("int", "bool", "str | None"): what an override is parsed as.
 STAGE_FIELDS: dict[str, str] = {f.name: str(f.type) for f in fields(StageConfig) if f.name != "name"}
 STAGE_ENV_PATTERN = re.compile(r"^CANVALO_([A-Z]+)_(" + "|".join(n.upper() for n in STAGE_FIELDS) + r")$")
@@ -575,12 +606,16 @@ FORWARDED_SETTINGS = (
 ) - NOT_FORWARDED
 
 
+def _parse_list(raw: object) -> tuple[str, ...]:
+    """A list in cdktf.json, or one comma-separated string (the only form an environment variable has)."""
+    items = raw if isinstance(raw, list) else [] if raw is None else str(raw).split(",")
+    return tuple(text for text in (str(item).strip() for item in items) if text)
+
+
 def _parse(stage: str, field_name: str, raw: object, source: str) -> object:
     kind = STAGE_FIELDS[field_name]
     if kind == "tuple[str, ...]":
-        # A list in cdktf.json, or one comma-separated string (the only form an environment variable has).
-        items = raw if isinstance(raw, list) else [] if raw is None else str(raw).split(",")
-        return tuple(text for text in (str(item).strip() for item in items) if text)
+        return _parse_list(raw)
     if raw is None or raw == "":
         return None
     text = str(raw).strip()
@@ -641,7 +676,10 @@ def load_project_config(context: Mapping[str, Any], environ: Mapping[str, str]) 
     project_values: dict[str, Any] = {}
     for context_key, (field_name, variable) in PROJECT_SETTINGS.items():
         raw = environ.get(variable, context.get(context_key))
-        if raw is not None and raw != "":
+        if field_name in PROJECT_LIST_SETTINGS:
+            if raw is not None:
+                project_values[field_name] = _parse_list(raw)
+        elif raw is not None and raw != "":
             project_values[field_name] = str(raw)
     if project_values.get("bootstrap_state", "local") not in ("local", "s3"):
         raise ConfigError(

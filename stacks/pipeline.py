@@ -43,6 +43,7 @@ from pipelines.drift_parameters import (
     deployed_commit_parameter,
     drift_digest_parameter,
     parameter_arn,
+    release_parameter,
 )
 from stacks.base import StageStack, deploy_scope
 from stacks.config import ProjectConfig, StageConfig
@@ -257,7 +258,7 @@ class PipelineStack(StageStack):
         stage = project.pipeline_stage
         super().__init__(scope, project=project, stage=stage, component="pipeline", stack_id="pipeline")
         app, account, region = project.app_name, stage.account_id, stage.region
-        self.prefix = prefix = stage.resource_name(app, "pipeline")
+        self.prefix = prefix = project.pipeline_name
 
         def arn(service: str, resource: str) -> str:
             return f"arn:aws:{service}:{region}:{account}:{resource}"
@@ -312,6 +313,12 @@ class PipelineStack(StageStack):
             for name, parameter in deployed_commit_names.items()
         }
         drift_digest_arn = parameter_arn(drift_digest_name, region=region, account_id=account)
+        # What each stage's Apply deployed (commit, image, execution, time), for `make status`.
+        release_names = {s.name: release_parameter(app, s.name) for s in project.stages}
+        release_arns = {
+            name: parameter_arn(parameter, region=region, account_id=account)
+            for name, parameter in release_names.items()
+        }
 
         # Resources the roles' policies name.
         self.artifacts = PipelineArtifactStore(
@@ -343,28 +350,43 @@ class PipelineStack(StageStack):
             email=project.notification_email,
         )
         topic_arn = self.notifications.topic.arn
-        # Created with a placeholder; their value belongs to the deploy action and the drift check.
+
+        def placeholder_parameter(construct_id: str, name: str, value: str, description: str) -> SsmParameter:
+            """Created with a placeholder; its value belongs to the deploy action or the drift check."""
+            return SsmParameter(
+                self,
+                construct_id,
+                name=name,
+                type="String",
+                insecure_value=value,
+                description=description,
+                lifecycle=TerraformResourceLifecycle(ignore_changes=["insecure_value"]),
+            )
+
         self.drift_parameters = [
             *(
-                SsmParameter(
-                    self,
+                placeholder_parameter(
                     f"drift-state-{stage_name}-deployed-commit",
-                    name=parameter,
-                    type="String",
-                    insecure_value=NEVER_DEPLOYED,
-                    description=f"Commit the {stage_name} stage last applied; the pipeline's deploy action writes it",
-                    lifecycle=TerraformResourceLifecycle(ignore_changes=["insecure_value"]),
+                    parameter,
+                    NEVER_DEPLOYED,
+                    f"Commit the {stage_name} stage last applied; the pipeline's deploy action writes it",
                 )
                 for stage_name, parameter in deployed_commit_names.items()
             ),
-            SsmParameter(
-                self,
+            *(
+                placeholder_parameter(
+                    f"release-{stage_name}",
+                    parameter,
+                    NEVER_DEPLOYED,
+                    f"What the {stage_name} stage's last Apply deployed (JSON); the deploy action writes it",
+                )
+                for stage_name, parameter in release_names.items()
+            ),
+            placeholder_parameter(
                 "drift-state-digest",
-                name=drift_digest_name,
-                type="String",
-                insecure_value=NOTHING_PUBLISHED,
-                description=f"Digest of the last drift report of {last_stage} mailed; the drift check writes it",
-                lifecycle=TerraformResourceLifecycle(ignore_changes=["insecure_value"]),
+                drift_digest_name,
+                NOTHING_PUBLISHED,
+                f"Digest of the last drift report of {last_stage} mailed; the drift check writes it",
             ),
         ]
         if project.codestar_connection_arn:
@@ -464,7 +486,7 @@ class PipelineStack(StageStack):
                 statement(
                     sid="RecordTheDeployedCommit",
                     actions=["ssm:PutParameter"],
-                    resources=[deployed_commit_arns[target.name]],
+                    resources=[deployed_commit_arns[target.name], release_arns[target.name]],
                 )
             )
             if target.approval_before_apply:
@@ -522,7 +544,7 @@ class PipelineStack(StageStack):
                         topic_arn=topic_arn,
                         name_prefix=prefix,
                         log_groups=arn("logs", f"log-group:{log_group('*')}"),
-                        parameter_arns=(*deployed_commit_arns.values(), drift_digest_arn),
+                        parameter_arns=(*deployed_commit_arns.values(), *release_arns.values(), drift_digest_arn),
                     ),
                     stage_guards=[
                         *deploy_guards(beta_deploy_scope),
@@ -606,6 +628,37 @@ class PipelineStack(StageStack):
                 statement(sid="StartTheDriftCheck", actions=["codebuild:StartBuild"], resources=[project_arns["drift"]])
             ],
         }
+        # `make status` from a laptop: the operators' roles may assume the read-only plan role under one session
+        # name, and such a session may do nothing but assume the stages' plan roles (which trust this role alone):
+        # not the artifacts, the state locks, the drift digest or the topic that the role's builds use.
+        also_trusted: dict[str, list[DataAwsIamPolicyDocumentStatement]] = {}
+        if project.operator_roles:
+            also_trusted["plan"] = [
+                statement(
+                    sid="OperatorsReadThroughThePlanRole",
+                    # A source identity set by the operator's identity provider must be passed on (IAM User Guide,
+                    # "Permissions required to set source identity").
+                    actions=["sts:AssumeRole", "sts:SetSourceIdentity"],
+                    resources=[],
+                    principals={"AWS": [f"arn:aws:iam::{account}:root"]},
+                    conditions=[
+                        ("ArnLike", "aws:PrincipalArn", list(project.operator_role_patterns)),
+                        ("StringEquals", "sts:RoleSessionName", [project.status_session_name]),
+                    ],
+                )
+            ]
+            used = {a.split(":")[0] for s in statements["plan"] if s.effect == "Allow" for a in s.actions or []}
+            statements["plan"].append(
+                statement(
+                    sid="OperatorSessionsOnlyAssumeThePlanRoles",
+                    effect="Deny",
+                    actions=[f"{service}:*" for service in sorted(used - {"sts"})],
+                    # Every action of every service the role may use but STS, wherever.
+                    resources=["*"],
+                    # A role session's aws:userid is `<role id>:<session name>`.
+                    conditions=[("StringLike", "aws:userid", [f"*:{project.status_session_name}"])],
+                )
+            )
         # Two ceilings, each built from the policies of the roles it caps (the deploy role's alone is
         # nearly a managed policy's 6,144 characters): the update role may rewrite the other roles'
         # policies, but not beyond their boundary, which holds every Deny they carry.
@@ -657,6 +710,7 @@ class PipelineStack(StageStack):
                 statements=role_statements,
                 permissions_boundary=self.boundaries[bounded_by[kind]].policy,
                 source_account=account,
+                also_trusted=also_trusted.get(kind, ()),
             ).role
             for kind, role_statements in statements.items()
         }

@@ -275,9 +275,10 @@ def test_deploys_neither_create_nor_delete_what_bootstrap_owns(stacks: dict[str,
     }
     account = {"beta": "111111111111", "gamma": "222222222222", "prod": "333333333333"}[stage]
     ssm = [s for s in statements if any(a.startswith("ssm:") for a in s["actions"])]
-    # Beta's are the pipeline's deploy role's, which also keeps the drift check's own parameters in the
-    # pipeline account (tests/infra/test_pipeline.py scopes those); none of them is bootstrap's.
-    ssm = [s for s in ssm if not all(r.endswith(("/deployed-commit", "/drift-digest")) for r in s["resources"])]
+    # Beta's are the pipeline's deploy role's, which also keeps the drift check's own parameters and the
+    # release records in the pipeline account (tests/infra/test_pipeline.py scopes those); none is bootstrap's.
+    kept = ("/deployed-commit", "/drift-digest", "/release")
+    ssm = [s for s in ssm if not all(r.endswith(kept) for r in s["resources"])]
     assert ssm == [
         {
             "sid": "ReadTheBootstrapVersion",

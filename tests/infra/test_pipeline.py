@@ -270,7 +270,6 @@ def test_each_stage_applies_the_saved_plan_it_made_from_the_one_build(pipeline: 
         "APPROVAL": "ProdApproval/Approve",
         "APPROVER_ROLES": "canvalo-release-approver",
         "PIPELINE_NAME": "canvalo-beta-pipeline",
-        "PIPELINE_EXECUTION_ID": "#{codepipeline.PipelineExecutionId}",
     }
     assert action_environment(apply) == {
         "STAGE": DEPLOY_STAGES[stage_name],
@@ -278,6 +277,8 @@ def test_each_stage_applies_the_saved_plan_it_made_from_the_one_build(pipeline: 
         "DEFERRED": "approved" if stage_name == "Prod" else "apply",
         # The manifest's hash as the Plan action exported it: CodePipeline holds it, not the artifact.
         "APPROVED_MANIFEST_SHA256": f"#{{{stage_name}Plan.PLAN_SHA256}}",
+        # Which execution deployed the stage, for its release record (make status).
+        "PIPELINE_EXECUTION_ID": "#{codepipeline.PipelineExecutionId}",
         # After an approval, Apply checks that one of the stage's approvers gave it (pipelines/approval_check.py).
         **(approved_by if stage_name == "Prod" else {}),
     }
@@ -413,7 +414,8 @@ def test_every_pipeline_role_is_named_bounded_and_scoped(pipeline: Document) -> 
         assert role["name"].startswith("canvalo-beta-pipeline-") or role["name"] == DEPLOY_ROLE
         assert role["path"] == "/canvalo/"
         assert boundary_of(pipeline, role["name"]) == own_boundary.get(role["name"], "canvalo-pipeline-boundary")
-        (trust,) = policy_statements(pipeline, role["assume_role_policy"])
+        # The plan role also trusts the operators' roles (make status): tests/infra/test_pipeline_status.py.
+        trust, *_ = policy_statements(pipeline, role["assume_role_policy"])
         assert trust["condition"] == [{"test": "StringEquals", "variable": "aws:SourceAccount", "values": [BETA]}]
         for item in role_statements(pipeline, role["name"]):
             assert "*" not in item["actions"], item["sid"]
@@ -598,6 +600,7 @@ def parameter_arn(name: str) -> str:
 
 
 DEPLOYED_COMMITS = {stage: f"/canvalo/{stage}/deployed-commit" for stage in ("beta", "gamma", "prod")}
+RELEASES = {stage: f"/canvalo/{stage}/release" for stage in ("beta", "gamma", "prod")}
 DRIFT_DIGEST = "/canvalo/prod/drift-digest"
 
 
@@ -605,12 +608,14 @@ def test_the_deployed_commits_and_the_drift_digest_are_string_parameters_whose_v
     pipeline: Document,
 ) -> None:
     parameters = {p["name"]: p for p in resources(pipeline, "aws_ssm_parameter").values()}
-    assert set(parameters) == {*DEPLOYED_COMMITS.values(), DRIFT_DIGEST}
+    assert set(parameters) == {*DEPLOYED_COMMITS.values(), *RELEASES.values(), DRIFT_DIGEST}
     for name, parameter in parameters.items():
         assert parameter["type"] == "String", name
         # Created with a placeholder; the deploy action and the drift check write the value.
         assert parameter["lifecycle"] == {"ignore_changes": ["insecure_value"]}, name
-    assert {parameters[n]["insecure_value"] for n in DEPLOYED_COMMITS.values()} == {"never-deployed"}
+    assert {parameters[n]["insecure_value"] for n in [*DEPLOYED_COMMITS.values(), *RELEASES.values()]} == {
+        "never-deployed"
+    }
     assert parameters[DRIFT_DIGEST]["insecure_value"] == "none"
 
 
@@ -623,10 +628,13 @@ def test_each_apply_records_its_stages_commit_and_the_drift_check_reads_only_pro
         (record,) = [s for s in role_statements(pipeline, role_name) if s["sid"] == "RecordTheDeployedCommit"]
         assert (record["actions"], record["resources"]) == (
             ["ssm:PutParameter"],
-            [parameter_arn(DEPLOYED_COMMITS[stage_name])],
+            [parameter_arn(DEPLOYED_COMMITS[stage_name]), parameter_arn(RELEASES[stage_name])],
         )
     statements = role_statements(pipeline, PLAN_ROLE)
-    ssm = {s["sid"]: s for s in statements if any(a.startswith("ssm:") for a in s["actions"])}
+    # Operators' sessions are denied ssm:* among others (tests/infra/test_pipeline_status.py): the Allows here.
+    ssm = {
+        s["sid"]: s for s in statements if s["effect"] == "Allow" and any(a.startswith("ssm:") for a in s["actions"])
+    }
     assert ssm["ReadTheCheckedStagesCommit"]["actions"] == ["ssm:GetParameter"]
     assert ssm["ReadTheCheckedStagesCommit"]["resources"] == [parameter_arn(DEPLOYED_COMMITS["prod"])]
     assert sorted(ssm["RememberTheLastDriftReport"]["actions"]) == ["ssm:GetParameter", "ssm:PutParameter"]
@@ -639,7 +647,7 @@ def test_each_apply_records_its_stages_commit_and_the_drift_check_reads_only_pro
     # The update role applies the pipeline stack, parameters included, and reaches no other parameter.
     update = {s["sid"]: s for s in role_statements(pipeline, "canvalo-beta-pipeline-update-pipeline")}
     assert sorted(update["ManageTheDriftParameters"]["resources"]) == sorted(
-        map(parameter_arn, [*DEPLOYED_COMMITS.values(), DRIFT_DIGEST])
+        map(parameter_arn, [*DEPLOYED_COMMITS.values(), *RELEASES.values(), DRIFT_DIGEST])
     )
     assert "ssm:DescribeParameters" in update["ListCallsWithoutResourceScope"]["actions"]
 

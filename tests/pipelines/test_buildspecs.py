@@ -210,6 +210,10 @@ def test_the_deployed_commit_is_recorded_in_the_pipeline_account_not_the_stage()
     branch = mode_branch(script_text("deploy"), "apply")
     (line,) = [line for line in branch.splitlines() if "pipelines.drift record" in line]
     assert line.strip().startswith("env -u AWS_PROFILE -u AWS_CONFIG_FILE python -m pipelines.drift record")
+    # With what make status shows: the image, read before as the stage's deploy role, and the execution.
+    assert '--image "$image" --execution-id "${PIPELINE_EXECUTION_ID:-}"' in line
+    image = 'image="$(python -m pipelines.release image --outputs handoff)"'
+    assert branch.index("terraform_stage apply") < branch.index(image) < branch.index("pipelines.drift record")
 
 
 @pytest.mark.req("R10.5", "R10.6", "R10.7", "R10.8")

@@ -258,7 +258,7 @@ def test_record_writes_the_commit_a_stage_applied(aws: Aws, capsys: pytest.Captu
     assert main(["record", "--stage", "prod", "--commit", COMMIT], ssm=aws.ssm, environ=aws.environ) == 0
     assert aws.parameter(PROD_COMMIT) == COMMIT
     assert aws.parameter("/canvalo/gamma/deployed-commit") == NEVER_DEPLOYED, "only that stage's"
-    assert capsys.readouterr().out == f"prod runs {COMMIT} (recorded in {PROD_COMMIT})\n"
+    assert capsys.readouterr().out == f"prod runs {COMMIT} (recorded in {PROD_COMMIT}), image unknown\n"
     assert main(["deployed-commit", "--stage", "prod"], ssm=aws.ssm, environ=aws.environ) == 0
     assert capsys.readouterr().out == f"{COMMIT}\n"
 

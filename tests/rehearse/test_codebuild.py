@@ -261,3 +261,29 @@ def test_the_rehearsals_codepipeline_says_who_answered_each_approval(world: Worl
     assert [(d["stageName"], d["actionName"], d["status"], d["updatedBy"]) for d in details] == [
         ("Prod", "Approve", "Succeeded", approver)
     ]
+
+
+@pytest.mark.req("R4.3")
+def test_the_rehearsals_pipeline_state_shows_each_stage_as_its_latest_execution_left_it(world: World) -> None:
+    services = Services(world)
+    try:
+        older = Execution(id="0b8e6f7a-1c2d-4e5f-8a9b-000000000001", commit="c0ffee")
+        older.done_actions.update({("Beta", "Apply"), ("Prod", "Apply")})
+        newer = Execution(id="0b8e6f7a-1c2d-4e5f-8a9b-000000000002", commit="decaf")
+        newer.done_actions.add(("Beta", "Apply"))
+        services.executions.update({older.id: older, newer.id: newer})
+        client = boto3.client(
+            "codepipeline",
+            endpoint_url=services.url,
+            region_name="eu-west-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        states = client.get_pipeline_state(name="canvalo-beta-pipeline")["stageStates"]
+    finally:
+        services.close()
+    latest = {s["stageName"]: s["latestExecution"]["pipelineExecutionId"] for s in states}
+    assert latest == {"Beta": newer.id, "Prod": older.id}
+    # Approvals are answered as they come: none is ever in progress (no token), as make status expects then.
+    actions = [a for s in states for a in s["actionStates"]]
+    assert actions and all(a["latestExecution"] == {"status": "Succeeded"} for a in actions)

@@ -7,6 +7,7 @@ words (like a strict xfail): it counts as unexpected once it passes, so the fix 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from tools.rehearse.codebuild import Machine, StandIn
 from tools.rehearse.pipeline import Execution, Pipeline, Services, Step
+from tools.rehearse.terraform import trust_allows
 from tools.rehearse.world import REPOSITORY, MotoServer, World, launcher, tool_command
 
 ACCOUNTS = {"beta": "444444444444", "gamma": "555555555555", "prod": "666666666666"}
@@ -68,6 +70,8 @@ class Rehearsal:
         self.services = services
         self.out = out
         self.steps: list[Step] = []
+        # What the administrator's last commands printed (stdout and stderr).
+        self.admin_output = ""
         root.mkdir(parents=True)
         self.world_file = world_file = root / "world.json"
         world.save(world_file)
@@ -214,7 +218,7 @@ class Rehearsal:
             timeout=600,
             check=False,
         )
-        output = completed.stdout + completed.stderr
+        output = self.admin_output = completed.stdout + completed.stderr
         (self.root / "admin.log").open("a").write(f"$ {script}\n{output}\n")
         result = "Succeeded" if completed.returncode == 0 else "Failed"
         detail = "" if completed.returncode == 0 else last_error_line(output)
@@ -272,7 +276,9 @@ def bootstrap_commands(stage: str) -> str:
 
 
 def settings() -> dict[str, str]:
-    return {f"CANVALO_{stage.upper()}_ACCOUNT_ID": account for stage, account in ACCOUNTS.items()}
+    accounts = {f"CANVALO_{stage.upper()}_ACCOUNT_ID": account for stage, account in ACCOUNTS.items()}
+    # The administrator also reads the stages through the plan roles with `make status` (README).
+    return {**accounts, "CANVALO_OPERATOR_ROLES": ADMINISTRATOR_ROLE}
 
 
 def bootstrap(rehearsal: Rehearsal, stage: str) -> None:
@@ -806,6 +812,53 @@ def attack(rehearsal: Rehearsal, message: str, change: Callable[[Path], None]) -
     return True, ""
 
 
+def status(rehearsal: Rehearsal) -> tuple[bool, str]:
+    """The administrator's `make status` once the branch head is deployed everywhere: each stage's row shows
+    that commit and the image its content makes. moto does not evaluate trust policies, so the chain the
+    command assumes (operator -> pipeline plan role -> each stage's canvalo-plan) is checked here, as applied."""
+    head = rehearsal.head()
+    _, detail = deliver(rehearsal, head, 3)
+    if detail:
+        return False, f"the branch head did not reach prod: {detail}"
+    tag = subprocess.run(
+        ["bash", "pipelines/image_tag.sh"], cwd=rehearsal.github, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    image = f"{ACCOUNTS['beta']}.dkr.ecr.{REGION}.amazonaws.com/canvalo-backend:{tag}"
+    plan_role = f"arn:aws:iam::{ACCOUNTS['beta']}:role/canvalo/canvalo-beta-pipeline-plan"
+    chain = [(ACCOUNTS["beta"], plan_role, f"arn:aws:iam::{ACCOUNTS['beta']}:role/{ADMINISTRATOR_ROLE}")]
+    chain += [
+        (ACCOUNTS[s], f"arn:aws:iam::{ACCOUNTS[s]}:role/canvalo/canvalo-plan", plan_role) for s in ("gamma", "prod")
+    ]
+    for account, role_arn, caller in chain:
+        role = rehearsal.world.client(account, "iam").get_role(RoleName=role_arn.rsplit("/", 1)[-1])["Role"]
+        trust = role["AssumeRolePolicyDocument"]
+        if not trust_allows(json.loads(trust) if isinstance(trust, str) else trust, caller, "canvalo-status"):
+            return False, f"{role_arn}'s trust policy, as applied, does not let {caller} assume it"
+    table = rehearsal.root / "status.json"
+    code, detail = rehearsal.administrator(
+        "beta",
+        "make status",
+        f"make status STATUS_ARGS=--json > {table} && make status",
+        {**settings(), "AWS_ENDPOINT_URL_CODEPIPELINE": rehearsal.services.url},
+    )
+    for line in rehearsal.admin_output.splitlines():
+        print(f"{'':<9} {line}")
+    if code:
+        return False, f"make status: {detail}"
+    try:
+        rows = {row["stage"]: row for row in json.loads(table.read_text())["stages"]}
+    except (ValueError, KeyError, TypeError) as error:
+        return False, f"make status STATUS_ARGS=--json printed no status JSON: {error}"
+    wrong = [
+        f"{stage}: {row.get('commit')} {row.get('image')}"
+        for stage, row in rows.items()
+        if (row.get("commit"), row.get("image")) != (head, image)
+    ]
+    if list(rows) != list(ACCOUNTS) or wrong:
+        return False, f"expected every stage at {head[:10]} with {image}; got {wrong or list(rows)}"
+    return True, ""
+
+
 # What runs after the first deploy, in order; each starts from the state the one before left.
 LATER_SCENARIOS: dict[str, Callable[[Rehearsal], tuple[bool, str]]] = {
     "docs-only commit": docs_only_commit,
@@ -816,6 +869,7 @@ LATER_SCENARIOS: dict[str, Callable[[Rehearsal], tuple[bool, str]]] = {
     "smoke failure in prod": smoke_failure_in_prod,
     **{name: attack_scenario(message, change) for name, (message, change) in ATTACKS.items()},
     OTHER_APPROVER: approved_by_someone_else,
+    "status": status,
 }
 SCENARIOS = ("first deploy", *LATER_SCENARIOS)
 NAME_WIDTH = max(map(len, SCENARIOS))

@@ -219,6 +219,20 @@ class Services:
                 for (stage, action), approver in execution.approvers.items()
             ]
             return 200, {"actionExecutionDetails": details}
+        if operation == "GetPipelineState":
+            # Each stage as the latest execution that reached it left it. Approvals are answered as they come
+            # (Pipeline.reviewer), so between executions none is in progress, as in CodePipeline.
+            stages: dict[str, dict[str, Any]] = {}
+            for execution in self.executions.values():
+                for stage_name, action_name in sorted(execution.done_actions):
+                    state = stages.setdefault(stage_name, {"stageName": stage_name, "actionStates": {}})
+                    state["latestExecution"] = {"pipelineExecutionId": execution.id, "status": "Succeeded"}
+                    state["actionStates"][action_name] = {
+                        "actionName": action_name,
+                        "latestExecution": {"status": "Succeeded"},
+                    }
+            states = [{**state, "actionStates": list(state["actionStates"].values())} for state in stages.values()]
+            return 200, {"pipelineName": request.get("name", ""), "stageStates": states}
         if operation == "StopPipelineExecution":
             execution = self.executions.get(request.get("pipelineExecutionId", ""))
             if execution is None:

@@ -215,8 +215,9 @@ class Cloud:
         return session
 
 
-def trust_allows(policy: Mapping[str, Any], caller_arn: str) -> bool:
-    """Does a trust policy let `caller_arn` (a role or user ARN) call sts:AssumeRole? Explicit denies win."""
+def trust_allows(policy: Mapping[str, Any], caller_arn: str, session_name: str | None = None) -> bool:
+    """Does a trust policy let `caller_arn` (a role or user ARN) call sts:AssumeRole, naming the session
+    `session_name` (for an `sts:RoleSessionName` condition)? Explicit denies win."""
     caller_account = caller_arn.split(":")[4]
     allowed = False
     for item in as_list(policy.get("Statement")):
@@ -231,7 +232,7 @@ def trust_allows(policy: Mapping[str, Any], caller_arn: str) -> bool:
         named = any(
             p in ("*", caller_arn, caller_account, f"arn:aws:iam::{caller_account}:root") for p in map(str, principals)
         )
-        if not named or not conditions_hold(item.get("Condition") or {}, caller_arn, caller_account):
+        if not named or not conditions_hold(item.get("Condition") or {}, caller_arn, caller_account, session_name):
             continue
         if item.get("Effect") == "Deny":
             return False
@@ -239,9 +240,13 @@ def trust_allows(policy: Mapping[str, Any], caller_arn: str) -> bool:
     return allowed
 
 
-def conditions_hold(conditions: Mapping[str, Any], caller_arn: str, caller_account: str) -> bool:
+def conditions_hold(
+    conditions: Mapping[str, Any], caller_arn: str, caller_account: str, session_name: str | None = None
+) -> bool:
     """The condition operators trust policies here use; any other operator or key is not satisfied."""
     context = {"aws:principalarn": caller_arn, "aws:principalaccount": caller_account}
+    if session_name is not None:
+        context["sts:rolesessionname"] = session_name
     for operator, tests in conditions.items():
         for key, values in tests.items():
             actual = context.get(key.lower())
