@@ -368,7 +368,8 @@ class DeliveryPipeline(Construct):
         window = (
             CodepipelineStageBeforeEntry(
                 condition=CodepipelineStageBeforeEntryCondition(
-                    # Outside the window CodePipeline does not enter the stage: the execution waits at its entry.
+                    # Outside the window the rule fails and so does the stage's entry (AWS documents FAIL and SKIP
+                    # as an entry condition's results): nothing is applied, and the stage is retried in the window.
                     result="FAIL",
                     rule=[
                         CodepipelineStageBeforeEntryConditionRule(
