@@ -94,6 +94,8 @@ STAGE_OUTPUT_VARIABLES = {
     "frontend_bucket": "FRONTEND_BUCKET",
     "frontend_distribution_id": "FRONTEND_DISTRIBUTION_ID",
 }
+# The outputs that locate the stage's live frontend release: Plan reads them from the stack that declares them.
+FRONTEND_OUTPUTS = frozenset({"frontend_bucket", "frontend_distribution_id"})
 # Applying waits this long for another run's state lock (a drift check, a laptop plan) before failing.
 LOCK_TIMEOUT = "-lock-timeout=10m"
 EXIT_DEFERRED = 4
@@ -298,7 +300,7 @@ def plan_stage(
             outputs_changing.add(stack)
             changed_outputs[stack] = frozenset(plan.output_changes)
         entries.append({"stack": stack, "changes": changes, "sha256": sha256(plan_file)})
-        if frontend is not None:
+        if frontend is not None and declares_any(directory, FRONTEND_OUTPUTS):
             live_outputs.update(
                 (name, str(output["value"]))
                 for name, output in terraform.outputs(directory).items()
@@ -561,6 +563,15 @@ def write_outputs(path: Path, outputs: Mapping[str, Any]) -> None:
     """Only non-sensitive values leave Terraform: the outputs directory is a pipeline artifact."""
     visible = {name: output["value"] for name, output in outputs.items() if not output.get("sensitive")}
     path.write_text(json.dumps(visible, indent=1, sort_keys=True))
+
+
+def declares_any(directory: Path, outputs: frozenset[str]) -> bool:
+    """Whether the stack's synthesized JSON declares one of `outputs`: only then are its live outputs read."""
+    try:
+        declared = json.loads((directory / "cdk.tf.json").read_text()).get("output") or {}
+    except (OSError, json.JSONDecodeError):
+        return False
+    return bool(outputs & set(declared))
 
 
 def live_release(dist: Path) -> Callable[[Mapping[str, str]], dict[str, Any]]:

@@ -578,7 +578,12 @@ def test_plan_records_whether_anything_changes_the_frontend_release_included(
     cdktf_out: Path, tmp_path: Path, backend_plan: dict[str, Any], release_changes: bool, changes: bool
 ) -> None:
     live = {"frontend_bucket": {"value": "canvalo-beta-site", "sensitive": False}}
-    fake = FakeTerraform(plans={"beta-backend": backend_plan}, outputs={"beta-frontend": live})
+    # Only the stack that declares the frontend's outputs is read: the others' state is left alone at plan.
+    cdktf_out = synthesized(tmp_path / "declared", BETA_STACKS, {"beta-frontend": {"output": {"frontend_bucket": {}}}})
+    fake = FakeTerraform(
+        plans={"beta-backend": backend_plan},
+        outputs={"beta-frontend": live, "beta-backend": {"x": live["frontend_bucket"]}},
+    )
     seen: list[Mapping[str, str]] = []
 
     def release(outputs: Mapping[str, str]) -> dict[str, Any]:
@@ -589,6 +594,7 @@ def test_plan_records_whether_anything_changes_the_frontend_release_included(
     plans = tmp_path / "plans"
     plan_stage(terraform=Terraform(fake), stage="beta", cdktf_out=cdktf_out, plans_dir=plans, frontend=release)
     assert seen == [{"frontend_bucket": "canvalo-beta-site"}], "compared against the live outputs, once"
+    assert [stack for stack, command in fake.commands() if command == "output"] == ["beta-frontend"]
     assert (plans / "changes.txt").read_text() == f"{str(changes).lower()}\n"
     manifest = json.loads((plans / "manifest.json").read_text())
     assert manifest["changes"] is changes
