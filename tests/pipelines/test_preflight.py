@@ -250,31 +250,26 @@ def test_the_stage_account_is_reached_through_its_deploy_role(
     assert stage_identity["Arn"] == "arn:aws:sts::222222222222:assumed-role/canvalo-deploy/test"
 
 
-@pytest.mark.req("R4.6")
-def test_the_assumed_role_session_is_named_after_the_stage(
-    aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    aws.ready("gamma")
-    sessions: list[str] = []
-    aws.caller.events.register(
-        "before-parameter-build.sts.AssumeRole", lambda params, **_: sessions.append(params["RoleSessionName"])
-    )
-    assert preflight(aws, capsys, synthesize(tmp_path, "gamma"), "gamma").status == 0
-    assert sessions == ["preflight-gamma"]
+PLAN_ROLE = "arn:aws:iam::222222222222:role/canvalo/canvalo-plan"
 
 
 @pytest.mark.req("R4.6")
-def test_the_pipeline_checks_the_stage_as_the_role_it_names_not_the_one_the_stacks_name(
-    aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("extra", "role"),
+    [((), "arn:aws:iam::222222222222:role/canvalo/canvalo-deploy"), (("--role-arn", PLAN_ROLE), PLAN_ROLE)],
+    ids=["the role the stacks name", "the role the pipeline names"],
+)
+def test_the_stage_is_checked_as_one_role_in_a_session_named_after_the_stage(
+    aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: tuple[str, ...], role: str
 ) -> None:
     aws.ready("gamma")
-    assumed: list[str] = []
+    assumed: list[tuple[str, str]] = []
     aws.caller.events.register(
-        "before-parameter-build.sts.AssumeRole", lambda params, **_: assumed.append(params["RoleArn"])
+        "before-parameter-build.sts.AssumeRole",
+        lambda params, **_: assumed.append((params["RoleArn"], params["RoleSessionName"])),
     )
-    plan_role = "arn:aws:iam::222222222222:role/canvalo/canvalo-plan"
-    assert preflight(aws, capsys, synthesize(tmp_path, "gamma"), "gamma", "--role-arn", plan_role).status == 0
-    assert assumed == [plan_role]
+    assert preflight(aws, capsys, synthesize(tmp_path, "gamma"), "gamma", *extra).status == 0
+    assert assumed == [(role, "preflight-gamma")]
 
 
 @pytest.mark.req("R4.6")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -17,21 +19,27 @@ ENVIRONMENT = {
 }
 
 
+@pytest.fixture
+def s3() -> Iterator[Any]:
+    """moto's S3, holding the pipeline's artifact bucket."""
+    with mock_aws():
+        client = boto3.client("s3", region_name="eu-west-1")
+        client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        yield client
+
+
 @pytest.mark.req("R4.3")
 def test_the_summary_becomes_an_object_whose_console_address_the_approval_links(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], s3: Any
 ) -> None:
     summary = tmp_path / "summary.md"
     summary.write_text("# prod plan\n\nBROADENING: 1 resource(s) need a person's approval\n")
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="eu-west-1")
-        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-        argv = ["--summary", str(summary), "--bucket", BUCKET, "--stage", "prod"]
-        assert main(argv, s3=s3, environ=ENVIRONMENT) == 0
-        key = "plan-summaries/prod/6f1c2e3a-0000-4000-8000-000000000001.md"
-        stored = s3.get_object(Bucket=BUCKET, Key=key)
-        assert stored["Body"].read() == summary.read_bytes()
-        assert stored["ContentType"].startswith("text/markdown")
+    argv = ["--summary", str(summary), "--bucket", BUCKET, "--stage", "prod"]
+    assert main(argv, s3=s3, environ=ENVIRONMENT) == 0
+    key = "plan-summaries/prod/6f1c2e3a-0000-4000-8000-000000000001.md"
+    stored = s3.get_object(Bucket=BUCKET, Key=key)
+    assert stored["Body"].read() == summary.read_bytes()
+    assert stored["ContentType"].startswith("text/markdown")
     url = capsys.readouterr().out.strip()
     assert url == (
         f"https://eu-west-1.console.aws.amazon.com/s3/object/{BUCKET}?region=eu-west-1&bucketType=general"
@@ -41,13 +49,11 @@ def test_the_summary_becomes_an_object_whose_console_address_the_approval_links(
 
 @pytest.mark.req("R4.3")
 def test_a_bucket_it_cannot_write_fails_the_plan_with_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], s3: Any
 ) -> None:
     summary = tmp_path / "summary.md"
     summary.write_text("x")
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="eu-west-1")
-        status = main(["--summary", str(summary), "--bucket", "missing", "--stage", "beta"], s3=s3, environ=ENVIRONMENT)
+    status = main(["--summary", str(summary), "--bucket", "missing", "--stage", "beta"], s3=s3, environ=ENVIRONMENT)
     (line,) = capsys.readouterr().err.splitlines()
     assert status == EXIT_FAILED and line.startswith("error: cannot put s3://missing/plan-summaries/beta/")
 
