@@ -11,6 +11,7 @@ import pytest
 from moto import mock_aws
 
 from pipelines.bake import CHECK_INTERVAL_SECONDS, EXIT_ALARM, EXIT_BAD_INPUT, BakeError, Clock, bake, main
+from tests.support.alarms import put_alarm
 
 REGION = "eu-west-1"
 PREFIX = "canvalo-gamma-"
@@ -40,17 +41,7 @@ def cloudwatch() -> Iterator[Any]:
     with mock_aws():
         client = boto3.client("cloudwatch", region_name=REGION)
         for name in ("canvalo-gamma-api-5xx-rate", "canvalo-gamma-api-healthy-tasks", "canvalo-prod-api-5xx-rate"):
-            client.put_metric_alarm(
-                AlarmName=name,
-                Namespace="AWS/ApplicationELB",
-                MetricName="HTTPCode_Target_5XX_Count",
-                Statistic="Sum",
-                Period=60,
-                EvaluationPeriods=1,
-                Threshold=1,
-                ComparisonOperator="GreaterThanThreshold",
-            )
-            client.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="quiet")
+            put_alarm(client, name, "OK")
         yield client
 
 

@@ -12,6 +12,7 @@ import pytest
 from moto import mock_aws
 
 from pipelines.verify_rollout import Release, main
+from tests.support.alarms import put_alarm
 
 CLUSTER, SERVICE = "canvalo-gamma-backend", "canvalo-gamma-backend"
 
@@ -143,17 +144,7 @@ def test_a_release_its_deployment_alarm_rolled_back_fails_naming_the_alarm_and_t
     monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "1")
     cloudwatch = boto3.client("cloudwatch", region_name="eu-west-1")
     for name in (ALARM, f"{SERVICE}-healthy-tasks"):
-        cloudwatch.put_metric_alarm(
-            AlarmName=name,
-            Namespace="AWS/ApplicationELB",
-            MetricName="HTTPCode_Target_5XX_Count",
-            Statistic="Sum",
-            Period=300,
-            EvaluationPeriods=1,
-            Threshold=5,
-            ComparisonOperator="GreaterThanThreshold",
-        )
-        cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="errors")
+        put_alarm(cloudwatch, name, "ALARM")
     old, new = released(ecs, "old", "new")
     ecs.update_service(cluster=CLUSTER, service=SERVICE, taskDefinition=old, deploymentConfiguration=WITH_ALARMS)
     assert main(["--outputs", str(outputs(tmp_path, new)), "--attempts", "1"]) == 1

@@ -21,6 +21,7 @@ from moto import mock_aws
 
 from pipelines import drift, release
 from pipelines.drift_parameters import NEVER_DEPLOYED, NOTHING_PUBLISHED
+from tests.support.alarms import put_alarm
 from tests.support.config import hermetic_environment
 from tools import status
 
@@ -86,18 +87,7 @@ def record(operator: Operator, stage: str, *extra: str) -> None:
 def alarm(account: str, name: str, state: str = "ALARM") -> None:
     """An alarm in the stage's account, created there as its stack does."""
     session = role_session(f"arn:aws:iam::{account}:role/Administrator")
-    cloudwatch = session.client("cloudwatch", region_name=REGION)
-    cloudwatch.put_metric_alarm(
-        AlarmName=name,
-        Namespace="AWS/ApplicationELB",
-        MetricName="HealthyHostCount",
-        Statistic="Minimum",
-        Period=60,
-        EvaluationPeriods=2,
-        Threshold=1,
-        ComparisonOperator="LessThanThreshold",
-    )
-    cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason="test")
+    put_alarm(session.client("cloudwatch", region_name=REGION), name, state)
 
 
 def as_json(operator: Operator, capsys: pytest.CaptureFixture[str], exit_status: int = 0) -> dict[str, Any]:
@@ -210,10 +200,14 @@ def test_a_pending_approval_shows_in_its_stages_row_with_its_message(
                 "actionStates": [{"actionName": "Apply", "latestExecution": {"status": "Succeeded"}}],
             },
             {
-                "stageName": "Prod",
+                "stageName": "ProdPlan",
+                "latestExecution": {"pipelineExecutionId": EXECUTION, "status": "Succeeded"},
+                "actionStates": [{"actionName": "Plan", "latestExecution": {"status": "Succeeded"}}],
+            },
+            {
+                "stageName": "ProdApproval",
                 "latestExecution": {"pipelineExecutionId": EXECUTION, "status": "InProgress"},
                 "actionStates": [
-                    {"actionName": "Plan", "latestExecution": {"status": "Succeeded"}},
                     {
                         "actionName": "Approve",
                         "latestExecution": {"status": "InProgress", "token": "t-1", "lastStatusChange": since},
@@ -227,9 +221,9 @@ def test_a_pending_approval_shows_in_its_stages_row_with_its_message(
         "list_action_executions",
         {
             "actionExecutionDetails": [
-                {"stageName": "Prod", "actionName": "Plan", "input": {"resolvedConfiguration": {}}},
+                {"stageName": "ProdPlan", "actionName": "Plan", "input": {"resolvedConfiguration": {}}},
                 {
-                    "stageName": "Prod",
+                    "stageName": "ProdApproval",
                     "actionName": "Approve",
                     "input": {"resolvedConfiguration": {"CustomData": headline}},
                 },
@@ -239,7 +233,7 @@ def test_a_pending_approval_shows_in_its_stages_row_with_its_message(
     )
     found = rows(as_json(operator, capsys))
     assert found["prod"]["pending_approval"] == [
-        {"action": "Prod/Approve", "since": "2026-11-28T09:30:00Z", "message": headline}
+        {"action": "ProdApproval/Approve", "since": "2026-11-28T09:30:00Z", "message": headline}
     ]
     assert found["beta"]["pending_approval"] == found["gamma"]["pending_approval"] == []
 
