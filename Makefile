@@ -89,7 +89,7 @@ bootstrap: $(STAMP) ## apply bootstrap-<stage> (administrator credentials of its
 	python -m tools.bootstrap --stage "$(STAGE)" $(BOOTSTRAP_ARGS)
 
 .PHONY: rehearse
-rehearse: $(STAMP) ## run the synthesized pipeline's own actions against moto, from empty accounts to prod (README "Rehearsal")
+rehearse: $(STAMP) ## run the synthesized pipeline's own actions against moto, from empty accounts to prod (docs/rehearsal.md)
 	python -m tools.rehearse $(REHEARSE_ARGS)
 
 .PHONY: status

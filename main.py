@@ -25,20 +25,14 @@ PROJECT_ROOT = Path(__file__).resolve().parent
 
 def wire(app: App, project: ProjectConfig) -> list[TerraformStack]:
     """Every stack of every stage, built from its config; the order is the deploy order."""
-    from stacks.backend import BackendStack
     from stacks.bootstrap import BootstrapStack
-    from stacks.frontend import FrontendStack
-    from stacks.network import NetworkStack
     from stacks.pipeline import PipelineStack
+    from stacks.workload import WorkloadStack
 
     stacks: list[TerraformStack] = []
     for stage in project.stages:
         stacks.append(BootstrapStack(app, project=project, stage=stage))
-        network = NetworkStack(app, project=project, stage=stage)
-        stacks.append(network)
-        backend = BackendStack(app, project=project, stage=stage, network=network)
-        stacks.append(backend)
-        stacks.append(FrontendStack(app, project=project, stage=stage, api_origin=backend.api_origin))
+        stacks.append(WorkloadStack(app, project=project, stage=stage))
     stacks.append(PipelineStack(app, project=project))
     return stacks
 

@@ -146,10 +146,9 @@ def deploy_permissions(scope: DeployScope) -> list[DataAwsIamPolicyDocumentState
         statement(
             sid="TerraformState",
             actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-            # The stage's stacks keep their state (and S3 lock file) under `<stack id>/`, and every stage
-            # stack id is `<stage>-<component>` (stacks/base.py); bootstrap-<stage> and, in beta, the
-            # pipeline keep theirs under other keys.
-            resources=[f"{state_bucket_arn}/{stage_name}-*"],
+            # The stage's workload stack keeps its state (and S3 lock file) under `<stage>/` (stacks/base.py,
+            # stacks/workload.py); bootstrap-<stage> and, in beta, the pipeline keep theirs under other keys.
+            resources=[f"{state_bucket_arn}/{stage_name}/*"],
         ),
         statement(sid="TerraformStateList", actions=["s3:ListBucket"], resources=[state_bucket_arn]),
         statement(

@@ -307,10 +307,6 @@ class DeliveryPipeline(Construct):
                 ],
                 before_entry=variable_condition("PlanBroadens", f"{plan_namespace}.{PLAN_BROADENS_VARIABLE}"),
             )
-        # Apply also plans and applies the stacks that `plan` deferred because they read outputs this run
-        # changes, once those are applied: a new stage deploys in one run. Where a person approves, such a
-        # plan is applied only within the bound the approval showed; beyond it, it waits for the next run.
-        deferred = "approved" if deployment.approval_before_apply else "apply"
         # Apply goes on only if one of the stage's approvers answered its approval, or the approval was
         # skipped because the plans it would have shown change nothing (pipelines/approval_check.py).
         who_approves = (
@@ -331,7 +327,6 @@ class DeliveryPipeline(Construct):
                 environment={
                     "STAGE": deployment.name,
                     "MODE": "apply",
-                    "DEFERRED": deferred,
                     # What Plan made, as CodePipeline recorded it: a rewritten plans artifact is refused.
                     "APPROVED_MANIFEST_SHA256": f"#{{{plan_namespace}.{PLAN_SHA256_VARIABLE}}}",
                     # Which execution deployed the stage (its release record); CodeBuild is not told it.

@@ -104,15 +104,16 @@ def state_lock_statements(scope: DeployScope) -> list[DataAwsIamPolicyDocumentSt
     The S3 backend (use_lockfile, Terraform's internal/backend/remote-state/s3) puts `<key>.tflock` with
     If-None-Match and deletes it to unlock; with dynamodb_table set it also puts and deletes the item whose
     LockID is `<bucket>/<key>`. The item `<bucket>/<key>-md5`, the state's digest, is written only with the
-    state, so the condition leaves it out. The stage's stack ids are `<stage>-<component>` (stacks/base.py),
-    their keys `<stack id>/terraform.tfstate`: the same prefix the deploy permissions' state statement holds to.
+    state, so the condition leaves it out. The stage's one workload stack is named after the stage
+    (stacks/workload.py), its key `<stage>/terraform.tfstate` (stacks/base.py): the same key the deploy
+    permissions' state statement holds to.
     """
-    stage_keys = f"{scope.stage_name}-*"
+    state_key = f"{scope.stage_name}/terraform.tfstate"
     return [
         statement(
             sid="TerraformLockFiles",
             actions=["s3:PutObject", "s3:DeleteObject"],
-            resources=[f"{scope.state_bucket_arn}/{stage_keys}.tflock"],
+            resources=[f"{scope.state_bucket_arn}/{state_key}.tflock"],
         ),
         statement(
             sid="TerraformLockItems",
@@ -120,7 +121,7 @@ def state_lock_statements(scope: DeployScope) -> list[DataAwsIamPolicyDocumentSt
             resources=[scope.lock_table_arn],
             # LeadingKeys is the item's partition key (LockID), a set: ForAllValues, and PutItem and
             # DeleteItem always name one. The table belongs to this account's one state bucket.
-            conditions=[("ForAllValues:StringLike", "dynamodb:LeadingKeys", [f"*/{stage_keys}.tfstate"])],
+            conditions=[("ForAllValues:StringLike", "dynamodb:LeadingKeys", [f"*/{state_key}"])],
         ),
     ]
 

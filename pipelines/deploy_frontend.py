@@ -235,7 +235,7 @@ def check_access(s3: S3Client, cloudfront: CloudFrontClient, bucket: str, distri
     except ClientError as error:
         if _status(error) == 404 or _code(error) in ("404", "NoSuchBucket"):
             raise DeployError(
-                f"bucket {bucket!r} does not exist: pass the <stage>-frontend stack's bucket as --bucket"
+                f"bucket {bucket!r} does not exist: pass the <stage> stack's frontend_bucket output as --bucket"
             ) from None
         if _status(error) == 403 or _code(error) in ("403", "AccessDenied"):
             raise DeployError(
@@ -248,7 +248,7 @@ def check_access(s3: S3Client, cloudfront: CloudFrontClient, bucket: str, distri
     except ClientError as error:
         if _code(error) == "NoSuchDistribution":
             raise DeployError(
-                f"CloudFront distribution {distribution_id!r} does not exist: pass the <stage>-frontend stack's "
+                f"CloudFront distribution {distribution_id!r} does not exist: pass the <stage> stack's "
                 "distribution id as --distribution-id"
             ) from None
         if _code(error) == "AccessDenied" or _status(error) == 403:

@@ -12,7 +12,7 @@ commit, or nothing (exit 0) while the stage was never deployed; it then synthesi
 `record` also writes the stage's release record (`pipelines/release.py`: commit, image, execution, time) to
 `/<app>/<stage>/release`, which `make status` reads.
 
-For every `<stage>-*` stack of that synthesis it runs `terraform plan -refresh-only -detailed-exitcode
+For the stage's stack (`<stage>`) of that synthesis it runs `terraform plan -refresh-only -detailed-exitcode
 -lock=false`: refresh-only, because it compares the real resources with the state; without the state lock,
 because it writes no state and must neither wait for nor block a deploy. Only real drift counts, from
 the plan's `resource_drift`:
@@ -249,7 +249,7 @@ def check_stage(
     work_dir.mkdir(parents=True, exist_ok=True)
     try:
         drifted = []
-        for stack, _ in stage_stacks(cdktf_out, stage):
+        for stack in stage_stacks(cdktf_out, stage):
             resources = check_stack(terraform, cdktf_out / "stacks" / stack, (work_dir / f"{stack}.tfplan").resolve())
             out(f"{stack}: {'drifted' if resources else 'matches'}")
             if resources:

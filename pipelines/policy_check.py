@@ -2,7 +2,7 @@
 
     python -m pipelines.policy_check --cdktf-out DIR [--stage S]
 
-Reads every stack of `DIR/manifest.json` (with `--stage S`, only the `S-*` stacks) and every `*.tf.json` in
+Reads every stack of `DIR/manifest.json` (with `--stage S`, only the stack `S`) and every `*.tf.json` in
 each stack's directory, the files Terraform loads there, and prints one line per finding, naming the stack,
 the address and the rule:
 
@@ -13,7 +13,7 @@ the address and the rule:
 - `required-providers`: a `required_providers` entry whose source is outside `ALLOWED_PROVIDERS`;
 - `module-source`: a `module` block whose source is not a local path (`./`, `../`);
 - `backend`: a backend other than `s3` (a bootstrap stack may also be `local`, before its state migrates);
-- `credentials`: an AWS provider, S3 backend or remote state setting outside `PROVIDER_SETTINGS`/`BACKEND_SETTINGS`
+- `credentials`: an AWS provider or S3 backend setting outside `PROVIDER_SETTINGS`/`BACKEND_SETTINGS`
   (a profile, keys, a credentials file, an endpoint): the pipeline chooses the credentials Terraform runs
   with (`pipeline_credentials`), never the commit; the `assume_role` the stacks name for laptop use is
   removed before `terraform init` in favour of the action's own role;
@@ -43,10 +43,6 @@ ALLOWED_PROVIDERS: Mapping[str, str] = {
     # Every resource and data source of every stack; its version is pinned, and its binary checked against
     # each stack's .terraform.lock.hcl.
     "registry.terraform.io/hashicorp/aws": "the AWS provider",
-    # Built into the Terraform binary (nothing is downloaded): the `terraform_remote_state` data sources
-    # through which a stack reads another stack's outputs from its S3 state. Its one resource type,
-    # `terraform_data`, is refused on its own below.
-    "terraform.io/builtin/terraform": "Terraform's built-in provider",
 }
 BUILTIN_PROVIDER = "terraform.io/builtin/terraform"
 DEFAULT_REGISTRY = "registry.terraform.io"
@@ -151,16 +147,6 @@ def check_document(stack: str, document: Mapping[str, Any], where: str) -> Itera
         for configuration in blocks(configurations, f"{where}: provider.{local}"):
             for setting in sorted(set(configuration) - PROVIDER_SETTINGS):
                 yield Finding(stack, f"provider.{local}.{setting}", "credentials", "the pipeline chooses credentials")
-    remote_states = mapping(mapping(document.get("data"), f"{where}: data").get("terraform_remote_state"), where)
-    for name, remote_state in remote_states.items():
-        for block in blocks(remote_state, f"{where}: data.terraform_remote_state.{name}"):
-            for setting in sorted(set(mapping(block.get("config"), where)) - BACKEND_SETTINGS):
-                yield Finding(
-                    stack,
-                    f"data.terraform_remote_state.{name}.config.{setting}",
-                    "credentials",
-                    "the pipeline chooses credentials",
-                )
     for section, prefix in (("resource", ""), ("data", "data.")):
         for kind, instances in mapping(document.get(section), f"{where}: {section}").items():
             for name, body in mapping(instances, f"{where}: {section}.{kind}").items():
@@ -242,12 +228,6 @@ def pipeline_credentials(stack_dir: Path) -> None:
         for terraform in blocks(document.get("terraform", {}), str(path)):
             s3 = mapping(mapping(terraform.get("backend"), str(path)).get(STATE_BACKEND), str(path))
             changed |= s3.pop(STACK_CHOSEN_ROLE, None) is not None
-        # A stack reads another's outputs from its S3 state, through the same role.
-        remote_states = mapping(mapping(document.get("data"), str(path)).get("terraform_remote_state"), str(path))
-        for remote_state in remote_states.values():
-            for block in blocks(remote_state, str(path)):
-                config = mapping(block.get("config"), str(path))
-                changed |= config.pop(STACK_CHOSEN_ROLE, None) is not None
         if changed:
             path.write_text(json.dumps(document, indent=2))
 
@@ -270,9 +250,9 @@ def stack_names(cdktf_out: Path, stage: str | None) -> list[str]:
     # A stack directory the manifest forgot is checked too: whatever was synthesized, not just what is listed.
     names |= {path.parent.name for path in (cdktf_out / "stacks").glob("*/cdk.tf.json")}
     if stage is not None:
-        names = {name for name in names if name.startswith(f"{stage}-")}
+        names = {name for name in names if name == stage}
     if not names:
-        which = f"{stage}-* stacks" if stage is not None else "stacks"
+        which = f"stack {stage!r}" if stage is not None else "stacks"
         raise PolicyInputError(f"no {which} in {cdktf_out}: is --stage right, and is it synthesized?")
     return sorted(names)
 
@@ -326,7 +306,7 @@ def refusal(findings: Sequence[Finding], stacks: Sequence[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.policy_check", description=__doc__.splitlines()[0])
     parser.add_argument("--cdktf-out", type=Path, required=True, help="the synthesized cdktf.out directory")
-    parser.add_argument("--stage", help="check only the <stage>-* stacks (default: every stack)")
+    parser.add_argument("--stage", help="check only the stage's stack <stage> (default: every stack)")
     args = parser.parse_args(argv)
     try:
         stacks, findings = check(args.cdktf_out, args.stage)

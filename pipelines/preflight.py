@@ -2,7 +2,7 @@
 
     python -m pipelines.preflight --stage gamma --cdktf-out cdktf.out [--image-tag TAG]
 
-Everything it checks comes from the synthesized `cdktf.out/stacks/<stage>-*/cdk.tf.json`, so a laptop and
+Everything it checks comes from the synthesized `cdktf.out/stacks/<stage>/cdk.tf.json`, so a laptop and
 the pipeline check the same thing:
 1. the state bucket and the lock table of the S3 backend exist;
 2. the SSM parameter `/<app>/<stage>/bootstrap-version` holds at least `BOOTSTRAP_VERSION`;
@@ -141,10 +141,12 @@ def read_stacks(cdktf_out: Path, stage: str) -> dict[str, dict[str, Any]]:
     stacks_dir = cdktf_out / "stacks"
     if not stacks_dir.is_dir():
         raise InputError(f"{stacks_dir} does not exist: synthesize first with `make synth`")
-    files = sorted(stacks_dir.glob(f"{stage}-*/cdk.tf.json"))
+    files = sorted(stacks_dir.glob(f"{stage}/cdk.tf.json"))
     if not files:
-        stages = sorted({p.parent.name.split("-")[0] for p in stacks_dir.glob("*-*/cdk.tf.json")} - {"bootstrap"})
-        raise InputError(f"no {stage}-* stacks in {stacks_dir}: the synthesized stages are {', '.join(stages)}")
+        # Bootstrap stacks are `bootstrap-<stage>`; a stage's workload stack is its bare name.
+        names = {p.parent.name for p in stacks_dir.glob("*/cdk.tf.json")}
+        stages = sorted(name for name in names if "-" not in name and name != "pipeline")
+        raise InputError(f"no stack {stage!r} in {stacks_dir}: the synthesized stages are {', '.join(stages)}")
     stacks = {}
     for file in files:
         try:
@@ -171,7 +173,7 @@ def load_stage(cdktf_out: Path, stage: str) -> Stage:
         return read_stage(read_stacks(cdktf_out, stage), stage)
     except (AttributeError, KeyError, TypeError, ValueError) as error:
         raise InputError(
-            f"the synthesized {stage}-* stacks lack what preflight reads ({type(error).__name__}: {error}): "
+            f"the synthesized stack {stage!r} lacks what preflight reads ({type(error).__name__}: {error}): "
             "synthesize again with `make synth`"
         ) from None
 
@@ -179,7 +181,7 @@ def load_stage(cdktf_out: Path, stage: str) -> Stage:
 def read_stage(stacks: Mapping[str, Mapping[str, Any]], stage: str) -> Stage:
     with_backend = [(name, d) for name, d in stacks.items() if "s3" in d.get("terraform", {}).get("backend", {})]
     if not with_backend:
-        raise InputError(f"no {stage}-* stack keeps its state in S3: synthesize again with `make synth`")
+        raise InputError(f"stack {stage!r} keeps no state in S3: synthesize again with `make synth`")
     stack, document = with_backend[0]
     backend = document["terraform"]["backend"]["s3"]
     provider = first(document.get("provider", {}).get("aws")) or {}

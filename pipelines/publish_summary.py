@@ -4,7 +4,7 @@
 
 An approval message holds 500 characters, so it carries the plan's headline and a link; the link used to
 open the Plan build's log, where the summary sits among Terraform's output. This writes the whole summary
-(counts, replacements, broadening, deferred stacks) as one Markdown object, `plan-summaries/<stage>/<build>.md`,
+(counts, replacements, broadening) as one Markdown object, `plan-summaries/<stage>/<build>.md`,
 encrypted with the bucket's key like every artifact, and prints the S3 console address of that object,
 which the Plan action exports as `PLAN_SUMMARY_URL` for the approval's link. The build id names the
 object, so a retried Plan never overwrites the summary an earlier approval showed.

@@ -138,7 +138,7 @@ def applied_version(outputs: Path) -> str:
         for variable in container.get("environment", []):
             if variable.get("name") == VERSION_VARIABLE:
                 return str(variable.get("value"))
-    raise SmokeError(f"task definition {arn} sets no {VERSION_VARIABLE}: the backend stack must pass the image tag")
+    raise SmokeError(f"task definition {arn} sets no {VERSION_VARIABLE}: the stage's stack must pass the image tag")
 
 
 def main(argv: Sequence[str] | None = None, get: Fetch = fetch) -> int:

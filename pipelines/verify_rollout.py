@@ -65,7 +65,7 @@ def read_release(outputs_dir: Path) -> Release:
     if missing:
         raise RolloutError(
             f"no output {', '.join(missing)} in {outputs_dir}: pass the outputs directory `terraform_stage apply` "
-            "wrote for a stage with a backend stack",
+            "wrote for the stage",
             EXIT_BAD_INPUT,
         )
     return Release(*(found[name] for name in OUTPUT_NAMES))

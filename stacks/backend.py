@@ -1,12 +1,13 @@
-"""`<stage>-backend`: the API on ECS Fargate behind an ALB, its secret, scaling, alarms and dashboard (R2, R5, R11)."""
+"""The API on ECS Fargate behind an ALB, its secret, scaling, alarms and dashboard (R2, R5, R11): a part of the
+`<stage>` stack."""
 
 from __future__ import annotations
 
 import re
 
-from cdktn import TerraformOutput
 from cdktn_provider_aws.data_aws_route53_zone import DataAwsRoute53Zone
 from cdktn_provider_aws.data_aws_secretsmanager_secret import DataAwsSecretsmanagerSecret
+from cdktn_provider_aws.provider import AwsProvider
 from cdktn_provider_aws.route53_record import Route53Record, Route53RecordAlias
 from cdktn_provider_aws.secretsmanager_secret_policy import SecretsmanagerSecretPolicy
 from constructs import Construct
@@ -15,12 +16,11 @@ from modules.dashboard import ServiceDashboard
 from modules.fargate_service import ContainerHealthCheck, FargateService, TaskSize
 from modules.iam import policy_document, statement
 from modules.load_balancer import CLOUDFRONT_ORIGIN_FACING, HttpsListener, Ingress, LoadBalancer, TargetHealthCheck
+from modules.network import Network
 from modules.service_alarms import ServiceAlarms
 from modules.static_site import ApiOrigin, DnsValidatedCertificate
-from stacks.base import StageStack
 from stacks.bootstrap import SECRET_KEYS
 from stacks.config import ProjectConfig, StageConfig
-from stacks.network import NetworkStack
 
 CONTAINER_PORT = 8000
 # The image has no curl; its Python answers the same question.
@@ -53,15 +53,23 @@ def bedrock_model_arns(model_id: str, *, region: str, account_id: str) -> list[s
     ]
 
 
-class BackendStack(StageStack):
+class Backend(Construct):
     """`api_origin` is where CloudFront's `/api/*` behaviour goes: `api.<domain>` over HTTPS where the
     stage serves HTTPS, the internal ALB through a VPC origin where `private_load_balancer`, else the
-    ALB's DNS name; `alb` and `alarm_topic` are the ALB and the stage's alarm topic. Nothing here
-    depends on the frontend stack (no cycle): the CORS origins come from the stage's configuration.
-    A private ALB has no URL of its own: the frontend stack declares `backend_url` (CloudFront's `/api`)."""
+    ALB's DNS name; `backend_url` is the backend's own URL (None for a private ALB, which only CloudFront
+    reaches). Nothing here depends on the frontend: the CORS origins come from the stage's configuration."""
 
-    def __init__(self, scope: Construct, *, project: ProjectConfig, stage: StageConfig, network: NetworkStack) -> None:
-        super().__init__(scope, project=project, stage=stage, component="backend")
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        project: ProjectConfig,
+        stage: StageConfig,
+        network: Network,
+        provider: AwsProvider,
+    ) -> None:
+        super().__init__(scope, construct_id)
         self.project, self.stage = project, stage
         self.name = project.backend_name(stage)
         zone = (
@@ -69,7 +77,7 @@ class BackendStack(StageStack):
             if stage.https and stage.api_domain and stage.domain_name
             else None
         )
-        self.load_balancer = self._load_balancer(network, zone)
+        self.load_balancer = self._load_balancer(network, zone, provider)
         self.alb = self.load_balancer.load_balancer
         # bootstrap-<stage> creates the secret, so that its value can be set before the first deploy
         # starts a task (a plan of this stack fails until the stage is bootstrapped).
@@ -80,37 +88,24 @@ class BackendStack(StageStack):
         self.service = self._service(network)
         self._secret_readable_only_by_the_execution_role()
         self._dashboard()
-        self._outputs(self._api_endpoint(zone))
+        self.backend_url = self._api_endpoint(zone)
 
-    def _outputs(self, backend_url: str | None) -> None:
-        # The names pipelines/terraform_stage.py exports to the test actions, and those
-        # pipelines/verify_rollout.py reads to check that the service runs what was applied.
-        if backend_url:
-            TerraformOutput(self, "backend_url", value=backend_url)
-        TerraformOutput(self, "backend_alarm_topic_arn", value=self.alarm_topic.arn)
-        TerraformOutput(self, "backend_secret_name", value=self.secret.name)
-        TerraformOutput(self, "backend_cluster_name", value=self.service.cluster.name)
-        TerraformOutput(self, "backend_service_name", value=self.service.service.name)
-        TerraformOutput(self, "backend_task_definition_arn", value=self.service.task_definition.arn)
-
-    def _load_balancer(self, network: NetworkStack, zone: DataAwsRoute53Zone | None) -> LoadBalancer:
+    def _load_balancer(self, network: Network, zone: DataAwsRoute53Zone | None, provider: AwsProvider) -> LoadBalancer:
         stage = self.stage
         https = None
         if zone is not None and stage.api_domain:
             certificate = DnsValidatedCertificate(
-                self, "certificate", domain_name=stage.api_domain, zone_id=zone.zone_id, provider=self.aws
+                self, "certificate", domain_name=stage.api_domain, zone_id=zone.zone_id, provider=provider
             )
             https = HttpsListener(certificate_arn=certificate.arn)
         return LoadBalancer(
             self,
             "api",
             name=self.name,
-            vpc_id=network.network.vpc.id,
+            vpc_id=network.vpc.id,
             subnet_ids=[
                 subnet.id
-                for subnet in (
-                    network.network.private_subnets if stage.private_load_balancer else network.network.public_subnets
-                )
+                for subnet in (network.private_subnets if stage.private_load_balancer else network.public_subnets)
             ],
             account_id=stage.account_id,
             access_log_bucket_name=stage.resource_name(self.project.app_name, f"alb-logs-{stage.account_id}"),
@@ -127,7 +122,7 @@ class BackendStack(StageStack):
             else Ingress(cidrs=("0.0.0.0/0",)),
         )
 
-    def _service(self, network: NetworkStack) -> FargateService:
+    def _service(self, network: Network) -> FargateService:
         project, stage = self.project, self.stage
         return FargateService(
             self,
@@ -175,8 +170,8 @@ class BackendStack(StageStack):
             ],
             role_path=project.iam_path,
             permissions_boundary_arn=project.permissions_boundary_arn(stage),
-            vpc_id=network.network.vpc.id,
-            subnet_ids=[subnet.id for subnet in network.network.private_subnets],
+            vpc_id=network.vpc.id,
+            subnet_ids=[subnet.id for subnet in network.private_subnets],
             target_group_arn=self.load_balancer.target_group.arn,
             load_balancer_security_group_id=self.load_balancer.security_group.id,
             service_depends_on=[self.load_balancer.listener],

@@ -32,7 +32,8 @@ def deploy_scope(
 
 
 class StageStack(TerraformStack):
-    """A stack deployed into one stage's account, named `<stage>-<component>` unless told otherwise.
+    """A stack deployed into one stage's account, named `<stage>-<component>` unless told otherwise
+    (`stack_id`: the workload stack is the bare stage name, so `cdktn deploy beta` deploys beta).
 
     Every AWS provider pins `allowed_account_ids`, so a plan with the wrong credentials stops before
     it reads anything. Gamma and prod assume the account's deploy role for both the provider and the

@@ -84,7 +84,7 @@ class BootstrapStack(StageStack):
             )
             TerraformOutput(self, "plan_role_arn", value=self.plan_role.role.arn)
 
-        # No value, ever: the administrator puts it after this apply (README "Secrets"); the backend stack
+        # No value, ever: the administrator puts it after this apply (README "Secrets"); the stage's stack
         # reads the secret by name and sets its resource policy, which names the task execution role.
         self.backend_secret = SecretsmanagerSecret(
             self,

@@ -1,27 +1,38 @@
-"""`<stage>-frontend`: the React app's bucket and CloudFront distribution, `/api/*` to the backend (R3, R8)."""
+"""The React app's bucket and CloudFront distribution, `/api/*` to the backend (R3, R8): a part of the
+`<stage>` stack."""
 
 from __future__ import annotations
 
-from cdktn import TerraformOutput
+from collections.abc import Callable
+
 from cdktn_provider_aws.data_aws_route53_zone import DataAwsRoute53Zone
+from cdktn_provider_aws.provider import AwsProvider
 from constructs import Construct
 
 from modules.static_site import ApiOrigin, CustomDomain, DnsValidatedCertificate, StaticSite, content_security_policy
-from stacks.base import StageStack
 from stacks.config import ProjectConfig, StageConfig
 
 
-class FrontendStack(StageStack):
-    """`api_origin` is where CloudFront sends `/api/*` (the backend stack's `api_origin`): `api.<domain>`
-    on stages with HTTPS, else the ALB, through a VPC origin where the ALB is internal. Where it is, this
-    stack declares the stage's `backend_url`: CloudFront's `/api`, the only way to the backend."""
+class Frontend(Construct):
+    """`api_origin` is where CloudFront sends `/api/*` (the backend's `api_origin`): `api.<domain>` on
+    stages with HTTPS, else the ALB, through a VPC origin where the ALB is internal. `regional_provider`
+    makes the AWS provider of another region in this stage's account (CloudFront's certificates live in
+    us-east-1). `site_url` is the frontend's URL."""
 
-    def __init__(self, scope: Construct, *, project: ProjectConfig, stage: StageConfig, api_origin: ApiOrigin) -> None:
-        super().__init__(scope, project=project, stage=stage, component="frontend")
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        project: ProjectConfig,
+        stage: StageConfig,
+        api_origin: ApiOrigin,
+        regional_provider: Callable[[str, str], AwsProvider],
+    ) -> None:
+        super().__init__(scope, construct_id)
         custom_domain = None
         if stage.domain_name:
-            # CloudFront only takes certificates from us-east-1, whatever the stage's region.
-            us_east_1 = self.aws_provider("aws-us-east-1", region="us-east-1", alias="us_east_1")
+            us_east_1 = regional_provider("us-east-1", "us_east_1")
             zone = DataAwsRoute53Zone(self, "zone", name=stage.domain_name, private_zone=False)
             certificate = DnsValidatedCertificate(
                 self, "certificate", domain_name=stage.domain_name, zone_id=zone.zone_id, provider=us_east_1
@@ -43,13 +54,4 @@ class FrontendStack(StageStack):
             cors_allowed_origins=stage.frontend_origins,
             custom_domain=custom_domain,
         )
-        distribution = self.site.distribution
-        site_host = stage.domain_name or distribution.domain_name
-        # The names pipelines/terraform_stage.py exports to the deploy and test actions.
-        TerraformOutput(self, "frontend_url", value=f"https://{site_host}")
-        if api_origin.vpc_origin_load_balancer_arn is not None:
-            # The backend's app answers under /api/* here (/api/health, /api/v1/...), as it does for the pages.
-            TerraformOutput(self, "backend_url", value=f"https://{site_host}/api")
-        TerraformOutput(self, "frontend_bucket", value=self.site.bucket.bucket.bucket)
-        TerraformOutput(self, "frontend_distribution_id", value=distribution.id)
-        TerraformOutput(self, "frontend_distribution_domain_name", value=distribution.domain_name)
+        self.site_url = f"https://{stage.domain_name or self.site.distribution.domain_name}"

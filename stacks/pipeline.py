@@ -553,7 +553,7 @@ class PipelineStack(StageStack):
                             sid="NeverWriteTheStagesState",
                             effect="Deny",
                             actions=["s3:PutObject", "s3:DeleteObject"],
-                            resources=[f"{state_bucket_arn}/{stage.name}-*"],
+                            resources=[f"{state_bucket_arn}/{stage.name}/*"],
                         ),
                     ],
                 ),

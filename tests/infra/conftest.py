@@ -85,3 +85,24 @@ def policy_statements(document: Document, reference: str) -> list[Document]:
 
 
 STAGES = ("beta", "gamma", "prod")
+# The construct ids of a stage's parts in its one stack (stacks/workload.py): every resource and data source
+# of a part has a logical name starting `<part>_`.
+NETWORK, BACKEND, FRONTEND = "network", "api", "frontend"
+
+
+def part(document: Document, prefix: str) -> Document:
+    """The stage stack's document with only one part's resources and data sources (its outputs all kept), so
+    a part's tests read it as they would a stack of its own. References into other parts stay as they are."""
+
+    def only_part(blocks: dict[str, dict[str, Document]]) -> dict[str, dict[str, Document]]:
+        kept = {
+            kind: {name: body for name, body in named.items() if name.startswith(f"{prefix}_")}
+            for kind, named in blocks.items()
+        }
+        return {kind: named for kind, named in kept.items() if named}
+
+    return {
+        **document,
+        "resource": only_part(document.get("resource", {})),
+        "data": only_part(document.get("data", {})),
+    }

@@ -11,7 +11,17 @@ import pytest
 from pipelines.verify_rollout import OUTPUT_NAMES
 from stacks.backend import HEALTH_COMMAND, bedrock_model_arns
 from stacks.config import ConfigError, StageConfig
-from tests.infra.conftest import STAGES, Document, data_sources, one, policy_statements, resources
+from tests.infra.conftest import (
+    BACKEND,
+    NETWORK,
+    STAGES,
+    Document,
+    data_sources,
+    one,
+    part,
+    policy_statements,
+    resources,
+)
 from tests.support.config import fixture_project
 
 ACCOUNTS = {"beta": "111111111111", "gamma": "222222222222", "prod": "333333333333"}
@@ -25,7 +35,7 @@ REPOSITORY_ARN = "arn:aws:ecr:eu-west-1:111111111111:repository/canvalo-backend"
 
 
 def backend(stacks: dict[str, Document], stage: str) -> Document:
-    return stacks[f"{stage}-backend"]
+    return part(stacks[stage], BACKEND)
 
 
 def ref(kind: str, document: Document, attribute: str) -> str:
@@ -61,16 +71,15 @@ def environment(document: Document) -> dict[str, str]:
 
 def alb_ingress(document: Document) -> list[Document]:
     """The ingress rules of the ALB's security group."""
-    (alb_key,) = [key for key in resources(document, "aws_security_group") if key.startswith("api_")]
+    (alb_key,) = [key for key in resources(document, "aws_security_group") if key.startswith("api_security-group_")]
     alb = f"${{aws_security_group.{alb_key}.id}}"
     rules = resources(document, "aws_vpc_security_group_ingress_rule").values()
     return [rule for rule in rules if rule["security_group_id"] == alb]
 
 
 def from_network(network: Document, kind: str, reference: str) -> Document:
-    """The network stack's resource that a backend's `${data.terraform_remote_state...outputs.X}` names."""
-    output = reference.removesuffix("}").rsplit(".outputs.", 1)[1]
-    name = network["output"][output]["value"].removeprefix(f"${{{kind}.").removesuffix(".id}")
+    """The network's resource that a backend's `${<kind>.<name>.id}` names: a plain reference in the same state."""
+    name = reference.removeprefix(f"${{{kind}.").removesuffix(".id}")
     return resources(network, kind)[name]
 
 
@@ -291,8 +300,8 @@ def test_tasks_accept_only_the_load_balancer(stacks: dict[str, Document], stage:
     document = backend(stacks, stage)
     groups = resources(document, "aws_security_group")
     # Rules are separate resources only (test_synth: no group has in-line rules).
-    (alb_key,) = [key for key in groups if key.startswith("api_")]
-    (task_key,) = [key for key in groups if key.startswith("service_")]
+    (alb_key,) = [key for key in groups if key.startswith("api_security-group_")]
+    (task_key,) = [key for key in groups if key.startswith("api_service_")]
     alb, tasks = f"${{aws_security_group.{alb_key}.id}}", f"${{aws_security_group.{task_key}.id}}"
     ingress = list(resources(document, "aws_vpc_security_group_ingress_rule").values())
     to_tasks = [rule for rule in ingress if rule["security_group_id"] == tasks]
@@ -374,8 +383,10 @@ def test_beta_and_gamma_serve_http_on_the_alb_name(stacks: dict[str, Document], 
     assert (listener["port"], listener["protocol"]) == (80, "HTTP")
     assert "certificate_arn" not in listener and "ssl_policy" not in listener
     assert not resources(document, "aws_acm_certificate") and not resources(document, "aws_route53_record")
-    # The ALB is internal: it has no URL the tests could call; the frontend stack declares backend_url.
-    assert "backend_url" not in document["output"]
+    # The ALB is internal: it has no URL the tests could call; backend_url is CloudFront's /api.
+    (distribution,) = resources(stacks[stage], "aws_cloudfront_distribution")
+    expected = f"https://${{aws_cloudfront_distribution.{distribution}.domain_name}}/api"
+    assert document["output"]["backend_url"]["value"] == expected
 
 
 @pytest.mark.req("R8.5")
@@ -448,14 +459,16 @@ def test_beta_and_gamma_albs_are_internal_in_a_vpc_a_vpc_origin_can_use(
 ) -> None:
     """Internal, in the private subnets of the stage's VPC, which has an internet gateway attached: a VPC
     origin requires one (it does not route through it); the listener stays HTTP 80 with no certificate."""
-    document, network = backend(stacks, stage), stacks[f"{stage}-network"]
+    document, network = backend(stacks, stage), part(stacks[stage], NETWORK)
     balancer = one(document, "aws_lb")
     assert balancer["internal"] is True and balancer["load_balancer_type"] == "application"
     subnets = [from_network(network, "aws_subnet", reference) for reference in balancer["subnets"]]
     assert {subnet["tags"]["tier"] for subnet in subnets} == {"private"}
-    (group,) = [g for key, g in resources(document, "aws_security_group").items() if key.startswith("api_")]
+    (group,) = [
+        g for key, g in resources(document, "aws_security_group").items() if key.startswith("api_security-group_")
+    ]
     vpc = f"${{aws_vpc.{next(iter(resources(network, 'aws_vpc')))}.id}}"
-    assert network["output"][group["vpc_id"].removesuffix("}").rsplit(".outputs.", 1)[1]]["value"] == vpc
+    assert group["vpc_id"] == vpc
     assert one(network, "aws_internet_gateway")["vpc_id"] == vpc
     assert {subnet["vpc_id"] for subnet in subnets} == {vpc}
 
@@ -486,13 +499,6 @@ def test_a_private_load_balancer_behind_a_domain_is_refused_and_by_default_follo
     # Unset, it follows the domain: a stage given one is called on its ALB, so that ALB is internet-facing.
     assert not fixture_project({"CANVALO_BETA_DOMAIN_NAME": "beta.example.org"}).stage("beta").private_load_balancer
     assert fixture_project().stage("gamma").private_load_balancer
-
-
-@pytest.mark.parametrize("stage", STAGES)
-def test_backend_needs_only_the_network_stack(stacks: dict[str, Document], stage: str) -> None:
-    """The frontend reads the backend's ALB name: the backend must read nothing of the frontend."""
-    remote = data_sources(backend(stacks, stage), "terraform_remote_state")
-    assert [state["config"]["key"] for state in remote.values()] == [f"{stage}-network/terraform.tfstate"]
 
 
 @pytest.mark.req("R11.1")
@@ -735,7 +741,7 @@ def test_secret_recovery_window_outside_what_secrets_manager_takes_is_refused(va
 def test_alb_and_tasks_span_the_networks_zones(stacks: dict[str, Document], stage: str) -> None:
     """The tasks sit in the private subnets; the ALB in the public ones in prod and the private ones in
     beta and gamma (internal, for CloudFront's VPC origin), each subnet in a different zone."""
-    document, network = backend(stacks, stage), stacks[f"{stage}-network"]
+    document, network = backend(stacks, stage), part(stacks[stage], NETWORK)
 
     def subnet_of(reference: str) -> Document:
         return from_network(network, "aws_subnet", reference)

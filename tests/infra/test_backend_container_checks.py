@@ -35,7 +35,7 @@ def checkov_conf(task_definition: Document, **container_changes: Any) -> dict[st
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_the_synthesized_task_definitions_pass(stacks: dict[str, Document], stage: str, checks: ModuleType) -> None:
-    conf = checkov_conf(one(stacks[f"{stage}-backend"], "aws_ecs_task_definition"))
+    conf = checkov_conf(one(stacks[stage], "aws_ecs_task_definition"))
     assert checks.no_privileged_container.scan_resource_conf(conf) == CheckResult.PASSED
     assert checks.read_only_root_filesystem.scan_resource_conf(conf) == CheckResult.PASSED
 
@@ -51,7 +51,7 @@ def test_the_synthesized_task_definitions_pass(stacks: dict[str, Document], stag
 def test_a_privileged_or_writable_root_container_fails(
     stacks: dict[str, Document], checks: ModuleType, change: dict[str, Any], failing: str
 ) -> None:
-    conf = checkov_conf(one(stacks["beta-backend"], "aws_ecs_task_definition"), **change)
+    conf = checkov_conf(one(stacks["beta"], "aws_ecs_task_definition"), **change)
     assert getattr(checks, failing).scan_resource_conf(conf) == CheckResult.FAILED
 
 

@@ -39,6 +39,12 @@ def run_checkov(directory: Path) -> list[dict[str, Any]]:
     return reports if isinstance(reports, list) else [reports]
 
 
+def stack_patterns(entry: dict[str, Any]) -> list[str]:
+    """An entry's `stack`: one shell-style pattern or a list of them; any stack when unset."""
+    stack = entry.get("stack", "*")
+    return [stack] if isinstance(stack, str) else list(stack)
+
+
 def stack_of(finding: dict[str, Any]) -> str:
     return Path(finding["file_path"]).parent.name
 
@@ -73,7 +79,7 @@ def test_no_checkov_finding_without_a_written_reason(checkov_reports: list[dict[
                 for index, entry in enumerate(suppressions)
                 if entry["check"] == finding["check_id"]
                 and fnmatch.fnmatch(finding["resource"], entry.get("resource", "*"))
-                and fnmatch.fnmatch(stack_of(finding), entry.get("stack", "*"))
+                and any(fnmatch.fnmatch(stack_of(finding), stack) for stack in stack_patterns(entry))
             ]
             used.update(matches)
             if not matches:

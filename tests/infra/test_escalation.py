@@ -211,7 +211,7 @@ def test_roles_are_read_from_the_stacks_with_their_boundary_and_references_resol
     update = iam.principal("pipeline", UPDATE_ROLE)
     assert update.arn == role_arn("beta", UPDATE_ROLE)
     assert update.boundary is not None and update.boundary.name.startswith("pipeline/boundary_document")
-    execution = iam.principal("prod-backend", "canvalo-prod-backend-execution")
+    execution = iam.principal("prod", "canvalo-prod-backend-execution")
     assert execution.boundary == workload_boundary(iam, "prod"), "found in bootstrap-prod by its ARN"
     for principal in (update, execution, deploy_role(iam, "gamma")):
         for policy in (*principal.identity, *([principal.boundary] if principal.boundary else [])):
@@ -283,15 +283,17 @@ def test_a_role_the_deploy_role_creates_cannot_read_the_secret(iam: Stacks, stag
             },
         ),
     )
-    backend = iam[f"{stage}-backend"]
+    backend = iam[stage]
     ((secret_policy,),) = [[p["policy"] for p in backend.resources("aws_secretsmanager_secret_policy").values()]]
     resource_policy = backend.policy(secret_policy)
-    secret = backend.attribute("data.aws_secretsmanager_secret.secret.arn")
+    secret = backend.attribute(
+        f"data.aws_secretsmanager_secret.{next(iter(backend.data('aws_secretsmanager_secret')))}.arn"
+    )
     read = Request("secretsmanager:GetSecretValue", secret, IN_REGION)
     backdoor = Principal(created, (EVERYTHING,), boundary)
     assert_denied(backdoor, read, resource_policies=(resource_policy,))
     assert_denied(backdoor, read)
-    execution = iam.principal(f"{stage}-backend", f"canvalo-{stage}-backend-execution")
+    execution = iam.principal(stage, f"canvalo-{stage}-backend-execution")
     assert_allowed(execution, read, resource_policies=(resource_policy,))
     assert_denied(deploy_role(iam, stage), read)
 
@@ -322,7 +324,7 @@ def test_the_workload_boundary_reads_only_the_stages_secret_and_decrypts_nothing
 @pytest.mark.parametrize("stage", STAGES)
 def test_every_workload_role_keeps_what_its_own_policy_grants(iam: Stacks, stage: str) -> None:
     """The boundary caps the workloads without breaking them: each grant of their policies passes it."""
-    for stack_name in (f"{stage}-backend", f"{stage}-network"):
+    for stack_name in (stage,):
         for role in iam[stack_name].resources("aws_iam_role").values():
             principal = iam.principal(stack_name, role["name"])
             for policy in principal.identity:
@@ -428,10 +430,9 @@ def test_a_pipeline_role_whose_policy_was_rewritten_is_still_held_by_the_boundar
 @pytest.mark.parametrize("stage", STAGES)
 def test_deploy_roles_touch_only_their_own_stages_state(iam: Stacks, stage: str) -> None:
     principal = deploy_role(iam, stage)
-    for component in ("network", "backend", "frontend"):
-        for key in (f"{stage}-{component}/terraform.tfstate", f"{stage}-{component}/terraform.tfstate.tflock"):
-            for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"):
-                assert_allowed(principal, Request(action, state_object(stage, key)))
+    for key in (f"{stage}/terraform.tfstate", f"{stage}/terraform.tfstate.tflock"):
+        for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"):
+            assert_allowed(principal, Request(action, state_object(stage, key)))
     for key in (
         f"bootstrap-{stage}/terraform.tfstate",
         "pipeline/terraform.tfstate",

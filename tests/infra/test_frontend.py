@@ -7,7 +7,6 @@ that JSON and run under Node.js, the same JavaScript CloudFront would run.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import STAGES, Document, data_sources, one, policy_statements, resources
+from tests.infra.conftest import FRONTEND, STAGES, Document, data_sources, one, part, policy_statements, resources
 from tests.support.config import fixture_project
 from tools.requirements import PROJECT_ROOT
 
@@ -28,7 +27,7 @@ ONE_YEAR = 31536000
 
 @pytest.fixture(scope="module")
 def frontend(stacks: dict[str, Document]) -> dict[str, Document]:
-    return {stage: stacks[f"{stage}-frontend"] for stage in STAGES}
+    return {stage: part(stacks[stage], FRONTEND) for stage in STAGES}
 
 
 def reference(document: Document, kind: str, attribute: str) -> str:
@@ -224,33 +223,20 @@ def test_only_the_default_behaviour_rewrites_paths_so_api_errors_pass_through(
     assert "custom_error_response" not in cdn
 
 
-def backend_output(stacks: dict[str, Document], stage: str, reference: str, *, state_key: str) -> str:
-    """What a `${data.terraform_remote_state.X.outputs.Y}` reference of the frontend resolves to in the
-    backend stack, after checking that X is that stage's backend state in the same account."""
-    document = stacks[f"{stage}-frontend"]
-    remote = re.fullmatch(
-        r"\$\{data\.terraform_remote_state\.(?P<state>[\w-]+)\.outputs\.(?P<output>[\w-]+)\}", reference
-    )
-    assert remote, reference
-    state = data_sources(document, "terraform_remote_state")[remote["state"]]["config"]
-    assert (state["bucket"], state["key"]) == (f"canvalo-tfstate-{ACCOUNTS[stage]}-eu-west-1", state_key)
-    return str(stacks[f"{stage}-backend"]["output"][remote["output"]]["value"])
-
-
 @pytest.mark.req("R8.2", "R8.4")
 @pytest.mark.parametrize("stage", ["beta", "gamma"])
 def test_api_calls_go_over_the_frontends_origin_to_the_stages_alb(stacks: dict[str, Document], stage: str) -> None:
     """`/api/*` reaches the stage's internal ALB through a VPC origin of this stack, over HTTP on 80 on the
     ALB's own DNS name (R8.4); no custom origin, so CloudFront never calls it over the internet."""
-    document, backend = stacks[f"{stage}-frontend"], stacks[f"{stage}-backend"]
+    document = stacks[stage]
     api = origin(document, "api")
-    key = f"{stage}-backend/terraform.tfstate"
-    assert backend_output(stacks, stage, api["domain_name"], state_key=key) == reference(backend, "aws_lb", "dns_name")
+    # A plain reference to the load balancer of the same state: no remote state between the stage's parts.
+    assert api["domain_name"] == reference(document, "aws_lb", "dns_name")
     assert "custom_origin_config" not in api and "s3_origin_config" not in api
     assert api["vpc_origin_config"] == {"vpc_origin_id": reference(document, "aws_cloudfront_vpc_origin", "id")}
     vpc_origin = one(document, "aws_cloudfront_vpc_origin")
     (endpoint,) = vpc_origin["vpc_origin_endpoint_config"]
-    assert backend_output(stacks, stage, endpoint["arn"], state_key=key) == reference(backend, "aws_lb", "arn")
+    assert endpoint["arn"] == reference(document, "aws_lb", "arn")
     assert (endpoint["origin_protocol_policy"], endpoint["http_port"]) == ("http-only", 80)
     assert endpoint["origin_ssl_protocols"] == [{"items": ["TLSv1.2"], "quantity": 1}]
     # CloudFront refuses to delete a VPC origin a distribution still uses: a replacement comes first.
@@ -267,17 +253,13 @@ def test_each_stage_declares_one_backend_url_and_beta_and_gamma_test_through_clo
     """The post-deploy tests take BACKEND_URL from the one stack of the stage that outputs `backend_url`:
     CloudFront's `/api` where the ALB is internal (the tests' `/health` is then the app's `/api/health`),
     prod's `https://api.<domain>` otherwise."""
-    declared = {
-        component: stacks[f"{stage}-{component}"]["output"]["backend_url"]["value"]
-        for component in ("network", "backend", "frontend")
-        if "backend_url" in stacks[f"{stage}-{component}"]["output"]
-    }
+    declared = stacks[stage]["output"]["backend_url"]["value"]
     if stage == "prod":
-        assert declared == {"backend": f"https://api.{DOMAIN}"}
+        assert declared == f"https://api.{DOMAIN}"
     else:
-        domain = reference(stacks[f"{stage}-frontend"], "aws_cloudfront_distribution", "domain_name")
-        assert declared == {"frontend": f"https://{domain}/api"}
-        assert behaviour(stacks[f"{stage}-frontend"], "/api/*")["target_origin_id"] == "api"
+        domain = reference(stacks[stage], "aws_cloudfront_distribution", "domain_name")
+        assert declared == f"https://{domain}/api"
+        assert behaviour(stacks[stage], "/api/*")["target_origin_id"] == "api"
 
 
 @pytest.mark.req("R8.3")

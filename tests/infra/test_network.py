@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from tests.infra.conftest import STAGES, Document, data_sources, one, policy_statements, resources
+from tests.infra.conftest import NETWORK, STAGES, Document, data_sources, one, part, policy_statements, resources
 
 NAT_GATEWAYS = {"beta": 1, "gamma": 1, "prod": 2}
 
@@ -14,7 +14,7 @@ NAT_GATEWAYS = {"beta": 1, "gamma": 1, "prod": 2}
 @pytest.mark.req("R2.5")
 @pytest.mark.parametrize("stage", STAGES)
 def test_public_and_private_subnets_in_at_least_two_zones(stacks: dict[str, Document], stage: str) -> None:
-    document = stacks[f"{stage}-network"]
+    document = part(stacks[stage], NETWORK)
     vpc = one(document, "aws_vpc")
     subnets = resources(document, "aws_subnet").values()
     public = [s for s in subnets if s["tags"]["tier"] == "public"]
@@ -31,7 +31,7 @@ def test_public_and_private_subnets_in_at_least_two_zones(stacks: dict[str, Docu
 @pytest.mark.req("R2.5")
 @pytest.mark.parametrize("stage", STAGES)
 def test_private_subnets_reach_out_through_the_stages_nat_gateways(stacks: dict[str, Document], stage: str) -> None:
-    document = stacks[f"{stage}-network"]
+    document = part(stacks[stage], NETWORK)
     nats = resources(document, "aws_nat_gateway")
     assert len(nats) == NAT_GATEWAYS[stage]
     assert all("public" in nat["subnet_id"] for nat in nats.values())
@@ -45,7 +45,7 @@ def test_private_subnets_reach_out_through_the_stages_nat_gateways(stacks: dict[
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_flow_logs_go_to_cloudwatch_through_a_bounded_role(stacks: dict[str, Document], stage: str) -> None:
-    document = stacks[f"{stage}-network"]
+    document = part(stacks[stage], NETWORK)
     flow_log = one(document, "aws_flow_log")
     assert flow_log["traffic_type"] == "ALL" and flow_log["log_destination_type"] == "cloud-watch-logs"
     group = one(document, "aws_cloudwatch_log_group")
@@ -59,7 +59,7 @@ def test_flow_logs_go_to_cloudwatch_through_a_bounded_role(stacks: dict[str, Doc
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_default_security_group_allows_nothing(stacks: dict[str, Document], stage: str) -> None:
-    group = one(stacks[f"{stage}-network"], "aws_default_security_group")
+    group = one(part(stacks[stage], NETWORK), "aws_default_security_group")
     assert group["ingress"] == [] and group["egress"] == []
 
 
@@ -68,6 +68,6 @@ def test_default_security_group_allows_nothing(stacks: dict[str, Document], stag
 def test_subnet_zones_come_from_a_list_that_an_impaired_zone_cannot_reorder(
     stacks: dict[str, Document], stage: str
 ) -> None:
-    (zones,) = data_sources(stacks[f"{stage}-network"], "aws_availability_zones").values()
+    (zones,) = data_sources(part(stacks[stage], NETWORK), "aws_availability_zones").values()
     assert "state" not in zones, "filtering on state='available' shifts every zone after an impaired one"
     assert zones["filter"] == [{"name": "opt-in-status", "values": ["opt-in-not-required"]}]

@@ -15,7 +15,6 @@ from cdktn import App, TerraformStack
 from modules.container_registry import MIN_KEPT_IMAGES, ContainerRegistry
 from modules.pipeline import BAKE_RESULT_VARIABLE, BUILDSPECS, PIPELINE_OWNED, TERRAFORM_VERSION
 from modules.pipeline_toolkit import PipelineToolkit, toolkit_sha256
-from pipelines.terraform_stage import APPLY_APPROVED, APPLY_DEFERRED
 from stacks.pipeline import BAKE_MARGIN_MINUTES
 from tests.infra.conftest import Document, data_sources, one, policy_statements, resources
 from tests.support.config import fixture_project
@@ -244,21 +243,6 @@ def test_every_prod_apply_that_changes_anything_waits_for_a_manual_approval_of_i
         assert not [a for a in stage(pipeline, name)["action"] if a["category"] == "Approval"]
 
 
-@pytest.mark.req("R4.3", "R4.5")
-def test_stages_apply_deferred_stacks_in_the_same_run_and_prod_only_within_what_was_approved(
-    pipeline: Document,
-) -> None:
-    def apply_of(name: str) -> Document:
-        return next(a for a in stage(pipeline, name)["action"] if action_environment(a).get("MODE") == "apply")
-
-    # terraform_stage apply --deferred takes these values (APPLY_DEFERRED, APPLY_APPROVED).
-    assert action_environment(apply_of("Beta"))["DEFERRED"] == APPLY_DEFERRED
-    assert action_environment(apply_of("Gamma"))["DEFERRED"] == APPLY_DEFERRED
-    assert action_environment(apply_of("Prod"))["DEFERRED"] == APPLY_APPROVED, "prod applies only what was approved"
-    for name in ("Beta", "Gamma"):
-        assert not [a for a in stage(pipeline, name)["action"] if a["category"] == "Approval"]
-
-
 @pytest.mark.parametrize("stage_name", list(DEPLOY_STAGES))
 def test_each_stage_applies_the_saved_plan_it_made_from_the_one_build(pipeline: Document, stage_name: str) -> None:
     plan = next(a for a in stage(pipeline, f"{stage_name}Plan")["action"] if a["name"] == "Plan")
@@ -274,7 +258,6 @@ def test_each_stage_applies_the_saved_plan_it_made_from_the_one_build(pipeline: 
     assert action_environment(apply) == {
         "STAGE": DEPLOY_STAGES[stage_name],
         "MODE": "apply",
-        "DEFERRED": "approved" if stage_name == "Prod" else "apply",
         # The manifest's hash as the Plan action exported it: CodePipeline holds it, not the artifact.
         "APPROVED_MANIFEST_SHA256": f"#{{{stage_name}Plan.PLAN_SHA256}}",
         # Which execution deployed the stage, for its release record (make status).
@@ -371,7 +354,7 @@ def test_plan_is_read_only_and_each_apply_has_its_own_role_which_alone_reaches_i
     assert sorted(set(writes)) == sorted(PLAN_ROLE_WRITES)
     # Beta is deployed directly with the beta deploy permissions (R4.8): its state, its prefix.
     by_sid = {s["sid"]: s for s in role_statements(pipeline, DEPLOY_ROLE)}
-    assert by_sid["TerraformState"]["resources"] == [f"arn:aws:s3:::canvalo-tfstate-{BETA}-eu-west-1/beta-*"]
+    assert by_sid["TerraformState"]["resources"] == [f"arn:aws:s3:::canvalo-tfstate-{BETA}-eu-west-1/beta/*"]
     assert by_sid["ProjectBuckets"]["resources"][0] == "arn:aws:s3:::canvalo-beta-*"
     guard = by_sid["NeverTouchThePipeline"]
     assert guard["effect"] == "Deny" and "iam:*" in guard["actions"]

@@ -114,14 +114,19 @@ def test_the_plan_role_reads_and_locks_but_writes_nothing(stacks: dict[str, Docu
             assert (item["resources"], item.get("condition")) == (origin["resources"], origin.get("condition"))
     lock_files, lock_items = (next(s for s in statements if s["sid"] == sid) for sid in sorted(lock_sids))
     assert lock_files["actions"] == ["s3:PutObject", "s3:DeleteObject"]
-    # Only the lock files of the keys whose state the deploy role writes: never a state object itself.
-    assert lock_files["resources"] == [f"{key}.tflock" for key in deploy["TerraformState"]["resources"]]
-    assert all(resource.endswith(".tflock") for resource in lock_files["resources"])
+    # Only the lock file of the stage's one state, which the deploy role writes: never a state object itself.
+    (state_keys,) = deploy["TerraformState"]["resources"]
+    assert state_keys.endswith(f"/{stage}/*")
+    assert lock_files["resources"] == [state_keys.replace("/*", "/terraform.tfstate.tflock")]
     assert lock_items["actions"] == ["dynamodb:PutItem", "dynamodb:DeleteItem"]
     assert lock_items["resources"] == deploy["TerraformLock"]["resources"]
     # The lock item only, never the state's digest `<bucket>/<key>-md5`.
     assert lock_items["condition"] == [
-        {"test": "ForAllValues:StringLike", "variable": "dynamodb:LeadingKeys", "values": [f"*/{stage}-*.tfstate"]}
+        {
+            "test": "ForAllValues:StringLike",
+            "variable": "dynamodb:LeadingKeys",
+            "values": [f"*/{stage}/terraform.tfstate"],
+        }
     ]
     # Every deny of the deploy role holds here too.
     assert [s for s in deploy.values() if s["effect"] == "Deny"] == [

@@ -38,12 +38,11 @@ def lock_item(stage: str, key: str) -> dict[str, ContextValue]:
 
 def what_a_plan_does(stage: str) -> list[Request]:
     """The calls of `terraform plan` on the stage's stacks and of the pipeline's preflight before it."""
-    account, state = ACCOUNTS[stage], f"{stage}-backend/terraform.tfstate"
+    account, state = ACCOUNTS[stage], f"{stage}/terraform.tfstate"
     return [
-        # The S3 backend: the state (and the network's, through terraform_remote_state), its digest, the lock.
+        # The S3 backend: the stage's one state, its digest, the lock.
         Request("s3:ListBucket", f"arn:aws:s3:::{bucket(stage)}", IN_REGION),
         Request("s3:GetObject", f"arn:aws:s3:::{bucket(stage)}/{state}", IN_REGION),
-        Request("s3:GetObject", f"arn:aws:s3:::{bucket(stage)}/{stage}-network/terraform.tfstate", IN_REGION),
         Request("s3:PutObject", f"arn:aws:s3:::{bucket(stage)}/{state}.tflock", IN_REGION),
         Request("s3:DeleteObject", f"arn:aws:s3:::{bucket(stage)}/{state}.tflock", IN_REGION),
         Request("dynamodb:GetItem", lock_table(stage), lock_item(stage, f"{state}-md5")),
@@ -67,7 +66,7 @@ def what_a_plan_does(stage: str) -> list[Request]:
 
 
 def what_a_plan_may_not_do(stage: str) -> list[Request]:
-    account, state = ACCOUNTS[stage], f"{stage}-backend/terraform.tfstate"
+    account, state = ACCOUNTS[stage], f"{stage}/terraform.tfstate"
     return [
         Request("ecs:UpdateService", f"arn:aws:ecs:{REGION}:{account}:service/canvalo-{stage}-backend/x", IN_REGION),
         Request("ec2:CreateVpc", "*", IN_REGION),
@@ -108,6 +107,4 @@ def test_the_plan_role_may_change_nothing_and_read_no_secret(stacks: dict[str, D
     deploy = Stacks(stacks).principal(f"bootstrap-{stage}", "canvalo-deploy")
     # The deploy role may do the writes above: they are refused for the plan role, not for every role.
     assert evaluate(Request("ecs:UpdateService", "*", IN_REGION), deploy).allowed
-    assert evaluate(
-        Request("s3:PutObject", f"arn:aws:s3:::{bucket(stage)}/{stage}-x/terraform.tfstate"), deploy
-    ).allowed
+    assert evaluate(Request("s3:PutObject", f"arn:aws:s3:::{bucket(stage)}/{stage}/terraform.tfstate"), deploy).allowed

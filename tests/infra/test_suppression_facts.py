@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.infra.conftest import Document, data_sources, resources
+from tests.infra.conftest import FRONTEND, STAGES, Document, data_sources, part, resources
 
 # Types whose state keeps a secret value (a secret's or parameter's value, a generated password or key).
 SECRET_STATE_RESOURCES = {
@@ -42,7 +42,9 @@ def test_every_log_group_keeps_its_logs_30_days(stacks: dict[str, Document]) -> 
         (name, group) for name, d in stacks.items() for group in resources(d, "aws_cloudwatch_log_group").values()
     ]
     assert {group["retention_in_days"] for _, group in groups} == {30}, groups
-    assert {name.split("-")[-1] for name, _ in groups} == {"backend", "network", "pipeline"}
+    names = {group["name"] for _, group in groups}
+    assert {f"/canvalo/{stage}/{kind}" for stage in STAGES for kind in ("backend", "vpc-flow-logs")} <= names
+    assert {name for name, _ in groups} == {*STAGES, "pipeline"}, "the CodeBuild projects' groups too"
 
 
 @pytest.mark.req("R5.2")
@@ -85,5 +87,5 @@ def test_the_site_bucket_enforces_bucket_owner_ownership_so_acls_are_off(stacks:
     """CKV_AWS_86's reason: CloudFront's legacy access logs need a bucket with ACLs enabled, which
     BucketOwnerEnforced turns off."""
     for stage in ("beta", "gamma", "prod"):
-        (controls,) = resources(stacks[f"{stage}-frontend"], "aws_s3_bucket_ownership_controls").values()
+        (controls,) = resources(part(stacks[stage], FRONTEND), "aws_s3_bucket_ownership_controls").values()
         assert controls["rule"] == {"object_ownership": "BucketOwnerEnforced"}

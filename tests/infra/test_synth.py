@@ -9,7 +9,7 @@ import pytest
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from tests.infra.conftest import SENTINELS, STAGES, Document, resources
+from tests.infra.conftest import SENTINELS, STAGES, Document, data_sources, resources
 from tools.requirements import PROJECT_ROOT
 
 
@@ -33,9 +33,16 @@ def test_no_secret_value_reaches_the_synthesized_json(synth_outdir: Path) -> Non
 
 
 @pytest.mark.req("R6.2")
-def test_each_stage_has_its_own_stacks(stacks: dict[str, Document]) -> None:
+def test_each_stage_is_a_bootstrap_stack_and_one_workload_stack(stacks: dict[str, Document]) -> None:
+    """`cdktn deploy beta` deploys beta: its network, backend and frontend are one state (stacks/workload.py)."""
+    expected = {name for stage in STAGES for name in (f"bootstrap-{stage}", stage)} | {"pipeline"}
+    assert set(stacks) == expected
     for stage in STAGES:
-        assert {f"bootstrap-{stage}", f"{stage}-network"} <= set(stacks)
+        document = stacks[stage]
+        assert not data_sources(document, "terraform_remote_state"), f"{stage} reads no other state"
+        assert document["terraform"]["backend"]["s3"]["key"] == f"{stage}/terraform.tfstate"
+        for kind in ("aws_vpc", "aws_ecs_service", "aws_cloudfront_distribution"):
+            assert resources(document, kind), f"{stage} holds its {kind}"
 
 
 @pytest.mark.req("R4.8", "R4.6")

@@ -421,32 +421,28 @@ def iam(stacks: dict[str, Document]) -> Stacks:
 
 
 @pytest.mark.req("R4.6")
-@pytest.mark.parametrize("component", ["network", "backend", "frontend"])
 @pytest.mark.parametrize("stage", STAGES)
-def test_each_stages_deploy_role_may_do_what_terraform_does_with_its_stacks(
-    iam: Stacks, stage: str, component: str
-) -> None:
+def test_each_stages_deploy_role_may_do_what_terraform_does_with_its_stack(iam: Stacks, stage: str) -> None:
     principal = (
         iam.principal("pipeline", PIPELINE_DEPLOY_ROLE)
         if stage == "beta"
         else iam.principal(f"bootstrap-{stage}", "canvalo-deploy")
     )
-    tags = {"application": "canvalo", "stage": stage, "component": component, "managed-by": "cdktn"}
-    problems = missing(principal, "deploy", iam[f"{stage}-{component}"], tags)
+    tags = {"application": "canvalo", "stage": stage, "component": "workload", "managed-by": "cdktn"}
+    problems = missing(principal, "deploy", iam[stage], tags)
     assert not problems, "\n".join(problems)
 
 
 @pytest.mark.req("R4.6")
-@pytest.mark.parametrize("component", ["network", "backend", "frontend"])
 @pytest.mark.parametrize("stage", STAGES)
-def test_each_stages_plan_role_may_read_what_terraform_plan_reads(iam: Stacks, stage: str, component: str) -> None:
+def test_each_stages_plan_role_may_read_what_terraform_plan_reads(iam: Stacks, stage: str) -> None:
     principal = (
         iam.principal("pipeline", "canvalo-beta-pipeline-plan")
         if stage == "beta"
         else iam.principal(f"bootstrap-{stage}", "canvalo-plan")
     )
-    tags = {"application": "canvalo", "stage": stage, "component": component, "managed-by": "cdktn"}
-    problems = missing(principal, "plan", iam[f"{stage}-{component}"], tags, phases=("plan",))
+    tags = {"application": "canvalo", "stage": stage, "component": "workload", "managed-by": "cdktn"}
+    problems = missing(principal, "plan", iam[stage], tags, phases=("plan",))
     assert not problems, "\n".join(problems)
 
 
@@ -459,7 +455,7 @@ def test_the_update_role_may_do_what_terraform_does_with_the_pipeline_stack(iam:
 
 def test_every_exclusion_still_excludes_something_pike_lists(iam: Stacks) -> None:
     """An exclusion whose type, action or resource the stacks no longer have is a stale reason."""
-    stacks = [iam[f"{s}-{c}"] for s in STAGES for c in ("network", "backend", "frontend")]
+    stacks = [iam[stage] for stage in STAGES]
     for exclusion in NOT_NEEDED:
         scope = [iam["pipeline"]] if exclusion.role == "update" else stacks
         for action in exclusion.actions:

@@ -158,7 +158,13 @@ def test_the_deploy_buildspec_hands_the_plans_from_plan_to_apply_and_exports_the
     assert f'export {PLAN_CHANGES_VARIABLE}="$(cat {handoff}/changes.txt)"' in mode_branch(text, "plan")
     # The Apply action's third input is the `<Stage>Plan` artifact (modules/pipeline.py).
     assert 'plan_input="CODEBUILD_SRC_DIR_${STAGE^}Plan"' in text
-    assert '--plans "${!plan_input}" --outputs ' + handoff + ' --deferred "$DEFERRED"' in text
+    # Apply applies the stage's one saved plan, and only if its manifest is the one Plan recorded.
+    apply = (
+        'terraform_stage apply --stage "$STAGE" --cdktf-out "$build_dir/cdktf.out" --plans "${!plan_input}" '
+        f'--outputs {handoff} --manifest-sha256 "$APPROVED_MANIFEST_SHA256"'
+    )
+    assert apply in mode_branch(text, "apply")
+    assert "--deferred" not in text and "DEFERRED" not in text, "no stack of a stage waits for another"
     assert f'export {PLAN_HEADLINE_VARIABLE}="$(head -c 300 {handoff}/headline.txt)"' in text
     # The approval's link opens the whole summary, put in the artifact bucket as the action itself.
     publish = (

@@ -1,4 +1,4 @@
-"""`python -m pipelines.drift`: a refresh-only plan of every prod stack, real drift published once to SNS in moto;
+"""`python -m pipelines.drift`: a refresh-only plan of prod's stack, real drift published once to SNS in moto;
 the deployed commit it checks; and pipelines/drift_failure.sh, which reports a build that failed before it."""
 
 from __future__ import annotations
@@ -28,17 +28,13 @@ if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
 
 REGION = "eu-west-1"
-PROD_STACKS: dict[str, list[str]] = {
-    "prod-network": [],
-    "prod-backend": ["prod-network"],
-    "prod-frontend": [],
-    "gamma-backend": [],
-}
+# As main.py synthesizes them: prod's one workload stack `prod`, next to other stages' and the pipeline's.
+PROD_STACKS: dict[str, list[str]] = {"bootstrap-prod": [], "prod": [], "gamma": [], "pipeline": []}
 DIGEST = "/canvalo/prod/drift-digest"
 PROD_COMMIT = "/canvalo/prod/deployed-commit"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 SERVICE = "aws_ecs_service.backend"
-# prod-backend's cdk.tf.json as the backend stack synthesizes it: auto scaling moves desired_count.
+# prod's cdk.tf.json as the workload stack synthesizes its backend: auto scaling moves desired_count.
 BACKEND_DOCUMENT = {"resource": {"aws_ecs_service": {"backend": {"lifecycle": {"ignore_changes": ["desired_count"]}}}}}
 
 
@@ -100,18 +96,16 @@ def run(aws: Aws, tmp_path: Path, fake: FakeTerraform, documents: dict[str, dict
 
 def service_drift(**after: Any) -> FakeTerraform:
     before = {"desired_count": 2, "task_definition": "backend:7", "name": "canvalo-prod-backend"}
-    return FakeTerraform(plans={"prod-backend": drift_plan(entry(SERVICE, ["update"], before, {**before, **after}))})
+    return FakeTerraform(plans={"prod": drift_plan(entry(SERVICE, ["update"], before, {**before, **after}))})
 
 
 def test_a_clean_prod_exits_0_and_notifies_nobody(aws: Aws, tmp_path: Path) -> None:
     fake = FakeTerraform()
     assert run(aws, tmp_path, fake) == 0
-    assert [stack for stack, command in fake.commands() if command == "plan"] == [
-        "prod-network",
-        "prod-backend",
-        "prod-frontend",
-    ], "every prod stack, and only prod's"
-    plan = fake.args_of("prod-backend", "plan")
+    assert [stack for stack, command in fake.commands() if command == "plan"] == ["prod"], (
+        "prod's stack, and not bootstrap-prod, another stage's or the pipeline's"
+    )
+    plan = fake.args_of("prod", "plan")
     assert {"-refresh-only", "-lock=false", "-detailed-exitcode"} <= set(plan)
     assert not [command for _, command in fake.commands() if command == "apply"], "plan only"
     assert aws.messages() == []
@@ -124,34 +118,35 @@ def test_drift_is_published_naming_the_stacks_and_resources(
 ) -> None:
     fake = FakeTerraform(
         plans={
-            "prod-backend": plan_document(
+            "prod": plan_document(
                 drift=[
                     ("aws_ecs_service.backend", "aws_ecs_service", ["update"]),
                     ("aws_cloudwatch_metric_alarm.cpu", "aws_cloudwatch_metric_alarm", ["delete"]),
+                    ("aws_cloudfront_distribution.site", "x", ["update"]),
                 ]
             ),
-            "prod-frontend": plan_document(drift=[("aws_cloudfront_distribution.site", "x", ["update"])]),
+            "gamma": plan_document(drift=[("aws_vpc.main", "aws_vpc", ["update"])]),
         }
     )
     assert run(aws, tmp_path, fake) == EXIT_DRIFT
     ((subject, message),) = aws.messages()
-    assert subject == "Canvalo prod: drift in prod-backend, prod-frontend"
-    assert "prod-network" not in message
-    assert "  aws_ecs_service.backend: changed outside Terraform" in message
+    assert subject == "Canvalo prod: drift in prod"
+    assert "prod:\n  aws_ecs_service.backend: changed outside Terraform" in message
     assert "  aws_cloudwatch_metric_alarm.cpu: deleted outside Terraform" in message
-    assert "prod-frontend:\n  aws_cloudfront_distribution.site: changed outside Terraform" in message
-    assert "prod-network: matches" in capsys.readouterr().out
+    assert "  aws_cloudfront_distribution.site: changed outside Terraform" in message
+    assert "gamma" not in message and "aws_vpc.main" not in message, "another stage's stack is not checked"
+    assert "prod: drifted" in capsys.readouterr().out
     assert (tmp_path / "run-0" / "drift" / REPORTED_MARKER).exists()
 
 
 def test_an_attribute_the_resource_ignores_is_not_drift(aws: Aws, tmp_path: Path) -> None:
-    documents = {"prod-backend": BACKEND_DOCUMENT}
+    documents = {"prod": BACKEND_DOCUMENT}
     assert run(aws, tmp_path, service_drift(desired_count=5), documents) == 0
     assert aws.messages() == []
 
 
 def test_a_real_change_next_to_an_ignored_one_is_drift(aws: Aws, tmp_path: Path) -> None:
-    documents = {"prod-backend": BACKEND_DOCUMENT}
+    documents = {"prod": BACKEND_DOCUMENT}
     assert run(aws, tmp_path, service_drift(desired_count=5, task_definition="backend:6"), documents) == EXIT_DRIFT
     ((_, message),) = aws.messages()
     assert f"  {SERVICE}: changed outside Terraform" in message
@@ -164,33 +159,29 @@ def test_the_ignored_attributes_come_from_the_synthesized_stack(aws: Aws, tmp_pa
 
 
 def test_output_changes_alone_are_not_drift(aws: Aws, tmp_path: Path) -> None:
-    fake = FakeTerraform(plans={"prod-backend": drift_plan(outputs={"backend_url": ["update"]})})
+    fake = FakeTerraform(plans={"prod": drift_plan(outputs={"backend_url": ["update"]})})
     assert run(aws, tmp_path, fake) == 0
     assert aws.messages() == []
 
 
 def test_output_changes_do_not_hide_a_resource_drift(aws: Aws, tmp_path: Path) -> None:
     changed = entry("aws_lb.backend", ["update"], {"idle_timeout": 60}, {"idle_timeout": 30})
-    fake = FakeTerraform(plans={"prod-backend": drift_plan(changed, outputs={"backend_url": ["update"]})})
+    fake = FakeTerraform(plans={"prod": drift_plan(changed, outputs={"backend_url": ["update"]})})
     assert run(aws, tmp_path, fake) == EXIT_DRIFT
     ((_, message),) = aws.messages()
     assert "aws_lb.backend: changed outside Terraform" in message
 
 
 def test_a_deleted_resource_is_drift_whatever_it_ignores(aws: Aws, tmp_path: Path) -> None:
-    documents = {
-        "prod-backend": {"resource": {"aws_ecs_service": {"backend": {"lifecycle": {"ignore_changes": "all"}}}}}
-    }
-    fake = FakeTerraform(plans={"prod-backend": drift_plan(entry(SERVICE, ["delete"], {"desired_count": 2}, None))})
+    documents = {"prod": {"resource": {"aws_ecs_service": {"backend": {"lifecycle": {"ignore_changes": "all"}}}}}}
+    fake = FakeTerraform(plans={"prod": drift_plan(entry(SERVICE, ["delete"], {"desired_count": 2}, None))})
     assert run(aws, tmp_path, fake, documents) == EXIT_DRIFT
     ((_, message),) = aws.messages()
     assert f"  {SERVICE}: deleted outside Terraform" in message
 
 
 def test_an_update_of_a_resource_ignoring_all_changes_is_not_drift(aws: Aws, tmp_path: Path) -> None:
-    documents = {
-        "prod-backend": {"resource": {"aws_ecs_service": {"backend": {"lifecycle": {"ignore_changes": "all"}}}}}
-    }
+    documents = {"prod": {"resource": {"aws_ecs_service": {"backend": {"lifecycle": {"ignore_changes": "all"}}}}}}
     assert run(aws, tmp_path, service_drift(task_definition="backend:6"), documents) == 0
     assert aws.messages() == []
 
@@ -201,7 +192,7 @@ def test_the_same_drift_is_mailed_once_a_new_one_again_and_a_clean_run_resets(aw
     assert run(aws, tmp_path, service_drift(task_definition="backend:6")) == EXIT_DRIFT, "same exit status"
     assert len(aws.messages()) == 1, "the same drift the next day is not mailed again"
     deleted = entry("aws_cloudwatch_metric_alarm.cpu", ["delete"], {}, None)
-    other = FakeTerraform(plans={"prod-backend": drift_plan(deleted)})
+    other = FakeTerraform(plans={"prod": drift_plan(deleted)})
     assert run(aws, tmp_path, other) == EXIT_DRIFT
     assert len(aws.messages()) == 2, "a different drift is mailed"
     assert run(aws, tmp_path, FakeTerraform()) == 0
@@ -218,29 +209,29 @@ def test_the_drift_digest_ignores_the_order_of_stacks_and_resources() -> None:
     def change(address: str, action: str) -> ResourceChange:
         return ResourceChange(address, address.split(".")[0], action, None, None, None)
 
-    a = [StackDrift("prod-backend", [change("aws_a.x", "update"), change("aws_b.y", "destroy")])]
-    b = [StackDrift("prod-backend", [change("aws_b.y", "destroy"), change("aws_a.x", "update")])]
+    a = [StackDrift("prod", [change("aws_a.x", "update"), change("aws_b.y", "destroy")])]
+    b = [StackDrift("prod", [change("aws_b.y", "destroy"), change("aws_a.x", "update")])]
     assert drift_digest(a) == drift_digest(b)
-    assert drift_digest(a) != drift_digest([StackDrift("prod-backend", [change("aws_a.x", "update")])])
-    assert drift_digest(a) != drift_digest([StackDrift("prod-frontend", a[0].resources)])
+    assert drift_digest(a) != drift_digest([StackDrift("prod", [change("aws_a.x", "update")])])
+    assert drift_digest(a) != drift_digest([StackDrift("gamma", a[0].resources)])
 
 
 def test_a_check_that_cannot_run_is_published_and_fails(
     aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(aws, tmp_path, FakeTerraform(failures={("prod-backend", "init"): 1})) == 1
+    assert run(aws, tmp_path, FakeTerraform(failures={("prod", "init"): 1})) == 1
     ((subject, message),) = aws.messages()
     assert subject == "Canvalo prod: the drift check could not run"
-    assert "terraform init failed in prod-backend" in message
-    assert capsys.readouterr().err.startswith("error: terraform init failed in prod-backend")
+    assert "terraform init failed in prod" in message
+    assert capsys.readouterr().err.startswith("error: terraform init failed in prod ")
     assert (tmp_path / "run-0" / "drift" / REPORTED_MARKER).exists(), "reported: post_build must not mail it again"
 
 
 def test_the_same_failure_is_mailed_once_and_another_one_again(aws: Aws, tmp_path: Path) -> None:
-    assert run(aws, tmp_path, FakeTerraform(failures={("prod-backend", "init"): 1})) == 1
-    assert run(aws, tmp_path, FakeTerraform(failures={("prod-backend", "init"): 1})) == 1
+    assert run(aws, tmp_path, FakeTerraform(failures={("prod", "init"): 1})) == 1
+    assert run(aws, tmp_path, FakeTerraform(failures={("prod", "init"): 1})) == 1
     assert len(aws.messages()) == 1
-    assert run(aws, tmp_path, FakeTerraform(failures={("prod-frontend", "plan"): 1})) == 1
+    assert run(aws, tmp_path, FakeTerraform(failures={("prod", "plan"): 1})) == 1
     assert len(aws.messages()) == 2
 
 

@@ -43,7 +43,7 @@ def stderr_line(capsys: pytest.CaptureFixture[str]) -> str:
 
 @pytest.mark.req("R4.3")
 def test_each_action_type_is_counted_under_its_reviewer_name() -> None:
-    plan = load_plan("beta-backend", PLANS / "every_action.json")
+    plan = load_plan("beta", PLANS / "every_action.json")
     actions = {change.address: change.action for change in plan.changes}
     assert actions == {
         "aws_ecs_cluster.cluster": "no-op",
@@ -60,8 +60,8 @@ def test_each_action_type_is_counted_under_its_reviewer_name() -> None:
 
 @pytest.mark.req("R4.3")
 def test_the_markdown_lists_each_changed_resource_per_stack_and_leaves_out_no_ops() -> None:
-    markdown = render([load_plan("beta-backend", PLANS / "every_action.json")])
-    assert "## beta-backend: 1 to create, 1 to update, 2 to replace, 1 to destroy" in markdown
+    markdown = render([load_plan("beta", PLANS / "every_action.json")])
+    assert "## beta: 1 to create, 1 to update, 2 to replace, 1 to destroy" in markdown
     assert "| create | `aws_ecs_service.backend` |" in markdown
     assert "| replace | `aws_lb_target_group.backend` |" in markdown
     assert "| destroy | `aws_sns_topic_subscription.old` |" in markdown
@@ -74,17 +74,17 @@ def test_the_markdown_lists_each_changed_resource_per_stack_and_leaves_out_no_op
 
 @pytest.mark.req("R4.3")
 def test_a_stack_without_changes_says_so() -> None:
-    plan = load_plan("beta-network", PLANS / "no_changes.json")
+    plan = load_plan("beta", PLANS / "no_changes.json")
     assert not plan.has_changes
     assert headline([plan]) == "no changes in 1 stack(s)"
-    assert "## beta-network: no changes" in render([plan])
+    assert "## beta: no changes" in render([plan])
 
 
 @pytest.mark.req("R4.3")
 def test_replacing_or_destroying_stateful_resources_is_flagged_and_refused(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    status = main([f"prod-frontend={PLANS / 'destroys_stateful.json'}"], environ={})
+    status = main([f"prod={PLANS / 'destroys_stateful.json'}"], environ={})
     assert status == EXIT_REFUSED
     out = capsys.readouterr()
     assert "**DATA LOSS**: destroy of stateful `aws_s3_bucket.frontend`" in out.out
@@ -93,7 +93,7 @@ def test_replacing_or_destroying_stateful_resources_is_flagged_and_refused(
     assert "WARNING 2 stateful resource(s) replaced or destroyed, 2 refused" in out.out
     error = out.err.strip()
     assert error.count("\n") == 0
-    assert "prod-frontend:aws_s3_bucket.frontend" in error
+    assert "prod:aws_s3_bucket.frontend" in error
     assert "--allow-destroy" in error
 
 
@@ -101,11 +101,11 @@ def test_replacing_or_destroying_stateful_resources_is_flagged_and_refused(
 def test_a_destroy_named_on_the_command_line_or_in_the_environment_is_allowed(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    plan = f"prod-frontend={PLANS / 'destroys_stateful.json'}"
-    only_bucket = ["--allow-destroy", "prod-frontend:aws_s3_bucket.frontend"]
+    plan = f"prod={PLANS / 'destroys_stateful.json'}"
+    only_bucket = ["--allow-destroy", "prod:aws_s3_bucket.frontend"]
     assert main([plan, *only_bucket], environ={}) == EXIT_REFUSED
-    assert "prod-frontend:aws_cloudwatch_log_group.backend" in capsys.readouterr().err
-    both = {"CANVALO_ALLOW_DESTROY": "aws_cloudwatch_log_group.backend, prod-frontend:aws_s3_bucket.frontend"}
+    assert "prod:aws_cloudwatch_log_group.backend" in capsys.readouterr().err
+    both = {"CANVALO_ALLOW_DESTROY": "aws_cloudwatch_log_group.backend, prod:aws_s3_bucket.frontend"}
     assert main([plan], environ=both) == 0
     assert main([plan, *only_bucket], environ={"CANVALO_ALLOW_DESTROY": "aws_cloudwatch_log_group.backend"}) == 0
     out = capsys.readouterr()
@@ -115,14 +115,14 @@ def test_a_destroy_named_on_the_command_line_or_in_the_environment_is_allowed(
 
 @pytest.mark.req("R4.3")
 def test_an_allowance_for_another_stack_does_not_allow_this_one() -> None:
-    assert main([f"prod-frontend={PLANS / 'destroys_stateful.json'}"], environ={
-        "CANVALO_ALLOW_DESTROY": "gamma-frontend:aws_s3_bucket.frontend,gamma-frontend:aws_cloudwatch_log_group.backend"
+    assert main([f"prod={PLANS / 'destroys_stateful.json'}"], environ={
+        "CANVALO_ALLOW_DESTROY": "gamma:aws_s3_bucket.frontend,gamma:aws_cloudwatch_log_group.backend"
     }) == EXIT_REFUSED  # fmt: skip
 
 
 @pytest.mark.req("R4.3")
 def test_iam_changes_that_grant_more_are_flagged_with_the_added_grants() -> None:
-    plan = load_plan("beta-backend", PLANS / "iam_changes.json")
+    plan = load_plan("beta", PLANS / "iam_changes.json")
     widenings = {w.address: w.grants for w in plan.iam_widenings()}
     assert widenings["aws_iam_role_policy.task"] == (
         "Allow s3:PutObject on arn:aws:s3:::canvalo-beta-data/*",
@@ -144,24 +144,22 @@ def test_iam_changes_that_grant_more_are_flagged_with_the_added_grants() -> None
 
 @pytest.mark.req("R4.3")
 def test_several_stacks_make_one_headline_and_one_section_each(capsys: pytest.CaptureFixture[str]) -> None:
-    status = main(
-        [f"beta-backend={PLANS / 'every_action.json'}", f"beta-network={PLANS / 'no_changes.json'}"], environ={}
-    )
+    status = main([f"beta={PLANS / 'every_action.json'}", f"gamma={PLANS / 'no_changes.json'}"], environ={})
     assert status == 0
     out = capsys.readouterr().out
     assert out.startswith(
         "# Plan: BROADENING: 1 resource(s) need a person's approval; "
-        "1 to create, 1 to update, 2 to replace, 1 to destroy in beta-backend\n"
+        "1 to create, 1 to update, 2 to replace, 1 to destroy in beta\n"
     ), "destroying the email subscription broadens: it is not a type whose destruction loses nothing"
-    assert "## beta-backend:" in out and "## beta-network: no changes" in out
+    assert "## beta:" in out and "## gamma: no changes" in out
 
 
 def test_the_stack_name_defaults_to_the_plans_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    plan = tmp_path / "gamma-network" / "plan.json"
+    plan = tmp_path / "gamma" / "plan.json"
     plan.parent.mkdir()
     plan.write_text((PLANS / "every_action.json").read_text())
     assert main([str(plan)], environ={}) == 0
-    assert "## gamma-network: 1 to create" in capsys.readouterr().out
+    assert "## gamma: 1 to create" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -184,11 +182,11 @@ def test_bad_input_is_one_line_and_exit_status_2(
     path = tmp_path / name
     if content is not None:
         path.write_text(content)
-    assert main([f"beta-backend={path}"], environ={}) == EXIT_BAD_INPUT
+    assert main([f"beta={path}"], environ={}) == EXIT_BAD_INPUT
     assert message in stderr_line(capsys)
     assert capsys.readouterr().out == "", "no half summary on bad input"
     with pytest.raises(PlanError):
-        load_plan("beta-backend", path)
+        load_plan("beta", path)
 
 
 # -- broadening: what needs a person's approval -------------------------------------------------------
@@ -211,7 +209,7 @@ def create(address: str, after: dict[str, Any], **unknown: Any) -> dict[str, Any
     return resource(address, ["create"], None, after, unknown)
 
 
-def stack_plan(*entries: dict[str, Any], stack: str = "prod-backend") -> StackPlan:
+def stack_plan(*entries: dict[str, Any], stack: str = "prod") -> StackPlan:
     return parse_plan(stack, {"format_version": "1.2", "resource_changes": list(entries)}, "test plan")
 
 
@@ -783,9 +781,9 @@ def test_an_update_without_before_is_judged_as_if_everything_it_sets_were_new() 
 
 @pytest.mark.req("R4.3")
 def test_an_image_tag_only_release_and_a_plan_without_changes_do_not_broaden() -> None:
-    release = load_plan("prod-backend", PLANS / "image_tag_only.json")
+    release = load_plan("prod", PLANS / "image_tag_only.json")
     assert release.counts() == {"create": 0, "update": 1, "replace": 1, "destroy": 0}
-    unchanged = load_plan("prod-network", PLANS / "no_changes.json")
+    unchanged = load_plan("gamma", PLANS / "no_changes.json")
     assert broadenings(release) == [] and broadenings(unchanged) == []
     assert not broadens([release, unchanged])
     assert "BROADENING" not in headline([release, unchanged])
@@ -804,9 +802,9 @@ def test_the_approver_sees_each_broadening_first_and_in_the_headline() -> None:
             "aws_vpc_security_group_ingress_rule.ssh",
             {"ip_protocol": "tcp", "from_port": 22, "to_port": 22, "cidr_ipv4": "0.0.0.0/0"},
         ),
-        stack="prod-frontend",
+        stack="prod",
     )
-    release = load_plan("prod-backend", PLANS / "image_tag_only.json")
+    release = load_plan("gamma", PLANS / "image_tag_only.json")
     assert broadens([release, opened])
     assert broadenings(opened)[0] == Broadening(
         "aws_s3_bucket_policy.site",
@@ -818,9 +816,9 @@ def test_the_approver_sees_each_broadening_first_and_in_the_headline() -> None:
     assert line.startswith("BROADENING: 2 resource(s) need a person's approval; 1 to create, 2 to update"), line
     assert line.endswith("; WARNING 1 IAM change(s) grant more")
     markdown = render([release, opened])
-    assert markdown.index(BROADENING_TITLE) < markdown.index("## prod-backend")
+    assert markdown.index(BROADENING_TITLE) < markdown.index("## gamma")
     assert (
-        "- `prod-frontend`: `aws_vpc_security_group_ingress_rule.ssh` (aws_vpc_security_group_ingress_rule): "
+        "- `prod`: `aws_vpc_security_group_ingress_rule.ssh` (aws_vpc_security_group_ingress_rule): "
         "**network**: ingress open to the internet: tcp 22-22 from 0.0.0.0/0" in markdown
     )
     assert "- **IAM grants more**: `aws_s3_bucket_policy.site`" in markdown, "the IAM lines stay"
@@ -828,7 +826,7 @@ def test_the_approver_sees_each_broadening_first_and_in_the_headline() -> None:
 
 @pytest.mark.req("R4.3")
 def test_destroying_stateful_resources_broadens_besides_being_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([f"prod-frontend={PLANS / 'destroys_stateful.json'}"], environ={}) == EXIT_REFUSED
+    assert main([f"prod={PLANS / 'destroys_stateful.json'}"], environ={}) == EXIT_REFUSED
     out = capsys.readouterr().out
     assert "**DATA LOSS**: destroy of stateful `aws_s3_bucket.frontend`" in out
     assert (
@@ -867,13 +865,13 @@ def test_a_change_that_cannot_be_read_fails_closed_with_exit_status_2(
     path = tmp_path / "plan.json"
     readable = {"address": "c.d", "type": "c", "change": {"actions": ["delete"], "before": {}, "after": None}}
     path.write_text(json.dumps({"format_version": "1.2", "resource_changes": [readable]}))
-    assert main([f"beta-backend={path}"], environ={}) == 0, "a destroy's null `after` is how Terraform writes it"
+    assert main([f"beta={path}"], environ={}) == 0, "a destroy's null `after` is how Terraform writes it"
     capsys.readouterr()
     path.write_text(
         json.dumps(
             {"format_version": "1.2", "resource_changes": [readable, {"address": "a.b", "type": "a", "change": change}]}
         )
     )
-    assert main([f"beta-backend={path}"], environ={}) == EXIT_BAD_INPUT
+    assert main([f"beta={path}"], environ={}) == EXIT_BAD_INPUT
     assert message in stderr_line(capsys)
     assert capsys.readouterr().out == "", "no half summary on bad input"

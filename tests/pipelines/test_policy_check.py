@@ -26,9 +26,10 @@ from pipelines.policy_check import (
 from tests.infra import conftest as infra
 
 Stack = dict[str, Any]
-STACK = "beta-backend"
+# A stage's one workload stack is named after the stage (stacks/workload.py).
+STACK = "beta"
 
-# The shape cdktn writes, cut down: the AWS provider, an S3 backend, a remote state read.
+# The shape cdktn writes, cut down: the AWS provider, an S3 backend.
 CLEAN: Stack = {
     "terraform": {
         "required_providers": {"aws": {"source": "hashicorp/aws", "version": "6.69.1"}},
@@ -38,7 +39,6 @@ CLEAN: Stack = {
     "resource": {"aws_s3_bucket": {"logs": {"bucket": "logs"}}},
     "data": {
         "aws_iam_policy_document": {"logs": {"statement": []}},
-        "terraform_remote_state": {"network": {"backend": "s3", "config": {"bucket": "canvalo-tfstate"}}},
     },
 }
 
@@ -202,10 +202,11 @@ RULES: list[tuple[str, Callable[[Stack], None], str, Callable[[Stack], None]]] =
         set_key(("provider", "aws"), [{"region": "eu-west-1", "default_tags": [{"tags": {"a": "b"}}]}]),
     ),
     (
-        "credentials",
-        set_key(("data", "terraform_remote_state", "network", "config", "profile"), "someone-elses"),
-        "data.terraform_remote_state.network.config.profile",
-        set_key(("data", "terraform_remote_state", "network", "config", "key"), "beta-network/terraform.tfstate"),
+        # A stage is one state: reading another state's outputs is another provider (Terraform's built-in one).
+        "provider",
+        set_key(("data", "terraform_remote_state"), {"other": {"backend": "s3", "config": {"bucket": "b"}}}),
+        "data.terraform_remote_state.other",
+        set_key(("data", "aws_iam_policy_document", "other"), {"statement": []}),
     ),
     (
         "credentials",
@@ -263,18 +264,20 @@ def test_every_file_terraform_loads_from_the_stack_directory_is_checked(tmp_path
 
 def test_a_stage_checks_its_own_stacks_and_nothing_else(tmp_path: Path) -> None:
     bad = stack_with(add_resource("null_resource", "run", {}))
-    root = write_out(tmp_path, {"beta-network": CLEAN, STACK: CLEAN, "gamma-backend": bad, "bootstrap-beta": bad})
-    assert check(root, "beta") == (["beta-backend", "beta-network"], [])
-    assert found(root, "gamma") == [("gamma-backend", "null_resource.run", "command-resource")]
-    assert {stack for stack, _, _ in found(root)} == {"gamma-backend", "bootstrap-beta"}
+    # `beta-network`: a name that only starts with the stage's is not the stage's stack (Terraform never runs it).
+    stacks = {STACK: CLEAN, "gamma": bad, "bootstrap-beta": bad, "beta-network": bad}
+    root = write_out(tmp_path, stacks)
+    assert check(root, "beta") == (["beta"], [])
+    assert found(root, "gamma") == [("gamma", "null_resource.run", "command-resource")]
+    assert {stack for stack, _, _ in found(root)} == {"gamma", "bootstrap-beta", "beta-network"}
     # A stack directory the manifest does not list is still synthesized output: it is checked.
     (tmp_path / "manifest.json").write_text(json.dumps({"stacks": {}}))
-    assert found(root, "gamma") == [("gamma-backend", "null_resource.run", "command-resource")]
+    assert found(root, "gamma") == [("gamma", "null_resource.run", "command-resource")]
 
 
 def test_main_prints_one_line_per_finding_and_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = stack_with(add_resource("null_resource", "run", {"provisioner": [{"local-exec": {"command": "id"}}]}))
-    root = write_out(tmp_path, {STACK: bad, "beta-network": CLEAN})
+    root = write_out(tmp_path, {STACK: bad, "bootstrap-beta": CLEAN})
     assert main(["--cdktf-out", str(root), "--stage", "beta"]) == EXIT_REFUSED
     lines = capsys.readouterr().err.splitlines()
     assert lines[:2] == [
@@ -297,7 +300,8 @@ def test_main_exits_0_on_clean_stacks(tmp_path: Path, capsys: pytest.CaptureFixt
         (lambda root: write_out(root, {STACK: CLEAN}, {"manifest.json": "{"}), "manifest.json is not JSON"),
         (lambda root: write_out(root, {STACK: CLEAN}, {f"stacks/{STACK}/cdk.tf.json": "[]"}), "is not an object"),
         (lambda root: write_out(root, {STACK: stack_with(set_key(("resource",), []))}), "resource is not an object"),
-        (lambda root: write_out(root, {}), "no beta-* stacks in"),
+        (lambda root: write_out(root, {}), "no stack 'beta' in"),
+        (lambda root: write_out(root, {"beta-network": CLEAN, "bootstrap-beta": CLEAN}), "no stack 'beta' in"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(
@@ -338,7 +342,7 @@ def test_every_synthesized_stack_passes_the_policy_check(synthesized: Path) -> N
     assert [str(finding) for finding in findings] == []
     assert {stack.split("-")[0] for stack in stacks} >= {"bootstrap", "beta", "gamma", "prod", "pipeline"}
     for stage in ("beta", "gamma", "prod"):
-        assert check(synthesized, stage) == ([f"{stage}-{c}" for c in ("backend", "frontend", "network")], [])
+        assert check(synthesized, stage) == ([stage], []), "a stage is its one workload stack"
 
 
 def test_the_allowed_providers_are_exactly_those_the_stacks_use(synthesized: Path) -> None:
@@ -362,7 +366,6 @@ def test_terraform_runs_as_the_actions_role_not_the_one_the_stack_names(tmp_path
         document["provider"]["aws"][0]["assume_role"] = [role]
         document["provider"]["aws"][1]["assume_role"] = [role]
         document["terraform"]["backend"]["s3"]["assume_role"] = role
-        document["data"]["terraform_remote_state"]["network"]["config"]["assume_role"] = role
 
     root = write_out(tmp_path, {STACK: stack_with(name_a_role)})
     assert found(root) == [], "naming the stage's deploy role is how the stacks are deployed from a laptop"

@@ -44,38 +44,41 @@ def state_bucket(stage: str) -> str:
 
 
 def synthesize(out: Path, stage: str, *, stack_creates_secret: bool = False, tag: str = TAG) -> Path:
-    """The fields preflight reads, laid out as `make synth` writes them."""
+    """The fields preflight reads, laid out as `make synth` writes them: the stage's one stack, `<stage>`, and
+    its bootstrap stack, which preflight leaves alone (it keeps its state elsewhere)."""
     role = deploy_role(stage)
     backend: dict[str, Any] = {
         "allowed_account_ids": [ACCOUNTS[stage]],
         "bucket": state_bucket(stage),
         "dynamodb_table": "canvalo-tfstate-lock",
-        "key": f"{stage}-backend/terraform.tfstate",
+        "key": f"{stage}/terraform.tfstate",
         "region": REGION,
     }
     provider: dict[str, Any] = {"default_tags": [{"tags": {"application": "canvalo", "stage": stage}}]}
     if role:
-        backend["assume_role"] = {"role_arn": role, "session_name": f"terraform-state-{stage}-backend"}
-        provider["assume_role"] = [{"role_arn": role, "session_name": f"terraform-{stage}-backend"}]
+        backend["assume_role"] = {"role_arn": role, "session_name": f"terraform-state-{stage}"}
+        provider["assume_role"] = [{"role_arn": role, "session_name": f"terraform-{stage}"}]
     image = f"{PIPELINE_ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{REPOSITORY}:{tag}"
     containers = json.dumps([{"name": "app", "image": image}])
-    backend_stack: dict[str, Any] = {
+    stage_stack: dict[str, Any] = {
         "terraform": {"backend": {"s3": backend}},
         "provider": {"aws": [provider]},
         "data": {},
         "resource": {"aws_ecs_task_definition": {"task": {"container_definitions": containers}}},
     }
     secret_type = "aws_secretsmanager_secret"
-    backend_stack["resource" if stack_creates_secret else "data"][secret_type] = {
+    stage_stack["resource" if stack_creates_secret else "data"][secret_type] = {
         "secret": {"name": f"canvalo/{stage}/backend"}
     }
     if stage == "prod":
-        backend_stack["data"]["aws_route53_zone"] = {"zone": {"name": ZONE, "private_zone": False}}
-    network_stack = {
-        "terraform": {"backend": {"s3": {**backend, "key": f"{stage}-network/terraform.tfstate"}}},
+        stage_stack["data"]["aws_route53_zone"] = {"zone": {"name": ZONE, "private_zone": False}}
+    # Another bucket: were it read, every check of the stage would look in the wrong place.
+    bootstrap_stack = {
+        "terraform": {"backend": {"local": {"path": "terraform.tfstate"}}},
         "provider": {"aws": [provider]},
+        "resource": {"aws_s3_bucket": {"state": {"bucket": "not-the-state-bucket"}}},
     }
-    for name, document in ((f"{stage}-backend", backend_stack), (f"{stage}-network", network_stack)):
+    for name, document in ((stage, stage_stack), (f"bootstrap-{stage}", bootstrap_stack)):
         (out / "stacks" / name).mkdir(parents=True, exist_ok=True)
         (out / "stacks" / name / "cdk.tf.json").write_text(json.dumps(document))
     return out
@@ -421,7 +424,7 @@ def test_a_secret_the_stack_creates_may_not_exist_yet(
     outcome = preflight(aws, capsys, synthesize(tmp_path, "gamma", stack_creates_secret=True), "gamma")
     assert (outcome.status, outcome.out, outcome.errors) == (0, "preflight gamma: ok (5 checks)\n", [])
     assert outcome.notes == [
-        "secret canvalo/gamma/backend does not exist yet: gamma-backend creates it, then set it: "
+        "secret canvalo/gamma/backend does not exist yet: gamma creates it, then set it: "
         + PUT_SECRET.format(stage="gamma")
     ]
 
@@ -520,15 +523,15 @@ def test_bad_input_is_one_line_and_exit_status_2(aws: Aws, tmp_path: Path, capsy
     assert main(["--stage", "qa", "--cdktf-out", str(tmp_path)], session=aws.caller) == 2
     assert (
         capsys.readouterr().err
-        == f"error: no qa-* stacks in {tmp_path / 'stacks'}: the synthesized stages are beta, prod\n"
+        == f"error: no stack 'qa' in {tmp_path / 'stacks'}: the synthesized stages are beta, prod\n"
     )
-    backend_stack = tmp_path / "stacks" / "beta-backend" / "cdk.tf.json"
-    document = json.loads(backend_stack.read_text())
+    stage_stack = tmp_path / "stacks" / "beta" / "cdk.tf.json"
+    document = json.loads(stage_stack.read_text())
     del document["terraform"]["backend"]["s3"]["bucket"]
-    backend_stack.write_text(json.dumps(document))
+    stage_stack.write_text(json.dumps(document))
     assert main(["--stage", "beta", "--cdktf-out", str(tmp_path)], session=aws.caller) == 2
     assert capsys.readouterr().err == (
-        "error: the synthesized beta-* stacks lack what preflight reads (KeyError: 'bucket'): synthesize again "
+        "error: the synthesized stack 'beta' lacks what preflight reads (KeyError: 'bucket'): synthesize again "
         "with `make synth`\n"
     )
 

@@ -86,10 +86,10 @@ def stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stage]:
 
 
 def plans(root: Path, service_before: dict[str, Any] | None, *, rule_changes: bool = True) -> Path:
-    """The Plan action's directory: the backend's plan replaces the task definition and moves the service to it."""
+    """The Plan action's directory: the plan of the stage's one stack, `prod`, replaces the task definition
+    and moves the service to it."""
     folder = root / "plans"
-    for stack in ("prod-backend", "prod-frontend"):
-        (folder / stack).mkdir(parents=True, exist_ok=True)
+    (folder / STAGE).mkdir(parents=True, exist_ok=True)
     service_after = {**(service_before or {"cluster": CLUSTER, "name": SERVICE}), "task_definition": None}
     changes: list[dict[str, Any]] = [
         {
@@ -120,12 +120,8 @@ def plans(root: Path, service_before: dict[str, Any] | None, *, rule_changes: bo
             }
         )
     document = {"format_version": "1.2", "resource_changes": changes}
-    (folder / "prod-backend" / "plan.json").write_text(json.dumps(document))
-    (folder / "prod-frontend" / "plan.json").write_text(json.dumps({"format_version": "1.2", "resource_changes": []}))
-    manifest = {
-        "stage": STAGE,
-        "stacks": [{"stack": "prod-backend", "changes": True}, {"stack": "prod-frontend", "changes": False}],
-    }
+    (folder / STAGE / "plan.json").write_text(json.dumps(document))
+    manifest = {"stage": STAGE, "stacks": [{"stack": STAGE, "changes": True}]}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
 
@@ -133,19 +129,17 @@ def plans(root: Path, service_before: dict[str, Any] | None, *, rule_changes: bo
 def outputs(root: Path, stage: Stage, applied: str) -> Path:
     folder = root / "outputs"
     folder.mkdir(exist_ok=True)
-    backend = {
+    # The stage's one stack declares the backend's and the frontend's outputs alike.
+    values = {
         "backend_url": "https://api.canvalo.example.com",
         "backend_cluster_name": CLUSTER,
         "backend_service_name": SERVICE,
         "backend_task_definition_arn": applied,
-    }
-    frontend = {
         "frontend_url": "https://canvalo.example.com",
         "frontend_bucket": BUCKET,
         "frontend_distribution_id": stage.distribution_id,
     }
-    (folder / "prod-backend.json").write_text(json.dumps(backend))
-    (folder / "prod-frontend.json").write_text(json.dumps(frontend))
+    (folder / f"{STAGE}.json").write_text(json.dumps(values))
     return folder
 
 
@@ -205,7 +199,7 @@ def test_a_failed_smoke_check_puts_the_previous_task_definition_and_frontend_bac
     assert line.startswith("smoke check failed after 150 s: GET https://api.canvalo.example.com/health answered 502")
     assert f"ECS service {SERVICE} back to {old} (registered again as {SERVICE}:3" in line
     assert "frontend back to its release of " in line and "2 file(s) put back, 1 removed, one invalidation" in line
-    assert f"NOT undone: prod-backend: {RULE} (update): `git revert {COMMIT[:12]}` and push" in line
+    assert f"NOT undone: prod: {RULE} (update): `git revert {COMMIT[:12]}` and push" in line
     assert "aws_ecs_service" not in line and "aws_ecs_task_definition" not in line, "those the restore undid"
 
 
@@ -277,7 +271,7 @@ def test_the_command_always_fails_with_one_line_naming_what_failed(
 
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: smoke check failed after 150 s: GET https://canvalo")
-    assert "still runs" in lines[0] and f"NOT undone: prod-backend: {RULE} (update)" in lines[0]
+    assert "still runs" in lines[0] and f"NOT undone: prod: {RULE} (update)" in lines[0]
 
 
 def test_back_without_a_record_is_one_line_naming_the_missing_step(

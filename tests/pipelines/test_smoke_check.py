@@ -154,11 +154,11 @@ def test_version_prints_the_release_of_the_applied_task_definition(
                 }
             ],
         )["taskDefinition"]["taskDefinitionArn"]
-        (tmp_path / "prod-backend.json").write_text(
+        (tmp_path / "prod.json").write_text(
             json.dumps({"backend_cluster_name": "c", "backend_service_name": "s", "backend_task_definition_arn": arn})
         )
         assert main(["version", "--outputs", str(tmp_path)]) == 0
         assert capsys.readouterr().out.strip() == "app-new"
-        (tmp_path / "prod-backend.json").write_text(json.dumps({"backend_url": "https://api"}))
+        (tmp_path / "prod.json").write_text(json.dumps({"backend_url": "https://api"}))
         assert main(["version", "--outputs", str(tmp_path)]) == 2
         assert capsys.readouterr().err.count("\n") == 1

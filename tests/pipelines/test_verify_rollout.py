@@ -51,7 +51,7 @@ def outputs(tmp_path: Path, task_definition: str) -> Path:
         "backend_service_name": SERVICE,
         "backend_task_definition_arn": task_definition,
     }
-    (folder / "gamma-backend.json").write_text(json.dumps(values))
+    (folder / "gamma.json").write_text(json.dumps(values))
     return folder
 
 
@@ -117,7 +117,7 @@ def test_outputs_without_the_backend_names_are_one_line_and_exit_2(
 ) -> None:
     folder = tmp_path / "outputs"
     folder.mkdir()
-    (folder / "gamma-frontend.json").write_text(json.dumps({"frontend_url": "https://d1"}))
+    (folder / "gamma.json").write_text(json.dumps({"frontend_url": "https://d1", "vpc_id": "vpc-1"}))
     assert main(["--outputs", str(folder)]) == 2
     assert "no output backend_cluster_name, backend_service_name, backend_task_definition_arn" in error_line(capsys)
 

@@ -545,7 +545,7 @@ def test_an_argument_named_like_a_meta_argument_inside_a_block_is_kept(rehearsal
 
 
 def secret_reader(name: str) -> dict[str, Any]:
-    """A stack that reads a secret by name, as `<stage>-backend` does, and outputs what it found."""
+    """A stack that reads a secret by name, as the `<stage>` stack does, and outputs what it found."""
     lookup = "data.aws_secretsmanager_secret.settings"
     return config(
         data={"aws_secretsmanager_secret": {"settings": {"name": name}}},

@@ -45,6 +45,8 @@ ATTACKED = (
     "cdktf.json",
     "stacks/backend.py",
     "stacks/network.py",
+    # The stage's outputs (vpc_id, ...) are declared here now that a stage is one stack.
+    "stacks/workload.py",
     "pipelines/buildspecs/deploy.yml",
     "pipelines/terraform_stage.py",
 )

@@ -151,7 +151,7 @@ def test_an_image_the_apply_could_not_read_is_unknown_not_a_failed_deploy(
 ) -> None:
     outputs = tmp_path / "handoff"
     outputs.mkdir()
-    (outputs / "beta-backend.json").write_text(
+    (outputs / "beta.json").write_text(
         json.dumps(
             {
                 "backend_cluster_name": "canvalo-beta-backend",
@@ -169,7 +169,7 @@ def test_an_image_the_apply_could_not_read_is_unknown_not_a_failed_deploy(
         family="canvalo-beta-backend",
         containerDefinitions=[{"name": "app", "image": IMAGE, "essential": True, "memory": 512}],
     )["taskDefinition"]["taskDefinitionArn"]
-    (outputs / "beta-backend.json").write_text(
+    (outputs / "beta.json").write_text(
         json.dumps(
             {
                 "backend_cluster_name": "c",

@@ -1,4 +1,4 @@
 """`make rehearse`: the synthesized pipeline's own actions, run as CodeBuild runs them, against moto.
 
-The README's "Rehearsal" section says what it models, what it cannot, and how to read its output.
+docs/rehearsal.md says what it models, what it cannot, and how to read its output.
 """

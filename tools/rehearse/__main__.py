@@ -445,7 +445,7 @@ ATTACKS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "attack: local-exec": (
         "network: run a command on the deploy machine",
         edit(
-            "stacks/network.py",
+            "stacks/workload.py",
             '        TerraformOutput(self, "vpc_id", value=self.network.vpc.id)',
             '        self.network.vpc.add_override("provisioner", [{"local-exec": {"command": "echo attack"}}])\n'
             '        TerraformOutput(self, "vpc_id", value=self.network.vpc.id)',
@@ -554,7 +554,7 @@ def docs_only_commit(rehearsal: Rehearsal) -> tuple[bool, str]:
 
 def prod_task_definition(world: World) -> str:
     """The task definition prod's backend service runs."""
-    outputs = world.read_state("prod-backend").get("outputs") or {}
+    outputs = world.read_state("prod").get("outputs") or {}
     cluster, name = outputs["backend_cluster_name"]["value"], outputs["backend_service_name"]["value"]
     ecs = world.client(ACCOUNTS["prod"], "ecs")
     return str(ecs.describe_services(cluster=cluster, services=[name])["services"][0]["taskDefinition"])
@@ -599,7 +599,7 @@ def pipeline_change(rehearsal: Rehearsal) -> tuple[bool, str]:
 def failure_and_retry(rehearsal: Rehearsal) -> tuple[bool, str]:
     """Beta's post-deploy tests fail once, gamma's Apply fails once after applying; each retried."""
     (rehearsal.root / "faults" / "smoke-beta").write_text("fail once")
-    (rehearsal.root / "faults" / "output-gamma-backend").write_text("fail once, after the apply")
+    (rehearsal.root / "faults" / "output-gamma.after-apply").write_text("fail once, after the apply")
     commit = rehearsal.commit("docs: another comment", edit("docs/pipeline.md", "\n", "\n\n"))
     rehearsal.pipeline.push(commit)
     (execution,) = rehearsal.pipeline.run_queue()
@@ -629,7 +629,7 @@ def bad_release(rehearsal: Rehearsal) -> tuple[bool, str]:
     back on its 5xx alarm, gamma's Apply fails naming the alarm, prod stays untouched, beta runs the release.
     Then the alarm recovers, the fault goes, and the head is delivered again, so later scenarios start from it."""
     before = prod_serials(rehearsal.world)
-    fault = rehearsal.root / "faults" / "ecs-alarm-gamma-backend"
+    fault = rehearsal.root / "faults" / "ecs-alarm-gamma"
     fault.write_text("the new release's tasks answer 5xx in gamma")
     try:
         commit = rehearsal.commit("app: a comment (a new image)", A_NEW_IMAGE)
@@ -670,7 +670,7 @@ def bad_release(rehearsal: Rehearsal) -> tuple[bool, str]:
 
 
 def runs_what_was_applied(world: World, stage: str) -> bool:
-    outputs = {name: o["value"] for name, o in world.read_state(f"{stage}-backend")["outputs"].items()}
+    outputs = {name: o["value"] for name, o in world.read_state(stage)["outputs"].items()}
     (service,) = world.client(ACCOUNTS[stage], "ecs").describe_services(
         cluster=outputs["backend_cluster_name"], services=[outputs["backend_service_name"]]
     )["services"]
@@ -680,8 +680,8 @@ def runs_what_was_applied(world: World, stage: str) -> bool:
 def prod_release(world: World) -> tuple[str, bytes]:
     """The task definition prod's ECS service runs and the index.html prod's frontend bucket serves."""
     account = ACCOUNTS["prod"]
-    backend = world.read_state("prod-backend")["outputs"]
-    frontend = world.read_state("prod-frontend")["outputs"]
+    backend = world.read_state("prod")["outputs"]
+    frontend = world.read_state("prod")["outputs"]
     cluster, service = backend["backend_cluster_name"]["value"], backend["backend_service_name"]["value"]
     running = world.client(account, "ecs").describe_services(cluster=cluster, services=[service])["services"]
     index = world.client(account, "s3").get_object(Bucket=frontend["frontend_bucket"]["value"], Key="index.html")
@@ -769,7 +769,7 @@ def approved_by_someone_else(rehearsal: Rehearsal) -> tuple[bool, str]:
 
 
 def prod_serials(world: World) -> dict[str, int]:
-    return {stack: int(world.read_state(stack)["serial"]) for stack in world.states if stack.startswith("prod-")}
+    return {stack: int(world.read_state(stack)["serial"]) for stack in world.states if stack == "prod"}
 
 
 def take_attack_markers(world: World) -> list[str]:

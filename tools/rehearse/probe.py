@@ -42,9 +42,9 @@ def running_version(world: World, account: str, outputs: dict[str, Any]) -> str 
 
 
 def problems(world: World, stage: str, backend_url: str, frontend_url: str, expect_version: str = "") -> list[str]:
-    account = world.states[f"{stage}-backend"].account
-    backend = world.read_state(f"{stage}-backend")
-    frontend = world.read_state(f"{stage}-frontend")
+    account = world.states[stage].account
+    # One state holds the stage's backend and frontend (stacks/workload.py).
+    backend = frontend = world.read_state(stage)
     found: list[str] = []
     balancers = [r["computed"]["dns_name"] for a, r in backend["resources"].items() if a.startswith("aws_lb.")]
     balancer_arns = {r["computed"].get("arn") for a, r in backend["resources"].items() if a.startswith("aws_lb.")}
@@ -66,7 +66,7 @@ def problems(world: World, stage: str, backend_url: str, frontend_url: str, expe
         found.append(f"BACKEND_URL {backend_url} names no load balancer of {stage} (it has {', '.join(balancers)})")
     if any(service.get("tainted") for service in services):
         found.append(f"the {stage} service never reached steady state: /health answers 503")
-    stack = Stack(f"{stage}-backend", {}, backend, account, world.region, Cloud(world), lambda _: {})
+    stack = Stack(stage, {}, backend, account, world.region, Cloud(world), lambda _: {})
     stack.desired = {a: r["config"] for a, r in backend["resources"].items()}
     found += Effects(stack, world.aws_side(account)).tasks_cannot_start()
     if expect_version:

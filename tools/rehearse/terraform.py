@@ -20,6 +20,9 @@ It refuses what AWS and Terraform refuse, with their words:
 - destroying a resource with `prevent_destroy`; remote state that lacks the output a stack reads;
 - a data source whose secret or hosted zone does not exist (its stage is not bootstrapped).
 
+A scenario's fault file `faults/output-<stack>` makes the next `terraform output` of that stack fail once;
+`faults/output-<stack>.after-apply` does so only after the stack's next apply.
+
 A scenario's fault file `faults/ecs-alarm-<stack>` makes ECS in that stack behave as with a release
 whose tasks answer 5xx: when the service moves to a new task definition, its first deployment alarm
 goes to ALARM and ECS rolls the service back to the task definition it ran. The apply still succeeds,
@@ -1199,6 +1202,11 @@ class Terraform:
             for name, body in (self.config.get("output") or {}).items()
         }
         backend.write(new_state)
+        # An output fault armed for after an apply fires on the next `terraform output` (Apply's own): the
+        # Plan action of the same stage reads the same state's outputs before, and must not meet it.
+        armed = self.faults / f"output-{self.name}.after-apply"
+        if armed.exists():
+            armed.rename(self.faults / f"output-{self.name}")
         counts = {kind: sum(1 for a in planned.values() if a == wanted) for kind, wanted in PLAN_WORDS.items()}
         replaced = sum(1 for a in planned.values() if len(a) == 2)
         print(
