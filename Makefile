@@ -65,6 +65,10 @@ TEST_TARGETS := pytest
 test: $(STAMP) ## every check the project has; CI runs exactly this
 	$(MAKE) --no-print-directory $(TEST_TARGETS)
 
+.PHONY: codebuild-test
+codebuild-test: $(STAMP) ## the Test buildspec's commands in a copy as CodeBuild gets it: no .git, no execute bits, no CAP_SYS_ADMIN
+	python -m tools.codebuild_test
+
 .PHONY: snapshots
 snapshots: $(STAMP) ## accept the current synthesized JSON as the new snapshots (review the diff!)
 	python -m pytest -q tests/infra --snapshot-update
