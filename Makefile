@@ -54,8 +54,8 @@ typecheck: $(STAMP) ## mypy --strict over every package
 	mypy --strict main.py stacks modules app pipelines tools tests
 
 .PHONY: pytest
-pytest: $(STAMP) ## pytest, which includes ruff and mypy --strict (tests/test_static.py), checkov, snapshots
-	python -m pytest -q -n 2 $(PYTEST_ARGS)
+pytest: $(STAMP) ## pytest (-rs: each skip with its reason), which includes ruff and mypy --strict (tests/test_static.py), checkov, snapshots
+	python -m pytest -q -n 2 -rs $(PYTEST_ARGS)
 
 # Later parts add their checks to TEST_TARGETS (the frontend's Vitest and browser tests).
 TEST_TARGETS := pytest
