@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("capsh") is None:
         print("codebuild-test: needs capsh (Debian's libcap2-bin; .ci/run installs it)", file=sys.stderr)
         return 2
-    # A fresh folder holding only the source: nothing beside it for a `../shared` to find.
+    # A fresh folder holding only the source: no sibling folder for a path climbing out of it to find.
     workspace = Path(tempfile.mkdtemp(prefix="canvalo-codebuild-"))
     source = workspace / "src"
     try:
