@@ -54,8 +54,8 @@ typecheck: $(STAMP) ## mypy --strict over every package
 	mypy --strict main.py stacks modules app pipelines tools tests
 
 .PHONY: pytest
-pytest: $(STAMP) ## pytest, which includes ruff and mypy --strict (tests/test_static.py), checkov, snapshots
-	python -m pytest -q -n 2 $(PYTEST_ARGS)
+pytest: $(STAMP) ## pytest (-rs: each skip with its reason), which includes ruff and mypy --strict (tests/test_static.py), checkov, snapshots
+	python -m pytest -q -n 2 -rs $(PYTEST_ARGS)
 
 # Later parts add their checks to TEST_TARGETS (the frontend's Vitest and browser tests).
 TEST_TARGETS := pytest
@@ -64,6 +64,10 @@ TEST_TARGETS := pytest
 .PHONY: test
 test: $(STAMP) ## every check the project has; CI runs exactly this
 	$(MAKE) --no-print-directory $(TEST_TARGETS)
+
+.PHONY: codebuild-test
+codebuild-test: $(STAMP) ## the Test buildspec's commands in a copy as CodeBuild gets it: no .git, no execute bits, no CAP_SYS_ADMIN
+	python -m tools.codebuild_test
 
 .PHONY: snapshots
 snapshots: $(STAMP) ## accept the current synthesized JSON as the new snapshots (review the diff!)
