@@ -368,8 +368,19 @@ class DeliveryPipeline(Construct):
         window = (
             CodepipelineStageBeforeEntry(
                 condition=CodepipelineStageBeforeEntryCondition(
-                    # Outside the window the rule fails and so does the stage's entry (AWS documents FAIL and SKIP
-                    # as an entry condition's results): nothing is applied, and the stage is retried in the window.
+                    # Outside the window the execution WAITS at this entry condition and enters the stage when the
+                    # window opens: no one retries. AWS's rule reference, on a DeploymentWindow rule beside a
+                    # CloudWatchAlarm rule in an entry condition: "it is possible that the CloudWatchAlarm alarm
+                    # might succeed before the deployment window for the DeploymentWindow rule opens. After the
+                    # deployment window opens, CodePipeline does not check the CloudWatchAlarm alarm again."
+                    # https://docs.amazonaws.cn/en_us/codepipeline/latest/userguide/rule-reference-DeploymentWindow.html
+                    # `result` engages only on a failed condition: "The stage performs the specified result only
+                    # when the condition fails."
+                    # https://docs.aws.amazon.com/codepipeline/latest/userguide/concepts-how-it-works-conditions.html
+                    # Entry conditions' results are "Fail or Skip":
+                    # https://docs.aws.amazon.com/codepipeline/latest/userguide/stage-conditions.html
+                    # FAIL, not SKIP: a skipped Prod would promote an unapplied release, and only LambdaInvoke and
+                    # VariableCheck rules may skip (variable_condition below). docs/pipeline.md "Deployment window".
                     result="FAIL",
                     rule=[
                         CodepipelineStageBeforeEntryConditionRule(
