@@ -361,25 +361,7 @@ class DeliveryPipeline(Construct):
                 )
             )
         window = (
-            CodepipelineStageBeforeEntry(
-                condition=CodepipelineStageBeforeEntryCondition(
-                    # Outside the window the rule fails and so does the stage's entry (AWS documents FAIL and SKIP
-                    # as an entry condition's results): nothing is applied, and the stage is retried in the window.
-                    result="FAIL",
-                    rule=[
-                        CodepipelineStageBeforeEntryConditionRule(
-                            name="DeploymentWindow",
-                            rule_type_id=CodepipelineStageBeforeEntryConditionRuleRuleTypeId(
-                                category="Rule", owner="AWS", provider="DeploymentWindow", version="1"
-                            ),
-                            configuration={
-                                "Cron": deployment.deployment_window,
-                                "TimeZone": deployment.deployment_window_time_zone,
-                            },
-                        )
-                    ],
-                )
-            )
+            window_condition(deployment.deployment_window, deployment.deployment_window_time_zone)
             if deployment.deployment_window
             else None
         )
@@ -388,6 +370,37 @@ class DeliveryPipeline(Construct):
             look,
             CodepipelineStage(name=title, action=actions, before_entry=window),
         ]
+
+
+def window_condition(cron: str, time_zone: str) -> CodepipelineStageBeforeEntry:
+    """Enter the stage inside the DeploymentWindow `cron`, read in `time_zone`; outside it, wait for it."""
+    return CodepipelineStageBeforeEntry(
+        condition=CodepipelineStageBeforeEntryCondition(
+            # Outside the window the execution WAITS at this entry condition and enters the stage when the
+            # window opens: no one retries. AWS's rule reference, on a DeploymentWindow rule beside a
+            # CloudWatchAlarm rule in an entry condition: "it is possible that the CloudWatchAlarm alarm
+            # might succeed before the deployment window for the DeploymentWindow rule opens. After the
+            # deployment window opens, CodePipeline does not check the CloudWatchAlarm alarm again."
+            # https://docs.amazonaws.cn/en_us/codepipeline/latest/userguide/rule-reference-DeploymentWindow.html
+            # `result` engages only on a failed condition: "The stage performs the specified result only
+            # when the condition fails."
+            # https://docs.aws.amazon.com/codepipeline/latest/userguide/concepts-how-it-works-conditions.html
+            # Entry conditions' results are "Fail or Skip":
+            # https://docs.aws.amazon.com/codepipeline/latest/userguide/stage-conditions.html
+            # FAIL, not SKIP: a skipped Prod would promote an unapplied release, and only LambdaInvoke and
+            # VariableCheck rules may skip (variable_condition). docs/pipeline.md "Deployment window".
+            result="FAIL",
+            rule=[
+                CodepipelineStageBeforeEntryConditionRule(
+                    name="DeploymentWindow",
+                    rule_type_id=CodepipelineStageBeforeEntryConditionRuleRuleTypeId(
+                        category="Rule", owner="AWS", provider="DeploymentWindow", version="1"
+                    ),
+                    configuration={"Cron": cron, "TimeZone": time_zone},
+                )
+            ],
+        )
+    )
 
 
 def variable_condition(name: str, variable: str) -> CodepipelineStageBeforeEntry:

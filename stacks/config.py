@@ -151,8 +151,9 @@ class StageConfig:
     bake_minutes: int = 0
     # When the pipeline may enter the stage's Apply: a CodePipeline DeploymentWindow cron (six or seven
     # fields, seconds first, e.g. `* * 8-16 ? * MON-FRI *` for weekdays 08:00-17:00) read in
-    # `deployment_window_time_zone`; outside it the stage's entry fails and nothing is applied (retry the
-    # stage inside the window). None: any time.
+    # `deployment_window_time_zone`; an execution that reaches the stage outside it waits at the stage's
+    # entry condition and enters when the window opens, with no retry (AWS's DeploymentWindow rule;
+    # docs/pipeline.md "Deployment window"). None: any time.
     deployment_window: str | None = None
     deployment_window_time_zone: str = "UTC"
 

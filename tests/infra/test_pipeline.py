@@ -768,6 +768,8 @@ def test_gamma_bakes_with_its_alarms_watched_before_anything_reaches_prod(pipeli
 @pytest.mark.req("R4.2", "R4.3")
 def test_prod_applies_only_inside_its_deployment_window(pipeline: Document) -> None:
     condition = stage(pipeline, "Prod")["before_entry"]["condition"]
+    # Outside the window the condition waits for it to open (AWS's DeploymentWindow rule): `result` engages only
+    # if the rule fails. FAIL, never SKIP: a skipped Prod would let an unapplied release through.
     assert condition["result"] == "FAIL"
     (rule,) = condition["rule"]
     assert rule["rule_type_id"] == {"category": "Rule", "owner": "AWS", "provider": "DeploymentWindow", "version": "1"}

@@ -7,6 +7,7 @@ execute bits; and the pipeline it runs is the one the pipeline stack's state hol
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -19,7 +20,17 @@ import pytest
 
 from tests.support.codebuild import require_mount_namespace
 from tools.rehearse.codebuild import Build, Machine, StandIn, collect_artifacts, run_build
-from tools.rehearse.pipeline import Action, Definition, EntryCondition, Execution, Pipeline, Services, read_definition
+from tools.rehearse.pipeline import (
+    Action,
+    Definition,
+    EntryCondition,
+    Execution,
+    Pipeline,
+    Services,
+    Step,
+    read_definition,
+)
+from tools.rehearse.window import Clock
 from tools.rehearse.world import MotoServer, StateLocation, World
 
 
@@ -241,6 +252,61 @@ def test_a_stage_with_an_entry_condition_is_entered_only_when_its_variable_check
         entered, why = pipeline.enter(definition, quiet, "BetaBroadening")
         assert not entered and "#{BetaPlan.PLAN_BROADENS} is 'false', not 'true'" in why
         assert pipeline.enter(definition, quiet, "Beta") == (True, ""), "a stage without a condition is entered"
+
+
+WINDOW_RULE = {
+    "name": "DeploymentWindow",
+    "rule_type_id": {"category": "Rule", "owner": "AWS", "provider": "DeploymentWindow", "version": "1"},
+    "configuration": {"Cron": "* * 8-16 ? * MON-FRI *", "TimeZone": "UTC"},
+}
+
+
+@pytest.mark.req("R4.2", "R4.3")
+def test_a_stage_whose_window_is_closed_waits_for_it_to_open_and_is_then_entered_without_a_retry(
+    world: World, tmp_path: Path
+) -> None:
+    """As AWS documents the DeploymentWindow rule: the entry condition waits (it does not fail the stage), on
+    the rehearsal's clock, which moves to the opening instead of sleeping."""
+    saturday_night = datetime.datetime(2027, 3, 6, 22, 0, tzinfo=datetime.UTC)
+    monday = datetime.datetime(2027, 3, 8, 8, 0, tzinfo=datetime.UTC)
+    definition = Definition(
+        name="p", stages=[], projects={}, roles={}, entry={"Prod": EntryCondition("FAIL", [WINDOW_RULE])}
+    )
+    steps: list[Step] = []
+    with pipeline_over(world, tmp_path, tmp_path) as pipeline:
+        pipeline.record, pipeline.clock = steps.append, Clock(saturday_night)
+        assert pipeline.enter(definition, Execution(id="e1", commit="c"), "Prod") == (True, "")
+        assert monday <= pipeline.clock.now() < monday + datetime.timedelta(minutes=1)
+        (waited,) = steps
+        assert (waited.stage, waited.result) == ("Prod", "Waited") and "opened at Mon 2027-03-08 08:00" in waited.detail
+        steps.clear()
+        assert pipeline.enter(definition, Execution(id="e2", commit="c"), "Prod") == (True, ""), "open: at once"
+        assert not steps
+
+
+@pytest.mark.req("R4.2", "R4.3")
+def test_with_a_window_the_other_rules_are_evaluated_before_the_wait_and_not_again(
+    world: World, tmp_path: Path
+) -> None:
+    """AWS: "After the deployment window opens, CodePipeline does not check the CloudWatchAlarm alarm again." A
+    failing rule fails the condition at once, without waiting for the window; a window that never opens fails it."""
+    check = {
+        "name": "PlanChanges",
+        "rule_type_id": {"category": "Rule", "owner": "AWS", "provider": "VariableCheck", "version": "1"},
+        "configuration": {"Variable": "#{ProdPlan.PLAN_CHANGES}", "Value": "true", "Operator": "EQ"},
+    }
+    never = {**WINDOW_RULE, "configuration": {"Cron": "* * 8-16 ? * MON-FRI 2020", "TimeZone": "UTC"}}
+    saturday_night = datetime.datetime(2027, 3, 6, 22, 0, tzinfo=datetime.UTC)
+    entry = {"Prod": EntryCondition("FAIL", [WINDOW_RULE, check]), "Never": EntryCondition("FAIL", [never])}
+    definition = Definition(name="p", stages=[], projects={}, roles={}, entry=entry)
+    with pipeline_over(world, tmp_path, tmp_path) as pipeline:
+        pipeline.clock = Clock(saturday_night)
+        quiet = Execution(id="e1", commit="c", variables={"ProdPlan": {"PLAN_CHANGES": "false"}})
+        entered, why = pipeline.enter(definition, quiet, "Prod")
+        assert not entered and "PlanChanges" in why
+        assert pipeline.clock.now() < saturday_night + datetime.timedelta(minutes=1), "failed before any wait"
+        entered, why = pipeline.enter(definition, quiet, "Never")
+        assert not entered and "does not open" in why
 
 
 @pytest.mark.req("R4.3")

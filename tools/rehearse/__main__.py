@@ -7,6 +7,7 @@ words (like a strict xfail): it counts as unexpected once it passes, so the fix 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import shutil
@@ -552,6 +553,36 @@ def docs_only_commit(rehearsal: Rehearsal) -> tuple[bool, str]:
     return True, ""
 
 
+# A Saturday night, when prod's committed window (`* * 8-16 ? * MON-FRI *` in UTC: weekdays 08:00-17:00) is
+# closed; it opens on Monday at 08:00.
+SATURDAY_NIGHT = datetime.datetime(2027, 3, 6, 22, 0, tzinfo=datetime.UTC)
+MONDAY_OPENING = datetime.datetime(2027, 3, 8, 8, 0, tzinfo=datetime.UTC)
+
+
+def closed_window(rehearsal: Rehearsal) -> tuple[bool, str]:
+    """A commit pushed on a Saturday night: beta, gamma and prod's plan run at once; Prod's entry condition
+    waits, as AWS documents the DeploymentWindow rule, and the same execution enters Prod when the window
+    opens on Monday morning and succeeds, with no one retrying anything. The clock is moved, never slept."""
+    rehearsal.pipeline.clock.set(SATURDAY_NIGHT)
+    commit = rehearsal.commit("docs: pushed on a Saturday night", edit("docs/pipeline.md", "\n", "\n\n"))
+    passed, detail, runs = single_execution(rehearsal, commit)
+    if not passed or len(runs) != 1:
+        return False, f"expected one execution that waits for the window and succeeds; {len(runs)}: {detail}"
+    execution = runs[0]
+    waits = [s for s in rehearsal.steps if s.execution == execution.id[:8] and s.result == "Waited"]
+    planned, applied = execution.entered.get(f"{PROD_STAGE}Plan"), execution.entered.get(PROD_STAGE)
+    problems = []
+    if [s.stage for s in waits] != [PROD_STAGE]:
+        problems.append(f"expected only {PROD_STAGE} to wait; waited: {[s.stage for s in waits]}")
+    if planned is None or planned >= MONDAY_OPENING:
+        problems.append(f"expected prod planned on Saturday night, not at {planned}")
+    if applied is None or not MONDAY_OPENING <= applied < MONDAY_OPENING + datetime.timedelta(minutes=1):
+        problems.append(f"expected {PROD_STAGE} entered when the window opened ({MONDAY_OPENING}), not at {applied}")
+    if not problems:
+        print(f"{'':<9} {waits[0].detail}")
+    return not problems, "; ".join(problems)
+
+
 def prod_task_definition(world: World) -> str:
     """The task definition prod's backend service runs."""
     outputs = world.read_state("prod").get("outputs") or {}
@@ -861,6 +892,7 @@ def status(rehearsal: Rehearsal) -> tuple[bool, str]:
 # What runs after the first deploy, in order; each starts from the state the one before left.
 LATER_SCENARIOS: dict[str, Callable[[Rehearsal], tuple[bool, str]]] = {
     "docs-only commit": docs_only_commit,
+    "closed window": closed_window,
     "output change": output_change,
     "pipeline change": pipeline_change,
     "failure and retry": failure_and_retry,

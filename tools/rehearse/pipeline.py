@@ -9,6 +9,7 @@ environment and role, input and output artifacts, namespaces. The pipeline's own
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import shutil
@@ -17,7 +18,6 @@ import threading
 import time
 import uuid
 import zipfile
-import zoneinfo
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,11 +35,13 @@ from tools.rehearse.codebuild import (
     environment_of_project,
     run_build,
 )
+from tools.rehearse.window import DEFAULT_START, HORIZON_DAYS, Clock, Window
 from tools.rehearse.world import World
 
 VARIABLE = re.compile(r"#\{([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)\}")
 # The role whose sessions the rehearsal's reviewer approves with: the committed prod `approver_roles`.
 APPROVER_ROLE = "canvalo-release-approver"
+ONE_HOUR = datetime.timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,8 @@ class Execution:
     done_actions: set[tuple[str, str]] = field(default_factory=set)
     # Who answered each approval (stage, action) -> the approver's session ARN, as ListActionExecutions says.
     approvers: dict[tuple[str, str], str] = field(default_factory=dict)
+    # When the execution entered each stage, on the pipeline's clock (a window's wait shows here).
+    entered: dict[str, datetime.datetime] = field(default_factory=dict)
 
 
 class Services:
@@ -261,6 +265,7 @@ class Pipeline:
         stand_ins: list[StandIn],
         record: Callable[[Step], None],
         keep: bool = False,
+        clock: Clock | None = None,
     ) -> None:
         self.world = world
         self.machine = machine
@@ -269,6 +274,9 @@ class Pipeline:
         self.root = root
         self.stand_ins = stand_ins
         self.record = record
+        # What DeploymentWindow rules are evaluated against: never the machine's own time of day, so a
+        # rehearsal passes or fails the same at any hour; waiting for a window moves it, nothing sleeps.
+        self.clock = clock or Clock(DEFAULT_START)
         # Approvals given, by stage; `reviewer` is the person: (stage, the approval's message) -> approve?
         # `approver` is the session ARN CodePipeline records for whoever answers.
         self.approvals: Counter[str] = Counter()
@@ -298,7 +306,9 @@ class Pipeline:
         execution.status = "InProgress"
         for stage, actions in definition.stages:
             entered, why = self.enter(definition, execution, stage)
-            if not entered:
+            if entered:
+                execution.entered[stage] = self.clock.now()
+            else:
                 short = execution.id[:8]
                 if definition.entry[stage].result == "SKIP":
                     self.record(Step(short, stage, "(stage)", 0.0, "Skipped", why))
@@ -348,26 +358,50 @@ class Pipeline:
         self.cleaner.shutdown()
 
     def enter(self, definition: Definition, execution: Execution, stage: str) -> tuple[bool, str]:
-        """Whether the stage's entry condition holds: VariableCheck rules as CodePipeline evaluates them; a
-        DeploymentWindow rule is checked for a valid time zone and taken as open (the rehearsal's clock is
-        inside every window: it models no waiting)."""
+        """Whether the stage's entry condition holds, as CodePipeline evaluates it: VariableCheck rules once;
+        a DeploymentWindow rule waits, its condition in progress, until the window opens (tools/rehearse/window.py
+        quotes AWS), and only then is the stage entered. The other rules are not looked at again after the
+        wait, as AWS warns of CloudWatchAlarm rules. A window that never opens fails the condition."""
         condition = definition.entry.get(stage)
         if condition is None:
             return True, ""
+        windows = []
         for rule in condition.rules:
             provider = rule["rule_type_id"]["provider"]
             settings = rule["configuration"]
             if provider == "DeploymentWindow":
-                zoneinfo.ZoneInfo(settings["TimeZone"])
-                if len(settings["Cron"].split()) not in (6, 7):
-                    raise RuntimeError(f"stage {stage}: DeploymentWindow cron {settings['Cron']!r} is not 6-7 fields")
+                try:
+                    windows.append((rule["name"], Window.parse(settings["Cron"], settings.get("TimeZone", "UTC"))))
+                except ValueError as error:
+                    raise RuntimeError(f"stage {stage}: DeploymentWindow rule {rule['name']}: {error}") from None
                 continue
             if provider != "VariableCheck":
-                raise RuntimeError(f"stage {stage}: the rehearsal models VariableCheck rules only, not {provider}")
+                raise RuntimeError(
+                    f"stage {stage}: the rehearsal models VariableCheck and DeploymentWindow rules only, not {provider}"
+                )
             value, wanted = self.substitute(settings["Variable"], execution), settings["Value"]
             holds = {"EQ": value == wanted, "NE": value != wanted, "CONTAINS": wanted in value}
             if not holds[settings["Operator"]]:
                 return False, f"entry condition {rule['name']}: {settings['Variable']} is {value!r}, not {wanted!r}"
+        for name, window in windows:
+            closed_at = self.clock.now()
+            opening = window.next_opening(closed_at)
+            if opening is None:
+                return False, f"entry condition {name}: the window does not open in the next {HORIZON_DAYS} days"
+            if opening > closed_at:
+                self.clock.wait_until(opening)
+                self.record(
+                    Step(
+                        execution.id[:8],
+                        stage,
+                        "(stage)",
+                        # No real time passes: the hours waited are on the rehearsal's clock, in the detail.
+                        0.0,
+                        "Waited",
+                        f"entry condition {name}: closed at {closed_at:%a %Y-%m-%d %H:%M %Z}, entered when it "
+                        f"opened at {opening:%a %Y-%m-%d %H:%M %Z} ({(opening - closed_at) / ONE_HOUR:.1f} h later)",
+                    )
+                )
         return True, ""
 
     def run_action(self, definition: Definition, execution: Execution, action: Action) -> tuple[bool, str]:
