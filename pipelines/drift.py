@@ -376,7 +376,11 @@ def main_previous(argv: Sequence[str], *, ssm: SSMClient | None, environ: Mappin
         print(f"error: cannot read {parameter} before the apply: {error}; retry the action", file=sys.stderr)
         return EXIT_FAILED
     except RecordError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(
+            f"error: {error}; to go on, record what {stage.name} runs: python -m pipelines.drift record --stage "
+            f"{stage.name} --commit <its commit> (pipeline account), then retry the Apply",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     args.into.mkdir(parents=True, exist_ok=True)
     (args.into / PREVIOUS_FILE).write_text(value)
