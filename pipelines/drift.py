@@ -1,16 +1,19 @@
 """Daily drift check: does the live infrastructure of a stage still match what Terraform last applied?
 
     python -m pipelines.drift --stage prod --cdktf-out DIR [--topic-arn ARN] [--work-dir DIR]
-    python -m pipelines.drift record --stage S --commit SHA [--image IMAGE] [--execution-id ID]
+    python -m pipelines.drift record --stage S --commit SHA [--image IMAGE] [--execution-id ID] [--outputs DIR]
+    python -m pipelines.drift previous --stage S --into DIR      # before an Apply: the last verified release
+    python -m pipelines.drift restored --stage S --record DIR    # after a restore: the release it put back
     python -m pipelines.drift deployed-commit --stage prod
 
 The check runs on the synthesis of the commit the stage last applied, not of the branch head: after a
-stage's Apply succeeds the deploy action runs `record`, which writes the commit id to the SSM String
+stage's Apply succeeds (applied, rollout verified, smoke check passed) the deploy action runs `record`, which writes the commit id to the SSM String
 parameter `/<app>/<stage>/deployed-commit` in the pipeline account (the `pipeline` stack creates it with
 the placeholder `never-deployed`). The drift buildspec reads it with `deployed-commit`, which prints the
 commit, or nothing (exit 0) while the stage was never deployed; it then synthesizes that commit. The same
 `record` also writes the stage's release record (`pipelines/release.py`: commit, image, execution, time) to
-`/<app>/<stage>/release`, which `make status` reads.
+`/<app>/<stage>/release`, which `make status` reads. `previous` copies that record into a restore's
+directory before the Apply; `restored` writes, after a restore, the record of the release it put back.
 
 For the stage's stack (`<stage>`) of that synthesis it runs `terraform plan -refresh-only -detailed-exitcode
 -lock=false`: refresh-only, because it compares the real resources with the state; without the state lock,
@@ -59,9 +62,10 @@ from pipelines.drift_parameters import (
     release_parameter,
 )
 from pipelines.plan_summary import PlanError, ResourceChange, parse_changes
-from pipelines.release import ReleaseRecord
+from pipelines.release import PREVIOUS_FILE, RESTORED_FILE, RecordError, ReleaseRecord, read_record_file
 from pipelines.stage_credentials import write_profile
 from pipelines.terraform_stage import EXIT_FAILED, StageError, Terraform, running_with, stage_stacks
+from pipelines.verify_rollout import RolloutError, read_release
 from stacks.config import ConfigError, ProjectConfig, load_from_environment
 
 if TYPE_CHECKING:
@@ -311,13 +315,14 @@ def _ssm(project: ProjectConfig) -> SSMClient:
 def main_record(argv: Sequence[str], *, ssm: SSMClient | None, environ: Mapping[str, str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.drift record",
-        description="After a stage's Apply succeeded: remember which commit it applied, for the drift check, and "
-        "what it deployed, for `make status`.",
+        description="After a stage's Apply succeeded (rollout verified, smoke check passed): remember which commit "
+        "it applied, for the drift check, and what it deployed, for `make status` and the next Apply.",
     )
     parser.add_argument("--stage", required=True)
     parser.add_argument("--commit", required=True, help="the applied commit ($CODEBUILD_RESOLVED_SOURCE_VERSION)")
     parser.add_argument("--image", default="", help="the image the stage runs (python -m pipelines.release image)")
     parser.add_argument("--execution-id", default="", help="the pipeline execution ($PIPELINE_EXECUTION_ID)")
+    parser.add_argument("--outputs", type=Path, help="the outputs directory of the apply: the service it runs")
     args = parser.parse_args(argv)
     if not COMMIT.fullmatch(args.commit):
         print(
@@ -325,19 +330,94 @@ def main_record(argv: Sequence[str], *, ssm: SSMClient | None, environ: Mapping[
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
+    running = None
+    if args.outputs is not None:
+        try:
+            running = read_release(args.outputs)
+        except RolloutError as error:
+            # The release is verified either way; only the next restore's starting point is less precise.
+            print(f"warning: the record names no task definition: {error}", file=sys.stderr)
     project = _project(environ)
     stage = project.stage(args.stage)
-    parameter = deployed_commit_parameter(project.app_name, stage.name)
-    release = ReleaseRecord.now(commit=args.commit, image=args.image, execution_id=args.execution_id)
-    client = ssm or _ssm(project)
+    release = ReleaseRecord.now(commit=args.commit, image=args.image, execution_id=args.execution_id, running=running)
+    return write_release(ssm or _ssm(project), project.app_name, stage.name, release, "runs")
+
+
+def write_release(ssm: SSMClient, app_name: str, stage_name: str, release: ReleaseRecord, verb: str) -> int:
+    """Both parameters, the commit first: drift reads one, `make status` and the next Apply the other."""
+    parameter = deployed_commit_parameter(app_name, stage_name)
     try:
-        record(client, parameter, args.commit)
-        record(client, release_parameter(project.app_name, stage.name), release.to_json())
+        record(ssm, parameter, release.commit)
+        record(ssm, release_parameter(app_name, stage_name), release.to_json())
     except (ClientError, BotoCoreError) as error:
-        print(f"error: could not record what {stage.name} deployed in {parameter}: {error}", file=sys.stderr)
+        print(f"error: could not record what {stage_name} {verb} in {parameter}: {error}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"{stage.name} runs {args.commit} (recorded in {parameter}), image {release.image or 'unknown'}")
+    print(f"{stage_name} {verb} {release.commit} (recorded in {parameter}), image {release.image or 'unknown'}")
     return 0
+
+
+def main_previous(argv: Sequence[str], *, ssm: SSMClient | None, environ: Mapping[str, str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.drift previous",
+        description="Before a stage's Apply: copy its release record (the last verified release) into DIR, "
+        "for `pipelines.restore record`.",
+    )
+    parser.add_argument("--stage", required=True)
+    parser.add_argument("--into", type=Path, required=True, help="the restore directory of this build")
+    args = parser.parse_args(argv)
+    project = _project(environ)
+    stage = project.stage(args.stage)
+    parameter = release_parameter(project.app_name, stage.name)
+    try:
+        value = str((ssm or _ssm(project)).get_parameter(Name=parameter)["Parameter"]["Value"])
+        previous = ReleaseRecord.parse(parameter, value)
+    except (ClientError, BotoCoreError) as error:
+        # Without it a restore could put back what a half-finished attempt left, not the verified release.
+        print(f"error: cannot read {parameter} before the apply: {error}; retry the action", file=sys.stderr)
+        return EXIT_FAILED
+    except RecordError as error:
+        print(
+            f"error: {error}; to go on, record what {stage.name} runs: python -m pipelines.drift record --stage "
+            f"{stage.name} --commit <its commit> (pipeline account), then retry the Apply",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    args.into.mkdir(parents=True, exist_ok=True)
+    (args.into / PREVIOUS_FILE).write_text(value)
+    print(
+        f"{stage.name}'s last verified release: {previous.commit}, {previous.task_definition or 'no task definition'}"
+        if previous
+        else f"{stage.name} has no verified release yet ({parameter} holds {NEVER_DEPLOYED})"
+    )
+    return 0
+
+
+def main_restored(argv: Sequence[str], *, ssm: SSMClient | None, environ: Mapping[str, str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.drift restored",
+        description="After `pipelines.restore back`: record the release it put back, so that `make status` and "
+        "the drift check describe what runs.",
+    )
+    parser.add_argument("--stage", required=True)
+    parser.add_argument("--record", type=Path, required=True, help="the restore directory `restore back` used")
+    args = parser.parse_args(argv)
+    project = _project(environ)
+    stage = project.stage(args.stage)
+    try:
+        restored = read_record_file(args.record / RESTORED_FILE)
+    except RecordError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    if restored is None:
+        # A first deploy has no release to go back to, and a restore that failed put back nothing certain:
+        # the record keeps naming the last verified release, which nothing after it replaced.
+        print(
+            f"{stage.name}: no restored release to record (first deploy, or the restore failed): "
+            f"{release_parameter(project.app_name, stage.name)} is left as it was",
+            file=sys.stderr,
+        )
+        return 0
+    return write_release(ssm or _ssm(project), project.app_name, stage.name, restored, "is back on")
 
 
 def main_deployed_commit(argv: Sequence[str], *, ssm: SSMClient | None, environ: Mapping[str, str]) -> int:
@@ -426,6 +506,10 @@ def main(
     try:
         if arguments[:1] == ["record"]:
             return main_record(arguments[1:], ssm=ssm, environ=environ)
+        if arguments[:1] == ["previous"]:
+            return main_previous(arguments[1:], ssm=ssm, environ=environ)
+        if arguments[:1] == ["restored"]:
+            return main_restored(arguments[1:], ssm=ssm, environ=environ)
         if arguments[:1] == ["deployed-commit"]:
             return main_deployed_commit(arguments[1:], ssm=ssm, environ=environ)
         return main_check(arguments, terraform=terraform, sns=sns, ssm=ssm, environ=environ)

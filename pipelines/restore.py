@@ -7,7 +7,10 @@
 Within the Apply (deploy.yml, MODE=apply), which alone holds the stage's deploy role: a failed action ends
 its CodePipeline stage, so nothing after the post-deploy tests could restore anything.
 - `record` reads, from the saved plans, which ECS services existed before this Apply (`change.before` of
-  each `aws_ecs_service`) and asks ECS which task definition each runs now.
+  each `aws_ecs_service`). What each goes back to is the task definition of the stage's last verified
+  release, from its release record (`drift previous` copies it into the directory first): a retried Apply
+  finds the service on whatever a half-finished earlier attempt left, which was never verified. Only a
+  service the record names no task definition for (first deploy, an older record) is recorded as ECS runs it.
 - `snapshot` keeps the frontend bucket's live unhashed files (index.html and the like, with their
   Content-Type, Cache-Control and sha256 metadata) and `.deploy/releases.json`: `deploy_frontend` overwrites
   those, while the previous release's content-hashed assets stay in the bucket (it deletes none without
@@ -17,7 +20,9 @@ its CodePipeline stage, so nothing after the post-deploy tests could restore any
   INACTIVE revision) is registered again with the same content first. Then it puts the frontend's unhashed
   files back as they were, deletes those the new release added, restores the release history and invalidates
   the changed paths in one invalidation. It exits 1 with one line: what failed, what was restored, and each
-  other change of the applied plans, which it does NOT undo, with the command that does.
+  other change of the applied plans, which it does NOT undo, with the command that does. Once every service
+  is back it writes the previous release's record, with the revision the service now runs, into the
+  directory (`restored-release.json`), for `drift restored` to write in the pipeline account.
 
 A first deploy has nothing before it: `back` restores nothing and says so. A retried Apply after `back` does
 not pass silently: `verify_rollout` fails while the service runs another task definition than the applied one.
@@ -41,6 +46,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pipelines.deploy_frontend import RELEASES_KEY, invalidation_path, is_hashed
 from pipelines.errors import CommandError
 from pipelines.plan_summary import COUNTED, PlanError, ResourceChange, load_plan
+from pipelines.release import PREVIOUS_FILE, RESTORED_FILE, RecordError, ReleaseRecord, read_record_file
 from pipelines.terraform_stage import MANIFEST, PLAN_JSON, stage_environment
 from pipelines.verify_rollout import Release, revision, verify
 
@@ -121,7 +127,15 @@ def services_before(plans_dir: Path) -> list[tuple[str, Mapping[str, Any]]]:
     return found
 
 
+def last_verified(into: Path) -> ReleaseRecord | None:
+    try:
+        return read_record_file(into / PREVIOUS_FILE)
+    except RecordError as error:
+        raise RestoreError(str(error)) from None
+
+
 def record(plans_dir: Path, into: Path, ecs: Any, out: Callable[[str], None] = print) -> list[Service]:
+    verified = last_verified(into)
     services = []
     for stack, before in services_before(plans_dir):
         cluster, name = str(before.get("cluster", "")), str(before.get("name", ""))
@@ -133,7 +147,17 @@ def record(plans_dir: Path, into: Path, ecs: Any, out: Callable[[str], None] = p
         active = [s for s in described if s.get("status") == "ACTIVE"]
         if active:
             live = str(active[0].get("taskDefinition", live))
-        if live:
+        if verified is not None and verified.task_definition and verified.runs_on(cluster, name):
+            services.append(Service(stack, cluster, name, verified.task_definition))
+            earlier = (
+                f"; it runs {revision(live)} now, left by an earlier attempt"
+                if live != verified.task_definition
+                else ""
+            )
+            out(
+                f"before this apply: ECS service {name}'s last verified release runs {revision(verified.task_definition)}{earlier}"
+            )
+        elif live:
             services.append(Service(stack, cluster, name, live))
             out(f"before this apply: ECS service {name} runs {revision(live)}")
     if not services:
@@ -205,12 +229,14 @@ def task_definition_to_run(ecs: Any, arn: str) -> tuple[str, str]:
 
 def restore_service(
     service: Service, ecs: Any, *, attempts: int, interval: float, sleep: Callable[[float], None]
-) -> str:
+) -> tuple[str, str]:
+    """(the line, the task definition ARN the service runs once restored)."""
     running = ecs.describe_services(cluster=service.cluster, services=[service.name])["services"]
     current = str(running[0]["taskDefinition"]) if running else ""
     if current == service.task_definition:
         return (
-            f"ECS service {service.name} still runs {revision(service.task_definition)} (this apply did not change it)"
+            f"ECS service {service.name} still runs {revision(service.task_definition)} (this apply did not change it)",
+            current,
         )
     target, note = task_definition_to_run(ecs, service.task_definition)
     ecs.update_service(cluster=service.cluster, service=service.name, taskDefinition=target)
@@ -222,7 +248,7 @@ def restore_service(
         interval=interval,
         sleep=sleep,
     )
-    return f"ECS service {service.name} back to {service.task_definition}{note}, rollout completed"
+    return f"ECS service {service.name} back to {service.task_definition}{note}, rollout completed", target
 
 
 def restore_frontend(
@@ -338,6 +364,19 @@ def failure_of(path: Path | None) -> str:
     return (errors or lines or ["the smoke check failed"])[-1]
 
 
+def write_restored_record(record_dir: Path, running: Mapping[tuple[str, str], str]) -> None:
+    """The last verified release's record, naming the revision its service runs again; nothing on a first deploy."""
+    verified = last_verified(record_dir)
+    if verified is None:
+        return
+    task_definition = running.get((verified.cluster or "", verified.service or ""))
+    # An older record names no service: with one service restored, that service's revision is the release's.
+    if task_definition is None and len(running) == 1 and not verified.task_definition:
+        task_definition = next(iter(running.values()))
+    restored = verified.restored(task_definition or verified.task_definition or "")
+    (record_dir / RESTORED_FILE).write_text(restored.to_json())
+
+
 def back(
     *,
     record_dir: Path,
@@ -359,10 +398,15 @@ def back(
     except (OSError, ValueError, TypeError):
         raise RestoreError(f"no record in {record_dir}: `restore record` must run before the apply") from None
     restored: list[str] = []
+    running: dict[tuple[str, str], str] = {}
     try:
         for service in services:
-            restored.append(restore_service(service, ecs, attempts=attempts, interval=interval, sleep=sleep))
-            out(restored[-1])
+            line, running[(service.cluster, service.name)] = restore_service(
+                service, ecs, attempts=attempts, interval=interval, sleep=sleep
+            )
+            restored.append(line)
+            out(line)
+        write_restored_record(record_dir, running)
         if (record_dir / FRONTEND_FILE).exists():
             environment = stage_environment(outputs_dir)
             restored.append(

@@ -489,6 +489,14 @@ class PipelineStack(StageStack):
                     resources=[deployed_commit_arns[target.name], release_arns[target.name]],
                 )
             )
+            # The last verified release, which a failed smoke check restores (pipelines/drift.py previous).
+            found.append(
+                statement(
+                    sid="ReadTheLastVerifiedRelease",
+                    actions=["ssm:GetParameter"],
+                    resources=[release_arns[target.name]],
+                )
+            )
             if target.approval_before_apply:
                 found.append(
                     statement(

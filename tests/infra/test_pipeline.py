@@ -613,6 +613,9 @@ def test_each_apply_records_its_stages_commit_and_the_drift_check_reads_only_pro
             ["ssm:PutParameter"],
             [parameter_arn(DEPLOYED_COMMITS[stage_name]), parameter_arn(RELEASES[stage_name])],
         )
+        # The Apply reads its own stage's record first: the last verified release, what a failed smoke check restores.
+        (read,) = [s for s in role_statements(pipeline, role_name) if s["sid"] == "ReadTheLastVerifiedRelease"]
+        assert (read["actions"], read["resources"]) == (["ssm:GetParameter"], [parameter_arn(RELEASES[stage_name])])
     statements = role_statements(pipeline, PLAN_ROLE)
     # Operators' sessions are denied ssm:* among others (tests/infra/test_pipeline_status.py): the Allows here.
     ssm = {

@@ -219,9 +219,13 @@ def test_the_deployed_commit_is_recorded_in_the_pipeline_account_not_the_stage()
     (line,) = [line for line in branch.splitlines() if "pipelines.drift record" in line]
     assert line.strip().startswith("env -u AWS_PROFILE -u AWS_CONFIG_FILE python -m pipelines.drift record")
     # With what make status shows: the image, read before as the stage's deploy role, and the execution.
-    assert '--image "$image" --execution-id "${PIPELINE_EXECUTION_ID:-}"' in line
+    assert '--image "$image" --execution-id "${PIPELINE_EXECUTION_ID:-}" --outputs handoff' in line
     image = 'image="$(python -m pipelines.release image --outputs handoff)"'
     assert branch.index("terraform_stage apply") < branch.index(image) < branch.index("pipelines.drift record")
+    # The restore's two ends read and write the same record in the same account.
+    for step in ("pipelines.drift previous", "pipelines.drift restored"):
+        (line,) = [line for line in branch.splitlines() if step in line]
+        assert line.strip().startswith(f"env -u AWS_PROFILE -u AWS_CONFIG_FILE python -m {step}")
 
 
 @pytest.mark.req("R10.5", "R10.6", "R10.7", "R10.8")
@@ -291,4 +295,99 @@ def test_the_apply_restores_the_previous_release_when_its_own_smoke_check_fails_
     failed = branch[branch.index("if ! python -m pipelines.smoke_check check") :]
     lines = [line.strip() for line in failed.splitlines()]
     restore = next(i for i, line in enumerate(lines) if "pipelines.restore back" in line)
-    assert lines[restore + 1 : restore + 3] == ["exit 1", "fi"], "the stage fails even when the restore succeeds"
+    # `restore back` always exits 1: `|| true` lets the record of what it restored be written before the stage fails.
+    assert lines[restore].endswith("|| true")
+    assert "pipelines.drift restored" in lines[restore + 2], "the record names the release the restore put back"
+    assert lines[restore + 3 : restore + 5] == ["exit 1", "fi"], "the stage fails even when the restore succeeds"
+
+
+def apply_commands() -> str:
+    """deploy.yml's apply branch, as the one bash command of the build phase runs it."""
+    return "\n".join(commands("deploy"))
+
+
+# Which pipelines module a fake `python -m` call fails as, and the calls the apply makes, one a line.
+FAKE_PYTHON = """#!/usr/bin/env bash
+echo "$*" >> "$CALLS"
+if [ "$2" = "$FAIL_MODULE" ] && { [ -z "$FAIL_COMMAND" ] || [ "$3" = "$FAIL_COMMAND" ]; }; then
+  echo "error: $2 $3 failed" >&2; exit 1
+fi
+if [ "$2 $3" = "pipelines.restore back" ]; then exit 1; fi
+"""
+
+
+def run_apply(tmp_path: Path, fail: str = "") -> list[str]:
+    """Runs the apply branch with every `python -m pipelines.*` faked (FAIL_MODULE fails); returns the calls."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "python").write_text(FAKE_PYTHON)
+    (bin_dir / "python").chmod(0o755)
+    calls = tmp_path / "calls.txt"
+    calls.write_text("")
+    module, _, command = fail.partition(" ")
+    environment = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "CALLS": str(calls),
+        "FAIL_MODULE": module,
+        "FAIL_COMMAND": command,
+        "MODE": "apply",
+        "STAGE": "prod",
+        "CODEBUILD_SRC_DIR_Build": str(tmp_path),
+        "CODEBUILD_SRC_DIR_ProdPlan": str(tmp_path / "plans"),
+        "CODEBUILD_RESOLVED_SOURCE_VERSION": "0" * 40,
+        "APPROVED_MANIFEST_SHA256": "0" * 64,
+        "DEFERRED": "approved",
+        # What `terraform_stage env` exports from the outputs (faked here, so given).
+        "FRONTEND_BUCKET": "canvalo-prod-frontend",
+        "FRONTEND_DISTRIBUTION_ID": "E1",
+        "BACKEND_URL": "https://api.example.com",
+        "FRONTEND_URL": "https://example.com",
+    }
+    subprocess.run(
+        ["bash", "-c", apply_commands()], cwd=tmp_path, env=environment, capture_output=True, timeout=60, check=False
+    )
+    return [" ".join(line.split()[:3]) for line in calls.read_text().splitlines()]
+
+
+@pytest.mark.req("R10.7", "R10.8")
+@pytest.mark.parametrize(
+    "failing",
+    [
+        "pipelines.terraform_stage apply",
+        "pipelines.verify_rollout",
+        "pipelines.deploy_frontend",
+        "pipelines.smoke_check check",
+    ],
+)
+def test_a_release_is_recorded_only_after_its_rollout_is_verified_and_its_smoke_check_passed(
+    tmp_path: Path, failing: str
+) -> None:
+    """The phase is one bash command (CodeBuild's stop after a failed command of a phase does not reach into
+    it): set -e is what stops it, and it is run here as CodeBuild runs it, with each step failing in turn."""
+    calls = run_apply(tmp_path, failing)
+    assert not any(call.startswith("-m pipelines.drift record") for call in calls), calls
+    restored = [call for call in calls if call.startswith("-m pipelines.drift restored")]
+    assert restored == (["-m pipelines.drift restored"] if failing.endswith("smoke_check check") else [])
+
+
+@pytest.mark.req("R10.7", "R10.8")
+def test_a_release_that_passed_everything_is_recorded_last_and_the_restore_starts_from_the_record(
+    tmp_path: Path,
+) -> None:
+    calls = [call.removeprefix("-m ") for call in run_apply(tmp_path)]
+    steps = [
+        "pipelines.drift previous",
+        "pipelines.restore record",
+        "pipelines.terraform_stage apply",
+        "pipelines.verify_rollout --outputs",
+        "pipelines.smoke_check check",
+        "pipelines.release image",
+        "pipelines.drift record",
+    ]
+    found = [next(i for i, call in enumerate(calls) if call.startswith(step)) for step in steps]
+    assert found == sorted(found), calls
+    assert calls[-1].startswith("pipelines.drift record"), "nothing that can fail runs after the record"
+    # Parsed as YAML: the record is after the verify and smoke commands in the buildspec's own text as well.
+    text = apply_commands()
+    assert text.index("pipelines.verify_rollout") < text.index("pipelines.smoke_check check")
+    assert text.index("pipelines.smoke_check check") < text.index("pipelines.drift record")

@@ -13,10 +13,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pipelines import verify_rollout
+from pipelines import drift, verify_rollout
 from pipelines.deploy_frontend import RELEASES_KEY, deploy
+from pipelines.drift_parameters import NEVER_DEPLOYED
+from pipelines.release import ReleaseRecord
 from pipelines.restore import back, main, record, snapshot
 from tests.pipelines.test_deploy_frontend import REGION, create_distribution, write_build
+from tests.support.config import hermetic_environment
 
 STAGE = "prod"
 CLUSTER = SERVICE = "canvalo-prod-backend"
@@ -128,7 +131,7 @@ def plans(root: Path, service_before: dict[str, Any] | None, *, rule_changes: bo
 
 def outputs(root: Path, stage: Stage, applied: str) -> Path:
     folder = root / "outputs"
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     # The stage's one stack declares the backend's and the frontend's outputs alike.
     values = {
         "backend_url": "https://api.canvalo.example.com",
@@ -281,3 +284,129 @@ def test_back_without_a_record_is_one_line_naming_the_missing_step(
     assert main([*args, "--commit", COMMIT]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "`restore record` must run before the apply" in err
+
+
+# -- the release record: what the Apply starts from, and what a restore leaves --------------------------
+
+PREVIOUS_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
+RELEASE_PARAMETER = f"/canvalo/{STAGE}/release"
+DEPLOYED_COMMIT_PARAMETER = f"/canvalo/{STAGE}/deployed-commit"
+
+
+@dataclass
+class Records:
+    """The pipeline account's release parameters, written and read as deploy.yml's commands do."""
+
+    ssm: Any
+    root: Path
+
+    def drift(self, *argv: str) -> int:
+        return drift.main(list(argv), ssm=self.ssm, environ=hermetic_environment({}))
+
+    def verified(self, commit: str, outputs_dir: Path) -> None:
+        """A release that passed its Apply: `drift record` after the verify and the smoke check."""
+        image = f"333333333333.dkr.ecr.eu-west-1.amazonaws.com/canvalo:{commit[:7]}"
+        argv = ["record", "--stage", STAGE, "--commit", commit, "--image", image, "--outputs", str(outputs_dir)]
+        assert self.drift(*argv) == 0
+
+    def release(self) -> ReleaseRecord | None:
+        value = self.ssm.get_parameter(Name=RELEASE_PARAMETER)["Parameter"]["Value"]
+        return ReleaseRecord.parse(RELEASE_PARAMETER, str(value))
+
+    def deployed_commit(self) -> str:
+        return str(self.ssm.get_parameter(Name=DEPLOYED_COMMIT_PARAMETER)["Parameter"]["Value"])
+
+
+@pytest.fixture
+def records(stage: Stage) -> Records:
+    ssm = boto3.client("ssm", region_name=REGION)
+    for name in (RELEASE_PARAMETER, DEPLOYED_COMMIT_PARAMETER):
+        ssm.put_parameter(Name=name, Value=NEVER_DEPLOYED, Type="String")
+    return Records(ssm, stage.root)
+
+
+def start_apply(records: Records, stage: Stage, plans_dir: Path, name: str) -> Path:
+    """deploy.yml's first steps: the last verified release into a fresh restore directory, then `restore record`."""
+    restore_dir = records.root / name
+    assert records.drift("previous", "--stage", STAGE, "--into", str(restore_dir)) == 0
+    record(plans_dir, restore_dir, stage.ecs, out=lambda _: None)
+    return restore_dir
+
+
+def recorded_previous(restore_dir: Path) -> str:
+    (service,) = json.loads((restore_dir / "services.json").read_text())
+    return str(service["task_definition"])
+
+
+@pytest.mark.req("R10.7", "R10.8")
+def test_a_failed_smoke_check_leaves_the_record_on_the_previous_release_which_the_restore_writes_back(
+    stage: Stage, records: Records, tmp_path: Path
+) -> None:
+    old = stage.task_definition("app-old")
+    stage.ecs.create_service(cluster=CLUSTER, serviceName=SERVICE, taskDefinition=old, desiredCount=1)
+    records.verified(PREVIOUS_COMMIT, outputs(tmp_path / "before", stage, old))
+    plans_dir = plans(tmp_path, {"cluster": CLUSTER, "name": SERVICE, "task_definition": old}, rule_changes=False)
+    restore_dir = start_apply(records, stage, plans_dir, "apply")
+    # Terraform replaces the task definition (deregistering the old revision) and moves the service to it.
+    new = stage.task_definition("app-new")
+    stage.ecs.deregister_task_definition(taskDefinition=old)
+    stage.ecs.update_service(cluster=CLUSTER, service=SERVICE, taskDefinition=new)
+
+    restore(stage, restore_dir, plans_dir, outputs(tmp_path, stage, new))
+    assert records.drift("restored", "--stage", STAGE, "--record", str(restore_dir)) == 0
+
+    release = records.release()
+    assert release is not None and release.commit == PREVIOUS_COMMIT and records.deployed_commit() == PREVIOUS_COMMIT
+    assert stage.version_running() == "app-old"
+    # The revision the service runs again (a copy of the deregistered one), which the next restore starts from.
+    assert release.task_definition == stage.running() and release.task_definition not in (old, new)
+    assert release.restored_at and release.image and release.image.endswith(f":{PREVIOUS_COMMIT[:7]}")
+
+
+@pytest.mark.req("R10.7", "R10.8")
+def test_a_retried_apply_after_a_failed_verify_still_restores_the_last_verified_release(
+    stage: Stage, records: Records, tmp_path: Path
+) -> None:
+    old = stage.task_definition("app-old")
+    stage.ecs.create_service(cluster=CLUSTER, serviceName=SERVICE, taskDefinition=old, desiredCount=1)
+    records.verified(PREVIOUS_COMMIT, outputs(tmp_path / "before", stage, old))
+    plans_dir = plans(tmp_path, {"cluster": CLUSTER, "name": SERVICE, "task_definition": old}, rule_changes=False)
+    first = start_apply(records, stage, plans_dir, "first-attempt")
+    new = stage.task_definition("app-new")
+    stage.ecs.update_service(cluster=CLUSTER, service=SERVICE, taskDefinition=new)
+    # verify_rollout failed (the rollout was still in progress): the action ended, nothing was restored or recorded.
+    assert recorded_previous(first) == old
+
+    second = start_apply(records, stage, plans_dir, "retry")
+
+    assert stage.running() == new, "what the first attempt left"
+    assert recorded_previous(second) == old, "the retry starts from the verified release, not from what runs"
+    line = restore(stage, second, plans_dir, outputs(tmp_path, stage, new))
+    assert stage.running() == old and f"back to {old}" in line
+    assert records.drift("restored", "--stage", STAGE, "--record", str(second)) == 0
+    release = records.release()
+    assert release is not None and (release.commit, release.task_definition) == (PREVIOUS_COMMIT, old)
+
+
+@pytest.mark.req("R10.7", "R10.8")
+def test_a_first_deploy_that_fails_its_smoke_check_records_nothing(
+    stage: Stage, records: Records, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plans_dir = plans(tmp_path, None, rule_changes=False)
+    restore_dir = start_apply(records, stage, plans_dir, "apply")
+    new = stage.task_definition("app-new")
+    stage.ecs.create_service(cluster=CLUSTER, serviceName=SERVICE, taskDefinition=new, desiredCount=1)
+    restore(stage, restore_dir, plans_dir, outputs(tmp_path, stage, new))
+    capsys.readouterr()
+    assert records.drift("restored", "--stage", STAGE, "--record", str(restore_dir)) == 0
+    assert records.release() is None and records.deployed_commit() == NEVER_DEPLOYED
+    assert "no restored release to record" in capsys.readouterr().err
+
+
+def test_a_release_parameter_holding_no_record_refuses_the_apply_with_one_line(
+    records: Records, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records.ssm.put_parameter(Name=RELEASE_PARAMETER, Value="garbage", Type="String", Overwrite=True)
+    assert records.drift("previous", "--stage", STAGE, "--into", str(records.root / "apply")) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith(f"error: {RELEASE_PARAMETER} holds 'garbage', not a release record")

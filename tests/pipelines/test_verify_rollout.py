@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +196,114 @@ def test_the_alarm_is_named_from_ecss_record_of_the_rollback_before_cloudwatch_i
     line = error_line(capsys)
     assert "runs canvalo-gamma-backend:6, not the applied canvalo-gamma-backend:7: the release was rolled back" in line
     assert asked == [[ALARM]]
+
+
+# -- how long it waits: as long as ECS's bake of the deployment alarms ---------------------------------------
+
+APPLIED = "arn:aws:ecs:eu-west-1:222222222222:task-definition/canvalo-gamma-backend:7"
+
+
+def baking(reads_in_progress: int | None) -> tuple[Callable[[Release], Mapping[str, Any]], list[int]]:
+    """A service with the 5xx deployment alarm, IN_PROGRESS for that many reads (None: forever), then COMPLETED."""
+    reads: list[int] = []
+
+    def describe(release: Release) -> Mapping[str, Any]:
+        reads.append(1)
+        done = reads_in_progress is not None and len(reads) > reads_in_progress
+        return {**described("COMPLETED" if done else "IN_PROGRESS", APPLIED), "deploymentConfiguration": WITH_ALARMS}
+
+    return describe, reads
+
+
+def alarm(cloudwatch: Any, period: int, evaluation_periods: int) -> None:
+    cloudwatch.put_metric_alarm(
+        AlarmName=ALARM,
+        Namespace="AWS/ApplicationELB",
+        MetricName="HTTPCode_Target_5XX_Count",
+        Statistic="Sum",
+        Period=period,
+        EvaluationPeriods=evaluation_periods,
+        Threshold=5,
+        ComparisonOperator="GreaterThanThreshold",
+    )
+
+
+@pytest.fixture
+def cloudwatch() -> Iterator[Any]:
+    with mock_aws():
+        yield boto3.client("cloudwatch", region_name="eu-west-1")
+
+
+@pytest.mark.req("R4.5", "R11.4")
+def test_it_waits_out_the_bake_ecs_derives_from_the_alarms_and_stops_when_ecs_says_completed(
+    cloudwatch: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The stage's 5xx alarm judges one 5-minute period: ECS keeps the rollout IN_PROGRESS past the five
+    minutes a fixed wait allowed, and verify_rollout must not give up before ECS's bake is over."""
+    alarm(cloudwatch, period=300, evaluation_periods=1)
+    slept: list[float] = []
+    describe, reads = baking(reads_in_progress=40)  # 600 s at 15 s a read: rollout and bake.
+    assert main(["--outputs", str(outputs(tmp_path, APPLIED))], describe=describe, sleep=slept.append) == 0
+    out = capsys.readouterr().out
+    assert f"waiting up to 900 s for ECS service {SERVICE}'s rollout to complete" in out
+    assert f"(2 x {ALARM}'s 300 s window)" in out and "runs canvalo-gamma-backend:7, rollout completed" in out
+    # 40 reads IN_PROGRESS (the first sizes the wait), then COMPLETED: 585 s waited, past a fixed 300 s.
+    assert len(reads) == 41 and sum(slept) == 39 * 15
+
+    describe, reads = baking(reads_in_progress=None)
+    slept.clear()
+    assert main(["--outputs", str(outputs(tmp_path, APPLIED))], describe=describe, sleep=slept.append) == 1
+    assert "is still IN_PROGRESS" in error_line(capsys)
+    assert sum(slept) == 900, "no longer than the rollout and the bake"
+
+
+@pytest.mark.req("R4.5")
+@pytest.mark.parametrize(
+    ("period", "evaluation_periods", "max_minutes", "waited"),
+    [
+        (60, 2, "60", 300 + 2 * 120),  # a shorter window: a shorter wait
+        (3600, 24, "30", 1800),  # a day's window: bounded (30 minutes by default)
+        (3600, 24, "60", 3600),
+    ],
+)
+def test_the_wait_follows_the_alarms_window_within_a_bound(
+    cloudwatch: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    period: int,
+    evaluation_periods: int,
+    max_minutes: str,
+    waited: int,
+) -> None:
+    alarm(cloudwatch, period=period, evaluation_periods=evaluation_periods)
+    slept: list[float] = []
+    describe, _ = baking(reads_in_progress=None)
+    args = ["--outputs", str(outputs(tmp_path, APPLIED)), "--max-minutes", max_minutes]
+    assert main(args, describe=describe, sleep=slept.append) == 1
+    assert sum(slept) == waited
+    assert f"waiting up to {waited} s" in capsys.readouterr().out
+
+
+@pytest.mark.req("R4.5")
+def test_without_alarms_it_waits_for_the_rollout_and_alarms_it_cannot_read_get_the_maximum(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    slept: list[float] = []
+    stuck = {**described("IN_PROGRESS", APPLIED), "deploymentConfiguration": {}}
+    args = ["--outputs", str(outputs(tmp_path, APPLIED))]
+    assert main(args, describe=lambda release: stuck, sleep=slept.append) == 1
+    assert sum(slept) == 300 and "no deployment alarm to bake" in capsys.readouterr().out
+    slept.clear()
+    describe, _ = baking(reads_in_progress=None)
+    assert main(args, describe=describe, alarm_configs=lambda names: None, sleep=slept.append) == 1
+    assert sum(slept) == 1800 and f"deployment alarms {ALARM} cannot be read" in capsys.readouterr().out
+
+
+@pytest.mark.req("R4.5")
+@pytest.mark.parametrize("bad", [["--interval", "0"], ["--max-minutes", "-1"]])
+def test_a_wait_that_cannot_be_sized_is_refused_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: list[str]
+) -> None:
+    describe, reads = baking(reads_in_progress=0)
+    assert main(["--outputs", str(outputs(tmp_path, APPLIED)), *bad], describe=describe) == 2
+    assert "must both be more than 0 (or pass --attempts)" in error_line(capsys) and reads == []
