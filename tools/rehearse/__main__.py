@@ -630,7 +630,7 @@ def pipeline_change(rehearsal: Rehearsal) -> tuple[bool, str]:
 def failure_and_retry(rehearsal: Rehearsal) -> tuple[bool, str]:
     """Beta's post-deploy tests fail once, gamma's Apply fails once after applying; each retried."""
     (rehearsal.root / "faults" / "smoke-beta").write_text("fail once")
-    (rehearsal.root / "faults" / "output-gamma.after-apply").write_text("fail once, after the apply")
+    (rehearsal.root / "faults" / "output-gamma.at-apply").write_text("fail once, after the apply")
     commit = rehearsal.commit("docs: another comment", edit("docs/pipeline.md", "\n", "\n\n"))
     rehearsal.pipeline.push(commit)
     (execution,) = rehearsal.pipeline.run_queue()

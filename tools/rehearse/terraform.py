@@ -21,7 +21,7 @@ It refuses what AWS and Terraform refuse, with their words:
 - a data source whose secret or hosted zone does not exist (its stage is not bootstrapped).
 
 A scenario's fault file `faults/output-<stack>` makes the next `terraform output` of that stack fail once;
-`faults/output-<stack>.after-apply` does so only after the stack's next apply.
+`faults/output-<stack>.at-apply` does so only in the stack's next Apply action (its read-only-lock init).
 
 A scenario's fault file `faults/ecs-alarm-<stack>` makes ECS in that stack behave as with a release
 whose tasks answer 5xx: when the service moves to a new task definition, its first deployment alarm
@@ -1017,6 +1017,11 @@ class Terraform:
             f"{spec.get('source', name)}": str(spec.get("version", ""))
             for name, spec in ((self.config.get("terraform") or {}).get("required_providers") or {}).items()
         }
+        armed = self.faults / f"output-{self.name}.at-apply"
+        if "-lockfile=readonly" in args and armed.exists():
+            # Only the Apply action initializes with the planned lock file read-only: its `terraform output`
+            # meets the fault, while Plan, which reads the same state's outputs, does not.
+            armed.rename(self.faults / f"output-{self.name}")
         if "-lockfile=readonly" in args:
             # Terraform's refusals: without a lock (or without a provider in it) every provider is a change to the
             # lock, which -lockfile=readonly forbids; a locked version outside the constraint needs -upgrade.
@@ -1202,11 +1207,6 @@ class Terraform:
             for name, body in (self.config.get("output") or {}).items()
         }
         backend.write(new_state)
-        # An output fault armed for after an apply fires on the next `terraform output` (Apply's own): the
-        # Plan action of the same stage reads the same state's outputs before, and must not meet it.
-        armed = self.faults / f"output-{self.name}.after-apply"
-        if armed.exists():
-            armed.rename(self.faults / f"output-{self.name}")
         counts = {kind: sum(1 for a in planned.values() if a == wanted) for kind, wanted in PLAN_WORDS.items()}
         replaced = sum(1 for a in planned.values() if len(a) == 2)
         print(
