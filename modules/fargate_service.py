@@ -240,7 +240,10 @@ class FargateService(Construct):
             "image": image,
             "essential": True,
             "portMappings": [{"containerPort": container_port, "protocol": "tcp"}],
-            "environment": [{"name": key, "value": value} for key, value in sorted(environment.items())],
+            # ECS drops a variable whose value is empty from the definition it stores, so the provider would
+            # see a difference and replace the task definition at every plan (hashicorp/terraform-provider-aws
+            # issue 39533); an absent variable is what the app reads as empty anyway.
+            "environment": [{"name": key, "value": value} for key, value in sorted(environment.items()) if value],
             "secrets": [{"name": key, "valueFrom": f"{secret_arn}:{key}::"} for key in secret_keys],
             "healthCheck": {
                 "command": list(health_check.command),

@@ -253,9 +253,11 @@ def test_tasks_read_the_current_secret_value_at_each_start(stacks: dict[str, Doc
 @pytest.mark.parametrize("stage", STAGES)
 def test_container_environment_is_the_backends_contract(stacks: dict[str, Document], stage: str) -> None:
     document = backend(stacks, stage)
+    # Same-origin stages allow no cross-origin caller: an absent CORS_ORIGINS, as ECS would drop an empty one.
+    cors = {"CORS_ORIGINS": "https://canvalo.example.com"} if stage == "prod" else {}
     assert environment(document) == {
         "ENVIRONMENT": stage,
-        "CORS_ORIGINS": "https://canvalo.example.com" if stage == "prod" else "",
+        **cors,
         "PORT": "8000",
         "AWS_REGION": "eu-west-1",
         "BEDROCK_MODEL_ID": "eu.anthropic.claude-sonnet-4-5-20250929-v1:0",
