@@ -287,6 +287,12 @@ class FargateService(Construct):
             task_role_arn=self.task_role.arn,
             volume=[EcsTaskDefinitionVolume(name=volume) for volume in volumes],
             container_definitions=json.dumps([self.container_definition]),
+            # Each change registers a new revision and, without this, deregisters the old one. A deployment
+            # that fails rolls back to the revision the service ran before (circuit breaker, deployment
+            # alarms), which ECS cannot start once it is INACTIVE; skip_destroy keeps every revision
+            # registered (terraform-provider-aws, internal/service/ecs/task_definition.go: the delete
+            # returns without DeregisterTaskDefinition when skip_destroy is set).
+            skip_destroy=True,
         )
 
     def _security_group(

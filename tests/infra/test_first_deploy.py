@@ -36,3 +36,12 @@ def test_task_definitions_are_what_ecs_stores_so_no_plan_replaces_them(stacks: d
     for definition in definitions:
         containers = json.loads(definition["container_definitions"])
         assert as_ecs_returns(containers) == containers, definition["family"]
+
+
+@pytest.mark.req("R4.5")
+def test_every_task_definition_revision_stays_registered_for_a_rollback(stacks: dict[str, Document]) -> None:
+    """A rollback (circuit breaker, deployment alarm) starts the revision the service ran before, which ECS
+    cannot start once Terraform has deregistered it on replacing the resource."""
+    for document in stacks_holding(stacks, "aws_ecs_task_definition").values():
+        for definition in resources(document, "aws_ecs_task_definition").values():
+            assert definition.get("skip_destroy") is True, definition["family"]
