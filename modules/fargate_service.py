@@ -191,7 +191,7 @@ class FargateService(Construct):
                 ("ArnLike", "aws:SourceArn", [f"arn:aws:ecs:{region}:{account_id}:*"]),
             ],
         )
-        self.execution_role = self._role(
+        self.execution_role, self.execution_policy = self._role(
             "execution",
             name=name,
             description="ECS pulls the image, writes logs and reads the secret for the tasks",
@@ -209,7 +209,7 @@ class FargateService(Construct):
                 statement(sid="ReadSecret", actions=["secretsmanager:GetSecretValue"], resources=[secret_arn]),
             ],
         )
-        self.task_role = self._role(
+        self.task_role, self.task_policy = self._role(
             "task",
             name=name,
             description="what the application itself may call",
@@ -381,8 +381,11 @@ class FargateService(Construct):
             # An apply finishes only when the new tasks are healthy and baked (or rolled back), so the
             # pipeline's tests that follow run against the version just deployed.
             wait_for_steady_state=True,
-            # The target group must belong to a listener before a service can register into it.
-            depends_on=list(service_depends_on),
+            # The target group must belong to a listener before a service can register into it. The roles'
+            # policies are separate resources the task definition does not reference: without them first,
+            # the first tasks start with an execution role that may not yet pull the image or read the
+            # secret (and a task role without its grants), fail, and trip the circuit breaker.
+            depends_on=[*service_depends_on, self.execution_policy, self.task_policy],
             # Auto scaling owns the running count once the service exists.
             lifecycle=TerraformResourceLifecycle(ignore_changes=["desired_count"]) if size.autoscaling else None,
         )
@@ -428,7 +431,7 @@ class FargateService(Construct):
         role_path: str,
         permissions_boundary_arn: str,
         statements: Sequence[DataAwsIamPolicyDocumentStatement],
-    ) -> IamRole:
+    ) -> tuple[IamRole, IamRolePolicy]:
         role = IamRole(
             self,
             f"{purpose}-role",
@@ -439,5 +442,5 @@ class FargateService(Construct):
             permissions_boundary=permissions_boundary_arn,
         )
         permissions = policy_document(self, f"{purpose}-permissions", statements)
-        IamRolePolicy(self, f"{purpose}-policy", role=role.name, name=purpose, policy=permissions.json)
-        return role
+        policy = IamRolePolicy(self, f"{purpose}-policy", role=role.name, name=purpose, policy=permissions.json)
+        return role, policy

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from cdktn import ITerraformDependable
 from cdktn_provider_aws.codepipeline import (
     Codepipeline,
     CodepipelineArtifactStore,
@@ -158,7 +159,11 @@ class DeliveryPipeline(Construct):
         branch: str,
         projects: PipelineProjects,
         deployments: Sequence[StageDeployment],
+        depends_on: Sequence[ITerraformDependable] = (),
     ) -> None:
+        """`depends_on`: what the pipeline names only by name (its CodeBuild projects) or needs in place
+        before it runs (its role's policy): CreatePipeline starts an execution at once, whose actions
+        fail if a project does not exist yet, and Terraform sees no reference that would order them."""
         super().__init__(scope, construct_id)
         source = CodepipelineStageAction(
             name=SOURCE_ACTION,
@@ -247,6 +252,7 @@ class DeliveryPipeline(Construct):
                 )
             ],
             stage=stages,
+            depends_on=list(depends_on),
         )
 
     @staticmethod

@@ -135,7 +135,7 @@ class ServiceRole(Construct):
             permissions_boundary=permissions_boundary.arn,
         )
         permissions = policy_document(self, "permissions", self.statements)
-        IamRolePolicy(self, "policy", role=self.role.name, name="permissions", policy=permissions.json)
+        self.policy = IamRolePolicy(self, "policy", role=self.role.name, name="permissions", policy=permissions.json)
 
 
 class PipelineBoundary(Construct):

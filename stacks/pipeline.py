@@ -707,7 +707,7 @@ class PipelineStack(StageStack):
         }
         self.boundary, self.deploy_boundary = self.boundaries["pipeline"], self.boundaries["deploy"]
         services = {"codepipeline": CODEPIPELINE, "drift-schedule": EVENTS}
-        self.roles = {
+        service_roles = {
             kind: ServiceRole(
                 self,
                 f"{kind}-role",
@@ -719,9 +719,10 @@ class PipelineStack(StageStack):
                 permissions_boundary=self.boundaries[bounded_by[kind]].policy,
                 source_account=account,
                 also_trusted=also_trusted.get(kind, ()),
-            ).role
+            )
             for kind, role_statements in statements.items()
         }
+        self.roles = {kind: service_role.role for kind, service_role in service_roles.items()}
 
         def codebuild(
             kind: str,
@@ -857,6 +858,11 @@ class PipelineStack(StageStack):
                     deployment_window_time_zone=s.deployment_window_time_zone,
                 )
                 for s in project.stages
+            ],
+            # The projects its actions run (all but drift, which runs outside it) and its role's grants.
+            depends_on=[
+                *(built.project for kind, built in self.projects.items() if kind != "drift"),
+                service_roles["codepipeline"].policy,
             ],
         ).pipeline
         self.notifications.notify_on_pipeline_events(

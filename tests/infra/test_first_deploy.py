@@ -8,11 +8,22 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 
 import pytest
 
 from tests.infra.conftest import Document, resources, stacks_holding
+
+REFERENCE = re.compile(r"^\$\{([a-z0-9_]+)\.([^.}]+)\.([a-z_]+)\}$")
+
+
+def referenced(reference: str) -> tuple[str, str, str]:
+    """`${<type>.<name>.<attribute>}` as (type, name, attribute)."""
+    match = REFERENCE.match(reference)
+    assert match, f"not a plain reference: {reference}"
+    kind, name, attribute = match.groups()
+    return kind, name, attribute
 
 
 def as_ecs_returns(containers: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -45,3 +56,50 @@ def test_every_task_definition_revision_stays_registered_for_a_rollback(stacks: 
     for document in stacks_holding(stacks, "aws_ecs_task_definition").values():
         for definition in resources(document, "aws_ecs_task_definition").values():
             assert definition.get("skip_destroy") is True, definition["family"]
+
+
+@pytest.mark.req("R2.4", "R5.2")
+def test_the_service_starts_only_once_its_roles_hold_their_policies(stacks: dict[str, Document]) -> None:
+    holding = stacks_holding(stacks, "aws_ecs_service")
+    assert len(holding) == 3
+    for name, document in holding.items():
+        ((_, service),) = resources(document, "aws_ecs_service").items()
+        kind, task, _ = referenced(service["task_definition"])
+        definition = resources(document, kind)[task]
+        for role_field in ("execution_role_arn", "task_role_arn"):
+            _, role, _ = referenced(definition[role_field])
+            policies = [
+                f"aws_iam_role_policy.{key}"
+                for key, policy in resources(document, "aws_iam_role_policy").items()
+                if policy["role"] == f"${{aws_iam_role.{role}.name}}"
+            ]
+            assert policies, f"{name}: {role_field} has no inline policy"
+            assert set(policies) <= set(service.get("depends_on", [])), f"{name}: {role_field}'s policy comes first"
+
+
+@pytest.mark.req("R4.1", "R4.2")
+def test_the_pipeline_is_created_after_the_projects_it_runs(stacks: dict[str, Document]) -> None:
+    """A new pipeline starts an execution at once; its actions name projects by name only, which gives
+    Terraform no order of its own."""
+    (document,) = stacks_holding(stacks, "aws_codepipeline").values()
+    (pipeline,) = resources(document, "aws_codepipeline").values()
+    named = {
+        action["configuration"]["ProjectName"]
+        for stage in pipeline["stage"]
+        for action in stage["action"]
+        if "ProjectName" in action.get("configuration", {})
+    }
+    projects = {
+        body["name"]: f"aws_codebuild_project.{key}"
+        for key, body in resources(document, "aws_codebuild_project").items()
+    }
+    assert named and named <= set(projects)
+    depends_on = set(pipeline.get("depends_on", []))
+    assert {projects[name] for name in named} <= depends_on
+    _, role, _ = referenced(pipeline["role_arn"])
+    (policy,) = [
+        k
+        for k, p in resources(document, "aws_iam_role_policy").items()
+        if p["role"] == f"${{aws_iam_role.{role}.name}}"
+    ]
+    assert f"aws_iam_role_policy.{policy}" in depends_on
