@@ -151,6 +151,16 @@ def update_pipeline_permissions(
         statement(sid="ManageTheRegistry", actions=["ecr:*"], resources=[resources.repository_arn]),
         statement(sid="ManageTheTopic", actions=["sns:*"], resources=[resources.topic_arn]),
         statement(
+            sid="ManageTheTopicsSubscriptions",
+            # notificationEmail's aws_sns_topic_subscription: Subscribe acts on the topic (ManageTheTopic);
+            # every read (after Subscribe, and at each refresh) calls GetSubscriptionAttributes and a destroy
+            # Unsubscribe, on the subscription, whose ARN is the topic's followed by `:<subscription id>`
+            # (terraform-provider-aws, internal/service/sns/topic_subscription.go). The provider calls
+            # SetSubscriptionAttributes only to change attributes this stack does not set.
+            actions=["sns:GetSubscriptionAttributes", "sns:Unsubscribe"],
+            resources=[f"{resources.topic_arn}:*"],
+        ),
+        statement(
             sid="ManageTheNotificationRule",
             actions=["codestar-notifications:*"],
             resources=[arn("codestar-notifications", "notificationrule/*")],

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from stacks.config import ProjectConfig
 from tests.support.config import fixture_project
 
 SENTINELS = {
@@ -97,6 +98,21 @@ def part(document: Document, prefix: str) -> Document:
         "resource": only_part(document.get("resource", {})),
         "data": only_part(document.get("data", {})),
     }
+
+def synth_pipeline_stack(outdir: Path, project: ProjectConfig) -> Document:
+    """Only the pipeline stack of `project`, synthesized into `outdir`: its JSON."""
+    from cdktn import App
+
+    from stacks.pipeline import PipelineStack
+    from tools.requirements import PROJECT_ROOT
+
+    target_versions = json.loads((PROJECT_ROOT / "cdktf.json").read_text())["targetVersions"]
+    app = App(outdir=str(outdir), context={"targetVersions": target_versions})
+    PipelineStack(app, project=project)
+    app.synth()
+    document: Document = json.loads((outdir / "stacks" / "pipeline" / "cdk.tf.json").read_text())
+    return document
+
 
 def stacks_holding(stacks: dict[str, Document], kind: str) -> dict[str, Document]:
     """The stacks with a resource of type `kind`, by name: tests that find what they check by type hold

@@ -30,7 +30,8 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import STAGES, Document
+from tests.infra.conftest import STAGES, Document, resources, synth_pipeline_stack
+from tests.support.config import fixture_project
 from tests.support.iam_policy import ContextValue, Principal, Request, Stack, Stacks, evaluate
 
 PIKE = Path(__file__).resolve().parent.parent / "fixtures" / "pike"
@@ -68,6 +69,7 @@ SERVICE_LINKED = {
     # AWSServiceRoleForCloudFrontVPCOrigin, which pike does not list: made by the account's first VPC origin.
     "aws_cloudfront_vpc_origin": "vpcorigin.cloudfront.amazonaws.com",
 }
+EXAMPLE_SUBSCRIPTION_ID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 ROLE_REFERENCE = re.compile(r"\$\{aws_iam_role\.([^.}]+)\.arn\}")
 
 
@@ -255,6 +257,13 @@ def pike(target: Target, phases: tuple[str, ...] = EVERY_PHASE) -> set[str]:
     )
     # A type that needs no call at all (aws_iam_policy_document) is an empty list.
     mapping: dict[str, Any] = next(iter(json.loads(path.read_text())), {})
+    # An action's service prefix is case-insensitive in IAM; some of pike's files write it upper case.
+    mapping = {
+        key: {name: [normal(a) for a in listed] for name, listed in value.items()}
+        if isinstance(value, dict)
+        else [normal(a) for a in value]
+        for key, value in mapping.items()
+    }
     actions = {a for phase in phases for a in mapping.get(phase, [])}
     if phases != EVERY_PHASE:
         return actions
@@ -263,6 +272,11 @@ def pike(target: Target, phases: tuple[str, ...] = EVERY_PHASE) -> set[str]:
         if argument in target.body or (argument == "tags" and target.kind == "resource"):
             actions |= set(argument_actions)
     return actions
+
+
+def normal(action: str) -> str:
+    service, _, verb = action.partition(":")
+    return f"{service.lower()}:{verb}"
 
 
 def targets(stack: Stack) -> Iterator[Target]:
@@ -322,6 +336,10 @@ def resources_for(target: Target, action: str) -> list[tuple[str, dict[str, Cont
     if service == "logs":
         return [(target.arn() if tf_type == "aws_cloudwatch_log_group" else "*", {})]
     if service == "sns":
+        if tf_type == "aws_sns_topic_subscription":
+            # A subscription's ARN is its topic's and its id; Subscribe itself acts on the topic.
+            topic = stack.resolve(body["topic_arn"])
+            return [(topic if verb == "Subscribe" else f"{topic}:{EXAMPLE_SUBSCRIPTION_ID}", {})]
         return [(target.arn() if tf_type == "aws_sns_topic" else stack.resolve(body["arn"]), {})]
     if service == "secretsmanager":
         return [(target.arn() if target.kind == "data" else stack.resolve(body["secret_arn"]), {})]
@@ -450,6 +468,17 @@ def test_each_stages_plan_role_may_read_what_terraform_plan_reads(iam: Stacks, s
 def test_the_update_role_may_do_what_terraform_does_with_the_pipeline_stack(iam: Stacks) -> None:
     tags = {"application": "canvalo", "stage": "beta", "component": "pipeline", "managed-by": "cdktn"}
     problems = missing(iam.principal("pipeline", UPDATE_ROLE), "update", iam["pipeline"], tags)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.req("R4.4", "R4.5")
+def test_the_update_role_may_keep_the_notification_email_subscription(tmp_path: Path) -> None:
+    """With `notificationEmail` set, every refresh of the pipeline stack reads the subscription."""
+    document = synth_pipeline_stack(tmp_path, fixture_project(notificationEmail="ops@example.com"))
+    assert resources(document, "aws_sns_topic_subscription"), "the fixture's pipeline with an email subscribed"
+    with_email = Stacks({"pipeline": document})
+    tags = {"application": "canvalo", "stage": "beta", "component": "pipeline", "managed-by": "cdktn"}
+    problems = missing(with_email.principal("pipeline", UPDATE_ROLE), "update", with_email["pipeline"], tags)
     assert not problems, "\n".join(problems)
 
 
