@@ -58,6 +58,14 @@ REGIONAL_ACTIONS_WITHOUT_RESOURCE_SCOPE = (
     "secretsmanager:ListSecrets",
     "sns:ListTopics",
 )
+# What the provider calls on a KMS key right after CreateKey, before its tags may count (deploy_permissions).
+KEY_SET_UP_ACTIONS = (
+    "kms:EnableKeyRotation",
+    "kms:GetKeyRotationStatus",
+    "kms:GetKeyPolicy",
+    "kms:ListResourceTags",
+    "kms:DescribeKey",
+)
 # No hosted zone create, delete or tagging: bootstrap-<stage> owns the zone; deploys only add records.
 GLOBAL_ACTIONS_WITHOUT_RESOURCE_SCOPE = (
     "cloudfront:*",
@@ -245,6 +253,19 @@ def deploy_permissions(scope: DeployScope) -> list[DataAwsIamPolicyDocumentState
             actions=["kms:*"],
             resources=[f"arn:aws:kms:{region}:{account}:key/*"],
             conditions=[("StringEquals", "aws:ResourceTag/application", [app])],
+        ),
+        statement(
+            sid="SetUpNewKeysBeforeTheirTagsCount",
+            # Right after CreateKey the provider enables rotation and reads the key back (EnableKeyRotation,
+            # GetKeyRotationStatus, GetKeyPolicy, ListResourceTags, DescribeKey), retrying only NotFound
+            # (terraform-provider-aws, internal/service/kms/key.go, resourceKeyCreate and findKeyInfo); the
+            # key's new tags can take minutes to count for aws:ResourceTag (KMS developer guide, "ABAC for
+            # AWS KMS"), so ProjectKeys may still refuse them. These calls hold no tag condition, on this
+            # account's keys in the region: none encrypts, decrypts, grants, changes a policy, disables or
+            # deletes; enabling rotation only makes a key safer (DisableKeyRotation stays with ProjectKeys),
+            # and the reads return metadata, never key material.
+            actions=KEY_SET_UP_ACTIONS,
+            resources=[f"arn:aws:kms:{region}:{account}:key/*"],
         ),
         statement(
             sid="ProjectRolesReadAndDelete",

@@ -8,7 +8,7 @@ Bump the number whenever a bootstrap stack's resources change (tests/infra/test_
 
 from __future__ import annotations
 
-BOOTSTRAP_VERSION = 4
+BOOTSTRAP_VERSION = 5
 
 
 def bootstrap_version_parameter(app_name: str, stage_name: str) -> str:

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import STAGES, Document, resources, synth_pipeline_stack
+from tests.infra.conftest import STAGES, Document, resources, stacks_holding, synth_pipeline_stack
 from tests.support.config import fixture_project
 from tests.support.iam_policy import ContextValue, Principal, Request, Stack, Stacks, evaluate
 
@@ -69,6 +69,16 @@ SERVICE_LINKED = {
     # AWSServiceRoleForCloudFrontVPCOrigin, which pike does not list: made by the account's first VPC origin.
     "aws_cloudfront_vpc_origin": "vpcorigin.cloudfront.amazonaws.com",
 }
+# What resourceKeyCreate calls after CreateKey, until its read (terraform-provider-aws,
+# internal/service/kms/key.go: updateKeyRotationEnabled, waitKeyPolicyPropagated, waitTagsPropagated,
+# findKeyInfo), retrying only NotFound.
+KEY_CALLS_AFTER_CREATE = (
+    "kms:EnableKeyRotation",
+    "kms:GetKeyRotationStatus",
+    "kms:GetKeyPolicy",
+    "kms:ListResourceTags",
+    "kms:DescribeKey",
+)
 EXAMPLE_SUBSCRIPTION_ID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 ROLE_REFERENCE = re.compile(r"\$\{aws_iam_role\.([^.}]+)\.arn\}")
 
@@ -479,6 +489,35 @@ def test_the_update_role_may_keep_the_notification_email_subscription(tmp_path: 
     with_email = Stacks({"pipeline": document})
     tags = {"application": "canvalo", "stage": "beta", "component": "pipeline", "managed-by": "cdktn"}
     problems = missing(with_email.principal("pipeline", UPDATE_ROLE), "update", with_email["pipeline"], tags)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.req("R4.6", "R11.4")
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_deploy_role_may_set_up_a_key_before_its_tags_count(
+    iam: Stacks, stacks: dict[str, Document], stage: str
+) -> None:
+    """Right after CreateKey the provider enables rotation and reads the key back, and retries none of it
+    on AccessDenied, while the key's tags may not count yet for aws:ResourceTag conditions (KMS is
+    eventually consistent): those calls must be allowed without them."""
+    principal = (
+        iam.principal("pipeline", PIPELINE_DEPLOY_ROLE)
+        if stage == "beta"
+        else iam.principal(f"bootstrap-{stage}", "canvalo-deploy")
+    )
+    holding = [iam[name] for name in stacks_holding(stacks, "aws_kms_key") if name.startswith(stage)]
+    keys = [
+        Target(stack, "resource", "aws_kms_key", n, dict(b))
+        for stack in holding
+        for n, b in stack.resources("aws_kms_key").items()
+    ]
+    assert keys, f"{stage}: the alarm topic's key"
+    problems = []
+    for key in keys:
+        for action in KEY_CALLS_AFTER_CREATE:
+            decision = evaluate(Request(action, key.arn(), {"aws:RequestedRegion": key.region}), principal)
+            if not decision.allowed:
+                problems.append(f"{key.address}: {action} before its tags count: {decision}")
     assert not problems, "\n".join(problems)
 
 
