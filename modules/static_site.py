@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cdktn import TerraformIterator, TerraformProvider, TerraformResourceLifecycle, Token
+from cdktn import Fn, TerraformIterator, TerraformProvider, TerraformResourceLifecycle, Token
 from cdktn_provider_aws.acm_certificate import AcmCertificate
 from cdktn_provider_aws.acm_certificate_validation import AcmCertificateValidation
 from cdktn_provider_aws.cloudfront_cache_policy import (
@@ -410,16 +410,23 @@ class StaticSite(Construct):
                 ),
             )
         # CloudFront connects from network interfaces it places in the ALB's subnets. It refuses to
-        # change or delete a VPC origin that a distribution uses (CannotUpdateEntityWhileInUse), so this
-        # one lives in the distribution's stack: one apply orders the distribution's change with the VPC
-        # origin's replacement or removal.
+        # change or delete a VPC origin that a distribution uses (CannotUpdateEntityWhileInUse, 409), and the
+        # provider would update the endpoint's `arn` and `name` in place (terraform-provider-aws,
+        # internal/service/cloudfront/vpc_origin.go: no RequiresReplace on either; Update calls
+        # UpdateVpcOrigin). So a replaced load balancer (a new ARN) replaces the VPC origin instead
+        # (replace_triggered_by on the ARN: an in-place change of the ALB keeps its ARN and triggers
+        # nothing), created before the old one is destroyed: the distribution moves to the new origin,
+        # named after the new ALB's id so that both exist at once, and only then is the old one deleted.
+        load_balancer_arn = api_origin.vpc_origin_load_balancer_arn
+        # arn:aws:elasticloadbalancing:<region>:<account>:loadbalancer/app/<name>/<id>: the id is new with each ALB.
+        load_balancer_id = Fn.element(Fn.split("/", load_balancer_arn), 3)
         self.vpc_origin = CloudfrontVpcOrigin(
             self,
             "api-vpc-origin",
             vpc_origin_endpoint_config=[
                 CloudfrontVpcOriginVpcOriginEndpointConfig(
-                    name=f"{name}-api",
-                    arn=api_origin.vpc_origin_load_balancer_arn,
+                    name=f"{name}-api-{load_balancer_id}",
+                    arn=load_balancer_arn,
                     http_port=80,
                     https_port=443,
                     origin_protocol_policy=api_origin.protocol,
@@ -432,9 +439,7 @@ class StaticSite(Construct):
             timeouts=CloudfrontVpcOriginTimeouts(
                 create=VPC_ORIGIN_WAIT, update=VPC_ORIGIN_WAIT, delete=VPC_ORIGIN_WAIT
             ),
-            # A replacement (`terraform apply -replace`, after the ALB itself was replaced) must exist
-            # before the distribution lets go of the old one, which CloudFront deletes only once unused.
-            lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
+            lifecycle=TerraformResourceLifecycle(create_before_destroy=True, replace_triggered_by=[load_balancer_arn]),
         )
         return CloudfrontDistributionOrigin(
             origin_id=API_ORIGIN_ID,

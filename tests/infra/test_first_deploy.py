@@ -103,3 +103,22 @@ def test_the_pipeline_is_created_after_the_projects_it_runs(stacks: dict[str, Do
         if p["role"] == f"${{aws_iam_role.{role}.name}}"
     ]
     assert f"aws_iam_role_policy.{policy}" in depends_on
+
+
+@pytest.mark.req("R8.2")
+def test_a_replaced_load_balancer_replaces_the_vpc_origin_before_the_old_one_goes(stacks: dict[str, Document]) -> None:
+    """CloudFront refuses to update a VPC origin a distribution uses, and the provider would update it in
+    place for a new ALB ARN: a new ALB must replace it, the new one first, under a name of its own."""
+    holding = stacks_holding(stacks, "aws_cloudfront_vpc_origin")
+    assert sum(len(resources(d, "aws_cloudfront_vpc_origin")) for d in holding.values()) == 2, "beta's and gamma's"
+    for name, document in holding.items():
+        for vpc_origin in resources(document, "aws_cloudfront_vpc_origin").values():
+            (endpoint,) = vpc_origin["vpc_origin_endpoint_config"]
+            kind, load_balancer, attribute = referenced(endpoint["arn"])
+            assert (kind, attribute) == ("aws_lb", "arn") and load_balancer in resources(document, "aws_lb"), name
+            lifecycle = vpc_origin["lifecycle"]
+            assert lifecycle["create_before_destroy"] is True, name
+            # The ARN, not the ALB: an in-place change of the ALB keeps its ARN and must replace nothing.
+            assert lifecycle.get("replace_triggered_by") == [endpoint["arn"]], name
+            arn = endpoint["arn"].removeprefix("${").removesuffix("}")
+            assert arn in endpoint["name"], f"{name}: two VPC origins of one name would exist at once"

@@ -240,7 +240,7 @@ def test_api_calls_go_over_the_frontends_origin_to_the_stages_alb(stacks: dict[s
     assert (endpoint["origin_protocol_policy"], endpoint["http_port"]) == ("http-only", 80)
     assert endpoint["origin_ssl_protocols"] == [{"items": ["TLSv1.2"], "quantity": 1}]
     # CloudFront refuses to delete a VPC origin a distribution still uses: a replacement comes first.
-    assert vpc_origin["lifecycle"] == {"create_before_destroy": True}
+    assert vpc_origin["lifecycle"]["create_before_destroy"] is True
     assert vpc_origin["timeouts"] == {"create": "30m", "update": "30m", "delete": "30m"}
     assert_api_behaviour_forwards_everything_uncached(document)
 
