@@ -388,6 +388,10 @@ class ProjectConfig:
     codestar_connection_arn: str | None = None
     # Subscribed to the pipeline's notifications (failures, pending approvals); none by default.
     notification_email: str | None = None
+    # Whether the repository connection is AVAILABLE: a connection starts PENDING until a person
+    # authorizes it in the console, and CodeBuild refuses a project whose source authenticates through
+    # a connection that is not. The pipeline stack creates the drift check's project only once it is.
+    connection_available: bool = False
     image_tag: str
     bedrock_model_id: str
     # Where bootstrap stacks keep their state: "local" before the state bucket exists, then "s3".
@@ -587,6 +591,7 @@ PROJECT_SETTINGS: dict[str, tuple[str, str]] = {
     "repository": ("repository", "CANVALO_REPOSITORY"),
     "codestarConnectionArn": ("codestar_connection_arn", "CANVALO_CODESTAR_CONNECTION_ARN"),
     "notificationEmail": ("notification_email", "CANVALO_NOTIFICATION_EMAIL"),
+    "connectionAvailable": ("connection_available", "CANVALO_CONNECTION_AVAILABLE"),
     "imageTag": ("image_tag", "CANVALO_IMAGE_TAG"),
     "bedrockModelId": ("bedrock_model_id", "CANVALO_BEDROCK_MODEL_ID"),
     "bootstrapState": ("bootstrap_state", "CANVALO_BOOTSTRAP_STATE"),
@@ -594,6 +599,8 @@ PROJECT_SETTINGS: dict[str, tuple[str, str]] = {
 }
 # Project settings that hold a list: a list in cdktf.json, or one comma-separated string.
 PROJECT_LIST_SETTINGS = frozenset({"operator_roles"})
+# Project settings that hold true or false.
+PROJECT_FLAG_SETTINGS = frozenset({"connection_available"})
 # Field name -> its annotation as written ("int", "bool", "str | None"): what an override is parsed as.
 STAGE_FIELDS: dict[str, str] = {f.name: str(f.type) for f in fields(StageConfig) if f.name != "name"}
 STAGE_ENV_PATTERN = re.compile(r"^CANVALO_([A-Z]+)_(" + "|".join(n.upper() for n in STAGE_FIELDS) + r")$")
@@ -612,6 +619,17 @@ def _parse_list(raw: object) -> tuple[str, ...]:
     """A list in cdktf.json, or one comma-separated string (the only form an environment variable has)."""
     items = raw if isinstance(raw, list) else [] if raw is None else str(raw).split(",")
     return tuple(text for text in (str(item).strip() for item in items) if text)
+
+
+def _parse_flag(raw: object, what: str) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"{what}={raw!r} is not a flag: set it to true or false")
 
 
 def _parse(stage: str, field_name: str, raw: object, source: str) -> object:
@@ -681,6 +699,9 @@ def load_project_config(context: Mapping[str, Any], environ: Mapping[str, str]) 
         if field_name in PROJECT_LIST_SETTINGS:
             if raw is not None:
                 project_values[field_name] = _parse_list(raw)
+        elif field_name in PROJECT_FLAG_SETTINGS:
+            if raw is not None and raw != "":
+                project_values[field_name] = _parse_flag(raw, f"{field_name} ({variable} or context {context_key})")
         elif raw is not None and raw != "":
             project_values[field_name] = str(raw)
     if project_values.get("bootstrap_state", "local") not in ("local", "s3"):

@@ -818,9 +818,13 @@ class PipelineStack(StageStack):
                 for kind in apply_kinds.values()
             },
             "smoke": codebuild("smoke", role="smoke", timeout_minutes=20),
-            # Outside the pipeline, so it clones the branch itself; it plans as the plan role, which reads
-            # prod through prod's read-only plan role.
-            "drift": codebuild(
+        }
+        # Outside the pipeline, so it clones the branch itself; it plans as the plan role, which reads prod
+        # through prod's read-only plan role. CodeBuild refuses a project whose source authenticates through
+        # a connection that is not AVAILABLE, and the connection this stack creates starts PENDING until a
+        # person authorizes it: the project and its schedule wait for `connectionAvailable`.
+        if project.connection_available:
+            drift = codebuild(
                 "drift",
                 role="plan",
                 environment={
@@ -833,11 +837,20 @@ class PipelineStack(StageStack):
                 github_source=GitHubSource(
                     repository=project.repository, branch=project.branch, connection_arn=connection_arn
                 ),
-            ),
-        }
-        # A full clone (depth 0), not the last commit only: drift.yml checks out the commit the last
-        # stage applied, which may be behind the branch head.
-        self.projects["drift"].project.add_override("source.git_clone_depth", 0)
+            )
+            self.projects["drift"] = drift
+            # A full clone (depth 0), not the last commit only: drift.yml checks out the commit the last
+            # stage applied, which may be behind the branch head.
+            drift.project.add_override("source.git_clone_depth", 0)
+            ScheduledBuild(
+                self,
+                "drift-schedule",
+                name=f"{prefix}-drift",
+                description=f"Daily plan-only check that {last_stage} still matches the code",
+                schedule_expression=DRIFT_SCHEDULE,
+                project_arn=drift.project.arn,
+                role_arn=self.roles["drift-schedule"].arn,
+            )
 
         self.pipeline = DeliveryPipeline(
             self,
@@ -877,15 +890,6 @@ class PipelineStack(StageStack):
         ).pipeline
         self.notifications.notify_on_pipeline_events(
             "pipeline-events", name=f"{prefix}-events", pipeline_arn=self.pipeline.arn
-        )
-        ScheduledBuild(
-            self,
-            "drift-schedule",
-            name=f"{prefix}-drift",
-            description=f"Daily plan-only check that {last_stage} still matches the code",
-            schedule_expression=DRIFT_SCHEDULE,
-            project_arn=self.projects["drift"].project.arn,
-            role_arn=self.roles["drift-schedule"].arn,
         )
 
         TerraformOutput(self, "pipeline_name", value=self.pipeline.name)

@@ -26,10 +26,12 @@ SENTINELS = {
 
 Document = dict[str, Any]
 
+
 def synth_into(outdir: Path, environ: dict[str, str]) -> None:
     from main import synthesize
 
     synthesize(fixture_project(environ), outdir)
+
 
 @pytest.fixture(scope="session")
 def synth_outdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -53,6 +55,7 @@ def synth_outdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             done.touch()
     return outdir
 
+
 @pytest.fixture(scope="session")
 def stacks(synth_outdir: Path) -> dict[str, Document]:
     return {
@@ -60,27 +63,33 @@ def stacks(synth_outdir: Path) -> dict[str, Document]:
         for path in sorted((synth_outdir / "stacks").glob("*/cdk.tf.json"))
     }
 
+
 def resources(document: Document, kind: str) -> dict[str, Document]:
     """The resources of one Terraform type in a stack, by logical name."""
     return dict(document.get("resource", {}).get(kind, {}))
 
+
 def data_sources(document: Document, kind: str) -> dict[str, Document]:
     return dict(document.get("data", {}).get(kind, {}))
+
 
 def one(document: Document, kind: str) -> Document:
     found = list(resources(document, kind).values())
     assert len(found) == 1, f"expected exactly one {kind}, found {len(found)}"
     return found[0]
 
+
 def policy_statements(document: Document, reference: str) -> list[Document]:
     """The statements of the aws_iam_policy_document a `${data.aws_iam_policy_document.X.json}` names."""
     name = reference.removeprefix("${data.aws_iam_policy_document.").removesuffix(".json}")
     return list(data_sources(document, "aws_iam_policy_document")[name]["statement"])
 
+
 STAGES = ("beta", "gamma", "prod")
 # The construct ids of a stage's parts in its one stack (stacks/workload.py): every resource and data source
 # of a part has a logical name starting `<part>_`.
 NETWORK, BACKEND, FRONTEND = "network", "api", "frontend"
+
 
 def part(document: Document, prefix: str) -> Document:
     """The stage stack's document with only one part's resources and data sources (its outputs all kept), so
@@ -98,6 +107,7 @@ def part(document: Document, prefix: str) -> Document:
         "resource": only_part(document.get("resource", {})),
         "data": only_part(document.get("data", {})),
     }
+
 
 def synth_pipeline_stack(outdir: Path, project: ProjectConfig) -> Document:
     """Only the pipeline stack of `project`, synthesized into `outdir`: its JSON."""

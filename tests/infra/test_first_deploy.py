@@ -9,11 +9,13 @@ from __future__ import annotations
 import copy
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.infra.conftest import Document, resources, stacks_holding
+from tests.infra.conftest import Document, resources, stacks_holding, synth_pipeline_stack
+from tests.support.config import fixture_project
 
 REFERENCE = re.compile(r"^\$\{([a-z0-9_]+)\.([^.}]+)\.([a-z_]+)\}$")
 
@@ -122,3 +124,21 @@ def test_a_replaced_load_balancer_replaces_the_vpc_origin_before_the_old_one_goe
             assert lifecycle.get("replace_triggered_by") == [endpoint["arn"]], name
             arn = endpoint["arn"].removeprefix("${").removesuffix("}")
             assert arn in endpoint["name"], f"{name}: two VPC origins of one name would exist at once"
+
+
+def pipeline_with(tmp_path: Path, **context: Any) -> Document:
+    return synth_pipeline_stack(tmp_path, fixture_project(**context))
+
+
+@pytest.mark.req("R6.6")
+def test_nothing_that_needs_an_authorized_connection_is_created_with_a_pending_one(tmp_path: Path) -> None:
+    pending = pipeline_with(tmp_path / "pending", connectionAvailable=False)
+    assert resources(pending, "aws_codestarconnections_connection"), "created PENDING: a person authorizes it"
+    projects = resources(pending, "aws_codebuild_project").values()
+    assert [p["name"] for p in projects if "auth" in p["source"]] == []
+    assert not resources(pending, "aws_cloudwatch_event_rule"), "no schedule for a project that is not there"
+
+    available = pipeline_with(tmp_path / "available", connectionAvailable=True)
+    (drift,) = [p for p in resources(available, "aws_codebuild_project").values() if "auth" in p["source"]]
+    assert drift["source"]["auth"]["type"] == "CODECONNECTIONS"
+    assert len(resources(available, "aws_cloudwatch_event_rule")) == 1

@@ -278,8 +278,10 @@ def bootstrap_commands(stage: str) -> str:
 
 def settings() -> dict[str, str]:
     accounts = {f"CANVALO_{stage.upper()}_ACCOUNT_ID": account for stage, account in ACCOUNTS.items()}
-    # The administrator also reads the stages through the plan roles with `make status` (README).
-    return {**accounts, "CANVALO_OPERATOR_ROLES": ADMINISTRATOR_ROLE}
+    # The administrator also reads the stages through the plan roles with `make status` (README). The
+    # rehearsal's connection stands for one a person has already authorized in the console (README, First
+    # deploy), so the first pipeline deploy creates the drift check too (docs/fidelity.md).
+    return {**accounts, "CANVALO_OPERATOR_ROLES": ADMINISTRATOR_ROLE, "CANVALO_CONNECTION_AVAILABLE": "true"}
 
 
 def bootstrap(rehearsal: Rehearsal, stage: str) -> None:
