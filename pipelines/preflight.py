@@ -35,6 +35,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stacks.bootstrap_version import BOOTSTRAP_VERSION, bootstrap_version_parameter
+from stacks.config import UNRELEASED_IMAGE_TAG
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -45,7 +46,6 @@ EXIT_BAD_INPUT = 2
 # equal): the toolkit runs without the backend's packages, so it cannot import them from there.
 REQUIRED_SECRET_KEYS = ("SUPABASE_URL", "SUPABASE_SERVICE_KEY", "SUPABASE_PUB_KEY")
 # The tag a synthesis without CANVALO_IMAGE_TAG gives the backend: no build ever pushes it.
-UNRELEASED_TAG = "unreleased"
 CURRENT_STAGE = "AWSCURRENT"
 BOOTSTRAP_README = "(README: Bootstrap an account)"
 BOOTSTRAP_FIX = f"an administrator must bootstrap the stage {BOOTSTRAP_README}"
@@ -408,7 +408,7 @@ def secret_has_keys(client: SecretsManagerClient, name: str) -> list[Finding]:
 
 
 def image_is_pushed(caller: boto3.session.Session, image: Image) -> list[Finding]:
-    if image.tag == UNRELEASED_TAG:
+    if image.tag == UNRELEASED_IMAGE_TAG:
         fix = "set CANVALO_IMAGE_TAG to a pushed tag (then `make synth`) or pass --image-tag"
         return [Finding(f"image {image} is never pushed: {fix}")]
     ecr: Any = caller.client("ecr", region_name=image.region)

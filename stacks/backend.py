@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from cdktn import Op, TerraformVariable
 from cdktn_provider_aws.data_aws_route53_zone import DataAwsRoute53Zone
 from cdktn_provider_aws.data_aws_secretsmanager_secret import DataAwsSecretsmanagerSecret
 from cdktn_provider_aws.provider import AwsProvider
@@ -20,7 +21,7 @@ from modules.network import Network
 from modules.service_alarms import ServiceAlarms
 from modules.static_site import ApiOrigin, DnsValidatedCertificate
 from stacks.bootstrap import SECRET_KEYS
-from stacks.config import ProjectConfig, StageConfig
+from stacks.config import UNRELEASED_IMAGE_TAG, ProjectConfig, StageConfig
 
 CONTAINER_PORT = 8000
 # The image has no curl; its Python answers the same question.
@@ -86,6 +87,7 @@ class Backend(Construct):
         self.alarms = self._alarms()
         self.alarm_topic = self.alarms.topic
         self.service = self._service(network)
+        self._refuse_the_unreleased_image()
         self._secret_readable_only_by_the_execution_role()
         self._dashboard()
         self.backend_url = self._api_endpoint(zone)
@@ -120,6 +122,29 @@ class Backend(Construct):
             ingress=Ingress(managed_prefix_lists=(CLOUDFRONT_ORIGIN_FACING,))
             if stage.private_load_balancer
             else Ingress(cidrs=("0.0.0.0/0",)),
+        )
+
+    def _refuse_the_unreleased_image(self) -> None:
+        """Plan only an image some build pushed. `unreleased`, the tag of a synthesis without CANVALO_IMAGE_TAG,
+        names none: a laptop's `cdktn deploy <stage>` stops before its plan and says what to deploy instead;
+        the pipeline always synthesizes with Build's tag. The tag is checked as a variable's validation
+        because Terraform refuses a condition that refers to no object, and checkov cannot parse `locals`
+        (its terraform_json parser takes only objects as their values). The variable only carries the
+        synthesized tag; the task definition names that tag itself, so overriding it changes nothing."""
+        tag = TerraformVariable(
+            self,
+            "synthesized_image_tag",
+            type="string",
+            default=self.project.image_tag,
+            description="The backend image tag this stack was synthesized with (CANVALO_IMAGE_TAG): checked only",
+        )
+        tag.add_validation(
+            condition=Op.neq(tag.string_value, UNRELEASED_IMAGE_TAG),
+            error_message=(
+                f"The image tag '{UNRELEASED_IMAGE_TAG}' names no pushed image: push the commit so that the "
+                "pipeline's Build pushes its image, then run "
+                f"CANVALO_IMAGE_TAG=$(bash pipelines/image_tag.sh) cdktn deploy {self.stage.name}"
+            ),
         )
 
     def _service(self, network: Network) -> FargateService:

