@@ -10,8 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.codebuild import missing_capsh, missing_git_history, missing_mount_namespace, skip_unless
-from tools.requirements import PROJECT_ROOT
+from tests.support.codebuild import (
+    missing_capsh,
+    missing_git_history,
+    missing_mount_namespace,
+    output_of,
+    skip_unless,
+)
 
 
 @pytest.mark.req("R10.1")
@@ -43,12 +48,7 @@ def test_without_cap_sys_admin_the_mount_namespace_is_reported_missing() -> None
     skip_unless(missing_mount_namespace())
     skip_unless(missing_capsh())
     probe = "from tests.support.codebuild import missing_mount_namespace as m; print(m())"
-    dropped = subprocess.run(
-        ["capsh", "--drop=cap_sys_admin", "--", "-c", f"{shlex.quote(sys.executable)} -c {shlex.quote(probe)}"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    dropped = output_of(
+        ["capsh", "--drop=cap_sys_admin", "--", "-c", f"{shlex.quote(sys.executable)} -c {shlex.quote(probe)}"]
+    )
     assert dropped.startswith("no mount namespace (") and "CAP_SYS_ADMIN" in dropped, dropped

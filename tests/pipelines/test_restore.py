@@ -333,6 +333,16 @@ def start_apply(records: Records, stage: Stage, plans_dir: Path, name: str) -> P
     return restore_dir
 
 
+def verified_on_old_release(stage: Stage, records: Records, tmp_path: Path) -> tuple[str, Path]:
+    """The service runs `app-old`, recorded as the last verified release; the plans of an Apply that changes
+    its task definition. Returns the old revision and the plans directory."""
+    old = stage.task_definition("app-old")
+    stage.ecs.create_service(cluster=CLUSTER, serviceName=SERVICE, taskDefinition=old, desiredCount=1)
+    records.verified(PREVIOUS_COMMIT, outputs(tmp_path / "before", stage, old))
+    plans_dir = plans(tmp_path, {"cluster": CLUSTER, "name": SERVICE, "task_definition": old}, rule_changes=False)
+    return old, plans_dir
+
+
 def recorded_previous(restore_dir: Path) -> str:
     (service,) = json.loads((restore_dir / "services.json").read_text())
     return str(service["task_definition"])
@@ -342,10 +352,7 @@ def recorded_previous(restore_dir: Path) -> str:
 def test_a_failed_smoke_check_leaves_the_record_on_the_previous_release_which_the_restore_writes_back(
     stage: Stage, records: Records, tmp_path: Path
 ) -> None:
-    old = stage.task_definition("app-old")
-    stage.ecs.create_service(cluster=CLUSTER, serviceName=SERVICE, taskDefinition=old, desiredCount=1)
-    records.verified(PREVIOUS_COMMIT, outputs(tmp_path / "before", stage, old))
-    plans_dir = plans(tmp_path, {"cluster": CLUSTER, "name": SERVICE, "task_definition": old}, rule_changes=False)
+    old, plans_dir = verified_on_old_release(stage, records, tmp_path)
     restore_dir = start_apply(records, stage, plans_dir, "apply")
     # Terraform replaces the task definition (deregistering the old revision) and moves the service to it.
     new = stage.task_definition("app-new")
@@ -367,10 +374,7 @@ def test_a_failed_smoke_check_leaves_the_record_on_the_previous_release_which_th
 def test_a_retried_apply_after_a_failed_verify_still_restores_the_last_verified_release(
     stage: Stage, records: Records, tmp_path: Path
 ) -> None:
-    old = stage.task_definition("app-old")
-    stage.ecs.create_service(cluster=CLUSTER, serviceName=SERVICE, taskDefinition=old, desiredCount=1)
-    records.verified(PREVIOUS_COMMIT, outputs(tmp_path / "before", stage, old))
-    plans_dir = plans(tmp_path, {"cluster": CLUSTER, "name": SERVICE, "task_definition": old}, rule_changes=False)
+    old, plans_dir = verified_on_old_release(stage, records, tmp_path)
     first = start_apply(records, stage, plans_dir, "first-attempt")
     new = stage.task_definition("app-new")
     stage.ecs.update_service(cluster=CLUSTER, service=SERVICE, taskDefinition=new)
@@ -403,6 +407,7 @@ def test_a_first_deploy_that_fails_its_smoke_check_records_nothing(
     assert "no restored release to record" in capsys.readouterr().err
 
 
+@pytest.mark.req("R10.7", "R10.8")
 def test_a_release_parameter_holding_no_record_refuses_the_apply_with_one_line(
     records: Records, capsys: pytest.CaptureFixture[str]
 ) -> None:

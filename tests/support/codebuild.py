@@ -78,3 +78,8 @@ def missing_capsh() -> str | None:
     if probe.returncode != 0:
         return f"capsh cannot drop cap_sys_admin here (not root?): {probe.stderr.strip()}"
     return None
+
+
+def output_of(command: list[str]) -> str:
+    """What `command`, run from the project root, prints; a failure fails the test with its own error."""
+    return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=True).stdout

@@ -14,6 +14,7 @@ import yaml
 
 from tests.support.codebuild import (
     missing_capsh,
+    output_of,
     require_git_history,
     skip_unless,
 )
@@ -62,14 +63,7 @@ def test_the_target_runs_exactly_the_test_buildspecs_commands_without_cap_sys_ad
     document = yaml.safe_load(TEST_BUILDSPEC.read_text())
     commands = [command for phase in PHASES for command in document["phases"].get(phase, {}).get("commands", [])]
     assert commands, "test.yml runs nothing"
-    printed = subprocess.run(
-        [sys.executable, "-m", "tools.codebuild_test", "--print"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    printed = output_of([sys.executable, "-m", "tools.codebuild_test", "--print"])
     assert shlex.split(printed) == ["capsh", "--drop=cap_sys_admin", "--", "-c", "\n".join(["set -e", *commands])]
     # ...and in the environment the buildspec gives them, as CodeBuild would.
     environ = build_environment(Path("/src"), buildspec_variables(read_buildspec()), {"PATH": "/usr/bin"})
