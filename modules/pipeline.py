@@ -165,6 +165,62 @@ class DeliveryPipeline(Construct):
         before it runs (its role's policy): CreatePipeline starts an execution at once, whose actions
         fail if a project does not exist yet, and Terraform sees no reference that would order them."""
         super().__init__(scope, construct_id)
+        stages = [
+            *self._commit_stages(
+                connection_arn=connection_arn, repository=repository, branch=branch, projects=projects
+            ),
+            *(
+                stage
+                for previous, deployment in zip([None, *deployments], deployments, strict=False)
+                for stage in self._deployment_stages(
+                    deployment, projects, name, previous.title if previous and previous.bake_minutes else None
+                )
+            ),
+        ]
+        self.pipeline = Codepipeline(
+            self,
+            "pipeline",
+            name=name,
+            pipeline_type="V2",
+            # QUEUED keeps commit order: each stage processes one execution at a time, and the next waits
+            # to enter it ("Executions are processed one by one in the order that they are queued";
+            # https://docs.aws.amazon.com/codepipeline/latest/userguide/concepts-how-it-works.html).
+            # SUPERSEDED would let a newer commit overtake an older one and skip it on its way to prod.
+            # The lock is per stage, not per pipeline: a stage's Plan and Apply are separate stages here,
+            # so a newer execution can plan a stage while an older one applies it or waits for its
+            # approval, and its saved plan may then be stale at its own Apply (docs/pipeline.md, "Two
+            # pushes close together").
+            execution_mode="QUEUED",
+            role_arn=role_arn,
+            artifact_store=[
+                CodepipelineArtifactStore(
+                    location=artifact_bucket,
+                    type="S3",
+                    encryption_key=CodepipelineArtifactStoreEncryptionKey(id=kms_key_arn, type="KMS"),
+                )
+            ],
+            trigger=[
+                CodepipelineTrigger(
+                    provider_type="CodeStarSourceConnection",
+                    git_configuration=CodepipelineTriggerGitConfiguration(
+                        source_action_name=SOURCE_ACTION,
+                        push=[
+                            CodepipelineTriggerGitConfigurationPush(
+                                branches=CodepipelineTriggerGitConfigurationPushBranches(includes=[branch])
+                            )
+                        ],
+                    ),
+                )
+            ],
+            stage=stages,
+            depends_on=list(depends_on),
+        )
+
+    @staticmethod
+    def _commit_stages(
+        *, connection_arn: str, repository: str, branch: str, projects: PipelineProjects
+    ) -> list[CodepipelineStage]:
+        """Source, Test, Build and UpdatePipeline: what every commit goes through before any stage."""
         source = CodepipelineStageAction(
             name=SOURCE_ACTION,
             category="Source",
@@ -180,7 +236,7 @@ class DeliveryPipeline(Construct):
                 "OutputArtifactFormat": "CODE_ZIP",
             },
         )
-        stages = [
+        return [
             CodepipelineStage(name="Source", action=[source]),
             CodepipelineStage(
                 name="Test",
@@ -210,50 +266,7 @@ class DeliveryPipeline(Construct):
                     )
                 ],
             ),
-            *(
-                stage
-                for previous, deployment in zip([None, *deployments], deployments, strict=False)
-                for stage in self._deployment_stages(
-                    deployment, projects, name, previous.title if previous and previous.bake_minutes else None
-                )
-            ),
         ]
-        self.pipeline = Codepipeline(
-            self,
-            "pipeline",
-            name=name,
-            pipeline_type="V2",
-            # QUEUED runs one execution at a time, in commit order. SUPERSEDED would let a newer commit
-            # overtake an older one between stages: its self-update could rewrite the pipeline under an
-            # execution waiting for prod approval, and an older commit could be skipped on its way to
-            # prod. Queued, each saved plan is applied against the state it was planned on and every
-            # commit in prod has passed beta and gamma. The price: a pending prod approval holds later
-            # commits until someone approves or rejects it.
-            execution_mode="QUEUED",
-            role_arn=role_arn,
-            artifact_store=[
-                CodepipelineArtifactStore(
-                    location=artifact_bucket,
-                    type="S3",
-                    encryption_key=CodepipelineArtifactStoreEncryptionKey(id=kms_key_arn, type="KMS"),
-                )
-            ],
-            trigger=[
-                CodepipelineTrigger(
-                    provider_type="CodeStarSourceConnection",
-                    git_configuration=CodepipelineTriggerGitConfiguration(
-                        source_action_name=SOURCE_ACTION,
-                        push=[
-                            CodepipelineTriggerGitConfigurationPush(
-                                branches=CodepipelineTriggerGitConfigurationPushBranches(includes=[branch])
-                            )
-                        ],
-                    ),
-                )
-            ],
-            stage=stages,
-            depends_on=list(depends_on),
-        )
 
     @staticmethod
     def _deployment_stages(
@@ -268,114 +281,137 @@ class DeliveryPipeline(Construct):
         one that widens IAM, a network or a policy, or destroys what is not known to be safe, waits for a
         person, in every stage. `baked_before`: the stage whose Bake this one's approval quotes."""
         title = deployment.title
-        plan_artifact, outputs_artifact, plan_namespace = f"{title}Plan", f"{title}Outputs", f"{title}Plan"
-        bake_note = f" {baked_before} bake: #{{{baked_before}Bake.{BAKE_RESULT_VARIABLE}}}." if baked_before else ""
-        plan = codebuild_action(
-            "Plan",
-            project=projects.plan,
-            inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT],
-            outputs=[plan_artifact],
-            environment={
-                "STAGE": deployment.name,
-                "MODE": "plan",
-                **({"BAKE_RESULT": f"#{{{baked_before}Bake.{BAKE_RESULT_VARIABLE}}}"} if baked_before else {}),
-            },
-            namespace=plan_namespace,
-        )
-
-        def approval(name: str, what: str) -> CodepipelineStageAction:
-            return CodepipelineStageAction(
-                name=name,
-                category="Approval",
-                owner="AWS",
-                provider="Manual",
-                version="1",
-                configuration={
-                    "CustomData": (
-                        f"{title} plan of commit #{{{SOURCE_NAMESPACE}.CommitId}}: "
-                        f"#{{{plan_namespace}.{PLAN_HEADLINE_VARIABLE}}}.{bake_note} {what}"
-                    ),
-                    "ExternalEntityLink": f"#{{{plan_namespace}.{PLAN_SUMMARY_URL_VARIABLE}}}",
-                },
-            )
-
-        if deployment.approval_before_apply:
-            look = CodepipelineStage(
-                name=f"{title}Approval",
-                action=[approval(APPROVE_ACTION, "Approving applies exactly this plan.")],
-                before_entry=variable_condition("PlanChanges", f"{plan_namespace}.{PLAN_CHANGES_VARIABLE}"),
-            )
-        else:
-            look = CodepipelineStage(
-                name=f"{title}Broadening",
-                action=[
-                    approval("ConfirmBroadening", "It broadens what the stage may do: approving applies this plan.")
-                ],
-                before_entry=variable_condition("PlanBroadens", f"{plan_namespace}.{PLAN_BROADENS_VARIABLE}"),
-            )
-        # Apply goes on only if one of the stage's approvers answered its approval, or the approval was
-        # skipped because the plans it would have shown change nothing (pipelines/approval_check.py).
-        who_approves = (
-            {
-                "APPROVAL": f"{look.name}/{APPROVE_ACTION}",
-                "APPROVER_ROLES": ",".join(deployment.approver_roles),
-                "PIPELINE_NAME": pipeline_name,
-            }
-            if deployment.approval_before_apply
-            else {}
-        )
-        actions = [
-            codebuild_action(
-                "Apply",
-                project=projects.apply[deployment.name],
-                inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT, plan_artifact],
-                outputs=[outputs_artifact],
-                environment={
-                    "STAGE": deployment.name,
-                    "MODE": "apply",
-                    # What Plan made, as CodePipeline recorded it: a rewritten plans artifact is refused.
-                    "APPROVED_MANIFEST_SHA256": f"#{{{plan_namespace}.{PLAN_SHA256_VARIABLE}}}",
-                    # Which execution deployed the stage (its release record); CodeBuild is not told it.
-                    "PIPELINE_EXECUTION_ID": "#{codepipeline.PipelineExecutionId}",
-                    **who_approves,
-                },
-                run_order=1,
-            ),
-            codebuild_action(
-                f"{deployment.post_deploy_tests.capitalize()}Tests",
-                project=projects.post_deploy_tests,
-                inputs=[SOURCE_ARTIFACT, outputs_artifact],
-                environment={"STAGE": deployment.name, "TEST_SUITE": deployment.post_deploy_tests},
-                run_order=2,
-            ),
-        ]
-        if deployment.bake_minutes:
-            # Read-only: the stage's alarms, through its plan role, for as long as the stage bakes.
-            actions.append(
-                codebuild_action(
-                    "Bake",
-                    project=projects.plan,
-                    # deploy.yml reads the Build input's location before choosing its MODE.
-                    inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT],
-                    environment={
-                        "STAGE": deployment.name,
-                        "MODE": "bake",
-                        "BAKE_MINUTES": str(deployment.bake_minutes),
-                    },
-                    run_order=3,
-                    namespace=f"{title}Bake",
-                )
-            )
+        look = _look_stage(deployment, baked_before)
         window = (
             window_condition(deployment.deployment_window, deployment.deployment_window_time_zone)
             if deployment.deployment_window
             else None
         )
         return [
-            CodepipelineStage(name=f"{title}Plan", action=[plan]),
+            CodepipelineStage(name=f"{title}Plan", action=[_plan_action(deployment, projects, baked_before)]),
             look,
-            CodepipelineStage(name=title, action=actions, before_entry=window),
+            CodepipelineStage(
+                name=title,
+                action=_apply_actions(deployment, projects, pipeline_name, look.name),
+                before_entry=window,
+            ),
         ]
+
+
+def _plan_namespace(deployment: StageDeployment) -> str:
+    return f"{deployment.title}Plan"
+
+
+def _plan_action(
+    deployment: StageDeployment, projects: PipelineProjects, baked_before: str | None
+) -> CodepipelineStageAction:
+    return codebuild_action(
+        "Plan",
+        project=projects.plan,
+        inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT],
+        outputs=[f"{deployment.title}Plan"],
+        environment={
+            "STAGE": deployment.name,
+            "MODE": "plan",
+            **({"BAKE_RESULT": f"#{{{baked_before}Bake.{BAKE_RESULT_VARIABLE}}}"} if baked_before else {}),
+        },
+        namespace=_plan_namespace(deployment),
+    )
+
+
+def _look_stage(deployment: StageDeployment, baked_before: str | None) -> CodepipelineStage:
+    """The stage of a person's look at the plan, skipped when there is nothing for one to see."""
+    title, plan_namespace = deployment.title, _plan_namespace(deployment)
+    bake_note = f" {baked_before} bake: #{{{baked_before}Bake.{BAKE_RESULT_VARIABLE}}}." if baked_before else ""
+
+    def approval(name: str, what: str) -> CodepipelineStageAction:
+        return CodepipelineStageAction(
+            name=name,
+            category="Approval",
+            owner="AWS",
+            provider="Manual",
+            version="1",
+            configuration={
+                "CustomData": (
+                    f"{title} plan of commit #{{{SOURCE_NAMESPACE}.CommitId}}: "
+                    f"#{{{plan_namespace}.{PLAN_HEADLINE_VARIABLE}}}.{bake_note} {what}"
+                ),
+                "ExternalEntityLink": f"#{{{plan_namespace}.{PLAN_SUMMARY_URL_VARIABLE}}}",
+            },
+        )
+
+    if deployment.approval_before_apply:
+        return CodepipelineStage(
+            name=f"{title}Approval",
+            action=[approval(APPROVE_ACTION, "Approving applies exactly this plan.")],
+            before_entry=variable_condition("PlanChanges", f"{plan_namespace}.{PLAN_CHANGES_VARIABLE}"),
+        )
+    return CodepipelineStage(
+        name=f"{title}Broadening",
+        action=[approval("ConfirmBroadening", "It broadens what the stage may do: approving applies this plan.")],
+        before_entry=variable_condition("PlanBroadens", f"{plan_namespace}.{PLAN_BROADENS_VARIABLE}"),
+    )
+
+
+def _apply_actions(
+    deployment: StageDeployment, projects: PipelineProjects, pipeline_name: str, look: str
+) -> list[CodepipelineStageAction]:
+    """Apply, the post-deploy tests and, where the stage bakes, Bake: in that order."""
+    plan_namespace, outputs_artifact = _plan_namespace(deployment), f"{deployment.title}Outputs"
+    # Apply goes on only if one of the stage's approvers answered its approval, or the approval was
+    # skipped because the plans it would have shown change nothing (pipelines/approval_check.py).
+    who_approves = (
+        {
+            "APPROVAL": f"{look}/{APPROVE_ACTION}",
+            "APPROVER_ROLES": ",".join(deployment.approver_roles),
+            "PIPELINE_NAME": pipeline_name,
+        }
+        if deployment.approval_before_apply
+        else {}
+    )
+    actions = [
+        codebuild_action(
+            "Apply",
+            project=projects.apply[deployment.name],
+            inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT, f"{deployment.title}Plan"],
+            outputs=[outputs_artifact],
+            environment={
+                "STAGE": deployment.name,
+                "MODE": "apply",
+                # What Plan made, as CodePipeline recorded it: a rewritten plans artifact is refused.
+                "APPROVED_MANIFEST_SHA256": f"#{{{plan_namespace}.{PLAN_SHA256_VARIABLE}}}",
+                # Which execution deployed the stage (its release record); CodeBuild is not told it.
+                "PIPELINE_EXECUTION_ID": "#{codepipeline.PipelineExecutionId}",
+                **who_approves,
+            },
+            run_order=1,
+        ),
+        codebuild_action(
+            f"{deployment.post_deploy_tests.capitalize()}Tests",
+            project=projects.post_deploy_tests,
+            inputs=[SOURCE_ARTIFACT, outputs_artifact],
+            environment={"STAGE": deployment.name, "TEST_SUITE": deployment.post_deploy_tests},
+            run_order=2,
+        ),
+    ]
+    if deployment.bake_minutes:
+        # Read-only: the stage's alarms, through its plan role, for as long as the stage bakes.
+        actions.append(
+            codebuild_action(
+                "Bake",
+                project=projects.plan,
+                # deploy.yml reads the Build input's location before choosing its MODE.
+                inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT],
+                environment={
+                    "STAGE": deployment.name,
+                    "MODE": "bake",
+                    "BAKE_MINUTES": str(deployment.bake_minutes),
+                },
+                run_order=3,
+                namespace=f"{deployment.title}Bake",
+            )
+        )
+    return actions
 
 
 def window_condition(cron: str, time_zone: str) -> CodepipelineStageBeforeEntry:
