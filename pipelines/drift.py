@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipelines import policy_check
 from pipelines.drift_parameters import (
     NEVER_DEPLOYED,
     NOTHING_PUBLISHED,
@@ -65,6 +66,7 @@ from pipelines.plan_summary import PlanError, ResourceChange, parse_changes
 from pipelines.release import PREVIOUS_FILE, RESTORED_FILE, RecordError, ReleaseRecord, read_record_file
 from pipelines.stage_credentials import write_profile
 from pipelines.terraform_stage import EXIT_FAILED, StageError, Terraform, running_with, stage_stacks
+from pipelines.terraform_workdir import isolated
 from pipelines.verify_rollout import RolloutError, read_release
 from stacks.config import ConfigError, ProjectConfig, load_from_environment
 
@@ -154,6 +156,7 @@ def is_real_drift(change: ResourceChange, ignored: Mapping[str, frozenset[str]])
 def check_stack(terraform: Terraform, stack_dir: Path, plan_file: Path) -> list[ResourceChange]:
     """The really drifted resources of one stack; empty when it matches (output changes alone included)."""
     ignored = load_ignored(stack_dir)
+    stack_dir = isolated(stack_dir)
     terraform.init(stack_dir)
     if not terraform.plan(stack_dir, plan_file, "-refresh-only", "-lock=false"):
         return []
@@ -252,6 +255,8 @@ def check_stage(
 ) -> int:
     work_dir.mkdir(parents=True, exist_ok=True)
     try:
+        # The deployed commit's synthesized stack is the commit's data: the same check as Plan's first.
+        policy_check.enforce(cdktf_out, stage, out, StageError)
         drifted = []
         for stack in stage_stacks(cdktf_out, stage):
             resources = check_stack(terraform, cdktf_out / "stacks" / stack, (work_dir / f"{stack}.tfplan").resolve())

@@ -2,22 +2,26 @@
 
     python -m pipelines.policy_check --cdktf-out DIR [--stage S]
 
-Reads every stack of `DIR/manifest.json` (with `--stage S`, only the stack `S`) and every `*.tf.json` in
-each stack's directory, the files Terraform loads there, and prints one line per finding, naming the stack,
-the address and the rule:
+Reads every stack of `DIR/manifest.json` (with `--stage S`, only the stack `S`) and its `cdk.tf.json`,
+the one file the pipeline's Terraform is given (pipelines/terraform_workdir.py), and prints one line per
+finding, naming the stack, the address and the rule:
+
+- `stray-file`: anything in a stack's directory besides `cdk.tf.json` (a `terraform.d/plugins` mirror, a
+  module folder, a `.tf` file, a lock file, `.terraform/`): Terraform would load it;
+- `block`: a top-level block outside `TOP_LEVEL_BLOCKS` (`module`, `check`, `ephemeral`, `import`, ...):
+  the stacks are resources, data sources and outputs of the allowed provider, nothing that loads more
+  configuration or runs while Terraform plans;
 
 - `provisioner`: a `provisioner` block (local-exec, remote-exec, file) on any resource;
 - `command-resource`: a `terraform_data` or `null_resource` resource (they exist to run provisioners);
 - `data-source`: an `external` or `http` data source (a command, or a request, run by plan itself);
 - `provider`: a resource, data source or provider configuration of a provider outside `ALLOWED_PROVIDERS`;
 - `required-providers`: a `required_providers` entry whose source is outside `ALLOWED_PROVIDERS`;
-- `module-source`: a `module` block whose source is not a local path (`./`, `../`);
 - `backend`: a backend other than `s3` (a bootstrap stack may also be `local`, before its state migrates);
 - `credentials`: an AWS provider or S3 backend setting outside `PROVIDER_SETTINGS`/`BACKEND_SETTINGS`
   (a profile, keys, a credentials file, an endpoint): the pipeline chooses the credentials Terraform runs
   with (`pipeline_credentials`), never the commit; the `assume_role` the stacks name for laptop use is
-  removed before `terraform init` in favour of the action's own role;
-- `hcl-file`: a `*.tf` file in a stack directory (Terraform loads it, this check cannot read it).
+  removed before `terraform init` in favour of the action's own role.
 
 Exit status: 0 when nothing is found, 3 when something is (plan must not run), 2 for bad input (no such
 directory, no manifest, a stack that is not JSON). `enforce` does the same for `terraform_stage plan`.
@@ -48,7 +52,10 @@ BUILTIN_PROVIDER = "terraform.io/builtin/terraform"
 DEFAULT_REGISTRY = "registry.terraform.io"
 COMMAND_RESOURCES = frozenset({"terraform_data", "null_resource"})
 FORBIDDEN_DATA_SOURCES = frozenset({"external", "http"})
-LOCAL_MODULE_PREFIXES = ("./", "../")
+# What a synthesized stack holds at its top level ("//" is cdktn's metadata); anything else is refused.
+TOP_LEVEL_BLOCKS = frozenset({"//", "terraform", "provider", "resource", "data", "output", "variable"})
+STACK_FILE = "cdk.tf.json"
+STACK_BLOCKS = sorted(TOP_LEVEL_BLOCKS - {"//"})
 STATE_BACKEND = "s3"
 # What the synthesized AWS provider and S3 backend may set: where, which account, which tags. Anything else
 # (profile, access keys, shared files, endpoints, a web identity token) would pick credentials or a target.
@@ -130,6 +137,8 @@ def local_provider(kind: str, body: Mapping[str, Any]) -> str:
 
 
 def check_document(stack: str, document: Mapping[str, Any], where: str) -> Iterator[Finding]:
+    for block in sorted(set(document) - TOP_LEVEL_BLOCKS):
+        yield Finding(stack, block, "block", f"a top-level {block} block: a stack holds only {', '.join(STACK_BLOCKS)}")
     sources = provider_sources(document, where)
     for local, source in sources.items():
         if source not in ALLOWED_PROVIDERS:
@@ -151,12 +160,6 @@ def check_document(stack: str, document: Mapping[str, Any], where: str) -> Itera
         for kind, instances in mapping(document.get(section), f"{where}: {section}").items():
             for name, body in mapping(instances, f"{where}: {section}.{kind}").items():
                 yield from check_block(stack, f"{prefix}{kind}.{name}", section, kind, body, sources, where)
-    for name, module in mapping(document.get("module"), f"{where}: module").items():
-        module_source = mapping(module, f"{where}: module.{name}").get("source")
-        if not (isinstance(module_source, str) and module_source.startswith(LOCAL_MODULE_PREFIXES)):
-            yield Finding(
-                stack, f"module.{name}", "module-source", f"source {module_source!r} is not a local path (./ or ../)"
-            )
 
 
 def check_block(
@@ -259,13 +262,15 @@ def stack_names(cdktf_out: Path, stage: str | None) -> list[str]:
 
 def check_stack(cdktf_out: Path, stack: str) -> list[Finding]:
     directory = cdktf_out / "stacks" / stack
-    if not (directory / "cdk.tf.json").is_file():
-        raise PolicyInputError(f"{directory}/cdk.tf.json does not exist: synthesize again with `make synth`")
+    path = directory / STACK_FILE
+    if not path.is_file():
+        raise PolicyInputError(f"{path} does not exist: synthesize again with `make synth`")
     findings = [
-        Finding(stack, path.name, "hcl-file", "Terraform loads this file and the policy check cannot read it")
-        for path in sorted(directory.glob("*.tf"))
+        Finding(stack, other.name, "stray-file", f"only {STACK_FILE} belongs here, and Terraform would load this")
+        for other in sorted(directory.iterdir())
+        if other.name != STACK_FILE
     ]
-    documents = [(str(path), read_json(path)) for path in sorted(directory.glob("*.tf.json"))]
+    documents = [(str(path), read_json(path))]
     for where, document in documents:
         findings += check_document(stack, document, where)
     findings += check_backend(stack, documents)

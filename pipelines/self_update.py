@@ -31,6 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pipelines import policy_check
 from pipelines.plan_summary import PlanError, allowed_destroys, broadenings, parse_plan, refused, render
 from pipelines.terraform_stage import EXIT_FAILED, StageError, Terraform
+from pipelines.terraform_workdir import isolated
 
 if TYPE_CHECKING:
     from mypy_boto3_codepipeline import CodePipelineClient
@@ -86,6 +87,7 @@ def self_update(
     # The update role applies this plan: before its init, the commit's stacks pass the policy check the
     # stages run (no provisioner, foreign provider or remote module runs with the update role's rights).
     policy_check.enforce(cdktf_out, None, out, StageError)
+    stack_dir = isolated(stack_dir)
     terraform.init(stack_dir)
     if not terraform.plan(stack_dir, plan_file):
         out(f"{pipeline} already runs this commit's definition: going on")

