@@ -144,19 +144,31 @@ class DeployScope:
 
 def deploy_permissions(scope: DeployScope) -> list[DataAwsIamPolicyDocumentStatement]:
     """Statements for deploying the stage's stacks; shared by the gamma/prod deploy role and the beta pipeline."""
-    account, region, app, stage_name = scope.account_id, scope.region, scope.app_name, scope.stage_name
+    app, stage_name = scope.app_name, scope.stage_name
+    return [
+        *_terraform_state_statements(scope),
+        statement(
+            sid="ProjectBuckets",
+            actions=["s3:*"],
+            resources=[f"arn:aws:s3:::{app}-{stage_name}-*", f"arn:aws:s3:::{app}-{stage_name}-*/*"],
+        ),
+        *_services_without_resource_scope(scope),
+        *_project_logs_secrets_and_topics(scope),
+        *_project_key_statements(scope),
+        *_project_role_statements(scope),
+        *deploy_guards(scope),
+    ]
+
+
+def _terraform_state_statements(scope: DeployScope) -> list[DataAwsIamPolicyDocumentStatement]:
     state_bucket_arn, lock_table_arn = scope.state_bucket_arn, scope.lock_table_arn
-    # The stage's own roles only: not the deploy role, nor (in beta) the pipeline's canvalo-pipeline-deploy.
-    project_roles = scope.role_arn(f"{app}-{stage_name}-*")
-    boundary_arn = scope.permissions_boundary_arn
-    in_region = [("StringEquals", "aws:RequestedRegion", [region])]
     return [
         statement(
             sid="TerraformState",
             actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
             # The stage's workload stack keeps its state (and S3 lock file) under `<stage>/` (stacks/base.py,
             # stacks/workload.py); bootstrap-<stage> and, in beta, the pipeline keep theirs under other keys.
-            resources=[f"{state_bucket_arn}/{stage_name}/*"],
+            resources=[f"{state_bucket_arn}/{scope.stage_name}/*"],
         ),
         statement(sid="TerraformStateList", actions=["s3:ListBucket"], resources=[state_bucket_arn]),
         statement(
@@ -164,31 +176,31 @@ def deploy_permissions(scope: DeployScope) -> list[DataAwsIamPolicyDocumentState
             actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:DescribeTable"],
             resources=[lock_table_arn],
         ),
-        statement(
-            sid="ProjectBuckets",
-            actions=["s3:*"],
-            resources=[f"arn:aws:s3:::{app}-{stage_name}-*", f"arn:aws:s3:::{app}-{stage_name}-*/*"],
-        ),
+    ]
+
+
+def _services_without_resource_scope(scope: DeployScope) -> list[DataAwsIamPolicyDocumentStatement]:
+    return [
         statement(
             sid="RegionalServicesWithoutResourceScope",
             actions=REGIONAL_ACTIONS_WITHOUT_RESOURCE_SCOPE,
             # These APIs cannot be scoped by ARN (create/describe calls act before the resource exists).
             resources=["*"],
-            conditions=in_region,
+            conditions=[_requested_in(scope.region)],
         ),
         statement(
             sid="ReadAwsManagedPrefixLists",
             # The entries of AWS-managed prefix lists (CloudFront's origin-facing addresses), which the
             # aws_ec2_managed_prefix_list data source reads; they are owned by "aws", not an account.
             actions=["ec2:GetManagedPrefixListEntries"],
-            resources=[f"arn:aws:ec2:{region}:aws:prefix-list/*"],
+            resources=[f"arn:aws:ec2:{scope.region}:aws:prefix-list/*"],
         ),
         statement(
             sid="CloudFrontCertificatesWithoutResourceScope",
             actions=["acm:*"],
             # CloudFront takes certificates only from us-east-1; RequestCertificate takes no resource ARN.
             resources=["*"],
-            conditions=[("StringEquals", "aws:RequestedRegion", ["us-east-1"])],
+            conditions=[_requested_in("us-east-1")],
         ),
         statement(
             sid="GlobalServicesWithoutResourceScope",
@@ -196,6 +208,16 @@ def deploy_permissions(scope: DeployScope) -> list[DataAwsIamPolicyDocumentState
             # CloudFront and Route53 are global services whose create/list APIs take no resource ARN.
             resources=["*"],
         ),
+    ]
+
+
+def _requested_in(region: str) -> tuple[str, str, list[str]]:
+    return ("StringEquals", "aws:RequestedRegion", [region])
+
+
+def _project_logs_secrets_and_topics(scope: DeployScope) -> list[DataAwsIamPolicyDocumentStatement]:
+    account, region, app, stage_name = scope.account_id, scope.region, scope.app_name, scope.stage_name
+    return [
         statement(
             sid="ProjectLogGroups",
             actions=["logs:*"],
@@ -231,6 +253,12 @@ def deploy_permissions(scope: DeployScope) -> list[DataAwsIamPolicyDocumentState
             actions=["sns:*"],
             resources=[f"arn:aws:sns:{region}:{account}:{app}-*"],
         ),
+    ]
+
+
+def _project_key_statements(scope: DeployScope) -> list[DataAwsIamPolicyDocumentStatement]:
+    account, region, app = scope.account_id, scope.region, scope.app_name
+    return [
         statement(
             sid="TagNewProjectKeysWithoutResourceScope",
             actions=["kms:TagResource"],
@@ -243,9 +271,9 @@ def deploy_permissions(scope: DeployScope) -> list[DataAwsIamPolicyDocumentState
             resources=["*"],
             conditions=[
                 ("StringEquals", "aws:RequestTag/application", [app]),
-                ("StringEquals", "aws:RequestTag/stage", [stage_name]),
+                ("StringEquals", "aws:RequestTag/stage", [scope.stage_name]),
                 ("Null", "aws:ResourceTag/application", ["true"]),
-                *in_region,
+                _requested_in(region),
             ],
         ),
         statement(
@@ -267,6 +295,13 @@ def deploy_permissions(scope: DeployScope) -> list[DataAwsIamPolicyDocumentState
             actions=KEY_SET_UP_ACTIONS,
             resources=[f"arn:aws:kms:{region}:{account}:key/*"],
         ),
+    ]
+
+
+def _project_role_statements(scope: DeployScope) -> list[DataAwsIamPolicyDocumentStatement]:
+    # The stage's own roles only: not the deploy role, nor (in beta) the pipeline's canvalo-pipeline-deploy.
+    project_roles = scope.role_arn(f"{scope.app_name}-{scope.stage_name}-*")
+    return [
         statement(
             sid="ProjectRolesReadAndDelete",
             actions=ROLE_LIFECYCLE_ACTIONS,
@@ -276,7 +311,7 @@ def deploy_permissions(scope: DeployScope) -> list[DataAwsIamPolicyDocumentState
             sid="ProjectRolesOnlyWithinBoundary",
             actions=["iam:CreateRole", "iam:PutRolePolicy", "iam:PutRolePermissionsBoundary"],
             resources=[project_roles],
-            conditions=[("StringEquals", "iam:PermissionsBoundary", [boundary_arn])],
+            conditions=[("StringEquals", "iam:PermissionsBoundary", [scope.permissions_boundary_arn])],
         ),
         statement(
             sid="PassProjectRolesToTheirServices",
@@ -293,7 +328,7 @@ def deploy_permissions(scope: DeployScope) -> list[DataAwsIamPolicyDocumentState
         statement(
             sid="ServiceLinkedRoles",
             actions=["iam:CreateServiceLinkedRole"],
-            resources=[f"arn:aws:iam::{account}:role/aws-service-role/*"],
+            resources=[f"arn:aws:iam::{scope.account_id}:role/aws-service-role/*"],
             conditions=[
                 (
                     "StringEquals",
@@ -308,7 +343,6 @@ def deploy_permissions(scope: DeployScope) -> list[DataAwsIamPolicyDocumentState
                 )
             ],
         ),
-        *deploy_guards(scope),
     ]
 
 

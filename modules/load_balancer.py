@@ -101,16 +101,45 @@ class LoadBalancer(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.health_check = health_check
+        self.access_logs = self._access_log_bucket(
+            bucket_name=access_log_bucket_name, account_id=account_id, days=access_log_days, protected=protected
+        )
+        self.security_group = self._security_group(name=name, vpc_id=vpc_id, internal=internal)
+        self._admit(ingress, listener_ports=(80, 443) if https else (80,))
+        self.load_balancer = Lb(
+            self,
+            "load-balancer",
+            name=name,
+            load_balancer_type="application",
+            internal=internal,
+            subnets=list(subnet_ids),
+            security_groups=[self.security_group.id],
+            drop_invalid_header_fields=True,
+            enable_deletion_protection=protected,
+            access_logs=LbAccessLogs(bucket=access_log_bucket_name, prefix=ACCESS_LOG_PREFIX, enabled=True),
+            # ELB checks that it can write to the bucket when logging is turned on.
+            depends_on=[self.access_logs.policy],
+        )
+        self.target_group = self._target_group(
+            name=name,
+            vpc_id=vpc_id,
+            target_port=target_port,
+            health_check=health_check,
+            deregistration_delay_seconds=deregistration_delay_seconds,
+        )
+        self.listener = self._listeners(https)
+
+    def _access_log_bucket(self, *, bucket_name: str, account_id: str, days: int, protected: bool) -> PrivateBucket:
         # Regions older than August 2022 deliver logs from a regional ELB account, newer ones as the
         # log delivery service: both may write, and only under this account's log prefix.
         log_writer = DataAwsElbServiceAccount(self, "log-delivery-account")
-        log_objects = f"arn:aws:s3:::{access_log_bucket_name}/{ACCESS_LOG_PREFIX}/AWSLogs/{account_id}/*"
-        self.access_logs = PrivateBucket(
+        log_objects = f"arn:aws:s3:::{bucket_name}/{ACCESS_LOG_PREFIX}/AWSLogs/{account_id}/*"
+        return PrivateBucket(
             self,
             "access-logs",
-            bucket_name=access_log_bucket_name,
+            bucket_name=bucket_name,
             protected=protected,
-            expire_after_days=access_log_days,
+            expire_after_days=days,
             noncurrent_expire_after_days=7,
             policy_statements=[
                 statement(
@@ -128,8 +157,8 @@ class LoadBalancer(Construct):
             ],
         )
 
-        listener_ports = (80, 443) if https else (80,)
-        self.security_group = SecurityGroup(
+    def _security_group(self, *, name: str, vpc_id: str, internal: bool) -> SecurityGroup:
+        return SecurityGroup(
             self,
             "security-group",
             name=f"{name}-alb",
@@ -142,6 +171,9 @@ class LoadBalancer(Construct):
             # the rule resources at every other apply. The provider removes AWS's allow-all egress rule
             # when it creates the group, so the group allows only what the rule resources add.
         )
+
+    def _admit(self, ingress: Ingress, *, listener_ports: Sequence[int]) -> None:
+        """One security group rule for each listener port and each of `ingress`'s sources."""
         # Each source as (construct id suffix, who, CIDR block, prefix list id): the CIDR blocks, then the
         # managed prefix lists, looked up by name in the stage's region.
         sources: list[tuple[str, str, str | None, str | None]] = [
@@ -164,21 +196,16 @@ class LoadBalancer(Construct):
                     prefix_list_id=prefix_list_id,
                 )
 
-        self.load_balancer = Lb(
-            self,
-            "load-balancer",
-            name=name,
-            load_balancer_type="application",
-            internal=internal,
-            subnets=list(subnet_ids),
-            security_groups=[self.security_group.id],
-            drop_invalid_header_fields=True,
-            enable_deletion_protection=protected,
-            access_logs=LbAccessLogs(bucket=access_log_bucket_name, prefix=ACCESS_LOG_PREFIX, enabled=True),
-            # ELB checks that it can write to the bucket when logging is turned on.
-            depends_on=[self.access_logs.policy],
-        )
-        self.target_group = LbTargetGroup(
+    def _target_group(
+        self,
+        *,
+        name: str,
+        vpc_id: str,
+        target_port: int,
+        health_check: TargetHealthCheck,
+        deregistration_delay_seconds: int,
+    ) -> LbTargetGroup:
+        return LbTargetGroup(
             self,
             "targets",
             name=name,
@@ -200,33 +227,12 @@ class LoadBalancer(Construct):
                 unhealthy_threshold=health_check.unhealthy_threshold,
             ),
         )
+
+    def _listeners(self, https: HttpsListener | None) -> LbListener:
+        """The listener that forwards to the targets: HTTPS 443 (with port 80 redirecting to it), or HTTP 80."""
         forward = LbListenerDefaultAction(type="forward", target_group_arn=self.target_group.arn)
-        if https:
-            self.listener = LbListener(
-                self,
-                "https",
-                load_balancer_arn=self.load_balancer.arn,
-                port=443,
-                protocol="HTTPS",
-                ssl_policy=TLS_POLICY,
-                certificate_arn=https.certificate_arn,
-                default_action=[forward],
-            )
-            LbListener(
-                self,
-                "http-redirect",
-                load_balancer_arn=self.load_balancer.arn,
-                port=80,
-                protocol="HTTP",
-                default_action=[
-                    LbListenerDefaultAction(
-                        type="redirect",
-                        redirect=LbListenerDefaultActionRedirect(protocol="HTTPS", port="443", status_code="HTTP_301"),
-                    )
-                ],
-            )
-        else:
-            self.listener = LbListener(
+        if not https:
+            return LbListener(
                 self,
                 "http",
                 load_balancer_arn=self.load_balancer.arn,
@@ -234,3 +240,27 @@ class LoadBalancer(Construct):
                 protocol="HTTP",
                 default_action=[forward],
             )
+        listener = LbListener(
+            self,
+            "https",
+            load_balancer_arn=self.load_balancer.arn,
+            port=443,
+            protocol="HTTPS",
+            ssl_policy=TLS_POLICY,
+            certificate_arn=https.certificate_arn,
+            default_action=[forward],
+        )
+        LbListener(
+            self,
+            "http-redirect",
+            load_balancer_arn=self.load_balancer.arn,
+            port=80,
+            protocol="HTTP",
+            default_action=[
+                LbListenerDefaultAction(
+                    type="redirect",
+                    redirect=LbListenerDefaultActionRedirect(protocol="HTTPS", port="443", status_code="HTTP_301"),
+                )
+            ],
+        )
+        return listener

@@ -56,15 +56,7 @@ class Network(Construct):
         protected: bool,
     ) -> None:
         super().__init__(scope, construct_id)
-        # The region's own zones whatever their state, so the list (sorted by name) never shifts: with
-        # state="available", one impaired zone would move every later index and replace their subnets
-        # and NAT gateways. opt-in-not-required leaves out Local and Wavelength Zones.
-        regional = DataAwsAvailabilityZones(
-            self,
-            "zones",
-            filter=[DataAwsAvailabilityZonesFilter(name="opt-in-status", values=["opt-in-not-required"])],
-        )
-        self.zone_names = [Fn.element(regional.names, index) for index in range(zones)]
+        self.zone_names = self._zone_names(zones)
         self.vpc = Vpc(
             self,
             "vpc",
@@ -78,6 +70,32 @@ class Network(Construct):
         internet_gateway = InternetGateway(self, "internet-gateway", vpc_id=self.vpc.id, tags={"Name": name})
 
         public_cidrs, private_cidrs = subnet_cidrs(cidr, zones)
+        self.public_subnets = self._public_subnets(name, public_cidrs, internet_gateway)
+        nats = self._nat_gateways(name, nat_gateways, internet_gateway)
+        self.private_subnets = self._private_subnets(name, private_cidrs, nats)
+
+        self.flow_log_group = CloudwatchLogGroup(
+            self,
+            "flow-log-group",
+            name=flow_log_group_name,
+            retention_in_days=flow_log_retention_days,
+            lifecycle=TerraformResourceLifecycle(prevent_destroy=True) if protected else None,
+        )
+        self._flow_log(role_name=role_name, role_path=role_path, permissions_boundary_arn=permissions_boundary_arn)
+
+    def _zone_names(self, zones: int) -> list[str]:
+        # The region's own zones whatever their state, so the list (sorted by name) never shifts: with
+        # state="available", one impaired zone would move every later index and replace their subnets
+        # and NAT gateways. opt-in-not-required leaves out Local and Wavelength Zones.
+        regional = DataAwsAvailabilityZones(
+            self,
+            "zones",
+            filter=[DataAwsAvailabilityZonesFilter(name="opt-in-status", values=["opt-in-not-required"])],
+        )
+        return [Fn.element(regional.names, index) for index in range(zones)]
+
+    def _public_subnets(self, name: str, cidrs: list[str], internet_gateway: InternetGateway) -> list[Subnet]:
+        """One public subnet a zone, all routed through one route table to the internet gateway."""
         public_routes = RouteTable(self, "public-routes", vpc_id=self.vpc.id, tags={"Name": f"{name}-public"})
         Route(
             self,
@@ -86,22 +104,24 @@ class Network(Construct):
             destination_cidr_block="0.0.0.0/0",
             gateway_id=internet_gateway.id,
         )
-        self.public_subnets: list[Subnet] = []
-        self.private_subnets: list[Subnet] = []
+        subnets: list[Subnet] = []
         for index, zone in enumerate(self.zone_names):
             public = Subnet(
                 self,
                 f"public-{index}",
                 vpc_id=self.vpc.id,
-                cidr_block=public_cidrs[index],
+                cidr_block=cidrs[index],
                 availability_zone=zone,
                 tags={"Name": f"{name}-public-{index}", "tier": "public"},
             )
             RouteTableAssociation(self, f"public-{index}-routes", subnet_id=public.id, route_table_id=public_routes.id)
-            self.public_subnets.append(public)
+            subnets.append(public)
+        return subnets
 
+    def _nat_gateways(self, name: str, count: int, internet_gateway: InternetGateway) -> list[NatGateway]:
+        """`count` NAT gateways, each with its own address, in the first `count` public subnets."""
         nats = []
-        for index in range(nat_gateways):
+        for index in range(count):
             address = Eip(self, f"nat-{index}-address", domain="vpc", tags={"Name": f"{name}-nat-{index}"})
             nats.append(
                 NatGateway(
@@ -113,13 +133,17 @@ class Network(Construct):
                     depends_on=[internet_gateway],
                 )
             )
+        return nats
 
+    def _private_subnets(self, name: str, cidrs: list[str], nats: list[NatGateway]) -> list[Subnet]:
+        """One private subnet a zone, each with its own route table out through the NATs in turn."""
+        subnets: list[Subnet] = []
         for index, zone in enumerate(self.zone_names):
             private = Subnet(
                 self,
                 f"private-{index}",
                 vpc_id=self.vpc.id,
-                cidr_block=private_cidrs[index],
+                cidr_block=cidrs[index],
                 availability_zone=zone,
                 tags={"Name": f"{name}-private-{index}", "tier": "private"},
             )
@@ -131,20 +155,16 @@ class Network(Construct):
                 f"private-{index}-default-route",
                 route_table_id=routes.id,
                 destination_cidr_block="0.0.0.0/0",
-                nat_gateway_id=nats[index % nat_gateways].id,
+                nat_gateway_id=nats[index % len(nats)].id,
             )
             RouteTableAssociation(
                 self, f"private-{index}-route-association", subnet_id=private.id, route_table_id=routes.id
             )
-            self.private_subnets.append(private)
+            subnets.append(private)
+        return subnets
 
-        self.flow_log_group = CloudwatchLogGroup(
-            self,
-            "flow-log-group",
-            name=flow_log_group_name,
-            retention_in_days=flow_log_retention_days,
-            lifecycle=TerraformResourceLifecycle(prevent_destroy=True) if protected else None,
-        )
+    def _flow_log(self, *, role_name: str, role_path: str, permissions_boundary_arn: str) -> None:
+        """All of the VPC's traffic logged to `flow_log_group`, written by a role that may do nothing else."""
         trust = assume_role_document(self, "flow-log-trust", principals={"Service": ["vpc-flow-logs.amazonaws.com"]})
         flow_log_role = IamRole(
             self,

@@ -62,6 +62,24 @@ class ServiceAlarms(Construct):
         error_rate_period_seconds: int = 300,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.key = self._key(topic_name=topic_name, account_id=account_id)
+        self.topic = SnsTopic(self, "topic", name=topic_name, kms_master_key_id=self.key.arn)
+        self._let_alarms_publish(account_id=account_id, region=region)
+        self.healthy_tasks_alarm = self._healthy_tasks_alarm(
+            name=name,
+            threshold=healthy_tasks_threshold,
+            load_balancer_arn_suffix=load_balancer_arn_suffix,
+            target_group_arn_suffix=target_group_arn_suffix,
+        )
+        self.error_rate_alarm = self._error_rate_alarm(
+            name=name,
+            percent=error_rate_percent,
+            period_seconds=error_rate_period_seconds,
+            load_balancer_arn_suffix=load_balancer_arn_suffix,
+        )
+        self.deployment_alarms = (self.error_rate_alarm,)
+
+    def _key(self, *, topic_name: str, account_id: str) -> KmsKey:
         key_policy = policy_document(
             self,
             "key-policy",
@@ -76,7 +94,7 @@ class ServiceAlarms(Construct):
                 ),
             ],
         )
-        self.key = KmsKey(
+        return KmsKey(
             self,
             "key",
             description=f"{topic_name}: encrypts the alarm notifications",
@@ -84,7 +102,9 @@ class ServiceAlarms(Construct):
             deletion_window_in_days=30,
             policy=key_policy.json,
         )
-        self.topic = SnsTopic(self, "topic", name=topic_name, kms_master_key_id=self.key.arn)
+
+    def _let_alarms_publish(self, *, account_id: str, region: str) -> None:
+        """The topic's policy: only this account's CloudWatch alarms in `region` may publish to it."""
         topic_policy = policy_document(
             self,
             "topic-policy",
@@ -103,12 +123,15 @@ class ServiceAlarms(Construct):
         )
         SnsTopicPolicy(self, "topic-policy-attachment", arn=self.topic.arn, policy=topic_policy.json)
 
+    def _healthy_tasks_alarm(
+        self, *, name: str, threshold: int, load_balancer_arn_suffix: str, target_group_arn_suffix: str
+    ) -> CloudwatchMetricAlarm:
         notify = [self.topic.arn]
-        self.healthy_tasks_alarm = CloudwatchMetricAlarm(
+        return CloudwatchMetricAlarm(
             self,
             "healthy-tasks",
             alarm_name=f"{name}-healthy-tasks",
-            alarm_description=f"Healthy tasks behind the load balancer below {healthy_tasks_threshold}",
+            alarm_description=f"Healthy tasks behind the load balancer below {threshold}",
             namespace=ALB_NAMESPACE,
             metric_name="HealthyHostCount",
             dimensions={"LoadBalancer": load_balancer_arn_suffix, "TargetGroup": target_group_arn_suffix},
@@ -117,11 +140,16 @@ class ServiceAlarms(Construct):
             evaluation_periods=2,
             datapoints_to_alarm=2,
             comparison_operator="LessThanThreshold",
-            threshold=healthy_tasks_threshold,
+            threshold=threshold,
             treat_missing_data="breaching",
             alarm_actions=notify,
             ok_actions=notify,
         )
+
+    def _error_rate_alarm(
+        self, *, name: str, percent: float, period_seconds: int, load_balancer_arn_suffix: str
+    ) -> CloudwatchMetricAlarm:
+        notify = [self.topic.arn]
         queries = [
             CloudwatchMetricAlarmMetricQuery(
                 id=query_id,
@@ -130,19 +158,19 @@ class ServiceAlarms(Construct):
                     namespace=ALB_NAMESPACE,
                     metric_name=metric_name,
                     dimensions={"LoadBalancer": load_balancer_arn_suffix},
-                    period=error_rate_period_seconds,
+                    period=period_seconds,
                     stat="Sum",
                 ),
             )
             for query_id, metric_name in ERROR_RATE_METRICS.items()
         ]
-        self.error_rate_alarm = CloudwatchMetricAlarm(
+        return CloudwatchMetricAlarm(
             self,
             "error-rate",
             alarm_name=f"{name}-5xx-rate",
             alarm_description=(
-                f"More than {error_rate_percent:g}% of requests answered 5xx (target or load balancer) "
-                f"over {error_rate_period_seconds // 60} minutes"
+                f"More than {percent:g}% of requests answered 5xx (target or load balancer) "
+                f"over {period_seconds // 60} minutes"
             ),
             metric_query=[
                 *queries,
@@ -152,10 +180,9 @@ class ServiceAlarms(Construct):
             ],
             evaluation_periods=1,
             comparison_operator="GreaterThanThreshold",
-            threshold=error_rate_percent,
+            threshold=percent,
             # No traffic is no error; the healthy-tasks alarm covers a service that answers nothing.
             treat_missing_data="notBreaching",
             alarm_actions=notify,
             ok_actions=notify,
         )
-        self.deployment_alarms = (self.error_rate_alarm,)

@@ -266,22 +266,7 @@ class StaticSite(Construct):
             name=f"{name}-site-headers",
             comment="Security headers and CORS for the static site",
             security_headers_config=_security_headers(content_security_policy),
-            cors_config=CloudfrontResponseHeadersPolicyCorsConfig(
-                access_control_allow_origins=CloudfrontResponseHeadersPolicyCorsConfigAccessControlAllowOrigins(
-                    items=list(cors_allowed_origins)
-                ),
-                access_control_allow_methods=CloudfrontResponseHeadersPolicyCorsConfigAccessControlAllowMethods(
-                    items=READ_METHODS
-                ),
-                access_control_allow_headers=CloudfrontResponseHeadersPolicyCorsConfigAccessControlAllowHeaders(
-                    items=["*"]
-                ),
-                access_control_allow_credentials=False,
-                access_control_max_age_sec=600,
-                origin_override=True,
-            )
-            if cors_allowed_origins
-            else None,
+            cors_config=_site_cors(cors_allowed_origins),
         )
         # The backend answers CORS itself (its middleware knows the stage's origins): only security headers here.
         self.api_headers_policy = CloudfrontResponseHeadersPolicy(
@@ -291,8 +276,28 @@ class StaticSite(Construct):
             comment="Security headers for the API; its CORS comes from the backend",
             security_headers_config=_security_headers(API_CONTENT_SECURITY_POLICY),
         )
-        site_origin_domain = f"{bucket_name}.s3.{region}.amazonaws.com"
-        self.distribution = CloudfrontDistribution(
+        self.distribution = self._distribution(
+            name=name,
+            bucket_name=bucket_name,
+            region=region,
+            price_class=price_class,
+            api_origin=api_origin,
+            custom_domain=custom_domain,
+        )
+        self.bucket = self._bucket(bucket_name=bucket_name, protected=protected)
+        self.alias_records = self._alias_records(custom_domain)
+
+    def _distribution(
+        self,
+        *,
+        name: str,
+        bucket_name: str,
+        region: str,
+        price_class: str,
+        api_origin: ApiOrigin,
+        custom_domain: CustomDomain | None,
+    ) -> CloudfrontDistribution:
+        return CloudfrontDistribution(
             self,
             "distribution",
             comment=f"{name}: single-page app and /api/*",
@@ -302,98 +307,23 @@ class StaticSite(Construct):
             price_class=price_class,
             default_root_object="index.html",
             aliases=list(custom_domain.names) if custom_domain else None,
-            origin=[
-                CloudfrontDistributionOrigin(
-                    origin_id=SITE_ORIGIN_ID,
-                    # The bucket's REST endpoint (OAC cannot sign for the website endpoint); written out
-                    # rather than read from the bucket so that the bucket policy can name the distribution.
-                    domain_name=site_origin_domain,
-                    origin_access_control_id=self.origin_access_control.id,
-                ),
-                self._api_origin(name, api_origin),
-            ],
-            default_cache_behavior=CloudfrontDistributionDefaultCacheBehavior(
-                target_origin_id=SITE_ORIGIN_ID,
-                viewer_protocol_policy="redirect-to-https",
-                allowed_methods=READ_METHODS,
-                cached_methods=CACHED_METHODS,
-                compress=True,
-                cache_policy_id=self.page_cache_policy.id,
-                response_headers_policy_id=self.site_headers_policy.id,
-                function_association=[
-                    CloudfrontDistributionDefaultCacheBehaviorFunctionAssociation(
-                        event_type="viewer-request", function_arn=self.routing_function.arn
-                    )
-                ],
-            ),
-            ordered_cache_behavior=[
-                CloudfrontDistributionOrderedCacheBehavior(
-                    path_pattern="/api/*",
-                    target_origin_id=API_ORIGIN_ID,
-                    # A redirect would turn a POST into a GET: plain HTTP gets a 403 instead.
-                    viewer_protocol_policy="https-only",
-                    allowed_methods=ALL_METHODS,
-                    cached_methods=CACHED_METHODS,
-                    cache_policy_id=MANAGED_CACHING_DISABLED,
-                    origin_request_policy_id=MANAGED_ALL_VIEWER_EXCEPT_HOST_HEADER,
-                    response_headers_policy_id=self.api_headers_policy.id,
-                ),
-                CloudfrontDistributionOrderedCacheBehavior(
-                    path_pattern="/assets/*",
-                    target_origin_id=SITE_ORIGIN_ID,
-                    viewer_protocol_policy="redirect-to-https",
-                    allowed_methods=READ_METHODS,
-                    cached_methods=CACHED_METHODS,
-                    compress=True,
-                    cache_policy_id=self.asset_cache_policy.id,
-                    response_headers_policy_id=self.site_headers_policy.id,
-                ),
-            ],
+            origin=[self._site_origin(bucket_name, region), self._api_origin(name, api_origin)],
+            default_cache_behavior=self._default_cache_behaviour(),
+            ordered_cache_behavior=[self._api_cache_behaviour(), self._asset_cache_behaviour()],
             restrictions=CloudfrontDistributionRestrictions(
                 geo_restriction=CloudfrontDistributionRestrictionsGeoRestriction(restriction_type="none")
             ),
-            viewer_certificate=CloudfrontDistributionViewerCertificate(
-                acm_certificate_arn=custom_domain.certificate_arn,
-                ssl_support_method="sni-only",
-                minimum_protocol_version="TLSv1.2_2021",
-            )
-            if custom_domain
-            # The *.cloudfront.net certificate: CloudFront fixes its TLS policy, no other field applies.
-            else CloudfrontDistributionViewerCertificate(cloudfront_default_certificate=True),
+            viewer_certificate=_viewer_certificate(custom_domain),
         )
-        self.bucket = PrivateBucket(
-            self,
-            "bucket",
-            bucket_name=bucket_name,
-            protected=protected,
-            policy_statements=[
-                statement(
-                    sid="ReadByThisDistributionOnly",
-                    actions=["s3:GetObject"],
-                    resources=[f"arn:aws:s3:::{bucket_name}/*"],
-                    principals={"Service": ["cloudfront.amazonaws.com"]},
-                    conditions=[("StringEquals", "AWS:SourceArn", [self.distribution.arn])],
-                )
-            ],
+
+    def _site_origin(self, bucket_name: str, region: str) -> CloudfrontDistributionOrigin:
+        return CloudfrontDistributionOrigin(
+            origin_id=SITE_ORIGIN_ID,
+            # The bucket's REST endpoint (OAC cannot sign for the website endpoint); written out
+            # rather than read from the bucket so that the bucket policy can name the distribution.
+            domain_name=f"{bucket_name}.s3.{region}.amazonaws.com",
+            origin_access_control_id=self.origin_access_control.id,
         )
-        self.alias_records: list[Route53Record] = []
-        if custom_domain:
-            self.alias_records = [
-                Route53Record(
-                    self,
-                    f"alias-{record_type.lower()}-{index}",
-                    zone_id=custom_domain.zone_id,
-                    name=domain,
-                    type=record_type,
-                    alias=Route53RecordAlias(
-                        name=self.distribution.domain_name,
-                        zone_id=self.distribution.hosted_zone_id,
-                        evaluate_target_health=False,
-                    ),
-                )
-                for index, domain in enumerate(custom_domain.names)
-                for record_type in ("A", "AAAA")
-            ]
 
     def _api_origin(self, name: str, api_origin: ApiOrigin) -> CloudfrontDistributionOrigin:
         """The `/api/*` origin: a custom origin on a public name, or a VPC origin for an internal ALB."""
@@ -448,6 +378,86 @@ class StaticSite(Construct):
             vpc_origin_config=CloudfrontDistributionOriginVpcOriginConfig(vpc_origin_id=self.vpc_origin.id),
         )
 
+    def _default_cache_behaviour(self) -> CloudfrontDistributionDefaultCacheBehavior:
+        """index.html and the app's routes, which the routing function maps to it."""
+        return CloudfrontDistributionDefaultCacheBehavior(
+            target_origin_id=SITE_ORIGIN_ID,
+            viewer_protocol_policy="redirect-to-https",
+            allowed_methods=READ_METHODS,
+            cached_methods=CACHED_METHODS,
+            compress=True,
+            cache_policy_id=self.page_cache_policy.id,
+            response_headers_policy_id=self.site_headers_policy.id,
+            function_association=[
+                CloudfrontDistributionDefaultCacheBehaviorFunctionAssociation(
+                    event_type="viewer-request", function_arn=self.routing_function.arn
+                )
+            ],
+        )
+
+    def _api_cache_behaviour(self) -> CloudfrontDistributionOrderedCacheBehavior:
+        return CloudfrontDistributionOrderedCacheBehavior(
+            path_pattern="/api/*",
+            target_origin_id=API_ORIGIN_ID,
+            # A redirect would turn a POST into a GET: plain HTTP gets a 403 instead.
+            viewer_protocol_policy="https-only",
+            allowed_methods=ALL_METHODS,
+            cached_methods=CACHED_METHODS,
+            cache_policy_id=MANAGED_CACHING_DISABLED,
+            origin_request_policy_id=MANAGED_ALL_VIEWER_EXCEPT_HOST_HEADER,
+            response_headers_policy_id=self.api_headers_policy.id,
+        )
+
+    def _asset_cache_behaviour(self) -> CloudfrontDistributionOrderedCacheBehavior:
+        return CloudfrontDistributionOrderedCacheBehavior(
+            path_pattern="/assets/*",
+            target_origin_id=SITE_ORIGIN_ID,
+            viewer_protocol_policy="redirect-to-https",
+            allowed_methods=READ_METHODS,
+            cached_methods=CACHED_METHODS,
+            compress=True,
+            cache_policy_id=self.asset_cache_policy.id,
+            response_headers_policy_id=self.site_headers_policy.id,
+        )
+
+    def _bucket(self, *, bucket_name: str, protected: bool) -> PrivateBucket:
+        return PrivateBucket(
+            self,
+            "bucket",
+            bucket_name=bucket_name,
+            protected=protected,
+            policy_statements=[
+                statement(
+                    sid="ReadByThisDistributionOnly",
+                    actions=["s3:GetObject"],
+                    resources=[f"arn:aws:s3:::{bucket_name}/*"],
+                    principals={"Service": ["cloudfront.amazonaws.com"]},
+                    conditions=[("StringEquals", "AWS:SourceArn", [self.distribution.arn])],
+                )
+            ],
+        )
+
+    def _alias_records(self, custom_domain: CustomDomain | None) -> list[Route53Record]:
+        """An A and an AAAA record for each of the custom domain's names, aliases of the distribution."""
+        if not custom_domain:
+            return []
+        return [
+            Route53Record(
+                self,
+                f"alias-{record_type.lower()}-{index}",
+                zone_id=custom_domain.zone_id,
+                name=domain,
+                type=record_type,
+                alias=Route53RecordAlias(
+                    name=self.distribution.domain_name,
+                    zone_id=self.distribution.hosted_zone_id,
+                    evaluate_target_health=False,
+                ),
+            )
+            for index, domain in enumerate(custom_domain.names)
+            for record_type in ("A", "AAAA")
+        ]
+
     def _cache_policy(self, construct_id: str, *, name: str, default_ttl: int, max_ttl: int) -> CloudfrontCachePolicy:
         """Keyed on the path alone (no cookie, header or query string), compressed variants cached apart."""
         return CloudfrontCachePolicy(
@@ -490,3 +500,32 @@ def _security_headers(csp: str) -> CloudfrontResponseHeadersPolicySecurityHeader
             content_security_policy=csp, override=True
         ),
     )
+
+
+def _site_cors(allowed_origins: Sequence[str]) -> CloudfrontResponseHeadersPolicyCorsConfig | None:
+    """CORS for reads of the site by `allowed_origins`; None (no CORS headers at all) without any."""
+    if not allowed_origins:
+        return None
+    return CloudfrontResponseHeadersPolicyCorsConfig(
+        access_control_allow_origins=CloudfrontResponseHeadersPolicyCorsConfigAccessControlAllowOrigins(
+            items=list(allowed_origins)
+        ),
+        access_control_allow_methods=CloudfrontResponseHeadersPolicyCorsConfigAccessControlAllowMethods(
+            items=READ_METHODS
+        ),
+        access_control_allow_headers=CloudfrontResponseHeadersPolicyCorsConfigAccessControlAllowHeaders(items=["*"]),
+        access_control_allow_credentials=False,
+        access_control_max_age_sec=600,
+        origin_override=True,
+    )
+
+
+def _viewer_certificate(custom_domain: CustomDomain | None) -> CloudfrontDistributionViewerCertificate:
+    if custom_domain:
+        return CloudfrontDistributionViewerCertificate(
+            acm_certificate_arn=custom_domain.certificate_arn,
+            ssl_support_method="sni-only",
+            minimum_protocol_version="TLSv1.2_2021",
+        )
+    # The *.cloudfront.net certificate: CloudFront fixes its TLS policy, no other field applies.
+    return CloudfrontDistributionViewerCertificate(cloudfront_default_certificate=True)
