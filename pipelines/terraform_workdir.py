@@ -14,7 +14,9 @@ pre-installs provider binaries. So, before any `terraform init`:
   `terraform.d/plugins`, `~/.terraform.d/plugins` and the system ones): "If you set the
   provider_installation block, Terraform no longer uses the implied local mirror directories"
   (https://developer.hashicorp.com/terraform/cli/config/config-file#implied-local-mirror-directories).
-  Providers come from their registry and are checked against the lock file Plan recorded.
+  Providers come from their registry and are checked against the lock file Plan recorded. The plugin
+  cache is the action's own (deploy.yml's TF_PLUGIN_CACHE_DIR, the project's LOCAL cache), which Terraform
+  uses only for packages matching the lock file's checksums.
 """
 
 from __future__ import annotations
@@ -26,24 +28,18 @@ from pathlib import Path
 
 STACK_FILE = "cdk.tf.json"
 CLI_CONFIG_FILE = "terraformrc"
-PLUGIN_CACHE = "plugin-cache"
+CLI_CONFIGURATION = (
+    "# Written by pipelines/terraform_workdir.py: providers only from their registry, no implied mirror.\n"
+    "provider_installation {\n  direct {}\n}\n"
+)
 
 
 @cache
 def workspace() -> Path:
-    """This process's Terraform workspace: the CLI configuration, the plugin cache and one folder per stack."""
+    """This process's Terraform workspace: the CLI configuration and one folder per stack."""
     root = Path(tempfile.mkdtemp(prefix="canvalo-terraform-"))
-    (root / PLUGIN_CACHE).mkdir()
-    (root / CLI_CONFIG_FILE).write_text(cli_configuration(root / PLUGIN_CACHE))
+    (root / CLI_CONFIG_FILE).write_text(CLI_CONFIGURATION)
     return root
-
-
-def cli_configuration(plugin_cache: Path) -> str:
-    return (
-        "# Written by pipelines/terraform_workdir.py: providers only from their registry, no implied mirror.\n"
-        "provider_installation {\n  direct {}\n}\n"
-        f'plugin_cache_dir = "{plugin_cache}"\n'
-    )
 
 
 def terraform_environment() -> dict[str, str]:
