@@ -723,6 +723,8 @@ def _pipeline_gates(change: ResourceChange) -> list[Finding]:
         if change.action != "update":
             verb = "new" if change.action == "create" else "replaced"
             return [(PIPELINE, f"{verb} build project: review its buildspec, source, environment and role")]
+        # Any change at all: no pipeline role may write a build project (only an administrator does), since
+        # a project runs as its role, and the update role may not pass those roles.
         found: list[Finding] = []
         for attribute in CODEBUILD_GATE_ATTRIBUTES:
             old, new = _mapping(change.before).get(attribute), _mapping(change.after).get(attribute)
@@ -731,6 +733,9 @@ def _pipeline_gates(change: ResourceChange) -> list[Finding]:
             elif old != new:
                 keys = _block_keys(old, new)
                 found.append((PIPELINE, f"{attribute} changed" + (f": {', '.join(keys)}" if keys else "")))
+        others = [key for key in _differing(change.before, change.after) if key not in CODEBUILD_GATE_ATTRIBUTES]
+        if others:
+            found.append((PIPELINE, f"build project changed ({', '.join(others)}): an administrator applies it"))
         return found
     return []
 

@@ -151,12 +151,30 @@ def _manage_the_pipeline_and_its_projects(
     return [
         statement(
             sid="ManageThePipelineAndRestartIt",
-            actions=["codepipeline:*"],
-            resources=[pipeline_arn, f"{pipeline_arn}/*"],
+            # What Terraform does with aws_codepipeline, and self_update's restart: nothing that approves,
+            # overrides a condition, retries or rolls back a stage (a person's decisions). StartPipelineExecution
+            # takes sourceRevisions with no condition key to bind them; the pinned toolkit (self_update)
+            # restarts at the execution's own revision.
+            # GetPipeline, GetPipelineExecution, GetPipelineState; the List reads (ListTagsForResource);
+            # TagResource, UntagResource; StartPipelineExecution, StopPipelineExecution. Patterns, because the
+            # pipeline boundary, which lists every pipeline role's actions, must stay under IAM's 6,144
+            # characters. (Not "*Tag*": it would match OverrideStageCondition.)
+            actions=[
+                "codepipeline:GetPipeline*",
+                "codepipeline:UpdatePipeline",
+                "codepipeline:List*",
+                "codepipeline:*TagResource",
+                "codepipeline:St*PipelineExecution",
+            ],
+            resources=[pipeline_arn],
         ),
         statement(
-            sid="ManageThePipelineProjects",
-            actions=["codebuild:*"],
+            sid="ReadThePipelineProjects",
+            # Read only: every change to a build project stops the self-update for an administrator
+            # (plan_summary's pipeline gates), and no pipeline role but CodePipeline's starts a build. Else
+            # StartBuild with a buildspecOverride, or UpdateProject, on apply-prod runs any command as
+            # prod's Apply role.
+            actions=["codebuild:BatchGetProjects"],
             resources=[arn("codebuild", f"project/{prefix}-*")],
         ),
         statement(
@@ -253,33 +271,38 @@ def _manage_the_roles_within_their_boundaries(
     deploy_boundary_arn: str,
     plan_boundary_arn: str,
 ) -> list[DataAwsIamPolicyDocumentStatement]:
+    def own_role(kind: str) -> str:
+        return pipeline_roles.removesuffix("*") + kind
+
     return [
         statement(
-            sid="ManageThePipelineRoles",
+            sid="ManagePipelineRoles",
             actions=ROLE_MAINTENANCE_ACTIONS,
             resources=every_role,
         ),
         statement(
-            sid="ChangePipelineRolesOnlyWithinTheBoundary",
+            sid="ChangeRolesOnlyWithinTheBoundary",
             actions=["iam:PutRolePolicy", "iam:PutRolePermissionsBoundary"],
             resources=[pipeline_roles],
             # The plan role, under the same prefix, carries a boundary of its own (read-only, smaller).
             conditions=[("StringEquals", "iam:PermissionsBoundary", [boundary_arn, plan_boundary_arn])],
         ),
         statement(
-            sid="ChangeTheDeployRoleOnlyWithinItsBoundary",
+            sid="ChangeDeployRoleWithinItsBoundary",
             actions=["iam:PutRolePolicy", "iam:PutRolePermissionsBoundary"],
             resources=[deploy_role_arn],
             conditions=[("StringEquals", "iam:PermissionsBoundary", [deploy_boundary_arn])],
         ),
+        # Only the roles of what the update role may change: the pipeline's (UpdatePipeline) and the drift
+        # schedule's (PutTargets). Never a project's role: a project running as apply-prod's role is prod.
         statement(
-            sid="PassPipelineRolesToTheirServices",
+            sid="PassPipelineAndScheduleRoles",
             actions=["iam:PassRole"],
-            resources=every_role,
-            conditions=[("StringEquals", "iam:PassedToService", [CODEBUILD, CODEPIPELINE, EVENTS])],
+            resources=[own_role("codepipeline"), own_role("drift-schedule")],
+            conditions=[("StringEquals", "iam:PassedToService", [CODEPIPELINE, EVENTS])],
         ),
         statement(
-            sid="ReadTheBoundaries",
+            sid="ReadBoundaries",
             actions=["iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListPolicyVersions"],
             resources=[boundary_arn, deploy_boundary_arn, plan_boundary_arn],
         ),
@@ -312,7 +335,7 @@ def _what_only_an_administrator_changes(
         # always broadens (plan_summary: a new trust policy is an added Allow, a role's destroy is not
         # on its safe list), so self_update never applies it: an administrator does.
         statement(
-            sid="OnlyAnAdministratorCreatesOrDeletesPipelineRoles",
+            sid="OnlyAdministratorsCreateOrDeleteRoles",
             effect="Deny",
             actions=["iam:CreateRole", "iam:DeleteRole"],
             resources=every_role,

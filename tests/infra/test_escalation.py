@@ -440,3 +440,112 @@ def test_deploy_roles_touch_only_their_own_stages_state(iam: Stacks, stage: str)
     ):
         for action in ("s3:PutObject", "s3:DeleteObject"):
             assert_denied(principal, Request(action, state_object(stage, key)))
+
+
+# 7. Only CodePipeline (and the drift schedule, for drift) starts the privileged builds.
+
+PIPELINE_PREFIX = "canvalo-beta-pipeline"
+# What runs with a stage's or the pipeline's rights: Plan (also Bake), each stage's Apply, the drift check.
+PRIVILEGED_PROJECTS = ("plan", "apply-beta", "apply-gamma", "apply-prod", "drift")
+# The services whose role starts builds: CodePipeline runs its actions, EventBridge the daily drift check.
+BUILD_STARTERS = {
+    f"{PIPELINE_PREFIX}-codepipeline": PRIVILEGED_PROJECTS,
+    f"{PIPELINE_PREFIX}-drift-schedule": ("drift",),
+}
+START_ACTIONS = (
+    "codebuild:StartBuild",
+    "codebuild:RetryBuild",
+    "codebuild:StartBuildBatch",
+    "codebuild:RetryBuildBatch",
+)
+# Changing what a privileged project runs, or creating one that runs as its role, is starting it too.
+PROJECT_WRITES = ("codebuild:UpdateProject", "codebuild:CreateProject")
+# What would let a role move an execution past a gate, or run it at a revision of its choosing.
+GATE_ACTIONS = (
+    "codepipeline:PutApprovalResult",
+    "codepipeline:OverrideStageCondition",
+    "codepipeline:RetryStageExecution",
+    "codepipeline:RollbackStage",
+)
+
+
+def project_arn(kind: str) -> str:
+    return f"arn:aws:codebuild:{REGION}:111111111111:project/{PIPELINE_PREFIX}-{kind}"
+
+
+def pipeline_roles(iam: Stacks) -> list[str]:
+    return sorted(body["name"] for body in iam["pipeline"].resources("aws_iam_role").values())
+
+
+def starts_a_privileged_build(principal: Principal) -> list[str]:
+    """Each (action, project) the principal may do that starts, or rewrites, a privileged build."""
+    starter_projects = BUILD_STARTERS.get(principal.arn.rsplit("/", 1)[-1], ())
+    return [
+        f"{action} {kind}"
+        for kind in PRIVILEGED_PROJECTS
+        for action in (*START_ACTIONS, *PROJECT_WRITES)
+        if evaluate(Request(action, project_arn(kind), IN_REGION), principal).allowed
+        and not (action in START_ACTIONS and kind in starter_projects)
+    ]
+
+
+@pytest.mark.req("R4.6")
+def test_no_pipeline_role_but_the_services_own_starts_or_rewrites_a_privileged_build(iam: Stacks) -> None:
+    """`StartBuild` with `buildspecOverride` on `apply-prod` runs any command as prod's Apply role, which
+    prod's deploy role trusts; `UpdateProject` or `CreateProject` with that role does the same later."""
+    found = {role: starts_a_privileged_build(iam.principal("pipeline", role)) for role in pipeline_roles(iam)}
+    assert {role: paths for role, paths in found.items() if paths} == {}
+    # The twin: the update role with its former grant (codebuild:* on the pipeline's projects) is caught. No
+    # boundary: the pipeline boundary is the ceiling of the roles' own grants (boundary_statements), so it
+    # would grow with the grant.
+    update = iam.principal("pipeline", UPDATE_ROLE)
+    former = Policy(
+        "former",
+        (Statement("ManageThePipelineProjects", "Allow", actions=("codebuild:*",), resources=(project_arn("*"),)),),
+    )
+    assert starts_a_privileged_build(Principal(update.arn, (*update.identity, former)))
+
+
+@pytest.mark.req("R4.6")
+def test_no_pipeline_role_may_pass_a_privileged_projects_role_but_to_create_nothing(iam: Stacks) -> None:
+    """Passing `apply-prod`'s role to a project of one's own is that project running as prod's Apply."""
+    privileged = [
+        role_arn("beta", f"{PIPELINE_PREFIX}-{kind}")
+        for kind in ("plan", "apply-beta", "apply-gamma", "apply-prod", "drift")
+    ]
+    for role in pipeline_roles(iam):
+        principal = iam.principal("pipeline", role)
+        for passed in privileged:
+            assert_denied(
+                principal, Request("iam:PassRole", passed, {"iam:PassedToService": "codebuild.amazonaws.com"})
+            )
+
+
+@pytest.mark.req("R4.6")
+def test_no_pipeline_role_may_move_an_execution_past_a_gate(iam: Stacks) -> None:
+    """Approving, overriding the window or a skip condition, retrying a failed stage: a person's decisions."""
+    stage_arn = f"arn:aws:codepipeline:{REGION}:111111111111:{PIPELINE_PREFIX}/Prod"
+    for role in pipeline_roles(iam):
+        principal = iam.principal("pipeline", role)
+        for action in GATE_ACTIONS:
+            for resource in (
+                f"{stage_arn}/Approve",
+                stage_arn,
+                f"arn:aws:codepipeline:{REGION}:111111111111:{PIPELINE_PREFIX}",
+            ):
+                assert_denied(principal, Request(action, resource, IN_REGION))
+    update = iam.principal("pipeline", UPDATE_ROLE)
+    former = Policy(
+        "former",
+        (
+            Statement(
+                "Former",
+                "Allow",
+                actions=("codepipeline:*",),
+                resources=(f"arn:aws:codepipeline:{REGION}:111111111111:{PIPELINE_PREFIX}*",),
+            ),
+        ),
+    )
+    # The twin, with the grant back (and, as above, the boundary that would grow with it).
+    twin = Principal(update.arn, (*update.identity, former))
+    assert evaluate(Request("codepipeline:OverrideStageCondition", f"{stage_arn}/Approve", IN_REGION), twin).allowed

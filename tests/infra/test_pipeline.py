@@ -175,7 +175,7 @@ def test_update_stage_applies_only_the_pipeline_stack_and_may_restart_the_pipeli
     assert environment == {"PIPELINE_NAME": "canvalo-beta-pipeline", "TERRAFORM_VERSION": TERRAFORM_VERSION}
     statements = role_statements(pipeline, role_of_project(pipeline, project["name"])["name"])
     by_sid = {s["sid"]: s for s in statements}
-    assert by_sid["ManageThePipelineAndRestartIt"]["resources"] == [PIPELINE_ARN, f"{PIPELINE_ARN}/*"]
+    assert by_sid["ManageThePipelineAndRestartIt"]["resources"] == [PIPELINE_ARN]
     assert by_sid["PipelineStackState"]["resources"] == [f"arn:aws:s3:::canvalo-tfstate-{BETA}-eu-west-1/pipeline/*"]
     assert not any(a.startswith("sts:") for a in allowed_actions(statements))
     # Its state rights reach the pipeline stack's state only, never a stage's stacks'.

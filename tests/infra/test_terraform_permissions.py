@@ -223,6 +223,22 @@ NOT_NEEDED = (
     ),
     NotNeeded(
         "update",
+        "aws_codebuild_project",
+        ("codebuild:CreateProject", "codebuild:UpdateProject", "codebuild:DeleteProject", "iam:PassRole"),
+        "Every change to a build project is a pipeline gate (plan_summary), so self_update never applies one: "
+        "an administrator does. A project the update role could write, or pass a role to, would run as "
+        "that role (test_no_pipeline_role_but_the_services_own_starts_or_rewrites_a_privileged_build).",
+    ),
+    NotNeeded(
+        "update",
+        "aws_codepipeline",
+        ("codepipeline:CreatePipeline", "codepipeline:DeletePipeline"),
+        "The administrator's first apply creates the pipeline, and replacing it changes its stages (a "
+        "pipeline gate). A pipeline the update role could create would run as the CodePipeline role, which "
+        "starts every privileged build.",
+    ),
+    NotNeeded(
+        "update",
         "aws_kms_key",
         ("kms:CreateKey",),
         "The artifact key is created by the administrator's first apply; another key means replacing "

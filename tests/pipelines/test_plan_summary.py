@@ -704,17 +704,34 @@ CASES = [
         ),
         PIPELINE,
         "source changed: buildspec",
-        update("aws_codebuild_project.deploy", codebuild(build_timeout=60), codebuild(build_timeout=90)),
+        # Every change to a build project is an administrator's now (the next test): the twin changes nothing.
+        update("aws_codebuild_project.deploy", codebuild(build_timeout=60), codebuild(build_timeout=60)),
         id="buildspec-changed",
     ),
     pytest.param(
         update("aws_codebuild_project.deploy", codebuild(), codebuild(variables=("STAGE", "CANVALO_ALLOW_DESTROY"))),
         PIPELINE,
         "environment changed: environment_variable",
-        update("aws_codebuild_project.deploy", codebuild(description="a"), codebuild(description="b")),
+        update("aws_codebuild_project.deploy", codebuild(description="a"), codebuild(description="a")),
         id="build-environment-changed",
     ),
 ]
+
+
+@pytest.mark.req("R4.4", "R4.6")
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (codebuild(build_timeout=60), codebuild(build_timeout=90)),
+        (codebuild(description="a"), codebuild(description="b")),
+    ],
+    ids=["timeout", "description"],
+)
+def test_any_change_to_a_build_project_is_an_administrators(before: dict[str, Any], after: dict[str, Any]) -> None:
+    """No pipeline role may write a build project or pass its role (it would run as that role), so even a
+    timeout stops the self-update for an administrator."""
+    found = findings(update("aws_codebuild_project.deploy", before, after))
+    assert [(r, d) for r, d in found if r == PIPELINE and "an administrator applies it" in d], found
 
 
 @pytest.mark.parametrize(("broadening", "reason", "detail", "twin"), CASES)
