@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import CommandError
+from pipelines.terraform_workdir import STACK_FILE
 
 EXIT_BAD_INPUT = 2
 EXIT_REFUSED = 3
@@ -54,7 +55,6 @@ COMMAND_RESOURCES = frozenset({"terraform_data", "null_resource"})
 FORBIDDEN_DATA_SOURCES = frozenset({"external", "http"})
 # What a synthesized stack holds at its top level ("//" is cdktn's metadata); anything else is refused.
 TOP_LEVEL_BLOCKS = frozenset({"//", "terraform", "provider", "resource", "data", "output", "variable"})
-STACK_FILE = "cdk.tf.json"
 STACK_BLOCKS = sorted(TOP_LEVEL_BLOCKS - {"//"})
 STATE_BACKEND = "s3"
 # What the synthesized AWS provider and S3 backend may set: where, which account, which tags. Anything else
@@ -270,10 +270,9 @@ def check_stack(cdktf_out: Path, stack: str) -> list[Finding]:
         for other in sorted(directory.iterdir())
         if other.name != STACK_FILE
     ]
-    documents = [(str(path), read_json(path))]
-    for where, document in documents:
-        findings += check_document(stack, document, where)
-    findings += check_backend(stack, documents)
+    document = read_json(path)
+    findings += check_document(stack, document, str(path))
+    findings += check_backend(stack, [(str(path), document)])
     return findings
 
 

@@ -45,7 +45,6 @@ EXIT_BAD_INPUT = 2
 # The keys the backend refuses to start without (app/core/config.py REQUIRED_SECRET_KEYS, which a test keeps
 # equal): the toolkit runs without the backend's packages, so it cannot import them from there.
 REQUIRED_SECRET_KEYS = ("SUPABASE_URL", "SUPABASE_SERVICE_KEY", "SUPABASE_PUB_KEY")
-# The tag a synthesis without CANVALO_IMAGE_TAG gives the backend: no build ever pushes it.
 CURRENT_STAGE = "AWSCURRENT"
 BOOTSTRAP_README = "(README: Bootstrap an account)"
 BOOTSTRAP_FIX = f"an administrator must bootstrap the stage {BOOTSTRAP_README}"

@@ -21,6 +21,7 @@ pre-installs provider binaries. So, before any `terraform init`:
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 from functools import cache
@@ -38,6 +39,8 @@ CLI_CONFIGURATION = (
 def workspace() -> Path:
     """This process's Terraform workspace: the CLI configuration and one folder per stack."""
     root = Path(tempfile.mkdtemp(prefix="canvalo-terraform-"))
+    # The copies, the providers init installed there and the CLI configuration go with the process.
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     (root / CLI_CONFIG_FILE).write_text(CLI_CONFIGURATION)
     return root
 

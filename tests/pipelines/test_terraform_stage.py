@@ -69,6 +69,9 @@ def test_plan_saves_the_stacks_plan_with_its_json_lock_file_summary_and_manifest
     assert [(s["stack"], s["changes"]) for s in manifest["stacks"]] == [("beta", True)]
     assert (plans / "beta" / "tfplan").read_bytes() == b"saved plan of beta"
     assert (plans / "beta" / "terraform.lock.hcl").read_text() == "# providers of beta\n"
+    # Terraform planned a copy of the stack's JSON outside the Build artifact, and left the artifact as it was.
+    assert cdktf_out not in fake.directories["beta"].parents
+    assert [p.name for p in (cdktf_out / "stacks" / "beta").iterdir()] == ["cdk.tf.json"]
     assert json.loads((plans / "beta" / "plan.json").read_text()) == plan_document(SERVICE)
     assert (plans / "headline.txt").read_text() == "1 to create, 0 to update, 0 to replace, 0 to destroy in beta\n"
     assert "| create | `aws_ecs_service.backend` |" in (plans / "summary.md").read_text()

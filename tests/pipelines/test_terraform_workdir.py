@@ -81,7 +81,9 @@ def test_a_plugin_mirror_in_the_artifact_replaces_the_aws_provider_unless_the_to
     # The toolkit's CLI configuration ignores such a mirror, even in the folder that holds it: the engine
     # asks the registry (unreachable here) and installs nothing.
     guarded = run_terraform(["init", "-input=false", "-no-color"], directory, capture=True)
-    assert guarded.returncode != 0
+    assert guarded.returncode != 0, guarded.stdout
+    # The engine ran and looked for the provider where the configuration says: its registry.
+    assert f'Finding hashicorp/aws versions matching "{AWS_VERSION}"' in guarded.stdout, guarded.stdout
     assert not (directory / ".terraform").exists() and not (directory / ".terraform.lock.hcl").exists()
     assert (workspace() / CLI_CONFIG_FILE).read_text().count("provider_installation") == 1
     assert terraform_environment() == {"TF_CLI_CONFIG_FILE": str(workspace() / CLI_CONFIG_FILE)}
