@@ -26,6 +26,7 @@ from cdktn_provider_aws.codepipeline import (
     CodepipelineTriggerGitConfiguration,
     CodepipelineTriggerGitConfigurationPush,
     CodepipelineTriggerGitConfigurationPushBranches,
+    CodepipelineTriggerGitConfigurationPushFilePaths,
 )
 from constructs import Construct
 
@@ -40,28 +41,29 @@ BUILDSPECS: dict[str, str] = {
     "deploy": "pipelines/buildspecs/deploy.yml",
     "smoke": "pipelines/buildspecs/smoke.yml",
     "drift": "pipelines/buildspecs/drift.yml",
+    # Answers a stage's approval itself when its plan needs no person (pipelines/review.py).
+    "review": "pipelines/buildspecs/review.yml",
 }
 # The projects with rights over a stage or the pipeline: they run their buildspec inline, as the pipeline stack
 # pinned it, and only the toolkit whose hash it pinned (modules/pipeline_toolkit.py); the others run the
 # commit's own buildspec, without such rights.
-PIPELINE_OWNED = frozenset({"update-pipeline", "plan", "deploy", "drift"})
+PIPELINE_OWNED = frozenset({"update-pipeline", "plan", "deploy", "drift", "review"})
 # Terraform release every buildspec installs (TERRAFORM_VERSION; the install script verifies its SHA-256).
 TERRAFORM_VERSION = "1.13.4"
 # What deploy.yml exports in MODE=plan (CodeBuild exported-variables); the approval message quotes them.
 PLAN_HEADLINE_VARIABLE = "PLAN_HEADLINE"
 PLAN_SUMMARY_URL_VARIABLE = "PLAN_SUMMARY_URL"
-# "true" when the stage's plans broaden what it may do (pipelines/plan_summary.py broadens()).
-PLAN_BROADENS_VARIABLE = "PLAN_BROADENS"
 # The SHA-256 of the Plan action's manifest.json, which lists the SHA-256 of every saved plan.
 PLAN_SHA256_VARIABLE = "PLAN_SHA256"
-# "true" when applying the stage's plans and frontend build would change anything: a stage with an approval
-# asks for it only then.
-PLAN_CHANGES_VARIABLE = "PLAN_CHANGES"
 # What the Bake action after a stage found (pipelines/bake.py): the next stage's approval quotes it.
 BAKE_RESULT_VARIABLE = "BAKE_RESULT"
 
-# The manual approval of a stage with `approval_before_apply`.
+# The manual approval in every stage, between its Plan and its Apply; Review answers it when no person is needed.
 APPROVE_ACTION = "Approve"
+# Commits that change only these paths start no execution (AWS's trigger glob syntax, in which `**` crosses
+# directories and excludes win over includes: https://docs.aws.amazon.com/codepipeline/latest/userguide/syntax-glob.html,
+# https://docs.aws.amazon.com/codepipeline/latest/APIReference/API_GitFilePathFilterCriteria.html).
+DOCUMENTATION_PATHS = ("docs/**", "**.md")
 SOURCE_ACTION = "Source"
 SOURCE_NAMESPACE = "SourceVariables"
 SOURCE_ARTIFACT = "Source"
@@ -75,8 +77,6 @@ class StageDeployment:
     name: str
     approval_before_apply: bool
     post_deploy_tests: str
-    # Role name patterns whose sessions may answer the stage's approval (StageConfig.approver_roles).
-    approver_roles: Sequence[str] = ()
     # Minutes the stage's alarms must stay quiet after its tests before the next stage (StageConfig.bake_minutes).
     bake_minutes: int = 0
     # When the stage's Apply may start: a DeploymentWindow cron and its time zone (StageConfig), or any time.
@@ -86,6 +86,16 @@ class StageDeployment:
     @property
     def title(self) -> str:
         return self.name.capitalize()
+
+    @property
+    def approval(self) -> str:
+        """The stage's approval action, `<Stage>/Approve`."""
+        return f"{self.title}/{APPROVE_ACTION}"
+
+    @property
+    def person_approves(self) -> str:
+        """What needs a person's approval (pipelines/review.py): any change, or only a broadening one."""
+        return "changes" if self.approval_before_apply else "broadening"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +108,7 @@ class PipelineProjects:
     test: str
     build: str
     plan: str
+    review: str
     apply: Mapping[str, str]
     post_deploy_tests: str
 
@@ -170,11 +181,10 @@ class DeliveryPipeline(Construct):
                 connection_arn=connection_arn, repository=repository, branch=branch, projects=projects
             ),
             *(
-                stage
-                for previous, deployment in zip([None, *deployments], deployments, strict=False)
-                for stage in self._deployment_stages(
-                    deployment, projects, name, previous.title if previous and previous.bake_minutes else None
+                self._deployment_stage(
+                    deployment, projects, previous.title if previous and previous.bake_minutes else None
                 )
+                for previous, deployment in zip([None, *deployments], deployments, strict=False)
             ),
         ]
         self.pipeline = Codepipeline(
@@ -186,10 +196,8 @@ class DeliveryPipeline(Construct):
             # to enter it ("Executions are processed one by one in the order that they are queued";
             # https://docs.aws.amazon.com/codepipeline/latest/userguide/concepts-how-it-works.html).
             # SUPERSEDED would let a newer commit overtake an older one and skip it on its way to prod.
-            # The lock is per stage, not per pipeline: a stage's Plan and Apply are separate stages here,
-            # so a newer execution can plan a stage while an older one applies it or waits for its
-            # approval, and its saved plan may then be stale at its own Apply (docs/pipeline.md, "Two
-            # pushes close together").
+            # The lock is per stage, not per pipeline, so each stage holds its plan, approval and apply
+            # (_deployment_stage; docs/pipeline.md, "Two pushes close together").
             execution_mode="QUEUED",
             role_arn=role_arn,
             artifact_store=[
@@ -206,7 +214,11 @@ class DeliveryPipeline(Construct):
                         source_action_name=SOURCE_ACTION,
                         push=[
                             CodepipelineTriggerGitConfigurationPush(
-                                branches=CodepipelineTriggerGitConfigurationPushBranches(includes=[branch])
+                                branches=CodepipelineTriggerGitConfigurationPushBranches(includes=[branch]),
+                                # A commit that changes only documentation deploys nothing: it starts nothing.
+                                file_paths=CodepipelineTriggerGitConfigurationPushFilePaths(
+                                    includes=["**"], excludes=list(DOCUMENTATION_PATHS)
+                                ),
                             )
                         ],
                     ),
@@ -269,33 +281,40 @@ class DeliveryPipeline(Construct):
         ]
 
     @staticmethod
-    def _deployment_stages(
-        deployment: StageDeployment, projects: PipelineProjects, pipeline_name: str, baked_before: str | None
-    ) -> list[CodepipelineStage]:
-        """`<Stage>Plan`; then a person's look, in its own stage so that a condition can skip it (conditions
-        belong to stages, not actions); then `<Stage>`: Apply, tests and, where the stage bakes, Bake.
+    def _deployment_stage(
+        deployment: StageDeployment, projects: PipelineProjects, baked_before: str | None
+    ) -> CodepipelineStage:
+        """`<Stage>`: Plan; then Review beside Approve; then Apply, tests and, where the stage bakes, Bake.
 
-        The look: `<Stage>Approval` in a stage with an approval, entered only when its plans or frontend
-        build change anything (an empty plan asks nobody); `<Stage>Broadening` in the others, entered only
-        when the plan broadens what the stage may do. So an unremarkable commit flows through unattended, and
-        one that widens IAM, a network or a policy, or destroys what is not known to be safe, waits for a
-        person, in every stage. `baked_before`: the stage whose Bake this one's approval quotes."""
+        Plan, approval and apply share one CodePipeline stage because QUEUED mode locks stages, not the
+        pipeline: "When a pipeline execution starts to run through a pipeline, it enters one stage at a time
+        and locks the stage while all action executions in the stage are running"
+        (https://docs.aws.amazon.com/codepipeline/latest/userguide/pipelines-stop.html). So no newer execution
+        plans a stage while an older one waits for its approval or applies it, and each Apply applies a plan
+        made against the state the previous release left.
+
+        Every stage has an approval. Review (pipelines/review.py) answers it itself when the plan needs no
+        person, as CDK Pipelines' permissions-broadening check does: a stage with `approval_before_apply`
+        needs one when its plan or frontend build changes anything, the others when the plan broadens what
+        the stage may do. Apply accepts the Review role's answer only for such a plan, and a person's only from
+        the stage's approver roles (pipelines/approval_check.py). `baked_before`: the stage whose Bake this
+        one's approval quotes."""
         title = deployment.title
-        look = _look_stage(deployment, baked_before)
         window = (
             window_condition(deployment.deployment_window, deployment.deployment_window_time_zone)
             if deployment.deployment_window
             else None
         )
-        return [
-            CodepipelineStage(name=f"{title}Plan", action=[_plan_action(deployment, projects, baked_before)]),
-            look,
-            CodepipelineStage(
-                name=title,
-                action=_apply_actions(deployment, projects, pipeline_name, look.name),
-                before_entry=window,
-            ),
-        ]
+        return CodepipelineStage(
+            name=title,
+            action=[
+                _plan_action(deployment, projects, baked_before),
+                _review_action(deployment, projects),
+                _approval_action(deployment, baked_before),
+                *_apply_actions(deployment, projects),
+            ],
+            before_entry=window,
+        )
 
 
 def _plan_namespace(deployment: StageDeployment) -> str:
@@ -309,89 +328,86 @@ def _plan_action(
         "Plan",
         project=projects.plan,
         inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT],
-        outputs=[f"{deployment.title}Plan"],
+        outputs=[_plan_namespace(deployment)],
         environment={
             "STAGE": deployment.name,
             "MODE": "plan",
             **({"BAKE_RESULT": f"#{{{baked_before}Bake.{BAKE_RESULT_VARIABLE}}}"} if baked_before else {}),
         },
+        run_order=1,
         namespace=_plan_namespace(deployment),
     )
 
 
-def _look_stage(deployment: StageDeployment, baked_before: str | None) -> CodepipelineStage:
-    """The stage of a person's look at the plan, skipped when there is nothing for one to see."""
+def _review_action(deployment: StageDeployment, projects: PipelineProjects) -> CodepipelineStageAction:
+    """Beside the approval (the same run order, so its token exists while Review runs): approves it when the
+    plan needs no person, and otherwise leaves it to one."""
+    return codebuild_action(
+        "Review",
+        project=projects.review,
+        inputs=[SOURCE_ARTIFACT, _plan_namespace(deployment)],
+        environment={
+            "STAGE": deployment.name,
+            "APPROVAL": deployment.approval,
+            "PERSON_APPROVES": deployment.person_approves,
+            "APPROVED_MANIFEST_SHA256": f"#{{{_plan_namespace(deployment)}.{PLAN_SHA256_VARIABLE}}}",
+            "PIPELINE_EXECUTION_ID": "#{codepipeline.PipelineExecutionId}",
+        },
+        run_order=2,
+    )
+
+
+def _approval_action(deployment: StageDeployment, baked_before: str | None) -> CodepipelineStageAction:
     title, plan_namespace = deployment.title, _plan_namespace(deployment)
     bake_note = f" {baked_before} bake: #{{{baked_before}Bake.{BAKE_RESULT_VARIABLE}}}." if baked_before else ""
-
-    def approval(name: str, what: str) -> CodepipelineStageAction:
-        return CodepipelineStageAction(
-            name=name,
-            category="Approval",
-            owner="AWS",
-            provider="Manual",
-            version="1",
-            configuration={
-                "CustomData": (
-                    f"{title} plan of commit #{{{SOURCE_NAMESPACE}.CommitId}}: "
-                    f"#{{{plan_namespace}.{PLAN_HEADLINE_VARIABLE}}}.{bake_note} {what}"
-                ),
-                "ExternalEntityLink": f"#{{{plan_namespace}.{PLAN_SUMMARY_URL_VARIABLE}}}",
-            },
-        )
-
-    if deployment.approval_before_apply:
-        return CodepipelineStage(
-            name=f"{title}Approval",
-            action=[approval(APPROVE_ACTION, "Approving applies exactly this plan.")],
-            before_entry=variable_condition("PlanChanges", f"{plan_namespace}.{PLAN_CHANGES_VARIABLE}"),
-        )
-    return CodepipelineStage(
-        name=f"{title}Broadening",
-        action=[approval("ConfirmBroadening", "It broadens what the stage may do: approving applies this plan.")],
-        before_entry=variable_condition("PlanBroadens", f"{plan_namespace}.{PLAN_BROADENS_VARIABLE}"),
-    )
-
-
-def _apply_actions(
-    deployment: StageDeployment, projects: PipelineProjects, pipeline_name: str, look: str
-) -> list[CodepipelineStageAction]:
-    """Apply, the post-deploy tests and, where the stage bakes, Bake: in that order."""
-    plan_namespace, outputs_artifact = _plan_namespace(deployment), f"{deployment.title}Outputs"
-    # Apply goes on only if one of the stage's approvers answered its approval, or the approval was
-    # skipped because the plans it would have shown change nothing (pipelines/approval_check.py).
-    who_approves = (
-        {
-            "APPROVAL": f"{look}/{APPROVE_ACTION}",
-            "APPROVER_ROLES": ",".join(deployment.approver_roles),
-            "PIPELINE_NAME": pipeline_name,
-        }
+    who = (
+        "A person approves any change."
         if deployment.approval_before_apply
-        else {}
+        else "A person approves a plan that broadens what the stage may do; Review approves any other."
     )
+    return CodepipelineStageAction(
+        name=APPROVE_ACTION,
+        category="Approval",
+        owner="AWS",
+        provider="Manual",
+        version="1",
+        run_order=2,
+        configuration={
+            "CustomData": (
+                f"{title} plan of commit #{{{SOURCE_NAMESPACE}.CommitId}}: "
+                f"#{{{plan_namespace}.{PLAN_HEADLINE_VARIABLE}}}.{bake_note} {who} Approving applies exactly this plan."
+            ),
+            "ExternalEntityLink": f"#{{{plan_namespace}.{PLAN_SUMMARY_URL_VARIABLE}}}",
+        },
+    )
+
+
+def _apply_actions(deployment: StageDeployment, projects: PipelineProjects) -> list[CodepipelineStageAction]:
+    """Apply, the post-deploy tests and, where the stage bakes, Bake: in that order, after the approval.
+    Who may approve what is the Apply project's own environment (its changes are an administrator's)."""
+    plan_namespace, outputs_artifact = _plan_namespace(deployment), f"{deployment.title}Outputs"
     actions = [
         codebuild_action(
             "Apply",
             project=projects.apply[deployment.name],
-            inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT, f"{deployment.title}Plan"],
+            inputs=[SOURCE_ARTIFACT, BUILD_ARTIFACT, plan_namespace],
             outputs=[outputs_artifact],
             environment={
                 "STAGE": deployment.name,
                 "MODE": "apply",
                 # What Plan made, as CodePipeline recorded it: a rewritten plans artifact is refused.
                 "APPROVED_MANIFEST_SHA256": f"#{{{plan_namespace}.{PLAN_SHA256_VARIABLE}}}",
-                # Which execution deployed the stage (its release record); CodeBuild is not told it.
+                # Which execution deployed the stage (its release record, and whose approval counts).
                 "PIPELINE_EXECUTION_ID": "#{codepipeline.PipelineExecutionId}",
-                **who_approves,
             },
-            run_order=1,
+            run_order=3,
         ),
         codebuild_action(
             f"{deployment.post_deploy_tests.capitalize()}Tests",
             project=projects.post_deploy_tests,
             inputs=[SOURCE_ARTIFACT, outputs_artifact],
             environment={"STAGE": deployment.name, "TEST_SUITE": deployment.post_deploy_tests},
-            run_order=2,
+            run_order=4,
         ),
     ]
     if deployment.bake_minutes:
@@ -407,7 +423,7 @@ def _apply_actions(
                     "MODE": "bake",
                     "BAKE_MINUTES": str(deployment.bake_minutes),
                 },
-                run_order=3,
+                run_order=5,
                 namespace=f"{deployment.title}Bake",
             )
         )
@@ -430,7 +446,9 @@ def window_condition(cron: str, time_zone: str) -> CodepipelineStageBeforeEntry:
             # Entry conditions' results are "Fail or Skip":
             # https://docs.aws.amazon.com/codepipeline/latest/userguide/stage-conditions.html
             # FAIL, not SKIP: a skipped Prod would promote an unapplied release, and only LambdaInvoke and
-            # VariableCheck rules may skip (variable_condition). docs/pipeline.md "Deployment window".
+            # VariableCheck rules may skip. docs/pipeline.md "Deployment window".
+            # The window gates the stage's entry, so its Plan: an approval a person gives after the window
+            # closed still applies (docs/fidelity.md).
             result="FAIL",
             rule=[
                 CodepipelineStageBeforeEntryConditionRule(
@@ -439,25 +457,6 @@ def window_condition(cron: str, time_zone: str) -> CodepipelineStageBeforeEntry:
                         category="Rule", owner="AWS", provider="DeploymentWindow", version="1"
                     ),
                     configuration={"Cron": cron, "TimeZone": time_zone},
-                )
-            ],
-        )
-    )
-
-
-def variable_condition(name: str, variable: str) -> CodepipelineStageBeforeEntry:
-    """Enter the stage when `variable` is "true"; skip it otherwise (only VariableCheck and LambdaInvoke
-    rules may skip a stage)."""
-    return CodepipelineStageBeforeEntry(
-        condition=CodepipelineStageBeforeEntryCondition(
-            result="SKIP",
-            rule=[
-                CodepipelineStageBeforeEntryConditionRule(
-                    name=name,
-                    rule_type_id=CodepipelineStageBeforeEntryConditionRuleRuleTypeId(
-                        category="Rule", owner="AWS", provider="VariableCheck", version="1"
-                    ),
-                    configuration={"Variable": f"#{{{variable}}}", "Value": "true", "Operator": "EQ"},
                 )
             ],
         )

@@ -39,10 +39,12 @@ def boundary_statements(
     role_statements: Iterable[Sequence[DataAwsIamPolicyDocumentStatement]],
     protected_policy_arns: Sequence[str],
     denied: Sequence[DataAwsIamPolicyDocumentStatement] = (),
+    reviewer_arn: str,
 ) -> list[DataAwsIamPolicyDocumentStatement]:
     """The ceiling of the given roles' policies: their actions, their IAM/STS statements as written, and
     every one of their Denies besides the boundary's own; `denied`, Denies for the boundary alone (one
-    that spares some of its roles, say so by aws:PrincipalArn)."""
+    that spares some of its roles, say so by aws:PrincipalArn). `reviewer_arn`: the one role that may
+    answer approvals."""
     denies = [
         statement(
             sid="NeverChangeABoundary",
@@ -60,8 +62,15 @@ def boundary_statements(
         statement(
             sid="NeverRemoveABoundary", effect="Deny", actions=["iam:DeleteRolePermissionsBoundary"], resources=["*"]
         ),
-        # Approvals are people's: no pipeline role may answer one, whatever its own policy says.
-        statement(sid="NeverApprove", effect="Deny", actions=["codepipeline:PutApprovalResult"], resources=["*"]),
+        # Approvals are people's, but for Review's answer to a plan that needs none (which each Apply checks):
+        # no other pipeline role may answer one, whatever its own policy says.
+        statement(
+            sid="OnlyReviewApproves",
+            effect="Deny",
+            actions=["codepipeline:PutApprovalResult"],
+            resources=["*"],
+            conditions=[("ArnNotEquals", "aws:PrincipalArn", [reviewer_arn])],
+        ),
     ]
     actions: set[str] = set()
     scoped: list[DataAwsIamPolicyDocumentStatement] = []

@@ -1,23 +1,22 @@
-"""Before a stage applies what its approval showed: was the approval given by one of the stage's approvers?
+"""Before a stage applies what its approval showed: was the approval given by someone allowed to give it?
 
-    PIPELINE_NAME=... PIPELINE_EXECUTION_ID=... python -m pipelines.approval_check --approval ProdApproval/Approve \
+    PIPELINE_NAME=... PIPELINE_EXECUTION_ID=... python -m pipelines.approval_check --approval Prod/Approve \
         --approver-roles canvalo-release-approver,AWSReservedSSO_ReleaseApprover_* \
+        --review-role canvalo-beta-pipeline-review --person-approves changes \
         --stage prod --plans DIR --manifest-sha256 SHA --dist frontend/dist-prod
 
 CodePipeline lets any principal of the pipeline's account that is allowed `codepipeline:PutApprovalResult`
 answer an approval, and no policy inside that account can take the permission from every other principal
-(only an organization's SCP can). The pipeline's own roles are denied it by their boundary; people are not.
-So the Apply after an approval checks who gave it: CodePipeline records the approver's ARN as the approval
-action's `updatedBy` (ListActionExecutions), an STS session ARN `arn:aws:sts::<account>:assumed-role/<role>/
-<session>`. The Apply goes on only if that role is in the pipeline's own account and its name matches one of
-the stage's `approver_roles` (StageConfig; `*` and `?` as in IAM's ArnLike). Otherwise it exits 1 with one
-line naming who approved and who may, and applies nothing: the change must be released again and approved
-by an approver. Bad input (not approved) is exit 2.
+(only an organization's SCP can). So the Apply after an approval checks who gave it: CodePipeline records the
+approver's ARN as the approval action's `updatedBy` (ListActionExecutions), an STS session ARN
+`arn:aws:sts::<account>:assumed-role/<role>/<session>`, in the pipeline's own account.
 
-The approval's stage is skipped when the plans it would show change nothing (PLAN_CHANGES). Then there is no
-approval in the execution, and Apply goes on only if the plans' manifest, checked against the SHA-256 the
-Plan action exported, records no change, and the frontend build is the one Plan compared with the live
-release: an empty plan needs nobody, anything else needs an approver.
+Two answers count. The Review role's (pipelines/review.py), only when the plans, checked against the SHA-256
+the Plan action exported, need no person (`--person-approves`: `changes`, any change needs one; `broadening`,
+only a broadening one). A person's, only from a role whose name matches one of the stage's `approver_roles`
+(StageConfig; `*` and `?` as in IAM's ArnLike). Either way the frontend build must be the one Plan compared
+with the live release. Otherwise this exits 1 with one line naming who approved and who may, and nothing is
+applied: the change must be released again. Bad input (not approved) is exit 2.
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pipelines.deploy_frontend import DeployError, dist_sha256, scan_dist
 from pipelines.errors import CommandError
+from pipelines.review import PERSON_APPROVES, why_a_person
 from pipelines.terraform_stage import StageError, read_plans_manifest
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class ApprovalError(CommandError):
 
 @dataclass(frozen=True)
 class PlannedRelease:
-    """What the skipped approval would have shown: the stage's saved plans and the frontend build."""
+    """What the approval showed: the stage's saved plans and the frontend build."""
 
     stage: str
     plans: Path
@@ -61,25 +61,31 @@ class PlannedRelease:
     dist: Path
 
 
-def nothing_to_approve(release: PlannedRelease, approval: str) -> str:
-    """Why applying without an approval is safe (the plans change nothing), or ApprovalError."""
+def planned_manifest(release: PlannedRelease, approval: str) -> dict[str, Any]:
+    """The verified manifest of the plans the approval showed, or ApprovalError when it or the build differs."""
     try:
         manifest = read_plans_manifest(release.plans, release.stage, release.manifest_sha256)
         built = dist_sha256(scan_dist(release.dist))
     except (StageError, DeployError) as error:
-        raise ApprovalError(f"{approval} did not run and the plans cannot be read ({error})") from None
-    if manifest.get("changes") is not False:
-        raise ApprovalError(
-            f"{approval} did not run in this execution, yet the {release.stage} plans change something: nothing is "
-            "applied without an approver; release the change again"
-        )
+        raise ApprovalError(f"the plans {approval} showed cannot be read ({error})") from None
     compared = (manifest.get("frontend") or {}).get("dist_sha256")
     if compared != built:
         raise ApprovalError(
-            f"{approval} did not run, and the frontend build is not the one the plan compared with the live site "
+            f"the frontend build is not the one the plan {approval} showed compared with the live site "
             f"(planned {compared}, built {built}): release the change again"
         )
-    return f"{approval} was skipped: the {release.stage} plans and frontend build change nothing, so none is needed"
+    return manifest
+
+
+def check_review(manifest: Mapping[str, Any], person_approves: str, stage: str, approval: str) -> str:
+    """Why Review's approval counts (the plans need no person), or ApprovalError."""
+    reason = why_a_person(manifest, person_approves)
+    if reason is not None:
+        raise ApprovalError(
+            f"{approval} was approved by the Review role, yet {reason}: only one of the stage's approvers may "
+            f"approve this {stage} plan; release the change again"
+        )
+    return f"{approval} was approved by Review: the {stage} plans need no person"
 
 
 def approver_of(codepipeline: CodePipelineClient, pipeline: str, execution_id: str, approval: str) -> str | None:
@@ -102,20 +108,48 @@ def approver_of(codepipeline: CodePipelineClient, pipeline: str, execution_id: s
     return str(latest["updatedBy"])
 
 
-def check_approver(approver: str, account_id: str, approver_roles: Sequence[str], approval: str) -> None:
-    """Raise unless `approver` is a session of a role in `account_id` whose name matches `approver_roles`."""
-    allowed = ", ".join(approver_roles)
+def approving_role(approver: str, account_id: str, approver_roles: Sequence[str], approval: str) -> str:
+    """The role of `approver`, a session of a role in `account_id`; ApprovalError for anyone else."""
     match = SESSION_ARN.match(approver)
     if match is None or match.group(1) != account_id:
         raise ApprovalError(
             f"{approval} was approved by {approver}, not by a role session of account {account_id}: only sessions "
-            f"of the roles {allowed} may approve; release the change again and have one of them approve it"
+            f"of the roles {', '.join(approver_roles)} may approve; release the change again and have one of them "
+            "approve it"
         )
-    if not any(fnmatchcase(match.group(2), pattern) for pattern in approver_roles):
+    return match.group(2)
+
+
+def check_approver(approver: str, account_id: str, approver_roles: Sequence[str], approval: str) -> None:
+    """Raise unless `approver` is a session of a role in `account_id` whose name matches `approver_roles`."""
+    role = approving_role(approver, account_id, approver_roles, approval)
+    if not any(fnmatchcase(role, pattern) for pattern in approver_roles):
         raise ApprovalError(
-            f"{approval} was approved by {approver}, whose role {match.group(2)} is not one of the stage's "
-            f"approver_roles ({allowed}): release the change again and have one of them approve it"
+            f"{approval} was approved by {approver}, whose role {role} is not one of the stage's "
+            f"approver_roles ({', '.join(approver_roles)}): release the change again and have one of them approve it"
         )
+
+
+def check_approval(
+    approver: str | None,
+    *,
+    account_id: str,
+    approver_roles: Sequence[str],
+    review_role: str,
+    person_approves: str,
+    manifest: Mapping[str, Any],
+    stage: str,
+    approval: str,
+) -> str:
+    """Why the approval counts, in one line; ApprovalError when it does not."""
+    if approver is None:
+        raise ApprovalError(
+            f"{approval} did not run in this execution: nothing is applied without it", exit_status=EXIT_BAD_INPUT
+        )
+    if approving_role(approver, account_id, approver_roles, approval) == review_role:
+        return check_review(manifest, person_approves, stage, approval)
+    check_approver(approver, account_id, approver_roles, approval)
+    return f"{approval} approved by {approver}, one of the stage's approvers ({', '.join(approver_roles)})"
 
 
 def main(
@@ -127,6 +161,8 @@ def main(
     parser = argparse.ArgumentParser(prog="python -m pipelines.approval_check", description=__doc__.splitlines()[0])
     parser.add_argument("--approval", required=True, help="the approval action, <Stage>/<Action>")
     parser.add_argument("--approver-roles", required=True, help="comma-separated role name patterns")
+    parser.add_argument("--review-role", required=True, help="the Review action's role name")
+    parser.add_argument("--person-approves", required=True, choices=sorted(PERSON_APPROVES))
     parser.add_argument("--stage", required=True, help="the stage whose plans the approval shows")
     parser.add_argument("--plans", required=True, type=Path, help="the Plan action's artifact")
     parser.add_argument("--manifest-sha256", required=True, help="the SHA-256 of its manifest.json (PLAN_SHA256)")
@@ -138,19 +174,28 @@ def main(
     if not pipeline or not execution_id or not roles:
         print(
             "error: approval_check needs PIPELINE_NAME, PIPELINE_EXECUTION_ID and --approver-roles: "
-            "the pipeline's Apply action sets them",
+            "the Apply project and action set them",
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
     # This action's own credentials, in the pipeline's account: it runs before the stage's role is selected.
     session = session or boto3.session.Session()
     try:
+        manifest = planned_manifest(release, args.approval)
         account_id = session.client("sts").get_caller_identity()["Account"]
         approver = approver_of(session.client("codepipeline"), pipeline, execution_id, args.approval)
-        if approver is None:
-            print(nothing_to_approve(release, args.approval))
-            return 0
-        check_approver(approver, account_id, roles, args.approval)
+        print(
+            check_approval(
+                approver,
+                account_id=account_id,
+                approver_roles=roles,
+                review_role=args.review_role,
+                person_approves=args.person_approves,
+                manifest=manifest,
+                stage=args.stage,
+                approval=args.approval,
+            )
+        )
     except ApprovalError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_status
@@ -161,7 +206,6 @@ def main(
             file=sys.stderr,
         )
         return EXIT_REFUSED
-    print(f"{args.approval} approved by {approver}, one of the stage's approvers ({', '.join(roles)})")
     return 0
 
 

@@ -66,12 +66,6 @@ MANIFEST = "manifest.json"
 MANIFEST_SHA256 = "manifest.sha256"
 SUMMARY = "summary.md"
 HEADLINE = "headline.txt"
-# "true" when the stage's plans broaden what it may do (plan_summary.broadens): the Plan action exports it,
-# and the pipeline then stops for a person's approval before Apply, in every stage.
-BROADENS = "broadens.txt"
-# "true" when applying the plans (or releasing the frontend build) would change anything: a stage with an
-# approval asks for it only then (the Plan action exports it as PLAN_CHANGES).
-CHANGES = "changes.txt"
 # Stack outputs the later actions read, by the environment variable `env` exports them as.
 STAGE_OUTPUT_VARIABLES = {
     "backend_url": "BACKEND_URL",
@@ -271,10 +265,15 @@ def plan_stage(
     changes_anything = changes_anything or bool(release and release["changes"])
     (plans_dir / SUMMARY).write_text(summary)
     (plans_dir / HEADLINE).write_text(line + "\n")
-    broadening = broadens(planned)
-    (plans_dir / BROADENS).write_text("true\n" if broadening else "false\n")
-    (plans_dir / CHANGES).write_text("true\n" if changes_anything else "false\n")
-    manifest: dict[str, Any] = {"stage": stage, "broadens": broadening, "changes": changes_anything, "stacks": entries}
+    # What Review and Apply decide who approves by (pipelines/review.py, approval_check.py): `broadens`, the
+    # plans widen what the stage may do (plan_summary.broadens); `changes`, applying them or releasing the
+    # frontend build changes anything.
+    manifest: dict[str, Any] = {
+        "stage": stage,
+        "broadens": broadens(planned),
+        "changes": changes_anything,
+        "stacks": entries,
+    }
     if release is not None:
         manifest["frontend"] = release
     (plans_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))

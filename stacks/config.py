@@ -126,7 +126,8 @@ class StageConfig:
     log_retention_days: int = 30
     # Which CloudFront edge locations serve the frontend: one of CDN_PRICE_CLASSES, cheapest first.
     cdn_price_class: str = "PriceClass_100"
-    # The pipeline waits for a person to approve the stage's reviewed plan before applying it (R4.3).
+    # The pipeline waits for a person to approve the stage's reviewed plan before applying it whenever it
+    # changes anything (R4.3); without, a person approves only a plan that broadens what the stage may do.
     approval_before_apply: bool = False
     # The suite the pipeline runs against the stage after deploying it: one of POST_DEPLOY_TESTS.
     post_deploy_tests: str = "smoke"
@@ -145,9 +146,10 @@ class StageConfig:
     # deploy role, besides the pipeline: administrators planning, applying or unlocking from a laptop.
     break_glass_principals: tuple[str, ...] = ()
     # Names (`*` and `?` allowed) of IAM roles in the pipeline's account whose sessions may answer this
-    # stage's approval: CodePipeline lets any principal allowed PutApprovalResult approve, so the Apply after
-    # the approval refuses one given by anyone else (pipelines/approval_check.py). Required with an approval.
-    approver_roles: tuple[str, ...] = ()
+    # stage's approval (every stage has one; pipelines/review.py answers it when the plan needs no person):
+    # CodePipeline lets any principal allowed PutApprovalResult approve, so the Apply after the approval
+    # refuses one given by anyone else (pipelines/approval_check.py).
+    approver_roles: tuple[str, ...] = ("canvalo-release-approver",)
     # Minutes the pipeline watches this stage's alarms after it deployed, before promoting to the next
     # stage: an alarm in ALARM meanwhile stops the promotion (pipelines/bake.py). 0: promote at once.
     bake_minutes: int = 0
@@ -256,11 +258,11 @@ class StageConfig:
             ) from None
 
     def _validate_approver_roles(self) -> None:
-        if self.approval_before_apply and not self.approver_roles:
+        if not self.approver_roles:
             raise self._error(
                 "approver_roles",
                 "",
-                "a stage with an approval needs the names of the roles whose sessions may approve it, such as "
+                "every stage's approval needs the names of the roles whose sessions may approve it, such as "
                 "canvalo-release-approver or AWSReservedSSO_ReleaseApprover_*",
             )
         for name in self.approver_roles:
@@ -369,7 +371,6 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
         "deletion_protection": True,
         "cross_account_deploy": True,
         "approval_before_apply": True,
-        "approver_roles": ("canvalo-release-approver",),
         # Weekdays 08:00-17:00 UTC: a prod release lands while people are at work to watch it.
         "deployment_window": "* * 8-16 ? * MON-FRI *",
         "cdn_price_class": "PriceClass_All",

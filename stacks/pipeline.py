@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from cdktn import TerraformOutput, TerraformResourceLifecycle
@@ -56,6 +57,8 @@ PIPELINE_STATE_PREFIX = "pipeline/"
 DRIFT_SCHEDULE = "cron(0 5 * * ? *)"
 # A Bake runs in the plan project: its timeout leaves this much beyond the longest bake for installing the toolkit.
 BAKE_MARGIN_MINUTES = 15
+# Every boundary's name ends so: one ARN pattern protects them all.
+BOUNDARY_SUFFIX = "-boundary"
 # Services that assume the pipeline's roles.
 CODEBUILD = "codebuild.amazonaws.com"
 CODEPIPELINE = "codepipeline.amazonaws.com"
@@ -411,6 +414,7 @@ class ProjectNames:
             test=self.names["test"],
             build=self.names["build"],
             plan=self.names["plan"],
+            review=self.names["review"],
             apply={name: self.names[kind] for name, kind in self.apply_kinds.items()},
             post_deploy_tests=self.names["smoke"],
         )
@@ -434,7 +438,7 @@ class RoleNames:
     def of(cls, project: ProjectConfig, account: PipelineAccount, prefix: str, apply_kinds: Iterable[str]) -> RoleNames:
         names = {
             kind: f"{prefix}-{kind}"
-            for kind in ("codepipeline", "update-pipeline", "test", "build", "smoke", "plan", *apply_kinds)
+            for kind in ("codepipeline", "update-pipeline", "test", "build", "smoke", "plan", "review", *apply_kinds)
         }
         names["drift-schedule"] = f"{prefix}-drift-schedule"
         names["deploy"] = project.pipeline_deploy_role_name
@@ -685,12 +689,17 @@ class PipelineStack(StageStack):
         # nearly a managed policy's 6,144 characters): the update role may rewrite the other roles'
         # policies, but not beyond their boundary, which holds every Deny they carry.
         roles = names.roles
-        protected_policies = [
+        # One pattern for the four boundaries in this account (the pipeline's three and the workload's), so
+        # that each boundary stays under a managed policy's 6,144 characters.
+        protected_policies = [names.account.policy_arn(f"*{BOUNDARY_SUFFIX}")]
+        for boundary in (
             roles.boundary_arn,
             roles.deploy_boundary_arn,
             roles.plan_boundary_arn,
             self.project.permissions_boundary_arn(self.stage),
-        ]
+        ):
+            if not fnmatchcase(boundary, protected_policies[0]):
+                raise ValueError(f"{boundary} is not named *{BOUNDARY_SUFFIX} under the project's IAM path")
         only_the_update_role_writes_the_pipeline_state = _only_the_update_role_writes_the_pipeline_state(names)
         self.boundaries = {
             kind: PipelineBoundary(
@@ -703,6 +712,7 @@ class PipelineStack(StageStack):
                     role_statements=[v for k, v in statements.items() if _bounded_by(k) == kind],
                     protected_policy_arns=protected_policies,
                     denied=[] if kind == "deploy" else [only_the_update_role_writes_the_pipeline_state],
+                    reviewer_arn=names.account.role_arn(roles.names["review"]),
                 ),
             )
             for kind, construct_id, description in (
@@ -782,10 +792,20 @@ class PipelineStack(StageStack):
                 environment={**terraform, "ARTIFACT_BUCKET": self.artifacts.bucket.bucket},
                 timeout_minutes=max([60, *(s.bake_minutes + BAKE_MARGIN_MINUTES for s in project.stages)]),
             ),
+            # Answers a stage's approval when its plan needs no person; waits a few minutes for its token at most.
+            "review": self._codebuild(
+                setup, "review", role="review", environment={"PIPELINE_NAME": names.prefix}, timeout_minutes=15
+            ),
             # A CloudFront update inside one apply can take most of an hour.
             **{
-                kind: self._codebuild(setup, kind, role=kind, environment=terraform, timeout_minutes=120)
-                for kind in names.projects.apply_kinds.values()
+                kind: self._codebuild(
+                    setup,
+                    kind,
+                    role=kind,
+                    environment={**terraform, **_who_approves(project.stage(name), names)},
+                    timeout_minutes=120,
+                )
+                for name, kind in names.projects.apply_kinds.items()
             },
             "smoke": self._codebuild(setup, "smoke", role="smoke", timeout_minutes=20),
         }
@@ -912,11 +932,23 @@ def _stage_deployment(stage: StageConfig) -> StageDeployment:
         name=stage.name,
         approval_before_apply=stage.approval_before_apply,
         post_deploy_tests=stage.post_deploy_tests,
-        approver_roles=stage.approver_roles,
         bake_minutes=stage.bake_minutes,
         deployment_window=stage.deployment_window,
         deployment_window_time_zone=stage.deployment_window_time_zone,
     )
+
+
+def _who_approves(stage: StageConfig, names: PipelineNames) -> dict[str, str]:
+    """What the stage's Apply checks its approval against (pipelines/approval_check.py): in the Apply project's
+    own environment, so that changing who may approve what is a build-project change, an administrator's."""
+    deployment = _stage_deployment(stage)
+    return {
+        "PIPELINE_NAME": names.prefix,
+        "APPROVAL": deployment.approval,
+        "APPROVER_ROLES": ",".join(stage.approver_roles),
+        "REVIEW_ROLE": names.roles.names["review"],
+        "PERSON_APPROVES": deployment.person_approves,
+    }
 
 
 def _role_statements(
@@ -938,6 +970,7 @@ def _role_statements(
         # Every Plan and the drift check: reads beta and, through their plan roles, gamma and prod; writes
         # nothing of any stage but its state locks.
         "plan": _plan_statements(names, resources, use_connection),
+        "review": _review_statements(project, names, resources),
         **{
             kind: [
                 *_codebuild_basics(account, resources, kind, writes_artifacts=True),
@@ -1208,13 +1241,29 @@ def _apply_statements(
     )
     # The last verified release, which a failed smoke check restores (pipelines/drift.py previous).
     found.append(statement(sid="ReadTheLastVerifiedRelease", actions=["ssm:GetParameter"], resources=[release_arn]))
-    if target.approval_before_apply:
-        found.append(
-            statement(
-                sid="ReadWhoApproved", actions=["codepipeline:ListActionExecutions"], resources=[names.pipeline_arn]
-            )
-        )
+    found.append(
+        statement(sid="ReadWhoApproved", actions=["codepipeline:ListActionExecutions"], resources=[names.pipeline_arn])
+    )
     return found
+
+
+def _review_statements(
+    project: ProjectConfig, names: PipelineNames, resources: PipelineResources
+) -> list[DataAwsIamPolicyDocumentStatement]:
+    """Review: answer the stages' approvals (Apply accepts its answer only for a plan that needs no person)."""
+    return [
+        *_codebuild_basics(names.account, resources, "review", writes_artifacts=False),
+        statement(
+            sid="FindTheApprovalsToken", actions=["codepipeline:GetPipelineState"], resources=[names.pipeline_arn]
+        ),
+        statement(
+            sid="AnswerTheStagesApprovals",
+            actions=["codepipeline:PutApprovalResult"],
+            # An approval action's ARN is `<pipeline ARN>/<stage>/<action>`
+            # (https://docs.aws.amazon.com/codepipeline/latest/userguide/approvals-iam-permissions.html).
+            resources=[f"{names.pipeline_arn}/{_stage_deployment(s).approval}" for s in project.stages],
+        ),
+    ]
 
 
 def _operators_read_through_the_plan_role(project: ProjectConfig, account_id: str) -> DataAwsIamPolicyDocumentStatement:

@@ -172,7 +172,7 @@ def read_releases(ssm: Any, project: ProjectConfig, rows: Mapping[str, StageStat
 
 
 def deployment_stage(pipeline_stage: str, names: Sequence[str]) -> str | None:
-    """The stage a pipeline stage belongs to: `BetaPlan`, `BetaBroadening`, `Beta` -> beta."""
+    """The stage a pipeline stage belongs to: `Beta` -> beta."""
     return next((name for name in names if pipeline_stage.lower().startswith(name)), None)
 
 

@@ -31,6 +31,8 @@ REGION = "eu-west-1"
 IN_REGION = {"aws:RequestedRegion": REGION}
 PIPELINE_DEPLOY_ROLE = "canvalo-pipeline-deploy"
 UPDATE_ROLE = "canvalo-beta-pipeline-update-pipeline"
+# The one pipeline role that may answer an approval (pipelines/review.py).
+REVIEW_ROLE = "canvalo-beta-pipeline-review"
 # What a role's policy may say once someone can write it: a grant of everything, which only a boundary
 # and explicit denies can still cap.
 EVERYTHING = Policy("everything", (Statement("Everything", "Allow", actions=("*",), resources=("*",)),))
@@ -523,17 +525,26 @@ def test_no_pipeline_role_may_pass_a_privileged_projects_role_but_to_create_noth
 
 @pytest.mark.req("R4.6")
 def test_no_pipeline_role_may_move_an_execution_past_a_gate(iam: Stacks) -> None:
-    """Approving, overriding the window or a skip condition, retrying a failed stage: a person's decisions."""
+    """Approving, overriding the window, retrying a failed stage: a person's decisions. One exception: Review
+    answers a stage's approval (each Apply accepts that answer only for a plan that needs no person)."""
     stage_arn = f"arn:aws:codepipeline:{REGION}:111111111111:{PIPELINE_PREFIX}/Prod"
+    approval_arn = f"{stage_arn}/Approve"
     for role in pipeline_roles(iam):
         principal = iam.principal("pipeline", role)
         for action in GATE_ACTIONS:
-            for resource in (
-                f"{stage_arn}/Approve",
-                stage_arn,
-                f"arn:aws:codepipeline:{REGION}:111111111111:{PIPELINE_PREFIX}",
-            ):
+            for resource in (approval_arn, stage_arn, f"arn:aws:codepipeline:{REGION}:111111111111:{PIPELINE_PREFIX}"):
+                if (role, action, resource) == (REVIEW_ROLE, "codepipeline:PutApprovalResult", approval_arn):
+                    assert_allowed(principal, Request(action, resource, IN_REGION))
+                    continue
                 assert_denied(principal, Request(action, resource, IN_REGION))
+        # Even with a policy granting everything (the update role may rewrite the others' policies), no
+        # role but Review may answer an approval: the boundary's OnlyReviewApproves.
+        rewritten = Principal(principal.arn, (EVERYTHING,), principal.boundary)
+        request = Request("codepipeline:PutApprovalResult", approval_arn, IN_REGION)
+        if role == REVIEW_ROLE:
+            assert_allowed(rewritten, request)
+        else:
+            assert_denied(rewritten, request)
     update = iam.principal("pipeline", UPDATE_ROLE)
     former = Policy(
         "former",

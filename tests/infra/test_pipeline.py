@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,8 @@ EXPECTED_STAGES = [
     "Test",
     "Build",
     "UpdatePipeline",
-    *("BetaPlan", "BetaBroadening", "Beta"),
-    *("GammaPlan", "GammaBroadening", "Gamma"),
-    *("ProdPlan", "ProdApproval", "Prod"),
+    # Each holds its plan, approval and apply: QUEUED mode locks stages, so no other execution interleaves.
+    *("Beta", "Gamma", "Prod"),
 ]
 DEPLOY_STAGES = {"Beta": "beta", "Gamma": "gamma", "Prod": "prod"}
 # Verbs of the actions that read; anything else the plan role holds is listed in PLAN_ROLE_WRITES.
@@ -148,7 +148,10 @@ def test_pipeline_is_v2_queued_and_started_by_a_push_to_the_branch(pipeline: Doc
     assert trigger["provider_type"] == "CodeStarSourceConnection"
     assert trigger["git_configuration"] == {
         "source_action_name": "Source",
-        "push": [{"branches": {"includes": ["main"]}}],
+        # A push that changes only documentation starts nothing (excludes win over includes).
+        "push": [
+            {"branches": {"includes": ["main"]}, "file_paths": {"includes": ["**"], "excludes": ["docs/**", "**.md"]}}
+        ],
     }
     (source,) = stage(pipeline, "Source")["action"]
     assert source["provider"] == "CodeStarSourceConnection"
@@ -159,7 +162,7 @@ def test_pipeline_is_v2_queued_and_started_by_a_push_to_the_branch(pipeline: Doc
 @pytest.mark.req("R4.2", "R4.4")
 def test_stages_run_in_order_update_test_build_then_beta_gamma_prod(pipeline: Document) -> None:
     assert [s["name"] for s in codepipeline(pipeline)["stage"]] == EXPECTED_STAGES
-    order = [DEPLOY_STAGES[name.removesuffix("Plan")] for name, _ in deploy_actions(pipeline)]
+    order = [DEPLOY_STAGES[name] for name, _ in deploy_actions(pipeline)]
     assert order == sorted(order, key=["beta", "gamma", "prod"].index), "a later stage deploys before an earlier one"
 
 
@@ -212,22 +215,24 @@ def test_the_test_project_cannot_deploy_or_assume_any_role(pipeline: Document) -
 
 @pytest.mark.req("R4.3")
 def test_every_prod_apply_that_changes_anything_waits_for_a_manual_approval_of_its_plan(pipeline: Document) -> None:
-    names = [s["name"] for s in codepipeline(pipeline)["stage"]]
-    assert names.index("ProdPlan") < names.index("ProdApproval") < names.index("Prod")
-    (approval,) = stage(pipeline, "ProdApproval")["action"]
+    by_name = {a["name"]: a for a in stage(pipeline, "Prod")["action"]}
+    plan, review, approval, apply = by_name["Plan"], by_name["Review"], by_name["Approve"], by_name["Apply"]
+    # Plan, then Review beside the approval (so the approval's token exists while Review runs), then Apply.
+    assert plan["run_order"] < review["run_order"] == approval["run_order"] < apply["run_order"]
     assert (approval["category"], approval["provider"]) == ("Approval", "Manual")
-    (plan,) = stage(pipeline, "ProdPlan")["action"]
     assert action_environment(plan)["MODE"] == "plan"
-    applies = [a for a in stage(pipeline, "Prod")["action"] if action_environment(a).get("MODE") == "apply"]
-    assert applies
-    for apply in applies:
-        assert plan["output_artifacts"][0] in apply["input_artifacts"], "apply exactly the approved plan"
-    # Entered when the plans or the frontend build change anything; skipped (no one asked) when they do not.
-    condition = stage(pipeline, "ProdApproval")["before_entry"]["condition"]
-    assert condition["result"] == "SKIP"
-    (rule,) = condition["rule"]
-    assert rule["rule_type_id"]["provider"] == "VariableCheck"
-    assert rule["configuration"] == {"Variable": "#{ProdPlan.PLAN_CHANGES}", "Value": "true", "Operator": "EQ"}
+    assert plan["output_artifacts"][0] in apply["input_artifacts"], "apply exactly the approved plan"
+    # Review approves only a plan that changes nothing in prod; any change waits for a person.
+    assert action_environment(review) == {
+        "STAGE": "prod",
+        "APPROVAL": "Prod/Approve",
+        "PERSON_APPROVES": "changes",
+        "APPROVED_MANIFEST_SHA256": "#{ProdPlan.PLAN_SHA256}",
+        "PIPELINE_EXECUTION_ID": "#{codepipeline.PipelineExecutionId}",
+    }
+    assert review["input_artifacts"] == ["Source", "ProdPlan"]
+    review_project = project_named(pipeline, review["configuration"]["ProjectName"])
+    assert review_project["source"]["buildspec"] == pinned_buildspec("review")
     # The approval message carries the plan's summary (exported by the plan action), the commit and gamma's bake.
     assert f"#{{{plan['namespace']}.PLAN_HEADLINE}}" in approval["configuration"]["CustomData"]
     assert "#{GammaBake.BAKE_RESULT}" in approval["configuration"]["CustomData"]
@@ -239,31 +244,31 @@ def test_every_prod_apply_that_changes_anything_waits_for_a_manual_approval_of_i
         v["value"] for v in plan_project["environment"]["environment_variable"] if v["name"] == "ARTIFACT_BUCKET"
     )
     assert bucket == f"${{aws_s3_bucket.{next(iter(resources(pipeline, 'aws_s3_bucket')))}.bucket}}"
-    for name in ("Beta", "Gamma"):
-        assert not [a for a in stage(pipeline, name)["action"] if a["category"] == "Approval"]
 
 
 @pytest.mark.parametrize("stage_name", list(DEPLOY_STAGES))
 def test_each_stage_applies_the_saved_plan_it_made_from_the_one_build(pipeline: Document, stage_name: str) -> None:
-    plan = next(a for a in stage(pipeline, f"{stage_name}Plan")["action"] if a["name"] == "Plan")
-    apply = next(a for a in stage(pipeline, stage_name)["action"] if a["name"] == "Apply")
+    by_name = {a["name"]: a for a in stage(pipeline, stage_name)["action"]}
+    plan, apply = by_name["Plan"], by_name["Apply"]
     # Prod's plan also quotes gamma's bake in the summary the approver reads.
     quotes_bake = {"BAKE_RESULT": "#{GammaBake.BAKE_RESULT}"} if stage_name == "Prod" else {}
     assert action_environment(plan) == {"STAGE": DEPLOY_STAGES[stage_name], "MODE": "plan", **quotes_bake}
-    approved_by = {
-        "APPROVAL": "ProdApproval/Approve",
-        "APPROVER_ROLES": "canvalo-release-approver",
-        "PIPELINE_NAME": "canvalo-beta-pipeline",
-    }
     assert action_environment(apply) == {
         "STAGE": DEPLOY_STAGES[stage_name],
         "MODE": "apply",
         # The manifest's hash as the Plan action exported it: CodePipeline holds it, not the artifact.
         "APPROVED_MANIFEST_SHA256": f"#{{{stage_name}Plan.PLAN_SHA256}}",
-        # Which execution deployed the stage, for its release record (make status).
+        # Which execution deployed the stage, for its release record (make status), and whose approval counts.
         "PIPELINE_EXECUTION_ID": "#{codepipeline.PipelineExecutionId}",
-        # After an approval, Apply checks that one of the stage's approvers gave it (pipelines/approval_check.py).
-        **(approved_by if stage_name == "Prod" else {}),
+    }
+    # Who may approve what is the Apply project's own environment: changing it is an administrator's.
+    project = project_named(pipeline, apply["configuration"]["ProjectName"])
+    environment = {v["name"]: v["value"] for v in project["environment"]["environment_variable"]}
+    assert {k: environment[k] for k in ("APPROVAL", "APPROVER_ROLES", "REVIEW_ROLE", "PERSON_APPROVES")} == {
+        "APPROVAL": f"{stage_name}/Approve",
+        "APPROVER_ROLES": "canvalo-release-approver",
+        "REVIEW_ROLE": "canvalo-beta-pipeline-review",
+        "PERSON_APPROVES": "changes" if stage_name == "Prod" else "broadening",
     }
     assert plan["input_artifacts"] == ["Source", "Build"]
     assert apply["input_artifacts"] == ["Source", "Build", f"{stage_name}Plan"]
@@ -390,7 +395,7 @@ def boundary_of(pipeline: Document, role_name: str) -> str:
 def test_every_pipeline_role_is_named_bounded_and_scoped(pipeline: Document) -> None:
     boundaries(pipeline)
     roles = resources(pipeline, "aws_iam_role")
-    assert len(roles) == 10
+    assert len(roles) == 11
     star_sids = {"RegistryLogin", "ListCallsWithoutResourceScope"}
     own_boundary = {DEPLOY_ROLE: "canvalo-pipeline-deploy-boundary", PLAN_ROLE: "canvalo-pipeline-plan-boundary"}
     for role in roles.values():
@@ -481,7 +486,8 @@ def test_the_update_role_creates_no_role_and_changes_roles_only_inside_the_pipel
                 assert item["condition"][0]["variable"] == "iam:AWSServiceName", item["sid"]
             assert not (item["resources"] == ["*"] and any(a.startswith(("iam:", "sts:")) for a in item["actions"]))
         never = next(s for s in boundary if s["sid"] == "NeverChangeABoundary")
-        assert never["effect"] == "Deny" and set(boundary_arns.values()) <= set(never["resources"])
+        assert never["effect"] == "Deny"
+        assert all(any(fnmatchcase(arn, pattern) for pattern in never["resources"]) for arn in boundary_arns.values())
         # A managed policy holds at most 6,144 characters without whitespace.
         assert len(json.dumps(boundary, separators=(",", ":"))) < 6144
 
@@ -683,7 +689,8 @@ def reconfigured(tmp_path_factory: pytest.TempPathFactory) -> Document:
 @pytest.mark.req("R4.9", "R4.10", "R6.6")
 def test_branch_and_connection_come_from_configuration(reconfigured: Document) -> None:
     resource = codepipeline(reconfigured)
-    assert resource["trigger"][0]["git_configuration"]["push"] == [{"branches": {"includes": ["release"]}}]
+    (push,) = resource["trigger"][0]["git_configuration"]["push"]
+    assert push["branches"] == {"includes": ["release"]}
     (source,) = stage(reconfigured, "Source")["action"]
     assert source["configuration"]["BranchName"] == "release"
     assert source["configuration"]["ConnectionArn"].endswith(":connection/0a1b2c3d-existing")
@@ -703,8 +710,8 @@ def test_every_build_keeps_its_package_caches_on_the_host_and_image_builds_their
         variables, paths = spec["env"]["variables"], spec["cache"]["paths"]
         # What the tools write is where the cache keeps it: the variables and the paths name the same folders.
         cached = {
-            variables["UV_CACHE_DIR"],
-            variables["npm_config_cache"],
+            variables.get("UV_CACHE_DIR"),
+            variables.get("npm_config_cache"),
             variables.get("TF_PLUGIN_CACHE_DIR"),
             variables.get("PIP_CACHE_DIR"),
         }
@@ -716,38 +723,40 @@ def test_every_build_keeps_its_package_caches_on_the_host_and_image_builds_their
 def test_a_stage_without_approval_stops_for_one_when_its_plan_broadens_and_only_then(
     pipeline: Document, stage_name: str
 ) -> None:
-    gate = stage(pipeline, f"{stage_name}Broadening")
-    (approve,) = gate["action"]
+    by_name = {a["name"]: a for a in stage(pipeline, stage_name)["action"]}
+    approve, review = by_name["Approve"], by_name["Review"]
     assert (approve["category"], approve["provider"]) == ("Approval", "Manual")
     assert approve["configuration"]["ExternalEntityLink"] == f"#{{{stage_name}Plan.PLAN_SUMMARY_URL}}"
-    condition = gate["before_entry"]["condition"]
-    # Entered only when the plan broadens; CodePipeline skips the stage otherwise.
-    assert condition["result"] == "SKIP"
-    (rule,) = condition["rule"]
-    assert rule["rule_type_id"] == {"category": "Rule", "owner": "AWS", "provider": "VariableCheck", "version": "1"}
-    assert rule["configuration"] == {
-        "Variable": f"#{{{stage_name}Plan.PLAN_BROADENS}}",
-        "Value": "true",
-        "Operator": "EQ",
-    }
-    names = [s["name"] for s in codepipeline(pipeline)["stage"]]
-    assert names.index(f"{stage_name}Plan") < names.index(f"{stage_name}Broadening") < names.index(stage_name)
-    deploy_spec = yaml.safe_load((PROJECT_ROOT / "pipelines" / "buildspecs" / "deploy.yml").read_text())
-    assert "PLAN_BROADENS" in deploy_spec["env"]["exported-variables"], "the Plan action exports what the rule reads"
+    # Review answers the approval unless the plan broadens what the stage may do (pipelines/review.py).
+    assert action_environment(review)["PERSON_APPROVES"] == "broadening"
+    assert by_name["Plan"]["run_order"] < approve["run_order"] == review["run_order"] < by_name["Apply"]["run_order"]
+    assert "before_entry" not in stage(pipeline, stage_name), "nothing skips or delays the stage"
 
 
 @pytest.mark.req("R4.3")
-def test_no_pipeline_role_may_answer_an_approval_or_remove_a_boundary(pipeline: Document) -> None:
+def test_no_pipeline_role_but_review_may_answer_an_approval_nor_remove_a_boundary(pipeline: Document) -> None:
+    review_arn = f"arn:aws:iam::{BETA}:role/canvalo/canvalo-beta-pipeline-review"
     for boundary in boundaries(pipeline).values():
         statements = {s["sid"]: s for s in policy_statements(pipeline, boundary["policy"])}
-        assert statements["NeverApprove"]["effect"] == "Deny"
-        assert statements["NeverApprove"]["actions"] == ["codepipeline:PutApprovalResult"]
-        assert statements["NeverApprove"]["resources"] == ["*"]
+        only_review = statements["OnlyReviewApproves"]
+        assert only_review["effect"] == "Deny"
+        assert only_review["actions"] == ["codepipeline:PutApprovalResult"]
+        assert only_review["resources"] == ["*"]
+        assert only_review["condition"] == [
+            {"test": "ArnNotEquals", "variable": "aws:PrincipalArn", "values": [review_arn]}
+        ]
         # It acts on roles: a deny naming the boundary policy (as before) never matched.
         assert statements["NeverRemoveABoundary"]["actions"] == ["iam:DeleteRolePermissionsBoundary"]
         assert statements["NeverRemoveABoundary"]["resources"] == ["*"]
     for role in resources(pipeline, "aws_iam_role").values():
         assert boundary_of(pipeline, role["name"]) in boundaries(pipeline), role["name"]
+    # Review answers only the stages' approval actions, and reads the state that holds their tokens.
+    by_sid = {s["sid"]: s for s in role_statements(pipeline, "canvalo-beta-pipeline-review")}
+    assert by_sid["AnswerTheStagesApprovals"]["resources"] == [
+        f"{PIPELINE_ARN}/{name}/Approve" for name in DEPLOY_STAGES
+    ]
+    assert by_sid["FindTheApprovalsToken"]["actions"] == ["codepipeline:GetPipelineState"]
+    assert not [a for a in allowed_actions(list(by_sid.values())) if a.startswith(("sts:", "iam:", "codebuild:"))]
 
 
 @pytest.mark.req("R4.2", "R4.5")
@@ -777,6 +786,6 @@ def test_prod_applies_only_inside_its_deployment_window(pipeline: Document) -> N
     (rule,) = condition["rule"]
     assert rule["rule_type_id"] == {"category": "Rule", "owner": "AWS", "provider": "DeploymentWindow", "version": "1"}
     assert rule["configuration"] == {"Cron": "* * 8-16 ? * MON-FRI *", "TimeZone": "UTC"}
-    # The window holds the Apply, not the plan or the approval: a person may approve at night, prod waits.
-    for name in ("ProdPlan", "Beta", "Gamma"):
+    # The window holds the whole stage (its plan, approval and apply); beta and gamma deploy any time.
+    for name in ("Beta", "Gamma"):
         assert "before_entry" not in stage(pipeline, name)

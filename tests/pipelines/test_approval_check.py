@@ -1,4 +1,5 @@
-"""`python -m pipelines.approval_check`: an approval counts only when one of the stage's approvers gave it."""
+"""`python -m pipelines.approval_check`: an approval counts only when one of the stage's approvers gave it, or
+Review for a plan that needs no person."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ PIPELINE = "canvalo-beta-pipeline"
 EXECUTION = "0b8e6f7a-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
 ROLES = "canvalo-release-approver,AWSReservedSSO_ReleaseApprover_*"
 ENVIRONMENT = {"PIPELINE_NAME": PIPELINE, "PIPELINE_EXECUTION_ID": EXECUTION}
+REVIEW_ROLE = "canvalo-beta-pipeline-review"
+REVIEW = f"arn:aws:sts::{ACCOUNT}:assumed-role/{REVIEW_ROLE}/build"
 
 
 class StubbedSession(boto3.session.Session):
@@ -51,7 +54,7 @@ def approval(updated_by: str, *, status: str = "Succeeded", minute: int = 0, act
     return {
         "pipelineExecutionId": EXECUTION,
         "actionExecutionId": f"a-{minute}",
-        "stageName": "ProdApproval",
+        "stageName": "Prod",
         "actionName": action,
         "status": status,
         "updatedBy": updated_by,
@@ -69,19 +72,24 @@ def planned(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def write_manifest(plans: Path, *, changes: bool, dist_digest: str) -> None:
+def write_manifest(plans: Path, *, changes: bool, dist_digest: str, broadens: bool = False) -> None:
     plans.mkdir(exist_ok=True)
-    manifest = {"stage": "prod", "broadens": False, "changes": changes, "stacks": [], "frontend": {}}
+    manifest = {"stage": "prod", "broadens": broadens, "changes": changes, "stacks": [], "frontend": {}}
     manifest["frontend"] = {"dist_sha256": dist_digest, "changes": False, "detail": "the live release is this build"}
     (plans / "manifest.json").write_text(json.dumps(manifest))
 
 
 def run(
-    details: list[dict[str, Any]], capsys: pytest.CaptureFixture[str], planned: Path, manifest_sha256: str | None = None
+    details: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+    planned: Path,
+    manifest_sha256: str | None = None,
+    person_approves: str = "changes",
 ) -> tuple[int, str, str]:
     plans = planned / "plans"
     digest = manifest_sha256 or hashlib.sha256((plans / "manifest.json").read_bytes()).hexdigest()
-    argv = ["--approval", "ProdApproval/Approve", "--approver-roles", ROLES, "--stage", "prod"]
+    argv = ["--approval", "Prod/Approve", "--approver-roles", ROLES, "--stage", "prod"]
+    argv += ["--review-role", REVIEW_ROLE, "--person-approves", person_approves]
     argv += ["--plans", str(plans), "--manifest-sha256", digest, "--dist", str(planned / "dist-prod")]
     status = main(argv, session=StubbedSession(details), environ=ENVIRONMENT)
     out, err = capsys.readouterr()
@@ -122,7 +130,7 @@ def test_an_approval_by_anyone_else_applies_nothing_and_says_who_may(
     status, out, err = run([approval(approver)], capsys, planned)
     assert status == EXIT_REFUSED and out == ""
     (line,) = err.splitlines()
-    assert line.startswith("error: ProdApproval/Approve was approved by " + approver) and words in line
+    assert line.startswith("error: Prod/Approve was approved by " + approver) and words in line
     assert "canvalo-release-approver, AWSReservedSSO_ReleaseApprover_*" in line
 
 
@@ -145,41 +153,75 @@ def test_a_failed_approval_is_bad_input(capsys: pytest.CaptureFixture[str], plan
 
 @pytest.mark.req("R4.3")
 @pytest.mark.parametrize("details", [[], [approval("x", action="Apply")]], ids=["nothing ran", "another action ran"])
-def test_a_skipped_approval_lets_an_empty_plan_through(
+def test_an_approval_that_did_not_run_applies_nothing(
     capsys: pytest.CaptureFixture[str], planned: Path, details: list[dict[str, Any]]
 ) -> None:
     status, out, err = run(details, capsys, planned)
-    assert (status, err) == (0, "")
-    assert "ProdApproval/Approve was skipped: the prod plans and frontend build change nothing" in out
+    assert status == EXIT_BAD_INPUT and out == ""
+    assert "Prod/Approve did not run in this execution: nothing is applied without it" in err
 
 
 @pytest.mark.req("R4.3")
-def test_a_skipped_approval_never_lets_a_change_through(capsys: pytest.CaptureFixture[str], planned: Path) -> None:
+def test_reviews_approval_lets_a_prod_plan_that_changes_nothing_through(
+    capsys: pytest.CaptureFixture[str], planned: Path
+) -> None:
+    status, out, err = run([approval(REVIEW)], capsys, planned)
+    assert (status, err) == (0, "")
+    assert "Prod/Approve was approved by Review: the prod plans need no person" in out
+
+
+@pytest.mark.req("R4.3")
+def test_reviews_approval_never_lets_a_prod_change_through(capsys: pytest.CaptureFixture[str], planned: Path) -> None:
     built = dist_sha256(scan_dist(planned / "dist-prod"))
     write_manifest(planned / "plans", changes=True, dist_digest=built)
-    status, out, err = run([], capsys, planned)
+    status, out, err = run([approval(REVIEW)], capsys, planned)
     assert status == EXIT_REFUSED and out == ""
-    assert "the prod plans change something: nothing is applied without an approver" in err
+    assert "was approved by the Review role, yet the plans or the frontend build change something" in err
+    # The same plan approved by a person goes on.
+    person = f"arn:aws:sts::{ACCOUNT}:assumed-role/canvalo-release-approver/alice"
+    assert run([approval(person)], capsys, planned)[0] == 0
 
 
 @pytest.mark.req("R4.3")
-def test_a_skipped_approval_refuses_a_rewritten_manifest(capsys: pytest.CaptureFixture[str], planned: Path) -> None:
+@pytest.mark.parametrize(("broadens", "expected"), [(False, 0), (True, EXIT_REFUSED)])
+def test_where_a_person_approves_only_broadening_reviews_approval_lets_any_other_change_through(
+    capsys: pytest.CaptureFixture[str], planned: Path, broadens: bool, expected: int
+) -> None:
+    built = dist_sha256(scan_dist(planned / "dist-prod"))
+    write_manifest(planned / "plans", changes=True, dist_digest=built, broadens=broadens)
+    status, _, err = run([approval(REVIEW)], capsys, planned, person_approves="broadening")
+    assert status == expected
+    assert ("the plans broaden what the stage may do" in err) is broadens
+
+
+@pytest.mark.req("R4.3")
+def test_the_review_role_of_another_account_is_anyone(capsys: pytest.CaptureFixture[str], planned: Path) -> None:
+    status, _, err = run([approval(f"arn:aws:sts::999999999999:assumed-role/{REVIEW_ROLE}/x")], capsys, planned)
+    assert status == EXIT_REFUSED and "not by a role session of account 111111111111" in err
+
+
+@pytest.mark.req("R4.3")
+def test_any_approval_refuses_a_rewritten_manifest(capsys: pytest.CaptureFixture[str], planned: Path) -> None:
     """An artifact writer who flips `changes` to false cannot match the SHA-256 CodePipeline holds."""
     recorded = hashlib.sha256((planned / "plans" / "manifest.json").read_bytes()).hexdigest()
     write_manifest(planned / "plans", changes=False, dist_digest="0" * 64)
-    status, _, err = run([], capsys, planned, manifest_sha256=recorded)
-    assert status == EXIT_REFUSED and "the plans cannot be read" in err and "not the manifest" in err
+    status, _, err = run([approval(REVIEW)], capsys, planned, manifest_sha256=recorded)
+    assert status == EXIT_REFUSED and "cannot be read" in err and "not the manifest" in err
 
 
 @pytest.mark.req("R4.3")
-def test_a_skipped_approval_refuses_another_frontend_build(capsys: pytest.CaptureFixture[str], planned: Path) -> None:
+@pytest.mark.parametrize("approver", [REVIEW, f"arn:aws:sts::{ACCOUNT}:assumed-role/canvalo-release-approver/alice"])
+def test_any_approval_refuses_another_frontend_build(
+    capsys: pytest.CaptureFixture[str], planned: Path, approver: str
+) -> None:
     (planned / "dist-prod" / "index.html").write_text("<!doctype html><title>Something else</title>")
-    status, _, err = run([], capsys, planned)
-    assert status == EXIT_REFUSED and "the frontend build is not the one the plan compared" in err
+    status, _, err = run([approval(approver)], capsys, planned)
+    assert status == EXIT_REFUSED and "the frontend build is not the one the plan Prod/Approve showed compared" in err
 
 
 def test_without_the_pipelines_variables_it_names_them(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["--approval", "ProdApproval/Approve", "--approver-roles", ROLES, "--stage", "prod"]
+    argv = ["--approval", "Prod/Approve", "--approver-roles", ROLES, "--stage", "prod"]
+    argv += ["--review-role", REVIEW_ROLE, "--person-approves", "changes"]
     argv += ["--plans", "plans", "--manifest-sha256", "0" * 64, "--dist", "dist"]
     status = main(argv, session=StubbedSession([]), environ={})
     assert status == EXIT_BAD_INPUT

@@ -19,8 +19,6 @@ from modules.pipeline import (
     BUILD_ARTIFACT,
     BUILDSPECS,
     PIPELINE_OWNED,
-    PLAN_BROADENS_VARIABLE,
-    PLAN_CHANGES_VARIABLE,
     PLAN_HEADLINE_VARIABLE,
     PLAN_SHA256_VARIABLE,
     PLAN_SUMMARY_URL_VARIABLE,
@@ -146,9 +144,7 @@ def test_the_deploy_buildspec_hands_the_plans_from_plan_to_apply_and_exports_the
     assert document["env"]["exported-variables"] == [
         PLAN_HEADLINE_VARIABLE,
         PLAN_SUMMARY_URL_VARIABLE,
-        PLAN_BROADENS_VARIABLE,
         PLAN_SHA256_VARIABLE,
-        PLAN_CHANGES_VARIABLE,
         BAKE_RESULT_VARIABLE,
     ]
     text = script_text("deploy")
@@ -157,7 +153,7 @@ def test_the_deploy_buildspec_hands_the_plans_from_plan_to_apply_and_exports_the
     assert f'terraform_stage plan --stage "$STAGE" --cdktf-out "$build_dir/cdktf.out" --plans {handoff}' in text
     # The plan compares the frontend build with the live release: an empty plan then means nothing changes.
     assert '--frontend-dist "$build_dir/frontend/dist-$STAGE"' in mode_branch(text, "plan")
-    assert f'export {PLAN_CHANGES_VARIABLE}="$(cat {handoff}/changes.txt)"' in mode_branch(text, "plan")
+    assert f'export {PLAN_SHA256_VARIABLE}="$(cat {handoff}/manifest.sha256)"' in mode_branch(text, "plan")
     # The Apply action's third input is the `<Stage>Plan` artifact (modules/pipeline.py).
     assert 'plan_input="CODEBUILD_SRC_DIR_${STAGE^}Plan"' in text
     # Apply applies the stage's one saved plan, and only if its manifest is the one Plan recorded.
@@ -206,10 +202,13 @@ def test_the_preflight_checks_the_stage_as_its_plan_role_and_the_image_as_the_ac
 
 
 @pytest.mark.req("R4.6")
-def test_an_apply_after_an_approval_first_checks_who_gave_it_as_the_action_itself() -> None:
+def test_every_apply_first_checks_who_gave_its_approval_as_the_action_itself() -> None:
     branch = mode_branch(script_text("deploy"), "apply")
-    check = 'python -m pipelines.approval_check --approval "$APPROVAL" --approver-roles "$APPROVER_ROLES"'
-    assert 'if [ -n "${APPROVAL:-}" ]; then' in branch
+    check = (
+        'python -m pipelines.approval_check --approval "$APPROVAL" --approver-roles "$APPROVER_ROLES" '
+        '--review-role "$REVIEW_ROLE" --person-approves "$PERSON_APPROVES"'
+    )
+    assert "APPROVAL:-" not in branch, "no Apply goes on without checking its approval"
     assert branch.index(check) < branch.index("stage_credentials") < branch.index("terraform_stage apply")
 
 
@@ -336,7 +335,11 @@ def run_apply(tmp_path: Path, fail: str = "") -> list[str]:
         "CODEBUILD_SRC_DIR_ProdPlan": str(tmp_path / "plans"),
         "CODEBUILD_RESOLVED_SOURCE_VERSION": "0" * 40,
         "APPROVED_MANIFEST_SHA256": "0" * 64,
-        "DEFERRED": "approved",
+        # The Apply project's own environment (stacks/pipeline.py _who_approves).
+        "APPROVAL": "Prod/Approve",
+        "APPROVER_ROLES": "canvalo-release-approver",
+        "REVIEW_ROLE": "canvalo-beta-pipeline-review",
+        "PERSON_APPROVES": "changes",
         # What `terraform_stage env` exports from the outputs (faked here, so given).
         "FRONTEND_BUCKET": "canvalo-prod-frontend",
         "FRONTEND_DISTRIBUTION_ID": "E1",

@@ -295,11 +295,9 @@ def test_a_broadening_plan_says_so_for_the_pipeline_to_stop_for_an_approval(cdkt
     )
     opens_a_port["resource_changes"][1]["change"]["after"] = {"cidr_ipv4": "0.0.0.0/0", "from_port": 80}
     assert plan(FakeTerraform(plans={"beta": opens_a_port}), cdktf_out, plans) == 0
-    assert (plans / "broadens.txt").read_text() == "true\n", "the Plan action exports it: the pipeline stops"
     assert json.loads((plans / "manifest.json").read_text())["broadens"] is True
     quiet_plans = tmp_path / "quiet"
     assert plan(FakeTerraform(plans={"beta": plan_document(SERVICE)}), cdktf_out, quiet_plans) == 0
-    assert (quiet_plans / "broadens.txt").read_text() == "false\n"
     assert json.loads((quiet_plans / "manifest.json").read_text())["broadens"] is False
 
 
@@ -372,7 +370,6 @@ def test_plan_records_whether_anything_changes_the_frontend_release_included(
         "compared against the stage's live outputs, once"
     )
     assert fake.commands() == [("beta", "init"), ("beta", "plan"), ("beta", "show"), ("beta", "output")]
-    assert (plans / "changes.txt").read_text() == f"{str(changes).lower()}\n"
     manifest = json.loads((plans / "manifest.json").read_text())
     assert manifest["changes"] is changes
     assert manifest["frontend"]["dist_sha256"] == "ab" * 32
@@ -388,4 +385,3 @@ def test_without_a_frontend_to_compare_the_stack_alone_decides(cdktf_out: Path, 
     assert ("beta", "output") not in fake.commands(), "no live outputs are read without a build to compare"
     manifest = json.loads((plans / "manifest.json").read_text())
     assert manifest["changes"] is False and "frontend" not in manifest
-    assert (plans / "changes.txt").read_text() == "false\n"

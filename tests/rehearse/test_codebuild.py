@@ -11,23 +11,29 @@ import datetime
 import json
 import os
 import subprocess
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
+from pipelines.review import review
 from tests.support.codebuild import require_mount_namespace
 from tools.rehearse.codebuild import Build, Machine, StandIn, collect_artifacts, run_build
 from tools.rehearse.pipeline import (
     Action,
+    ApprovalAnswer,
     Definition,
     EntryCondition,
     Execution,
     Pipeline,
     Services,
     Step,
+    new_execution_id,
     read_definition,
 )
 from tools.rehearse.window import Clock
@@ -228,32 +234,6 @@ def test_the_pipeline_is_read_from_the_applied_state_not_typed_again(world: Worl
     assert definition.roles == {"deploy": "arn:aws:iam::444444444444:role/canvalo/deploy"}
 
 
-@pytest.mark.req("R4.3")
-def test_a_stage_with_an_entry_condition_is_entered_only_when_its_variable_check_holds(
-    world: World, tmp_path: Path
-) -> None:
-    """As CodePipeline does: the broadening approval stage runs when the plan says so, else it is skipped."""
-    rule = {
-        "name": "PlanBroadens",
-        "rule_type_id": {"category": "Rule", "owner": "AWS", "provider": "VariableCheck", "version": "1"},
-        "configuration": {"Variable": "#{BetaPlan.PLAN_BROADENS}", "Value": "true", "Operator": "EQ"},
-    }
-    definition = Definition(
-        name="p",
-        stages=[],
-        projects={},
-        roles={},
-        entry={"BetaBroadening": EntryCondition("SKIP", [rule])},
-    )
-    with pipeline_over(world, tmp_path, tmp_path) as pipeline:
-        broadening = Execution(id="e1", commit="c", variables={"BetaPlan": {"PLAN_BROADENS": "true"}})
-        quiet = Execution(id="e2", commit="c", variables={"BetaPlan": {"PLAN_BROADENS": "false"}})
-        assert pipeline.enter(definition, broadening, "BetaBroadening") == (True, "")
-        entered, why = pipeline.enter(definition, quiet, "BetaBroadening")
-        assert not entered and "#{BetaPlan.PLAN_BROADENS} is 'false', not 'true'" in why
-        assert pipeline.enter(definition, quiet, "Beta") == (True, ""), "a stage without a condition is entered"
-
-
 WINDOW_RULE = {
     "name": "DeploymentWindow",
     "rule_type_id": {"category": "Rule", "owner": "AWS", "provider": "DeploymentWindow", "version": "1"},
@@ -285,28 +265,30 @@ def test_a_stage_whose_window_is_closed_waits_for_it_to_open_and_is_then_entered
 
 
 @pytest.mark.req("R4.2", "R4.3")
-def test_with_a_window_the_other_rules_are_evaluated_before_the_wait_and_not_again(
+def test_a_window_that_never_opens_fails_the_stage_and_no_other_condition_is_guessed_at(
     world: World, tmp_path: Path
 ) -> None:
-    """AWS: "After the deployment window opens, CodePipeline does not check the CloudWatchAlarm alarm again." A
-    failing rule fails the condition at once, without waiting for the window; a window that never opens fails it."""
-    check = {
-        "name": "PlanChanges",
-        "rule_type_id": {"category": "Rule", "owner": "AWS", "provider": "VariableCheck", "version": "1"},
-        "configuration": {"Variable": "#{ProdPlan.PLAN_CHANGES}", "Value": "true", "Operator": "EQ"},
-    }
+    """The pipeline's only entry conditions are FAIL conditions of DeploymentWindow rules: any other rule or result
+    stops the rehearsal with a RuntimeError instead of being played some way AWS may not play it."""
     never = {**WINDOW_RULE, "configuration": {"Cron": "* * 8-16 ? * MON-FRI 2020", "TimeZone": "UTC"}}
-    saturday_night = datetime.datetime(2027, 3, 6, 22, 0, tzinfo=datetime.UTC)
-    entry = {"Prod": EntryCondition("FAIL", [WINDOW_RULE, check]), "Never": EntryCondition("FAIL", [never])}
+    check = {
+        "name": "SomeVariable",
+        "rule_type_id": {"category": "Rule", "owner": "AWS", "provider": "VariableCheck", "version": "1"},
+        "configuration": {"Variable": "#{Namespace.NAME}", "Value": "true", "Operator": "EQ"},
+    }
+    entry = {
+        "Never": EntryCondition("FAIL", [never]),
+        "Checked": EntryCondition("FAIL", [WINDOW_RULE, check]),
+        "Skipped": EntryCondition("SKIP", [WINDOW_RULE]),
+    }
     definition = Definition(name="p", stages=[], projects={}, roles={}, entry=entry)
     with pipeline_over(world, tmp_path, tmp_path) as pipeline:
-        pipeline.clock = Clock(saturday_night)
-        quiet = Execution(id="e1", commit="c", variables={"ProdPlan": {"PLAN_CHANGES": "false"}})
-        entered, why = pipeline.enter(definition, quiet, "Prod")
-        assert not entered and "PlanChanges" in why
-        assert pipeline.clock.now() < saturday_night + datetime.timedelta(minutes=1), "failed before any wait"
-        entered, why = pipeline.enter(definition, quiet, "Never")
+        entered, why = pipeline.enter(definition, Execution(id="e1", commit="c"), "Never")
         assert not entered and "does not open" in why
+        with pytest.raises(RuntimeError, match="VariableCheck: the rehearsal models DeploymentWindow rules only"):
+            pipeline.enter(definition, Execution(id="e2", commit="c"), "Checked")
+        with pytest.raises(RuntimeError, match="FAIL entry conditions only, not SKIP"):
+            pipeline.enter(definition, Execution(id="e3", commit="c"), "Skipped")
 
 
 @pytest.mark.req("R4.3")
@@ -355,6 +337,159 @@ def test_the_rehearsals_pipeline_state_shows_each_stage_as_its_latest_execution_
         services.close()
     latest = {s["stageName"]: s["latestExecution"]["pipelineExecutionId"] for s in states}
     assert latest == {"Beta": newer.id, "Prod": older.id}
-    # Approvals are answered as they come: none is ever in progress (no token), as make status expects then.
+    # Between executions no approval is in progress (no token), as make status then reads it.
     actions = [a for s in states for a in s["actionStates"]]
     assert actions and all(a["latestExecution"] == {"status": "Succeeded"} for a in actions)
+
+
+def codepipeline_client(services: Services) -> Any:
+    """A boto3 CodePipeline client of the rehearsal's server, as a build's AWS_ENDPOINT_URL_CODEPIPELINE makes it."""
+    return boto3.client(
+        "codepipeline",
+        endpoint_url=services.url,
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+# Prod's run orders 2 and 3 as modules/pipeline.py defines them: Review beside Approve, then Apply.
+REVIEW_SESSION = "arn:aws:sts::444444444444:assumed-role/canvalo-beta-pipeline-review/codebuild"
+REVIEW = Action("Prod", "Review", "Build", 2, {"ProjectName": "canvalo-beta-pipeline-review"}, ["Source"], [], None)
+APPROVE = Action(
+    "Prod",
+    "Approve",
+    "Approval",
+    2,
+    {"CustomData": "Prod plan of commit #{SourceVariables.CommitId}: #{ProdPlan.PLAN_HEADLINE}."},
+    [],
+    [],
+    None,
+)
+APPLY = Action("Prod", "Apply", "Build", 3, {"ProjectName": "canvalo-beta-pipeline-apply-prod"}, ["Source"], [], None)
+PROD_DEFINITION = Definition(
+    name="canvalo-beta-pipeline", stages=[("Prod", [REVIEW, APPROVE, APPLY])], projects={}, roles={}
+)
+
+
+def builds_with_review(services: Services, manifest: dict[str, Any]) -> Any:
+    """Pipeline.codebuild without a build: Review runs pipelines/review.py against the rehearsal's CodePipeline as
+    the Review role's session (as Pipeline.codebuild sets the caller), any other build just succeeds."""
+
+    def build(definition: Definition, execution: Execution, action: Action) -> tuple[bool, str]:
+        if action.name != "Review":
+            return True, "ran"
+        services.caller, services.calling_action = REVIEW_SESSION, action.name
+        line = review(
+            codepipeline_client(services),
+            pipeline=definition.name,
+            execution_id=execution.id,
+            approval="Prod/Approve",
+            person_approves="changes",
+            manifest=manifest,
+            # The token is in progress before Review runs: no wait.
+            wait_seconds=0,
+        )
+        return True, line
+
+    return build
+
+
+def run_prod(
+    world: World, root: Path, monkeypatch: pytest.MonkeyPatch, manifest: dict[str, Any], person_approves: bool
+) -> tuple[Pipeline, Execution, list[Step], list[str]]:
+    """Prod's Review, Approve and Apply over a plan that `manifest` describes: the pipeline, the execution, the
+    steps it recorded and the messages the person was asked about."""
+    steps: list[Step] = []
+    asked: list[str] = []
+
+    def person(stage: str, message: str) -> bool:
+        asked.append(f"{stage}: {message}")
+        return person_approves
+
+    with pipeline_over(world, root, root) as pipeline:
+        pipeline.record, pipeline.reviewer = steps.append, person
+        monkeypatch.setattr(pipeline, "codebuild", builds_with_review(pipeline.services, manifest))
+        execution = Execution(id=new_execution_id(), commit="c0ffee")
+        execution.variables = {"SourceVariables": {"CommitId": "c0ffee"}, "ProdPlan": {"PLAN_HEADLINE": "1 to change"}}
+        pipeline.services.executions[execution.id] = execution
+        (stage, actions), *_ = PROD_DEFINITION.stages
+        pipeline.run_stage(PROD_DEFINITION, execution, stage, actions)
+    return pipeline, execution, steps, asked
+
+
+@pytest.mark.req("R4.3")
+def test_an_approval_that_review_answers_through_put_approval_result_asks_no_person(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline, execution, steps, asked = run_prod(world, tmp_path, monkeypatch, {"changes": False}, True)
+    assert asked == [] and pipeline.approvals["Prod"] == 0, "Review's approval is not a person's"
+    assert execution.approvers == {("Prod", "Approve"): REVIEW_SESSION}
+    assert [(s.action, s.result) for s in steps] == [
+        ("Review", "Succeeded"),
+        ("Approve", "Succeeded"),
+        ("Apply", "Succeeded"),
+    ]
+    assert steps[1].detail.startswith(f"approved by Review ({REVIEW_SESSION}): Review: the plans")
+    assert not execution.pending and not execution.stage_in_progress, "nothing left in progress after the stage"
+
+
+@pytest.mark.req("R4.3")
+def test_an_approval_review_leaves_alone_is_a_persons_and_counted(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline, execution, steps, asked = run_prod(world, tmp_path, monkeypatch, {"changes": True}, True)
+    assert asked == ["Prod: Prod plan of commit c0ffee: 1 to change."]
+    assert pipeline.approvals["Prod"] == 1
+    assert execution.approvers == {("Prod", "Approve"): pipeline.approver}
+    assert "waits for one of the stage's approvers" in steps[0].detail
+    assert steps[1].detail.startswith("approved by the rehearsal (a person): Prod plan of commit c0ffee")
+    assert execution.status != "Failed" and ("Prod", "Apply") in execution.done_actions
+
+
+@pytest.mark.req("R4.3")
+def test_a_persons_rejection_fails_the_stage_before_its_apply(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline, execution, steps, _ = run_prod(world, tmp_path, monkeypatch, {"changes": True}, False)
+    assert execution.status == "Failed" and pipeline.approvals["Prod"] == 0 and not execution.approvers
+    assert [(s.action, s.result) for s in steps] == [("Review", "Succeeded"), ("Approve", "Failed")]
+    assert steps[-1].detail.startswith("rejected by the rehearsal (a person)")
+
+
+@pytest.mark.req("R4.3")
+def test_put_approval_result_answers_only_the_token_of_an_approval_in_progress(world: World) -> None:
+    services = Services(world)
+    token = str(uuid.uuid4())
+    execution = Execution(id=new_execution_id(), commit="c0ffee", stage_in_progress="Prod")
+    execution.pending[("Prod", "Approve")] = token
+    answer = {
+        "pipelineName": "canvalo-beta-pipeline",
+        "stageName": "Prod",
+        "actionName": "Approve",
+        "result": {"summary": "no change", "status": "Approved"},
+    }
+    try:
+        services.executions[execution.id] = execution
+        services.pipeline_name = "canvalo-beta-pipeline"
+        services.caller, services.calling_action = REVIEW_SESSION, "Review"
+        client = codepipeline_client(services)
+        (prod,) = client.get_pipeline_state(name="canvalo-beta-pipeline")["stageStates"]
+        assert prod["latestExecution"] == {"pipelineExecutionId": execution.id, "status": "InProgress"}
+        assert prod["actionStates"] == [
+            {"actionName": "Approve", "latestExecution": {"status": "InProgress", "token": token}}
+        ]
+        status, refused = services.codepipeline("PutApprovalResult", {**answer, "token": str(uuid.uuid4())}, "")
+        assert (status, refused["__type"]) == (400, "InvalidApprovalTokenException")
+        with pytest.raises(ClientError, match="PipelineNotFoundException"):
+            client.put_approval_result(**{**answer, "pipelineName": "another-pipeline"}, token=token)
+        client.put_approval_result(**answer, token=token)
+        with pytest.raises(ClientError, match="ApprovalAlreadyCompletedException"):
+            client.put_approval_result(**answer, token=token)
+        (prod,) = client.get_pipeline_state(name="canvalo-beta-pipeline")["stageStates"]
+    finally:
+        services.close()
+    assert execution.answers == {
+        ("Prod", "Approve"): ApprovalAnswer(token, "Approved", "no change", REVIEW_SESSION, "Review")
+    }
+    assert not execution.pending and prod["actionStates"] == [], "answered: no token handed out any more"

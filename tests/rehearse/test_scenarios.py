@@ -7,16 +7,21 @@ from pathlib import Path
 
 import pytest
 
+from modules.pipeline import DOCUMENTATION_PATHS
+from modules.pipeline_toolkit import TOOLKIT_PATHS
 from tools.rehearse.__main__ import (
     A_NEW_IMAGE,
     ACCOUNTS,
     ATTACKS,
+    DEPLOYS_NOTHING,
+    DOCUMENTATION_ONLY,
     LATER_SCENARIOS,
     Expectation,
     Outcome,
     bootstrap_commands,
     new_release,
 )
+from tools.rehearse.trigger import Patterns, PushFilter, trigger_refusal
 from tools.rehearse.world import REPOSITORY
 
 
@@ -88,3 +93,24 @@ def test_the_smoke_failure_release_changes_the_image_and_the_frontend_index(tmp_
     assert "smoke failure in prod" in LATER_SCENARIOS
     names = list(LATER_SCENARIOS)
     assert names.index("failure and retry") < names.index("smoke failure in prod") < names.index(next(iter(ATTACKS)))
+
+
+@pytest.mark.req("R4.1")
+def test_the_commit_that_deploys_nothing_starts_the_pipeline_and_the_documentation_commit_does_not(
+    tmp_path: Path,
+) -> None:
+    """The scenarios' two quiet commits: one the trigger ignores, one it starts for that no build or hash reads."""
+    tracked = (".gitignore", "docs/pipeline.md")
+    for name in tracked:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPOSITORY / name, tmp_path / name)
+    DEPLOYS_NOTHING(tmp_path)
+    DOCUMENTATION_ONLY(tmp_path)
+    assert all((tmp_path / name).read_text() != (REPOSITORY / name).read_text() for name in tracked)
+    committed = (PushFilter(Patterns(("main",)), Patterns(("**",), DOCUMENTATION_PATHS)),)
+    assert trigger_refusal(committed, "main", [".gitignore"]) == ""
+    assert trigger_refusal(committed, "main", ["docs/pipeline.md"])
+    # Neither the backend image's tag nor the pinned toolkit reads .gitignore: no release, no pipeline change.
+    image_inputs = (REPOSITORY / "pipelines" / "image_tag.sh").read_text().split("find ", 1)[1].split("-type", 1)[0]
+    assert ".gitignore" not in image_inputs.split()
+    assert not {".gitignore", "."} & set(TOOLKIT_PATHS), "a file at the root is in the toolkit only if named"

@@ -205,7 +205,7 @@ def test_a_pending_approval_shows_in_its_stages_row_with_its_message(
                 "actionStates": [{"actionName": "Plan", "latestExecution": {"status": "Succeeded"}}],
             },
             {
-                "stageName": "ProdApproval",
+                "stageName": "Prod",
                 "latestExecution": {"pipelineExecutionId": EXECUTION, "status": "InProgress"},
                 "actionStates": [
                     {
@@ -223,7 +223,7 @@ def test_a_pending_approval_shows_in_its_stages_row_with_its_message(
             "actionExecutionDetails": [
                 {"stageName": "ProdPlan", "actionName": "Plan", "input": {"resolvedConfiguration": {}}},
                 {
-                    "stageName": "ProdApproval",
+                    "stageName": "Prod",
                     "actionName": "Approve",
                     "input": {"resolvedConfiguration": {"CustomData": headline}},
                 },
@@ -233,7 +233,7 @@ def test_a_pending_approval_shows_in_its_stages_row_with_its_message(
     )
     found = rows(as_json(operator, capsys))
     assert found["prod"]["pending_approval"] == [
-        {"action": "ProdApproval/Approve", "since": "2026-11-28T09:30:00Z", "message": headline}
+        {"action": "Prod/Approve", "since": "2026-11-28T09:30:00Z", "message": headline}
     ]
     assert found["beta"]["pending_approval"] == found["gamma"]["pending_approval"] == []
 

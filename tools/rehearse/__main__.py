@@ -30,10 +30,11 @@ REGION = "eu-west-1"
 # Executions a new deployment may take before the rehearsal calls it stuck.
 MAX_FIRST_DEPLOY_EXECUTIONS = 12
 ADMINISTRATOR_ROLE = "Administrator"
-# The pipeline stage of prod's approval (stages.prod.approval_before_apply), which every release that
-# changes prod needs, and the stage that applies prod.
-PROD_APPROVAL = "ProdApproval"
+# The pipeline stage that plans, approves and applies prod. Its approval needs a person for every release that
+# changes prod (stages.prod.approval_before_apply); a person's approvals are counted by the stage they are in.
 PROD_STAGE = "Prod"
+# Who releases a change again ("Release change", StartPipelineExecution): the administrator, in the pipeline's account.
+OPERATOR = f"arn:aws:sts::{ACCOUNTS['beta']}:assumed-role/{ADMINISTRATOR_ROLE}/operator"
 
 
 @dataclass(frozen=True)
@@ -317,16 +318,17 @@ def mark_bootstrapped(rehearsal: Rehearsal) -> None:
 
 
 def deliver(rehearsal: Rehearsal, commit: str, limit: int) -> tuple[list[Execution], str]:
-    """Executions of `commit` until one succeeds, as an operator's `Release change` would; at most `limit`."""
+    """Executions of `commit` until one succeeds, as an operator's `Release change` would; at most `limit`.
+    A release, not a push: the trigger's file filters do not apply, and the commit may have been pushed before."""
     runs: list[Execution] = []
-    rehearsal.pipeline.push(commit)
+    rehearsal.pipeline.release(commit, OPERATOR)
     while len(runs) < limit:
         finished = rehearsal.pipeline.run_queue()
         runs += finished
         if finished and finished[-1].status == "Succeeded":
             return runs, ""
         if len(runs) < limit:
-            rehearsal.pipeline.push(commit)
+            rehearsal.pipeline.release(commit, OPERATOR)
     failures = [s for s in rehearsal.steps if s.result == "Failed"]
     return runs, failures[-1].detail if failures else "no execution succeeded"
 
@@ -349,14 +351,20 @@ def first_deploy(rehearsal: Rehearsal, strict_order: bool) -> tuple[bool, str, i
     runs, detail = deliver(rehearsal, rehearsal.head(), MAX_FIRST_DEPLOY_EXECUTIONS)
     if detail:
         return False, detail, len(runs)
-    prod_approvals = rehearsal.pipeline.approvals[PROD_APPROVAL]
+    prod_approvals = rehearsal.pipeline.approvals[PROD_STAGE]
     if (len(runs), prod_approvals) != (1, 1):
-        return False, f"took {len(runs)} executions and {prod_approvals} prod approvals, not one of each", len(runs)
+        return (
+            False,
+            f"took {len(runs)} executions and {prod_approvals} prod approvals by a person, not one of each",
+            len(runs),
+        )
     return True, "", len(runs)
 
 
 def single_execution(rehearsal: Rehearsal, commit: str) -> tuple[bool, str, list[Execution]]:
-    rehearsal.pipeline.push(commit)
+    """Push `commit` and run what it starts; ScenarioError when the trigger starts nothing."""
+    if rehearsal.pipeline.push(commit) is None:
+        raise ScenarioError(f"the push of {commit[:10]} started no execution: {rehearsal.steps[-1].detail}")
     runs = rehearsal.pipeline.run_queue()
     last = runs[-1]
     failures = [s for s in rehearsal.steps if s.result == "Failed"]
@@ -373,6 +381,25 @@ def edit(path: str, old: str, new: str) -> Callable[[Path], None]:
         file.write_text(text.replace(old, new, 1))
 
     return change
+
+
+def append(path: str, line: str) -> Callable[[Path], None]:
+    def change(repository: Path) -> None:
+        file = repository / path
+        if not file.is_file():
+            raise ScenarioError(f"the scenario's change no longer applies: {path} does not exist")
+        with file.open("a") as appended:
+            appended.write(line)
+
+    return change
+
+
+# A commit that starts the pipeline and deploys nothing: .gitignore is neither Markdown nor under docs/, so the
+# trigger's file filter lets it through, and no build, test, image tag (pipelines/image_tag.sh) or pinned toolkit
+# (modules/pipeline_toolkit.py) reads it. Each use appends one more line, so each is a new commit.
+DEPLOYS_NOTHING = append(".gitignore", "# rehearsal: a change that deploys nothing\n")
+# A commit that changes only documentation: the trigger starts nothing for it.
+DOCUMENTATION_ONLY = edit("docs/pipeline.md", "\n", "\n\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -419,9 +446,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'':<28} {outcome.detail}")
     good = sum(o.as_expected for o in outcomes)
     print(f"rehearsed in {time.monotonic() - started:.0f} s")
+    # Only a person's approvals are counted: in prod any change needs one, elsewhere only a broadening plan does.
     print(
-        f"rehearsal: first deploy took {first_executions} execution(s), {approvals[PROD_APPROVAL]} prod approval(s) and "
-        f"{sum(approvals.values()) - approvals[PROD_APPROVAL]} broadening approval(s); "
+        f"rehearsal: first deploy took {first_executions} execution(s), {approvals[PROD_STAGE]} prod approval(s) and "
+        f"{sum(approvals.values()) - approvals[PROD_STAGE]} broadening approval(s) by a person; "
         f"{good}/{len(outcomes)} scenarios as expected"
     )
     return 0 if good == len(outcomes) == len(SCENARIOS) - len(SKIPPED) else 1
@@ -531,27 +559,44 @@ def later_scenarios(rehearsal: Rehearsal, outcome: Callable[[str, bool, str], No
             outcome(name, False, f"not run: no deployed baseline ({why})")
         else:
             print(f"-- {name}")
-            outcome(name, *LATER_SCENARIOS[name](rehearsal))
+            try:
+                outcome(name, *LATER_SCENARIOS[name](rehearsal))
+            except ScenarioError as failure:
+                # E.g. a push the trigger started nothing for: this scenario failed, the next ones still run.
+                outcome(name, False, str(failure))
 
 
 def docs_only_commit(rehearsal: Rehearsal) -> tuple[bool, str]:
-    """A commit that changes neither the image nor any stack: it reaches prod with no approval asked and no
-    new task definition, and the execution says why."""
-    approvals, before = rehearsal.pipeline.approvals[PROD_APPROVAL], prod_serials(rehearsal.world)
+    """A commit that changes only documentation starts no execution (the trigger's file filter). A commit that
+    changes a file nothing deploys (.gitignore) runs the whole pipeline and reaches prod with no person asked:
+    Review approves each stage's empty plan, Apply accepts that, and prod's task definition stays the same."""
+    documentation = rehearsal.commit("docs: a comment", DOCUMENTATION_ONLY)
+    started, queued = rehearsal.pipeline.push(documentation), rehearsal.pipeline.run_queue()
+    if started is not None or queued:
+        return False, f"a documentation-only commit started {len(queued)} execution(s); the trigger should start none"
+    print(f"{'':<9} docs only: {rehearsal.steps[-1].detail[:140]}")
+    approvals, before = rehearsal.pipeline.approvals[PROD_STAGE], prod_serials(rehearsal.world)
     running = prod_task_definition(rehearsal.world)
-    commit = rehearsal.commit("docs: a comment", edit("docs/pipeline.md", "\n", "\n\n"))
+    commit = rehearsal.commit("gitignore: a comment", DEPLOYS_NOTHING)
     passed, detail, runs = single_execution(rehearsal, commit)
     if not passed:
         return False, detail
-    asked = rehearsal.pipeline.approvals[PROD_APPROVAL] - approvals
+    asked = rehearsal.pipeline.approvals[PROD_STAGE] - approvals
     touched = [stack for stack, serial in prod_serials(rehearsal.world).items() if serial != before.get(stack)]
-    skipped = [s for s in rehearsal.steps if s.execution == runs[-1].id[:8] and s.stage == PROD_APPROVAL]
-    if asked or touched or prod_task_definition(rehearsal.world) != running or not skipped:
+    reviewed = [
+        s
+        for s in rehearsal.steps
+        if s.execution == runs[-1].id[:8]
+        and (s.stage, s.action, s.result) == (PROD_STAGE, "Approve", "Succeeded")
+        and s.detail.startswith("approved by Review")
+    ]
+    if asked or touched or prod_task_definition(rehearsal.world) != running or not reviewed:
         return False, (
-            f"expected prod without an approval or a change; {asked} approval(s), prod stacks changed {touched}, "
+            f"expected prod approved by Review without a person or a change; {asked} approval(s) by a person, "
+            f"Review's approval {'recorded' if reviewed else 'missing'}, prod stacks changed {touched}, "
             f"task definition {prod_task_definition(rehearsal.world)} (was {running})"
         )
-    print(f"{'':<9} prod: no approval asked ({skipped[0].detail[:100]}), task definition unchanged")
+    print(f"{'':<9} prod: no person asked ({reviewed[0].detail[:100]}), task definition unchanged")
     return True, ""
 
 
@@ -562,24 +607,25 @@ MONDAY_OPENING = datetime.datetime(2027, 3, 8, 8, 0, tzinfo=datetime.UTC)
 
 
 def closed_window(rehearsal: Rehearsal) -> tuple[bool, str]:
-    """A commit pushed on a Saturday night: beta, gamma and prod's plan run at once; Prod's entry condition
-    waits, as AWS documents the DeploymentWindow rule, and the same execution enters Prod when the window
-    opens on Monday morning and succeeds, with no one retrying anything. The clock is moved, never slept."""
+    """A commit pushed on a Saturday night: beta and gamma run at once; Prod's entry condition waits, as AWS
+    documents the DeploymentWindow rule, and the same execution enters Prod (its Plan, approval and Apply) when
+    the window opens on Monday morning and succeeds, with no one retrying anything. The clock is moved, never
+    slept."""
     rehearsal.pipeline.clock.set(SATURDAY_NIGHT)
-    commit = rehearsal.commit("docs: pushed on a Saturday night", edit("docs/pipeline.md", "\n", "\n\n"))
+    commit = rehearsal.commit("gitignore: pushed on a Saturday night", DEPLOYS_NOTHING)
     passed, detail, runs = single_execution(rehearsal, commit)
     if not passed or len(runs) != 1:
         return False, f"expected one execution that waits for the window and succeeds; {len(runs)}: {detail}"
     execution = runs[0]
     waits = [s for s in rehearsal.steps if s.execution == execution.id[:8] and s.result == "Waited"]
-    planned, applied = execution.entered.get(f"{PROD_STAGE}Plan"), execution.entered.get(PROD_STAGE)
+    gamma, prod = execution.entered.get("Gamma"), execution.entered.get(PROD_STAGE)
     problems = []
     if [s.stage for s in waits] != [PROD_STAGE]:
         problems.append(f"expected only {PROD_STAGE} to wait; waited: {[s.stage for s in waits]}")
-    if planned is None or planned >= MONDAY_OPENING:
-        problems.append(f"expected prod planned on Saturday night, not at {planned}")
-    if applied is None or not MONDAY_OPENING <= applied < MONDAY_OPENING + datetime.timedelta(minutes=1):
-        problems.append(f"expected {PROD_STAGE} entered when the window opened ({MONDAY_OPENING}), not at {applied}")
+    if gamma is None or gamma >= MONDAY_OPENING:
+        problems.append(f"expected gamma deployed on Saturday night, not at {gamma}")
+    if prod is None or not MONDAY_OPENING <= prod < MONDAY_OPENING + datetime.timedelta(minutes=1):
+        problems.append(f"expected {PROD_STAGE} entered when the window opened ({MONDAY_OPENING}), not at {prod}")
     if not problems:
         print(f"{'':<9} {waits[0].detail}")
     return not problems, "; ".join(problems)
@@ -615,7 +661,7 @@ def pipeline_change(rehearsal: Rehearsal) -> tuple[bool, str]:
         "pipeline: drift check an hour later", edit("stacks/pipeline.py", "cron(0 5 * * ? *)", "cron(0 6 * * ? *)")
     )
     rehearsal.pipeline.push(changed)
-    newer = rehearsal.commit("docs: after the pipeline change", edit("docs/pipeline.md", "\n", "\n\n"))
+    newer = rehearsal.commit("gitignore: after the pipeline change", DEPLOYS_NOTHING)
     rehearsal.pipeline.push(newer)
     runs = rehearsal.pipeline.run_queue()
     statuses = [r.status for r in runs]
@@ -633,8 +679,9 @@ def failure_and_retry(rehearsal: Rehearsal) -> tuple[bool, str]:
     """Beta's post-deploy tests fail once, gamma's Apply fails once after applying; each retried."""
     (rehearsal.root / "faults" / "smoke-beta").write_text("fail once")
     (rehearsal.root / "faults" / "output-gamma.at-apply").write_text("fail once, after the apply")
-    commit = rehearsal.commit("docs: another comment", edit("docs/pipeline.md", "\n", "\n\n"))
-    rehearsal.pipeline.push(commit)
+    commit = rehearsal.commit("gitignore: another comment", DEPLOYS_NOTHING)
+    if rehearsal.pipeline.push(commit) is None:
+        return False, f"the push started no execution: {rehearsal.steps[-1].detail}"
     (execution,) = rehearsal.pipeline.run_queue()
     failed_actions: list[str] = []
     # "Retry failed actions", as an operator would, until it succeeds or a retry fails where it failed before.
@@ -821,9 +868,10 @@ def take_attack_markers(world: World) -> list[str]:
 def attack(rehearsal: Rehearsal, message: str, change: Callable[[Path], None]) -> tuple[bool, str]:
     """One malicious commit, reviewed by a person who rejects any approval whose summary flags broadening.
     Passes when the execution stops (refused or rejected), prod's state is untouched and none of the
-    commit's own code ran with apply rights; the commit is reverted afterwards either way."""
+    commit's own code ran with apply rights; the commit is reverted afterwards either way. Outside prod a
+    person is asked only when Review found the plan broadening, so such a question is itself rejected."""
     before = prod_serials(rehearsal.world)
-    rehearsal.pipeline.reviewer = lambda stage, text: "BROADENING" not in text and not stage.endswith("Broadening")
+    rehearsal.pipeline.reviewer = lambda stage, text: stage == PROD_STAGE and "BROADENING" not in text
     try:
         commit = rehearsal.commit(f"attack: {message}", change)
         passed, _, runs = single_execution(rehearsal, commit)

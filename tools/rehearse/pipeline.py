@@ -1,15 +1,29 @@
 """CodePipeline as the rehearsal plays it: the pipeline stack's applied definition, executed action by action.
 
 The definition is read from the `pipeline` stack's state as Terraform last applied it (so a self-update
-takes effect only once applied): stages, actions, run order, each CodeBuild project's buildspec,
-environment and role, input and output artifacts, namespaces. The pipeline's own API calls
-(GetPipelineExecution, StartPipelineExecution, StopPipelineExecution) reach this module's server on
-127.0.0.1, which also hands each build its role's credentials as CodeBuild's container endpoint does.
+takes effect only once applied): the trigger's push filters, stages, actions, run order, each CodeBuild
+project's buildspec, environment and role, input and output artifacts, namespaces. The pipeline's own API
+calls (GetPipelineExecution, StartPipelineExecution, StopPipelineExecution, GetPipelineState,
+PutApprovalResult, ListActionExecutions) reach this module's server on 127.0.0.1, which also hands each
+build its role's credentials as CodeBuild's container endpoint does.
+
+What the model cannot show:
+- CodePipeline runs the actions of one run order concurrently. Here a run order's CodeBuild actions run one
+  after another, then its approvals are settled: an approval not answered by then (through
+  PutApprovalResult, as Review does) is put to `Pipeline.reviewer`, the person. A build that waits for a
+  person's answer would wait forever here; none does (Review answers or leaves the approval alone).
+- A failed action fails its stage at once, and an approval of the same run order still unanswered is dropped;
+  "Retry failed actions" asks it again, with a new token. CodePipeline lets the other in-progress actions
+  of the stage finish first.
+- In QUEUED mode CodePipeline locks each stage, not the pipeline: a newer execution may plan Beta while an
+  older one waits for its Prod approval. Here one execution runs to its end before the next starts, so the
+  order of releases is the same but no two executions are ever in flight together.
 """
 
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 import re
 import shutil
@@ -35,6 +49,7 @@ from tools.rehearse.codebuild import (
     environment_of_project,
     run_build,
 )
+from tools.rehearse.trigger import PushFilter, blocks, read_push_filters, trigger_refusal
 from tools.rehearse.window import DEFAULT_START, HORIZON_DAYS, Clock, Window
 from tools.rehearse.world import World
 
@@ -42,6 +57,8 @@ VARIABLE = re.compile(r"#\{([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)\}")
 # The role whose sessions the rehearsal's reviewer approves with: the committed prod `approver_roles`.
 APPROVER_ROLE = "canvalo-release-approver"
 ONE_HOUR = datetime.timedelta(hours=1)
+# What an execution's trigger says when a push started it, as GetPipelineExecution reports it.
+PUSHED = ("Webhook", "push")
 
 
 @dataclass(frozen=True)
@@ -58,7 +75,7 @@ class Action:
 
 @dataclass(frozen=True)
 class EntryCondition:
-    """A stage's `before_entry` condition: entered when every rule holds, else `result` (SKIP or FAIL)."""
+    """A stage's `before_entry` condition: entered when every rule holds, else `result` (the pipeline's: FAIL)."""
 
     result: str
     rules: list[dict[str, Any]]
@@ -71,6 +88,14 @@ class Definition:
     projects: dict[str, dict[str, Any]]
     roles: dict[str, str]
     entry: dict[str, EntryCondition] = field(default_factory=dict)
+    # The trigger's push filters; None: no trigger, so every push to the Source branch starts an execution.
+    push_filters: tuple[PushFilter, ...] | None = None
+
+    @property
+    def source_branch(self) -> str:
+        """The branch the Source action reads, which the rehearsal's pushes move."""
+        sources = [a for _, actions in self.stages for a in actions if a.category == "Source"]
+        return sources[0].configuration.get("BranchName", "") if sources else ""
 
 
 def read_definition(world: World, stack: str = "pipeline") -> Definition:
@@ -96,17 +121,25 @@ def read_definition(world: World, stack: str = "pipeline") -> Definition:
             )
             for a in stage["action"]
         ]
+        # Stable: actions of one run order keep the definition's order (Review before Approve).
         stages.append((stage["name"], sorted(actions, key=lambda a: a.run_order)))
-        condition = (stage.get("before_entry") or {}).get("condition")
-        if condition:
-            entry[stage["name"]] = EntryCondition(str(condition["result"]), list(condition["rule"]))
+        for before_entry in blocks(stage.get("before_entry")):
+            for condition in blocks(before_entry.get("condition")):
+                entry[stage["name"]] = EntryCondition(str(condition["result"]), blocks(condition["rule"]))
     projects = {
         r["config"]["name"]: r["config"]
         for address, r in resources.items()
         if address.startswith("aws_codebuild_project.")
     }
     roles = {name: str(project["service_role"]) for name, project in projects.items()}
-    return Definition(name=pipeline["name"], stages=stages, projects=projects, roles=roles, entry=entry)
+    return Definition(
+        name=pipeline["name"],
+        stages=stages,
+        projects=projects,
+        roles=roles,
+        entry=entry,
+        push_filters=read_push_filters(pipeline),
+    )
 
 
 @dataclass
@@ -119,11 +152,23 @@ class Step:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class ApprovalAnswer:
+    """What PutApprovalResult said to one approval: `status` Approved or Rejected, from the session ARN `by`,
+    during the build of the action `through` (Review)."""
+
+    token: str
+    status: str
+    summary: str
+    by: str
+    through: str
+
+
 @dataclass
 class Execution:
     id: str
     commit: str
-    trigger: tuple[str, str] = ("Webhook", "push")
+    trigger: tuple[str, str] = PUSHED
     status: str = "InProgress"
     stopped_reason: str = ""
     artifacts: dict[str, Path] = field(default_factory=dict)
@@ -133,6 +178,18 @@ class Execution:
     approvers: dict[tuple[str, str], str] = field(default_factory=dict)
     # When the execution entered each stage, on the pipeline's clock (a window's wait shows here).
     entered: dict[str, datetime.datetime] = field(default_factory=dict)
+    # The stage the execution is running now ("" between stages), as GetPipelineState shows it.
+    stage_in_progress: str = ""
+    # Approvals in progress, (stage, action) -> the token that answers it (GetPipelineState hands it out).
+    pending: dict[tuple[str, str], str] = field(default_factory=dict)
+    # What PutApprovalResult answered each approval (Pipeline.settle reads it); a retry puts the approval in
+    # progress again, with a new token, and forgets the old answer.
+    answers: dict[tuple[str, str], ApprovalAnswer] = field(default_factory=dict)
+
+
+def api_error(kind: str, message: str) -> tuple[int, dict[str, Any]]:
+    """A CodePipeline error as boto3 reads it: HTTP 400 and the exception's name in `__type`."""
+    return 400, {"__type": kind, "message": message}
 
 
 class Services:
@@ -143,7 +200,12 @@ class Services:
         self.credentials: dict[str, bytes] = {}
         self.executions: dict[str, Execution] = {}
         self.queue: list[Execution] = []
-        self.caller_of_start: str = ""
+        # Who calls the API: the session ARN of the build running now, and its action's name. One build runs
+        # at a time, so its requests are known to be its own; their signatures are not checked.
+        self.caller: str = ""
+        self.calling_action: str = ""
+        # The pipeline the executions belong to, once one ran; PutApprovalResult for another is refused.
+        self.pipeline_name: str = ""
         services = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -184,67 +246,123 @@ class Services:
         return f"{self.url}/credentials/{token}"
 
     def codepipeline(self, operation: str, request: dict[str, Any], authorization: str) -> tuple[int, dict[str, Any]]:
-        if operation == "GetPipelineExecution":
-            execution = self.executions.get(request.get("pipelineExecutionId", ""))
-            if execution is None:
-                return 400, {"__type": "PipelineExecutionNotFoundException", "message": "no such execution"}
-            return 200, {
-                "pipelineExecution": {
-                    "pipelineName": request["pipelineName"],
-                    "pipelineExecutionId": execution.id,
-                    "status": execution.status,
-                    "artifactRevisions": [{"name": "Source", "revisionId": execution.commit}],
-                    "trigger": {"triggerType": execution.trigger[0], "triggerDetail": execution.trigger[1]},
-                }
+        """One CodePipeline API call: (HTTP status, JSON answer). `authorization` is not checked (see `caller`)."""
+        handlers: dict[str, Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]] = {
+            "GetPipelineExecution": self.get_pipeline_execution,
+            "StartPipelineExecution": self.start_pipeline_execution,
+            "ListActionExecutions": self.list_action_executions,
+            "GetPipelineState": self.get_pipeline_state,
+            "PutApprovalResult": self.put_approval_result,
+            "StopPipelineExecution": self.stop_pipeline_execution,
+        }
+        handler = handlers.get(operation)
+        if handler is None:
+            return api_error("UnknownOperationException", f"{operation} is not modelled")
+        return handler(request)
+
+    def get_pipeline_execution(self, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        execution = self.executions.get(request.get("pipelineExecutionId", ""))
+        if execution is None:
+            return api_error("PipelineExecutionNotFoundException", "no such execution")
+        return 200, {
+            "pipelineExecution": {
+                "pipelineName": request["pipelineName"],
+                "pipelineExecutionId": execution.id,
+                "status": execution.status,
+                "artifactRevisions": [{"name": "Source", "revisionId": execution.commit}],
+                "trigger": {"triggerType": execution.trigger[0], "triggerDetail": execution.trigger[1]},
             }
-        if operation == "StartPipelineExecution":
-            revisions = request.get("sourceRevisions") or []
-            commit = revisions[0]["revisionValue"] if revisions else ""
-            execution = Execution(
-                id=new_execution_id(), commit=commit, trigger=("StartPipelineExecution", self.caller_of_start)
-            )
-            self.executions[execution.id] = execution
-            self.queue.append(execution)
-            return 200, {"pipelineExecutionId": execution.id}
-        if operation == "ListActionExecutions":
-            execution = self.executions.get((request.get("filter") or {}).get("pipelineExecutionId", ""))
-            if execution is None:
-                return 400, {"__type": "PipelineExecutionNotFoundException", "message": "no such execution"}
-            details = [
-                {
-                    "pipelineExecutionId": execution.id,
-                    "actionExecutionId": f"{execution.id[:8]}-{stage}-{action}",
-                    "stageName": stage,
-                    "actionName": action,
-                    "status": "Succeeded",
-                    "updatedBy": approver,
-                    "lastUpdateTime": time.time(),
+        }
+
+    def start_pipeline_execution(self, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        revisions = request.get("sourceRevisions") or []
+        commit = revisions[0]["revisionValue"] if revisions else ""
+        # CodePipeline records who started an execution as the caller's session ARN.
+        execution = Execution(id=new_execution_id(), commit=commit, trigger=("StartPipelineExecution", self.caller))
+        self.executions[execution.id] = execution
+        self.queue.append(execution)
+        return 200, {"pipelineExecutionId": execution.id}
+
+    def list_action_executions(self, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """The approvals of one execution, each with who approved it (`updatedBy`); no other action."""
+        execution = self.executions.get((request.get("filter") or {}).get("pipelineExecutionId", ""))
+        if execution is None:
+            return api_error("PipelineExecutionNotFoundException", "no such execution")
+        details = [
+            {
+                "pipelineExecutionId": execution.id,
+                "actionExecutionId": f"{execution.id[:8]}-{stage}-{action}",
+                "stageName": stage,
+                "actionName": action,
+                "status": "Succeeded",
+                "updatedBy": approver,
+                "lastUpdateTime": time.time(),
+            }
+            for (stage, action), approver in execution.approvers.items()
+        ]
+        return 200, {"actionExecutionDetails": details}
+
+    def get_pipeline_state(self, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Each stage as the latest execution that reached it left it, and the stage an execution is running
+        now as in progress, with each approval's token while it waits for an answer."""
+        stages: dict[str, dict[str, Any]] = {}
+
+        def state_of(stage_name: str) -> dict[str, Any]:
+            return stages.setdefault(stage_name, {"stageName": stage_name, "actionStates": {}})
+
+        for execution in self.executions.values():
+            for stage_name, action_name in sorted(execution.done_actions):
+                state = state_of(stage_name)
+                state["latestExecution"] = {"pipelineExecutionId": execution.id, "status": "Succeeded"}
+                state["actionStates"][action_name] = {
+                    "actionName": action_name,
+                    "latestExecution": {"status": "Succeeded"},
                 }
-                for (stage, action), approver in execution.approvers.items()
-            ]
-            return 200, {"actionExecutionDetails": details}
-        if operation == "GetPipelineState":
-            # Each stage as the latest execution that reached it left it. Approvals are answered as they come
-            # (Pipeline.reviewer), so between executions none is in progress, as in CodePipeline.
-            stages: dict[str, dict[str, Any]] = {}
-            for execution in self.executions.values():
-                for stage_name, action_name in sorted(execution.done_actions):
-                    state = stages.setdefault(stage_name, {"stageName": stage_name, "actionStates": {}})
-                    state["latestExecution"] = {"pipelineExecutionId": execution.id, "status": "Succeeded"}
+        # After the loop: the execution running a stage is that stage's latest, whatever came before it.
+        for execution in self.executions.values():
+            if not execution.stage_in_progress:
+                continue
+            state = state_of(execution.stage_in_progress)
+            state["latestExecution"] = {"pipelineExecutionId": execution.id, "status": "InProgress"}
+            for (stage_name, action_name), token in execution.pending.items():
+                if stage_name == execution.stage_in_progress:
                     state["actionStates"][action_name] = {
                         "actionName": action_name,
-                        "latestExecution": {"status": "Succeeded"},
+                        "latestExecution": {"status": "InProgress", "token": token},
                     }
-            states = [{**state, "actionStates": list(state["actionStates"].values())} for state in stages.values()]
-            return 200, {"pipelineName": request.get("name", ""), "stageStates": states}
-        if operation == "StopPipelineExecution":
-            execution = self.executions.get(request.get("pipelineExecutionId", ""))
-            if execution is None:
-                return 400, {"__type": "PipelineExecutionNotStoppableException", "message": "no such execution"}
-            execution.status = "Stopping"
-            execution.stopped_reason = str(request.get("reason") or "")
-            return 200, {"pipelineExecutionId": execution.id}
-        return 400, {"__type": "UnknownOperationException", "message": f"{operation} is not modelled"}
+        states = [{**state, "actionStates": list(state["actionStates"].values())} for state in stages.values()]
+        return 200, {"pipelineName": request.get("name", ""), "stageStates": states}
+
+    def put_approval_result(self, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Answer an approval in progress with its token, as the calling build's session (`caller`)
+        (https://docs.aws.amazon.com/codepipeline/latest/APIReference/API_PutApprovalResult.html)."""
+        key = (str(request.get("stageName", "")), str(request.get("actionName", "")))
+        token, result = str(request.get("token", "")), request.get("result") or {}
+        if self.pipeline_name and request.get("pipelineName") != self.pipeline_name:
+            return api_error("PipelineNotFoundException", f"no pipeline {request.get('pipelineName')!r}")
+        if result.get("status") not in ("Approved", "Rejected") or not result.get("summary"):
+            return api_error("ValidationException", "result needs a summary and a status of Approved or Rejected")
+        for execution in self.executions.values():
+            answered = execution.answers.get(key)
+            if answered is not None and answered.token == token:
+                return api_error("ApprovalAlreadyCompletedException", f"{'/'.join(key)} was already {answered.status}")
+            if token and execution.pending.get(key) == token:
+                del execution.pending[key]
+                execution.answers[key] = ApprovalAnswer(
+                    token, str(result["status"]), str(result["summary"]), self.caller, self.calling_action
+                )
+                return 200, {"approvedAt": time.time()}
+        return api_error(
+            "InvalidApprovalTokenException", f"the token does not answer an approval of {'/'.join(key)} in progress"
+        )
+
+    def stop_pipeline_execution(self, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        execution = self.executions.get(request.get("pipelineExecutionId", ""))
+        if execution is None:
+            return api_error("PipelineExecutionNotStoppableException", "no such execution")
+        execution.status = "Stopping"
+        execution.stopped_reason = str(request.get("reason") or "")
+        return 200, {"pipelineExecutionId": execution.id}
 
 
 def new_execution_id() -> str:
@@ -277,21 +395,52 @@ class Pipeline:
         # What DeploymentWindow rules are evaluated against: never the machine's own time of day, so a
         # rehearsal passes or fails the same at any hour; waiting for a window moves it, nothing sleeps.
         self.clock = clock or Clock(DEFAULT_START)
-        # Approvals given, by stage; `reviewer` is the person: (stage, the approval's message) -> approve?
-        # `approver` is the session ARN CodePipeline records for whoever answers.
+        # A person's approvals, by stage (Review's are not counted); `reviewer` is the person: (stage, the
+        # approval's message) -> approve? `approver` is the session ARN CodePipeline records for them.
         self.approvals: Counter[str] = Counter()
         self.reviewer: Callable[[str, str], bool] = lambda stage, message: True
         self.approver = f"arn:aws:sts::{world.accounts['beta']}:assumed-role/{APPROVER_ROLE}/reviewer"
+        # The branch head as the pipeline last heard of it (a push or a release): what a push is compared with.
+        self.branch_head: str | None = None
         self.counter = 0
         self.keep = keep
         self.cleaner = ThreadPoolExecutor(max_workers=1)
         self.pending: list[Future[None]] = []
 
-    def push(self, commit: str) -> Execution:
-        execution = Execution(id=new_execution_id(), commit=commit)
+    def push(self, commit: str) -> Execution | None:
+        """GitHub's push of the branch to `commit`, through the applied trigger: an execution queued, or None
+        (and a NotStarted step saying which filter) when the trigger starts none for the files it changes."""
+        definition = read_definition(self.world)
+        branch = definition.source_branch
+        files = self.changed_files(commit)
+        self.branch_head = commit
+        refusal = trigger_refusal(definition.push_filters, branch, files)
+        if refusal:
+            self.record(Step("(none)", "(trigger)", f"push {commit[:10]}", 0.0, "NotStarted", refusal))
+            return None
+        return self.start(commit, PUSHED)
+
+    def release(self, commit: str, by: str) -> Execution:
+        """An operator's "Release change" (StartPipelineExecution) of `commit` as the session ARN `by`: no trigger
+        filter applies. The rehearsal releases only the branch head, so later pushes are compared with it."""
+        self.branch_head = commit
+        return self.start(commit, ("StartPipelineExecution", by))
+
+    def start(self, commit: str, trigger: tuple[str, str]) -> Execution:
+        execution = Execution(id=new_execution_id(), commit=commit, trigger=trigger)
         self.services.executions[execution.id] = execution
         self.services.queue.append(execution)
         return execution
+
+    def changed_files(self, commit: str) -> list[str]:
+        """The files a push to `commit` changes: the diff from the branch head the pipeline last heard of (renames
+        as a removal and an addition, so a file moved out of docs/ counts); the first time, every file."""
+        if self.branch_head is None:
+            command = ["git", "ls-tree", "-r", "-z", "--name-only", commit]
+        else:
+            command = ["git", "diff", "-z", "--name-only", "--no-renames", self.branch_head, commit]
+        listed = subprocess.run(command, cwd=self.repository, capture_output=True, text=True, check=True).stdout
+        return [path for path in listed.split("\0") if path]
 
     def run_queue(self) -> list[Execution]:
         finished = []
@@ -302,42 +451,69 @@ class Pipeline:
         return finished
 
     def run(self, execution: Execution) -> None:
+        """Every stage in order until one fails or the execution is stopped; then the next execution may start
+        (one at a time: see the module's docstring)."""
         definition = read_definition(self.world)
+        self.services.pipeline_name = definition.name
         execution.status = "InProgress"
         for stage, actions in definition.stages:
-            entered, why = self.enter(definition, execution, stage)
-            if entered:
-                execution.entered[stage] = self.clock.now()
-            else:
-                short = execution.id[:8]
-                if definition.entry[stage].result == "SKIP":
-                    self.record(Step(short, stage, "(stage)", 0.0, "Skipped", why))
-                    execution.done_actions.update((stage, action.name) for action in actions)
-                    continue
-                self.record(Step(short, stage, "(stage)", 0.0, "Failed", why))
-                execution.status = "Failed"
+            if not self.run_stage(definition, execution, stage, actions):
                 return
-            for action in actions:
-                key = (stage, action.name)
-                if key in execution.done_actions:
-                    continue
-                started = time.monotonic()
-                ok, detail = self.run_action(definition, execution, action)
-                short = execution.id[:8]
-                if execution.status == "Stopping":
-                    execution.status = "Stopped"
-                    self.record(
-                        Step(short, stage, action.name, time.monotonic() - started, "Stopped", execution.stopped_reason)
-                    )
-                    return
-                self.record(
-                    Step(short, stage, action.name, time.monotonic() - started, "Succeeded" if ok else "Failed", detail)
-                )
-                if not ok:
-                    execution.status = "Failed"
-                    return
-                execution.done_actions.add(key)
         execution.status = "Succeeded"
+
+    def run_stage(self, definition: Definition, execution: Execution, stage: str, actions: list[Action]) -> bool:
+        """Enter the stage (its entry condition may wait for a window), then its actions by run order; False
+        when the execution ends here (failed or stopped)."""
+        entered, why = self.enter(definition, execution, stage)
+        if not entered:
+            self.record(Step(execution.id[:8], stage, "(stage)", 0.0, "Failed", why))
+            execution.status = "Failed"
+            return False
+        execution.entered[stage] = self.clock.now()
+        execution.stage_in_progress = stage
+        try:
+            return all(
+                self.run_group(definition, execution, list(group))
+                for _, group in itertools.groupby(actions, key=lambda action: action.run_order)
+            )
+        finally:
+            # Whatever ended the stage, no approval of it is still in progress (its token answers nothing now).
+            execution.stage_in_progress = ""
+            execution.pending.clear()
+
+    def run_group(self, definition: Definition, execution: Execution, group: list[Action]) -> bool:
+        """One run order of a stage: its approvals are put in progress first (each with a fresh token), so that a
+        build beside them (Review) can answer one; then its CodeBuild actions run; then each approval is
+        settled. False when the execution ends here. Actions done already (a retry) are not run again."""
+        todo = [action for action in group if (action.stage, action.name) not in execution.done_actions]
+        approvals = [action for action in todo if action.category == "Approval"]
+        for approval in approvals:
+            key = (approval.stage, approval.name)
+            execution.answers.pop(key, None)
+            execution.pending[key] = str(uuid.uuid4())
+        for action in todo:
+            if action.category != "Approval" and not self.run_step(definition, execution, action):
+                return False
+        return all(self.run_step(definition, execution, approval) for approval in approvals)
+
+    def run_step(self, definition: Definition, execution: Execution, action: Action) -> bool:
+        """Run one action and record its step; False when it failed or the execution was stopped meanwhile."""
+        started = time.monotonic()
+        ok, detail = self.run_action(definition, execution, action)
+        short = execution.id[:8]
+        if execution.status == "Stopping":
+            execution.status = "Stopped"
+            self.record(
+                Step(short, action.stage, action.name, time.monotonic() - started, "Stopped", execution.stopped_reason)
+            )
+            return False
+        result = "Succeeded" if ok else "Failed"
+        self.record(Step(short, action.stage, action.name, time.monotonic() - started, result, detail))
+        if not ok:
+            execution.status = "Failed"
+            return False
+        execution.done_actions.add((action.stage, action.name))
+        return True
 
     def retry_failed(self, execution: Execution) -> None:
         """CodePipeline's "Retry failed actions": the same execution, artifacts and variables."""
@@ -358,31 +534,31 @@ class Pipeline:
         self.cleaner.shutdown()
 
     def enter(self, definition: Definition, execution: Execution, stage: str) -> tuple[bool, str]:
-        """Whether the stage's entry condition holds, as CodePipeline evaluates it: VariableCheck rules once;
-        a DeploymentWindow rule waits, its condition in progress, until the window opens (tools/rehearse/window.py
-        quotes AWS), and only then is the stage entered. The other rules are not looked at again after the
-        wait, as AWS warns of CloudWatchAlarm rules. A window that never opens fails the condition."""
+        """Whether the stage is entered, as CodePipeline evaluates its entry condition: a DeploymentWindow rule
+        waits, its condition in progress, until the window opens (tools/rehearse/window.py quotes AWS), and
+        only then is the stage entered; a window that never opens fails the condition, so the stage. The
+        pipeline's conditions are FAIL conditions of DeploymentWindow rules alone (modules/pipeline.py), so
+        the rehearsal models nothing else: any other condition stops it rather than being guessed at."""
         condition = definition.entry.get(stage)
         if condition is None:
             return True, ""
+        if condition.result != "FAIL":
+            raise RuntimeError(
+                f"stage {stage}: the rehearsal models FAIL entry conditions only, not {condition.result}"
+            )
         windows = []
         for rule in condition.rules:
-            provider = rule["rule_type_id"]["provider"]
-            settings = rule["configuration"]
-            if provider == "DeploymentWindow":
-                try:
-                    windows.append((rule["name"], Window.parse(settings["Cron"], settings.get("TimeZone", "UTC"))))
-                except ValueError as error:
-                    raise RuntimeError(f"stage {stage}: DeploymentWindow rule {rule['name']}: {error}") from None
-                continue
-            if provider != "VariableCheck":
+            provider = blocks(rule["rule_type_id"])[0]["provider"]
+            if provider != "DeploymentWindow":
                 raise RuntimeError(
-                    f"stage {stage}: the rehearsal models VariableCheck and DeploymentWindow rules only, not {provider}"
+                    f"stage {stage}: entry condition rule {rule['name']} is {provider}: the rehearsal models "
+                    "DeploymentWindow rules only"
                 )
-            value, wanted = self.substitute(settings["Variable"], execution), settings["Value"]
-            holds = {"EQ": value == wanted, "NE": value != wanted, "CONTAINS": wanted in value}
-            if not holds[settings["Operator"]]:
-                return False, f"entry condition {rule['name']}: {settings['Variable']} is {value!r}, not {wanted!r}"
+            settings = rule["configuration"]
+            try:
+                windows.append((rule["name"], Window.parse(settings["Cron"], settings.get("TimeZone", "UTC"))))
+            except ValueError as error:
+                raise RuntimeError(f"stage {stage}: DeploymentWindow rule {rule['name']}: {error}") from None
         for name, window in windows:
             closed_at = self.clock.now()
             opening = window.next_opening(closed_at)
@@ -408,13 +584,26 @@ class Pipeline:
         if action.category == "Source":
             return self.source(execution, action)
         if action.category == "Approval":
-            message = self.substitute(action.configuration.get("CustomData", ""), execution)
-            if not self.reviewer(action.stage, message):
-                return False, f"rejected by the reviewer: {message[:160]}"
-            self.approvals[action.stage] += 1
-            execution.approvers[(action.stage, action.name)] = self.approver
-            return True, f"approved by the rehearsal: {message[:160]}"
+            return self.settle(execution, action)
         return self.codebuild(definition, execution, action)
+
+    def settle(self, execution: Execution, action: Action) -> tuple[bool, str]:
+        """The approval's outcome: the answer PutApprovalResult gave while it was in progress (Review's), else
+        the person's (`reviewer`), which alone counts in `approvals`."""
+        key = (action.stage, action.name)
+        execution.pending.pop(key, None)
+        answer = execution.answers.get(key)
+        if answer is not None:
+            if answer.status != "Approved":
+                return False, f"rejected by {answer.through} ({answer.by}): {answer.summary[:160]}"
+            execution.approvers[key] = answer.by
+            return True, f"approved by {answer.through} ({answer.by}): {answer.summary[:160]}"
+        message = self.substitute(action.configuration.get("CustomData", ""), execution)
+        if not self.reviewer(action.stage, message):
+            return False, f"rejected by the rehearsal (a person): {message[:160]}"
+        self.approvals[action.stage] += 1
+        execution.approvers[key] = self.approver
+        return True, f"approved by the rehearsal (a person): {message[:160]}"
 
     def substitute(self, text: str, execution: Execution) -> str:
         def value(match: re.Match[str]) -> str:
@@ -480,12 +669,13 @@ class Pipeline:
             v["name"]: self.substitute(v["value"], execution)
             for v in json.loads(action.configuration.get("EnvironmentVariables") or "[]")
         }
-        # CodePipeline records who started an execution as the caller's session ARN.
+        # The build's CodePipeline calls are its role's session's: who started an execution, who answered an approval.
         role_account, role_name = (
             definition.roles[project_name].split(":")[4],
             definition.roles[project_name].rsplit("/", 1)[-1],
         )
-        self.services.caller_of_start = f"arn:aws:sts::{role_account}:assumed-role/{role_name}/codebuild"
+        self.services.caller = f"arn:aws:sts::{role_account}:assumed-role/{role_name}/codebuild"
+        self.services.calling_action = action.name
         kind = project_name.removeprefix(f"{definition.name}-")
         build = Build(
             project=project_name,

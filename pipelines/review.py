@@ -1,0 +1,172 @@
+"""Answer a stage's approval when its plan needs no person; leave it to one otherwise.
+
+    PIPELINE_NAME=... PIPELINE_EXECUTION_ID=... python -m pipelines.review --approval Prod/Approve \
+        --person-approves changes --stage prod --plans DIR --manifest-sha256 SHA
+
+The pipeline's Review action runs this beside the stage's manual approval (the same run order), as CDK
+Pipelines' permissions-broadening check does: a plan that needs nobody is approved at once, by this action's
+role, and Apply accepts that role's answer only for such a plan (pipelines/approval_check.py). Who is needed
+(`--person-approves`): `changes`, a person for any change of the plans or the frontend build (a stage with
+`approval_before_apply`); `broadening`, a person only when the plans broaden what the stage may do.
+
+CodePipeline hands out an approval's token only once the action is in progress (GetPipelineState's
+`actionStates[].latestExecution.token`), and the token answers that request alone
+(https://docs.aws.amazon.com/codepipeline/latest/APIReference/API_PutApprovalResult.html), so this waits for
+the token of its own execution's approval before answering.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pipelines.errors import CommandError
+from pipelines.terraform_stage import StageError, read_plans_manifest
+
+if TYPE_CHECKING:
+    from mypy_boto3_codepipeline import CodePipelineClient
+
+EXIT_REFUSED = 1
+EXIT_BAD_INPUT = 2
+# Who a stage's approval needs, by `--person-approves`: the manifest field that calls for a person.
+PERSON_APPROVES = {"changes": "changes", "broadening": "broadens"}
+# How long the token of an approval that started beside this action may take to appear.
+TOKEN_WAIT_SECONDS = 300
+TOKEN_POLL_SECONDS = 5
+
+
+class ReviewError(CommandError):
+    """The approval cannot be answered; one line saying why and what to do."""
+
+
+def why_a_person(manifest: Mapping[str, Any], person_approves: str) -> str | None:
+    """Why the plan needs a person's approval, or None when it needs none."""
+    field = PERSON_APPROVES[person_approves]
+    if manifest.get(field) is False:
+        return None
+    if field == "changes":
+        return "the plans or the frontend build change something, and this stage asks a person for any change"
+    return "the plans broaden what the stage may do"
+
+
+def approval_token(
+    codepipeline: CodePipelineClient,
+    pipeline: str,
+    execution_id: str,
+    approval: str,
+    *,
+    wait_seconds: float = TOKEN_WAIT_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """The token of `approval` (`<Stage>/<Action>`) in progress in this execution, once CodePipeline has one."""
+    stage_name, _, action_name = approval.partition("/")
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        for stage in codepipeline.get_pipeline_state(name=pipeline).get("stageStates", []):
+            current = stage.get("latestExecution")
+            if stage.get("stageName") != stage_name or current is None:
+                continue
+            if current.get("pipelineExecutionId") != execution_id:
+                continue
+            for action in stage.get("actionStates", []):
+                latest = action.get("latestExecution")
+                if action.get("actionName") != action_name or latest is None:
+                    continue
+                if latest.get("status") == "InProgress" and latest.get("token"):
+                    return str(latest["token"])
+        if time.monotonic() >= deadline:
+            raise ReviewError(
+                f"{approval} of execution {execution_id} has no approval token after {wait_seconds:.0f} s: "
+                "a person answers it, or retry the stage"
+            )
+        sleep(TOKEN_POLL_SECONDS)
+
+
+def review(
+    codepipeline: CodePipelineClient,
+    *,
+    pipeline: str,
+    execution_id: str,
+    approval: str,
+    person_approves: str,
+    manifest: Mapping[str, Any],
+    wait_seconds: float = TOKEN_WAIT_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Approve `approval` when the manifest needs no person; what was done, in one line."""
+    reason = why_a_person(manifest, person_approves)
+    if reason is not None:
+        return f"{approval} waits for one of the stage's approvers: {reason}"
+    token = approval_token(codepipeline, pipeline, execution_id, approval, wait_seconds=wait_seconds, sleep=sleep)
+    stage_name, _, action_name = approval.partition("/")
+    summary = (
+        "Review: the plans and the frontend build change nothing"
+        if person_approves == "changes"
+        else "Review: the plans do not broaden what the stage may do"
+    )
+    codepipeline.put_approval_result(
+        pipelineName=pipeline,
+        stageName=stage_name,
+        actionName=action_name,
+        result={"summary": summary, "status": "Approved"},
+        token=token,
+    )
+    return f"{approval} approved by Review: {summary.removeprefix('Review: ')}"
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    session: boto3.session.Session | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.review", description=__doc__.splitlines()[0])
+    parser.add_argument("--approval", required=True, help="the approval action, <Stage>/<Action>")
+    parser.add_argument("--person-approves", required=True, choices=sorted(PERSON_APPROVES))
+    parser.add_argument("--stage", required=True, help="the stage whose plans the approval shows")
+    parser.add_argument("--plans", required=True, type=Path, help="the Plan action's artifact")
+    parser.add_argument("--manifest-sha256", required=True, help="the SHA-256 of its manifest.json (PLAN_SHA256)")
+    args = parser.parse_args(argv)
+    pipeline, execution_id = environ.get("PIPELINE_NAME"), environ.get("PIPELINE_EXECUTION_ID")
+    if not pipeline or not execution_id:
+        print(
+            "error: review needs PIPELINE_NAME and PIPELINE_EXECUTION_ID: the pipeline's Review action sets them",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    try:
+        manifest = read_plans_manifest(args.plans, args.stage, args.manifest_sha256)
+        client = (session or boto3.session.Session()).client("codepipeline")
+        print(
+            review(
+                client,
+                pipeline=pipeline,
+                execution_id=execution_id,
+                approval=args.approval,
+                person_approves=args.person_approves,
+                manifest=manifest,
+            )
+        )
+    except (StageError, ReviewError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_status
+    except (BotoCoreError, ClientError) as error:
+        print(
+            f"error: cannot answer {args.approval} ({error}): the Review role needs codepipeline:GetPipelineState "
+            "on the pipeline and codepipeline:PutApprovalResult on the approval; a person may answer it meanwhile",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
