@@ -84,8 +84,7 @@ def approval_token(
                     return str(latest["token"])
         if time.monotonic() >= deadline:
             raise ReviewError(
-                f"{approval} of execution {execution_id} has no approval token after {wait_seconds:.0f} s: "
-                "a person answers it, or retry the stage"
+                f"{approval} of execution {execution_id} has no approval token after {wait_seconds:.0f} s"
             )
         sleep(TOKEN_POLL_SECONDS)
 
@@ -105,7 +104,11 @@ def review(
     reason = why_a_person(manifest, person_approves)
     if reason is not None:
         return f"{approval} waits for one of the stage's approvers: {reason}"
-    token = approval_token(codepipeline, pipeline, execution_id, approval, wait_seconds=wait_seconds, sleep=sleep)
+    try:
+        token = approval_token(codepipeline, pipeline, execution_id, approval, wait_seconds=wait_seconds, sleep=sleep)
+    except ReviewError as error:
+        # Failing here would fail the stage while its approval still waits; a person answers it instead.
+        return f"{error}; the approval waits for one of the stage's approvers"
     stage_name, _, action_name = approval.partition("/")
     summary = (
         "Review: the plans and the frontend build change nothing"

@@ -128,8 +128,26 @@ def test_the_token_of_another_executions_approval_is_never_used() -> None:
     codepipeline = client()
     with Stubber(codepipeline) as stub:
         stub.add_response("get_pipeline_state", state(execution="another"), {"name": PIPELINE})
-        with pytest.raises(ReviewError, match="has no approval token after 0 s: a person answers it"):
+        with pytest.raises(ReviewError, match="has no approval token after 0 s"):
             approval_token(codepipeline, PIPELINE, EXECUTION, "Prod/Approve", wait_seconds=0, sleep=lambda _: None)
+
+
+@pytest.mark.req("R4.3")
+def test_an_approval_whose_token_never_appears_is_left_to_a_person_without_failing_the_stage() -> None:
+    codepipeline = client()
+    with Stubber(codepipeline) as stub:
+        stub.add_response("get_pipeline_state", state(token=None), {"name": PIPELINE})
+        line = review(
+            codepipeline,
+            pipeline=PIPELINE,
+            execution_id=EXECUTION,
+            approval="Prod/Approve",
+            person_approves="changes",
+            manifest={"changes": False, "broadens": False},
+            wait_seconds=0,
+        )
+        stub.assert_no_pending_responses()
+    assert line.endswith("has no approval token after 0 s; the approval waits for one of the stage's approvers")
 
 
 def test_without_the_pipelines_variables_it_names_them(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
