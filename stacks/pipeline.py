@@ -793,8 +793,13 @@ class PipelineStack(StageStack):
                 timeout_minutes=max([60, *(s.bake_minutes + BAKE_MARGIN_MINUTES for s in project.stages)]),
             ),
             # Answers a stage's approval when its plan needs no person; waits a few minutes for its token at most.
+            # The pinned toolkit's install takes TERRAFORM_VERSION in every project that runs it.
             "review": self._codebuild(
-                setup, "review", role="review", environment={"PIPELINE_NAME": names.prefix}, timeout_minutes=15
+                setup,
+                "review",
+                role="review",
+                environment={**terraform, "PIPELINE_NAME": names.prefix},
+                timeout_minutes=15,
             ),
             # A CloudFront update inside one apply can take most of an hour.
             **{

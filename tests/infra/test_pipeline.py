@@ -92,6 +92,15 @@ def test_an_inline_buildspec_reaches_codebuild_as_written(pipeline: Document) ->
     assert 'plan_input="CODEBUILD_SRC_DIR_$${STAGE^}Plan"' in deploy, "bash's ${STAGE^}, not a Terraform expression"
 
 
+def test_every_project_running_the_pinned_toolkit_is_told_the_terraform_version_its_install_checks(
+    pipeline: Document,
+) -> None:
+    for kind in sorted(PIPELINE_OWNED | {"apply-gamma", "apply-prod"}):
+        project = project_named(pipeline, f"canvalo-beta-pipeline-{kind}")
+        environment = {v["name"]: v["value"] for v in project["environment"]["environment_variable"]}
+        assert environment.get("TERRAFORM_VERSION") == TERRAFORM_VERSION, kind
+
+
 def project_named(document: Document, name: str) -> Document:
     (found,) = [p for p in resources(document, "aws_codebuild_project").values() if p["name"] == name]
     return found
