@@ -68,6 +68,10 @@ SOURCE_ACTION = "Source"
 SOURCE_NAMESPACE = "SourceVariables"
 SOURCE_ARTIFACT = "Source"
 BUILD_ARTIFACT = "Build"
+# What build.yml exports: the image's tag (its content's SHA-256, the release's name) and ECR's digest of it.
+BUILD_NAMESPACE = "BuildVariables"
+IMAGE_TAG_VARIABLE = "IMAGE_TAG"
+IMAGE_DIGEST_VARIABLE = "IMAGE_DIGEST"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -262,6 +266,7 @@ class DeliveryPipeline(Construct):
                         project=projects.build,
                         inputs=[SOURCE_ARTIFACT],
                         outputs=[BUILD_ARTIFACT],
+                        namespace=BUILD_NAMESPACE,
                     )
                 ],
             ),
@@ -332,6 +337,8 @@ def _plan_action(
         environment={
             "STAGE": deployment.name,
             "MODE": "plan",
+            # Held by CodePipeline, not by the artifact: the preflight refuses stacks that run another image.
+            "IMAGE_DIGEST": f"#{{{BUILD_NAMESPACE}.{IMAGE_DIGEST_VARIABLE}}}",
             **({"BAKE_RESULT": f"#{{{baked_before}Bake.{BAKE_RESULT_VARIABLE}}}"} if baked_before else {}),
         },
         run_order=1,
@@ -406,7 +413,12 @@ def _apply_actions(deployment: StageDeployment, projects: PipelineProjects) -> l
             f"{deployment.post_deploy_tests.capitalize()}Tests",
             project=projects.post_deploy_tests,
             inputs=[SOURCE_ARTIFACT, outputs_artifact],
-            environment={"STAGE": deployment.name, "TEST_SUITE": deployment.post_deploy_tests},
+            environment={
+                "STAGE": deployment.name,
+                "TEST_SUITE": deployment.post_deploy_tests,
+                # The release /health must report: the tag Build gave the image, never recomputed from source.
+                "EXPECT_VERSION": f"#{{{BUILD_NAMESPACE}.{IMAGE_TAG_VARIABLE}}}",
+            },
             run_order=4,
         ),
     ]

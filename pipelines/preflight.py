@@ -1,6 +1,6 @@
 """Before any plan: is the stage ready? Bootstrapped, its zone delegated, its secret set, its image pushed.
 
-    python -m pipelines.preflight --stage gamma --cdktf-out cdktf.out [--image-tag TAG]
+    python -m pipelines.preflight --stage gamma --cdktf-out cdktf.out [--image-tag TAG] [--expect-image-digest D]
 
 Everything it checks comes from the synthesized `cdktf.out/stacks/<stage>/cdk.tf.json`, so a laptop and
 the pipeline check the same thing:
@@ -10,7 +10,9 @@ the pipeline check the same thing:
    name servers (through `NameServerLookup`: dnspython when installed, else a note);
 4. each Secrets Manager secret the stacks read or create has a current value and, when this role may read
    it, that value is a JSON object holding the keys the backend needs. No secret value is ever printed;
-5. the backend's image is in ECR (`--image-tag` replaces the synthesized tag; `unreleased` never exists).
+5. the backend's image is in ECR (`--image-tag` replaces the synthesized tag; `unreleased` never exists), and,
+   with `--expect-image-digest`, the stacks run that digest and nothing else: the pipeline passes the digest
+   Build exported, which CodePipeline holds, so an artifact rewritten to run another image is refused.
 Checks 1-4 run in the stage's account: as the role the stacks' S3 backend assumes (gamma, prod), assumed
 from the caller's credentials with the session name `preflight-<stage>`, else as the caller (beta). Check 5
 runs as the caller: the pipeline account holds the repository.
@@ -521,6 +523,10 @@ def main(
     parser.add_argument("--cdktf-out", type=Path, required=True, help="the synthesized cdktf.out directory")
     parser.add_argument("--image-tag", help="check this tag (or sha256: digest) instead of the synthesized one")
     parser.add_argument(
+        "--expect-image-digest",
+        help="refuse stacks whose tasks run anything but this digest (the pipeline passes Build's IMAGE_DIGEST)",
+    )
+    parser.add_argument(
         "--role-arn",
         help="assume this role for the checks in the stage's account instead of the one its stacks name "
         "(the pipeline passes the stage's read-only plan role)",
@@ -533,6 +539,16 @@ def main(
         return EXIT_BAD_INPUT
     if args.role_arn:
         stage = replace(stage, role_arn=args.role_arn)
+    if args.expect_image_digest is not None:
+        foreign = [str(image) for image in stage.images if image.tag != args.expect_image_digest]
+        if foreign or not args.expect_image_digest:
+            print(
+                f"error: the {args.stage} stacks run {', '.join(foreign) or 'no image'}, not the image Build pushed "
+                f"({args.expect_image_digest or 'no digest'}): release the commit again so that Build synthesizes "
+                "its own image's digest",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
     return report(args.stage, preflight(stage, session or boto3.session.Session(), lookup, args.image_tag))
 
 

@@ -6,6 +6,8 @@
 #
 # The repository's tags are immutable: a tag that is already there (the same content released again, by this
 # commit or an earlier one) is kept, not rebuilt, so every stage runs the very image first pushed for it.
+# Either way the image's digest, as ECR records it, goes to IMAGE_DIGEST_FILE (when set): the stages run the
+# image by that digest, which no later push or delete-and-push under the same tag changes.
 set -euo pipefail
 
 fail() { echo "error: $*" >&2; exit 1; }
@@ -21,8 +23,18 @@ name="${repository#*/}"
 region="$(cut -d . -f 4 <<<"$registry")"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
+record_digest() {
+  local digest
+  digest="$(aws ecr describe-images --region "$region" --repository-name "$name" --image-ids imageTag="$tag" \
+    --query 'imageDetails[0].imageDigest' --output text)"
+  [[ "$digest" =~ ^sha256:[a-f0-9]{64}$ ]] || fail "ECR gave no digest for $repository:$tag (got '$digest')"
+  [[ -z "${IMAGE_DIGEST_FILE:-}" ]] || printf '%s\n' "$digest" >"$IMAGE_DIGEST_FILE"
+  echo "$repository@$digest"
+}
+
 if aws ecr describe-images --region "$region" --repository-name "$name" --image-ids imageTag="$tag" >/dev/null 2>&1; then
   echo "$repository:$tag already exists: keeping it (tags are immutable)"
+  record_digest
   exit 0
 fi
 aws ecr get-login-password --region "$region" | docker login --username AWS --password-stdin "$registry"
@@ -32,3 +44,4 @@ base_arg=()
 docker build --file "$root/app/Dockerfile" "${base_arg[@]}" --tag "$repository:$tag" "$root"
 docker push "$repository:$tag"
 echo "pushed $repository:$tag"
+record_digest

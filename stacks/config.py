@@ -40,6 +40,7 @@ REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 # cdktf.json's imageTag: what a synthesis without CANVALO_IMAGE_TAG names. No build ever pushes it.
 UNRELEASED_IMAGE_TAG = "unreleased"
 IMAGE_TAG = re.compile(r"^(sha256:[a-f0-9]{64}|[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$")
+IMAGE_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 CONNECTION_ARN = re.compile(r"^arn:aws:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/[\w-]+$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # CodePipeline's DeploymentWindow cron: seconds (only `*`), minutes, hours, day-of-month, month, day-of-week,
@@ -396,6 +397,10 @@ class ProjectConfig:
     # a connection that is not. The pipeline stack creates the drift check's project only once it is.
     connection_available: bool = False
     image_tag: str
+    # The digest ECR gave the pushed image (`sha256:...`), which Build passes with its tag: tasks then run
+    # `<repository>@<digest>`, so no later push under the same tag changes what a stage runs. The tag stays
+    # the release's name (APP_VERSION, what /health reports). None: run by tag (a laptop's deploy).
+    image_digest: str | None = None
     bedrock_model_id: str
     # Where bootstrap stacks keep their state: "local" before the state bucket exists, then "s3".
     bootstrap_state: Literal["local", "s3"] = "local"
@@ -451,6 +456,11 @@ class ProjectConfig:
                 f"image_tag={self.image_tag!r} is invalid: use an immutable tag (a commit id) or sha256 digest, "
                 "never 'latest' (set CANVALO_IMAGE_TAG)"
             )
+        if self.image_digest is not None and not IMAGE_DIGEST.match(self.image_digest):
+            raise ConfigError(
+                f"image_digest={self.image_digest!r} is invalid: expected sha256: and 64 hex digits, as ECR "
+                "reports the pushed image (set CANVALO_IMAGE_DIGEST, or leave it unset to run by tag)"
+            )
         for name in self.operator_roles:
             if not APPROVER_ROLE.match(name) or not name.strip("*?"):
                 raise ConfigError(
@@ -501,16 +511,18 @@ class ProjectConfig:
         names["the CodeStar connection"] = self.connection_name
         return names
 
-    # The backend image lives in the pipeline account's ECR repository; every stage pulls the same tag.
+    # The backend image lives in the pipeline account's ECR repository; every stage pulls the same image.
     ecr_repository_name = "canvalo-backend"
 
     @property
     def image_uri(self) -> str:
+        """By digest when Build gave one, else by tag."""
         pipeline = self.pipeline_stage
-        separator = "@" if self.image_tag.startswith("sha256:") else ":"
+        reference = self.image_digest or self.image_tag
+        separator = "@" if reference.startswith("sha256:") else ":"
         return (
             f"{pipeline.account_id}.dkr.ecr.{pipeline.region}.amazonaws.com/"
-            f"{self.ecr_repository_name}{separator}{self.image_tag}"
+            f"{self.ecr_repository_name}{separator}{reference}"
         )
 
     def backend_secret_name(self, stage: StageConfig) -> str:
@@ -596,6 +608,7 @@ PROJECT_SETTINGS: dict[str, tuple[str, str]] = {
     "notificationEmail": ("notification_email", "CANVALO_NOTIFICATION_EMAIL"),
     "connectionAvailable": ("connection_available", "CANVALO_CONNECTION_AVAILABLE"),
     "imageTag": ("image_tag", "CANVALO_IMAGE_TAG"),
+    "imageDigest": ("image_digest", "CANVALO_IMAGE_DIGEST"),
     "bedrockModelId": ("bedrock_model_id", "CANVALO_BEDROCK_MODEL_ID"),
     "bootstrapState": ("bootstrap_state", "CANVALO_BOOTSTRAP_STATE"),
     "operatorRoles": ("operator_roles", "CANVALO_OPERATOR_ROLES"),
@@ -609,7 +622,7 @@ STAGE_FIELDS: dict[str, str] = {f.name: str(f.type) for f in fields(StageConfig)
 STAGE_ENV_PATTERN = re.compile(r"^CANVALO_([A-Z]+)_(" + "|".join(n.upper() for n in STAGE_FIELDS) + r")$")
 REGION_VARIABLE = "CANVALO_REGION"
 # Set by the pipeline itself for each commit (build.yml): never a setting to carry from one synth to the next.
-NOT_FORWARDED = frozenset({"CANVALO_IMAGE_TAG"})
+NOT_FORWARDED = frozenset({"CANVALO_IMAGE_TAG", "CANVALO_IMAGE_DIGEST"})
 # Every variable `load_project_config` reads, less NOT_FORWARDED: what `settings_from_environment` records.
 FORWARDED_SETTINGS = (
     frozenset({REGION_VARIABLE})

@@ -261,7 +261,13 @@ def test_each_stage_applies_the_saved_plan_it_made_from_the_one_build(pipeline: 
     plan, apply = by_name["Plan"], by_name["Apply"]
     # Prod's plan also quotes gamma's bake in the summary the approver reads.
     quotes_bake = {"BAKE_RESULT": "#{GammaBake.BAKE_RESULT}"} if stage_name == "Prod" else {}
-    assert action_environment(plan) == {"STAGE": DEPLOY_STAGES[stage_name], "MODE": "plan", **quotes_bake}
+    assert action_environment(plan) == {
+        "STAGE": DEPLOY_STAGES[stage_name],
+        "MODE": "plan",
+        # Build's digest of the image, which CodePipeline holds: the preflight refuses stacks running another.
+        "IMAGE_DIGEST": "#{BuildVariables.IMAGE_DIGEST}",
+        **quotes_bake,
+    }
     assert action_environment(apply) == {
         "STAGE": DEPLOY_STAGES[stage_name],
         "MODE": "apply",
@@ -284,8 +290,10 @@ def test_each_stage_applies_the_saved_plan_it_made_from_the_one_build(pipeline: 
     assert plan["output_artifacts"] == [f"{stage_name}Plan"]
     (build,) = stage(pipeline, "Build")["action"]
     assert build["output_artifacts"] == ["Build"]
-    # The image's tag is its content's hash, computed by the build (pipelines/image_tag.sh), not the commit.
+    # The image's tag is its content's hash, computed by the build (pipelines/image_tag.sh), not the commit;
+    # Build exports it and ECR's digest as BuildVariables.
     assert action_environment(build) == {}
+    assert build["namespace"] == "BuildVariables"
 
 
 @pytest.mark.req("R10.5", "R10.6", "R10.7", "R10.8")
@@ -294,7 +302,11 @@ def test_tests_run_against_each_stage_after_it_is_deployed(pipeline: Document, s
     actions = stage(pipeline, stage_name)["action"]
     apply = next(a for a in actions if action_environment(a).get("MODE") == "apply")
     tests = next(a for a in actions if a["name"].endswith("Tests"))
-    assert action_environment(tests) == {"STAGE": DEPLOY_STAGES[stage_name], "TEST_SUITE": suite}
+    assert action_environment(tests) == {
+        "STAGE": DEPLOY_STAGES[stage_name],
+        "TEST_SUITE": suite,
+        "EXPECT_VERSION": "#{BuildVariables.IMAGE_TAG}",
+    }
     assert tests["run_order"] > apply["run_order"], "tests run only once the stage is deployed"
     assert apply["output_artifacts"][0] in tests["input_artifacts"], "tests find the URLs in the stage's outputs"
     project = project_named(pipeline, tests["configuration"]["ProjectName"])

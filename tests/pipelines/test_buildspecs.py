@@ -197,7 +197,10 @@ def test_each_mode_chooses_the_stage_role_terraform_runs_as(mode: str, role: str
 def test_the_preflight_checks_the_stage_as_its_plan_role_and_the_image_as_the_action() -> None:
     branch = mode_branch(script_text("deploy"), "plan")
     arn = 'plan_role="$(python -m pipelines.stage_credentials --stage "$STAGE" --role plan --arn)"'
-    preflight = 'python -m pipelines.preflight --stage "$STAGE" --cdktf-out "$build_dir/cdktf.out" ${plan_role:+--role-arn "$plan_role"}'
+    preflight = (
+        'python -m pipelines.preflight --stage "$STAGE" --cdktf-out "$build_dir/cdktf.out" '
+        '--expect-image-digest "$IMAGE_DIGEST" ${plan_role:+--role-arn "$plan_role"}'
+    )
     assert branch.index(arn) < branch.index(preflight) < branch.index("eval"), "the image is checked before the profile"
 
 
@@ -233,10 +236,9 @@ def test_the_post_deploy_buildspec_runs_the_deployed_tests_against_the_stage_out
     assert 'outputs_input="CODEBUILD_SRC_DIR_${STAGE^}Outputs"' in text
     assert 'make deployed-test SUITE="$TEST_SUITE"' in text
     assert "EXPECT_AUTH=true" in text
-    # /health must report the tag of the image this commit's content makes, as Build computed it.
-    assert text.index('expected_version="$(bash pipelines/image_tag.sh)"') < text.index(
-        'EXPECT_VERSION="$expected_version"'
-    )
+    # /health must report the tag Build gave the image (its exported IMAGE_TAG), never recomputed from source.
+    assert "image_tag.sh" not in text
+    assert text.index('expected_version="${EXPECT_VERSION:?') < text.index('EXPECT_VERSION="$expected_version"')
     assert "set -euo pipefail" in text
     for suite in POST_DEPLOY_TESTS:
         result = subprocess.run(
@@ -257,9 +259,12 @@ def test_the_build_artifact_holds_what_the_later_stages_read() -> None:
     for stage in ("beta", "gamma", "prod"):
         assert f"make frontend STAGE={stage}" in text
         assert f"frontend/dist-{stage}/**/*" in files
-    assert 'CANVALO_IMAGE_TAG="$IMAGE_TAG" make synth' in text
+    synth = 'CANVALO_IMAGE_TAG="$IMAGE_TAG" CANVALO_IMAGE_DIGEST="$IMAGE_DIGEST" make synth'
     tag = text.index('export IMAGE_TAG="$(bash pipelines/image_tag.sh)"')
-    assert tag < text.index("bash pipelines/publish_image.sh") < text.index("make synth")
+    publish = text.index("IMAGE_DIGEST_FILE=image.digest bash pipelines/publish_image.sh")
+    assert tag < publish < text.index('export IMAGE_DIGEST="$(cat image.digest)"') < text.index(synth)
+    # Both are pipeline variables (BuildVariables): each Plan and post-deploy test receives them.
+    assert buildspec("build")["env"]["exported-variables"] == ["IMAGE_TAG", "IMAGE_DIGEST"]
 
 
 @pytest.mark.req("R4.4")

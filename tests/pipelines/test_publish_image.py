@@ -14,16 +14,27 @@ REPOSITORY = "111111111111.dkr.ecr.eu-west-1.amazonaws.com/canvalo-backend"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
+DIGEST = "sha256:" + "ab" * 32
+
+
 def shims(directory: Path, *, image_exists: bool) -> Path:
-    """`aws` and `docker` that append their arguments to calls.log; describe-images finds the tag or not."""
+    """`aws` and `docker` that append their arguments to calls.log; describe-images finds the tag once it is
+    there (before, or after `docker push`), and with --query prints the digest ECR would give it."""
     directory.mkdir()
     log = directory / "calls.log"
-    found = 0 if image_exists else 1
+    pushed = directory / "pushed"
+    if image_exists:
+        pushed.touch()
     (directory / "aws").write_text(
         f'#!/bin/sh\necho "aws $*" >> {log}\n'
-        f'case "$2" in describe-images) exit {found} ;; get-login-password) echo token ;; esac\n'
+        f'case "$2" in\n'
+        f'  describe-images) [ -e {pushed} ] || exit 254; case "$*" in *--query*) echo {DIGEST} ;; esac ;;\n'
+        f"  get-login-password) echo token ;;\n"
+        f"esac\n"
     )
-    (directory / "docker").write_text(f'#!/bin/sh\necho "docker $*" >> {log}\ncat > /dev/null\n')
+    (directory / "docker").write_text(
+        f'#!/bin/sh\necho "docker $*" >> {log}\ncat > /dev/null\n[ "$1" != push ] || touch {pushed}\n'
+    )
     for tool in ("aws", "docker"):
         (directory / tool).chmod(0o755)
     return log
@@ -55,7 +66,29 @@ def test_a_new_commit_is_built_from_the_dockerfile_and_pushed_with_its_tag(tmp_p
     assert calls[3:] == [
         f"docker build --file {PROJECT_ROOT}/app/Dockerfile --tag {REPOSITORY}:{COMMIT} {PROJECT_ROOT}",
         f"docker push {REPOSITORY}:{COMMIT}",
+        f"{calls[0]} --query imageDetails[0].imageDigest --output text",
     ]
+    assert result.stdout.splitlines()[-1] == f"{REPOSITORY}@{DIGEST}"
+
+
+@pytest.mark.req("R4.2")
+@pytest.mark.parametrize("image_exists", [False, True], ids=["pushed now", "pushed before"])
+def test_the_digest_ecr_gave_the_image_is_handed_to_the_build(tmp_path: Path, image_exists: bool) -> None:
+    shims(tmp_path / "bin", image_exists=image_exists)
+    digest_file = tmp_path / "image.digest"
+    result = publish(
+        tmp_path / "bin", ECR_REPOSITORY_URI=REPOSITORY, IMAGE_TAG=COMMIT, IMAGE_DIGEST_FILE=str(digest_file)
+    )
+    assert result.returncode == 0, result.stderr
+    assert digest_file.read_text() == f"{DIGEST}\n"
+
+
+def test_an_image_ecr_gives_no_digest_for_fails_the_build(tmp_path: Path) -> None:
+    shims(tmp_path / "bin", image_exists=True)
+    (tmp_path / "bin" / "aws").write_text("#!/bin/sh\necho None\n")
+    result = publish(tmp_path / "bin", ECR_REPOSITORY_URI=REPOSITORY, IMAGE_TAG=COMMIT)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: ECR gave no digest for {REPOSITORY}:{COMMIT} (got 'None')"
 
 
 def test_a_commit_released_again_keeps_its_image(tmp_path: Path) -> None:

@@ -894,7 +894,7 @@ def attack(rehearsal: Rehearsal, message: str, change: Callable[[Path], None]) -
 
 def status(rehearsal: Rehearsal) -> tuple[bool, str]:
     """The administrator's `make status` once the branch head is deployed everywhere: each stage's row shows
-    that commit and the image its content makes. moto does not evaluate trust policies, so the chain the
+    that commit and, by its digest, the image its content makes. moto does not evaluate trust policies, so the chain the
     command assumes (operator -> pipeline plan role -> each stage's canvalo-plan) is checked here, as applied."""
     head = rehearsal.head()
     _, detail = deliver(rehearsal, head, 3)
@@ -903,7 +903,10 @@ def status(rehearsal: Rehearsal) -> tuple[bool, str]:
     tag = subprocess.run(
         ["bash", "pipelines/image_tag.sh"], cwd=rehearsal.github, capture_output=True, text=True, check=True
     ).stdout.strip()
-    image = f"{ACCOUNTS['beta']}.dkr.ecr.{REGION}.amazonaws.com/canvalo-backend:{tag}"
+    # The stages run the image by the digest ECR gave that tag (Build exported it), never by the tag.
+    ecr = rehearsal.world.client(ACCOUNTS["beta"], "ecr")
+    pushed = ecr.describe_images(repositoryName="canvalo-backend", imageIds=[{"imageTag": tag}])["imageDetails"]
+    image = f"{ACCOUNTS['beta']}.dkr.ecr.{REGION}.amazonaws.com/canvalo-backend@{pushed[0]['imageDigest']}"
     plan_role = f"arn:aws:iam::{ACCOUNTS['beta']}:role/canvalo/canvalo-beta-pipeline-plan"
     chain = [(ACCOUNTS["beta"], plan_role, f"arn:aws:iam::{ACCOUNTS['beta']}:role/{ADMINISTRATOR_ROLE}")]
     chain += [
