@@ -58,7 +58,8 @@ def synthesize(out: Path, stage: str, *, stack_creates_secret: bool = False, tag
     if role:
         backend["assume_role"] = {"role_arn": role, "session_name": f"terraform-state-{stage}"}
         provider["assume_role"] = [{"role_arn": role, "session_name": f"terraform-{stage}"}]
-    image = f"{PIPELINE_ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{REPOSITORY}:{tag}"
+    separator = "@" if tag.startswith("sha256:") else ":"
+    image = f"{PIPELINE_ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{REPOSITORY}{separator}{tag}"
     containers = json.dumps([{"name": "app", "image": image}])
     stage_stack: dict[str, Any] = {
         "terraform": {"backend": {"s3": backend}},
@@ -495,6 +496,29 @@ def test_image_tag_replaces_the_synthesized_tag(aws: Aws, tmp_path: Path, capsys
     assert outcome.errors == [
         f"image {REPOSITORY}:later is not in ECR: the pipeline's Build pushes it (or `make image` and push)"
     ]
+
+
+@pytest.mark.req("R4.2")
+def test_the_pipeline_plans_only_stacks_that_run_the_digest_build_pushed(
+    aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aws.ready("gamma")
+    ecr = aws.caller.client("ecr")
+    digest = ecr.describe_images(repositoryName=REPOSITORY, imageIds=[{"imageTag": TAG}])["imageDetails"][0]
+    pushed = str(digest["imageDigest"])
+    by_digest = synthesize(tmp_path / "by-digest", "gamma", tag=pushed)
+    assert preflight(aws, capsys, by_digest, "gamma", "--expect-image-digest", pushed).status == 0
+    # An artifact rewritten to run another image, or the same image by its tag: refused before any check.
+    other = "sha256:" + "0" * 64
+    for cdktf_out, runs in (
+        (by_digest, f"{REPOSITORY}@{pushed}"),
+        (synthesize(tmp_path / "by-tag", "gamma"), f"{REPOSITORY}:{TAG}"),
+    ):
+        expected = other if cdktf_out == by_digest else pushed
+        assert only_error(preflight(aws, capsys, cdktf_out, "gamma", "--expect-image-digest", expected)) == (
+            f"the gamma stacks run {runs}, not the image Build pushed ({expected}): release the commit again so that "
+            "Build synthesizes its own image's digest"
+        )
 
 
 @pytest.mark.req("R4.7")
