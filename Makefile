@@ -51,7 +51,7 @@ lint: $(STAMP) ## ruff check and format check
 
 .PHONY: typecheck
 typecheck: $(STAMP) ## mypy --strict over every package
-	mypy --strict main.py stacks modules app pipelines tools tests
+	mypy --strict main.py names.py stacks modules app pipelines tools tests
 
 .PHONY: pytest
 pytest: $(STAMP) ## pytest (-rs: each skip with its reason), which includes ruff and mypy --strict (tests/test_static.py), checkov, snapshots

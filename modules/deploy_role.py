@@ -26,7 +26,7 @@ from cdktn_provider_aws.iam_role_policy import IamRolePolicy
 from constructs import Construct
 
 from modules.iam import ROLE_LIFECYCLE_ACTIONS, no_trust_policy_changes, policy_document, statement
-from stacks.bootstrap_version import bootstrap_version_parameter_arn
+from names import bootstrap_version_parameter_arn
 
 # Services whose create/list APIs have no resource-level permissions: Resource must be "*", so these
 # are held to the stage's region instead (and CloudFront/ACM-for-CloudFront/Route53, which are global,

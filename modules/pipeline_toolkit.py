@@ -25,7 +25,7 @@ import yaml
 
 # Files the privileged actions import or run, relative to the repository root. `pipelines/buildspecs` is not
 # part of it: the privileged buildspecs are inlined into their projects, the others run without rights.
-TOOLKIT_PATHS = ("pipelines", "stacks/__init__.py", "stacks/config.py", "stacks/bootstrap_version.py")
+TOOLKIT_PATHS = ("pipelines", "stacks/__init__.py", "stacks/config.py", "names.py")
 TOOLKIT_EXCLUDED = ("pipelines/buildspecs",)
 # Never in a clean checkout (.gitignore), so never part of the pinned toolkit; a commit that adds one (a
 # hash-based .pyc runs without its source being checked) changes the build's hash and is refused.

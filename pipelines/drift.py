@@ -54,14 +54,14 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipelines import policy_check
-from pipelines.drift_parameters import (
+from names import (
     NEVER_DEPLOYED,
     NOTHING_PUBLISHED,
     deployed_commit_parameter,
     drift_digest_parameter,
     release_parameter,
 )
+from pipelines import policy_check
 from pipelines.plan_summary import PlanError, ResourceChange, parse_changes
 from pipelines.release import PREVIOUS_FILE, RESTORED_FILE, RecordError, ReleaseRecord, read_record_file
 from pipelines.stage_credentials import write_profile

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from stacks.bootstrap_version import BOOTSTRAP_VERSION, bootstrap_version_parameter
+from names import BOOTSTRAP_VERSION, bootstrap_version_parameter
 from stacks.config import UNRELEASED_IMAGE_TAG
 
 if TYPE_CHECKING:

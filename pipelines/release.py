@@ -30,7 +30,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipelines.drift_parameters import NEVER_DEPLOYED
+from names import NEVER_DEPLOYED
 from pipelines.verify_rollout import Release, RolloutError, read_release
 
 # In a restore's directory (pipelines/restore.py): the record the Apply started from, and the one a restore wrote.

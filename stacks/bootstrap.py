@@ -12,8 +12,8 @@ from constructs import Construct
 from modules.deploy_role import DeployRole, WorkloadBoundary
 from modules.plan_role import PlanRole
 from modules.state_backend import StateBackend
+from names import BOOTSTRAP_VERSION, bootstrap_version_parameter
 from stacks.base import StageStack, deploy_scope
-from stacks.bootstrap_version import BOOTSTRAP_VERSION, bootstrap_version_parameter
 from stacks.config import ProjectConfig, StageConfig
 
 # The keys of the stage's backend secret (R5.1); its value is set out of band, never by Terraform.

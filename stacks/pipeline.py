@@ -38,7 +38,7 @@ from modules.pipeline_notifications import NotificationTopic
 from modules.pipeline_roles import PipelineBoundary, ServiceRole, boundary_statements
 from modules.pipeline_toolkit import PipelineToolkit, toolkit_sha256
 from modules.plan_role import read_only_statements, state_lock_statements
-from pipelines.drift_parameters import (
+from names import (
     NEVER_DEPLOYED,
     NOTHING_PUBLISHED,
     deployed_commit_parameter,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -75,3 +77,46 @@ def test_the_cdktn_cli_runs_the_app_with_the_projects_environment_and_no_uv(tmp_
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "stacks" / "pipeline" / "cdk.tf.json").is_file()
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module `path` imports, relative imports resolved against its package."""
+    package = path.relative_to(PROJECT_ROOT).parent.parts
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = [*package[: len(package) - node.level + 1]] if node.level else []
+            if node.module:
+                found.add(".".join([*base, node.module]))
+            else:  # `from .. import pipelines`
+                found |= {".".join([*base, alias.name]) for alias in node.names}
+    return found
+
+
+# Imports run down only: names.py under both wings, the synth (main.py, stacks/, modules/) beside the
+# pipeline's run-time scripts (pipelines/, tools/), constructs under stacks. What both wings need by name
+# lives in names.py. (pipelines/ loads its configuration from stacks/config.py, which the toolkit holds.)
+FORBIDDEN_IMPORTS = {
+    "main.py": ("pipelines", "tools"),
+    "stacks": ("pipelines", "tools"),
+    "modules": ("stacks", "pipelines", "tools"),
+}
+
+
+def test_imports_run_down_only() -> None:
+    violations = []
+    for entry, forbidden in FORBIDDEN_IMPORTS.items():
+        top = PROJECT_ROOT / entry
+        for path in [top] if top.is_file() else sorted(top.rglob("*.py")):
+            for name in sorted(imported_modules(path)):
+                if name.split(".")[0] in forbidden:
+                    violations.append(f"{path.relative_to(PROJECT_ROOT)} imports {name}")
+    assert not violations, "imports must run down only (shared names go in names.py):\n" + "\n".join(violations)
+
+
+def test_names_imports_only_the_standard_library() -> None:
+    imported = imported_modules(PROJECT_ROOT / "names.py")
+    outside = sorted(name for name in imported if name.split(".")[0] not in sys.stdlib_module_names)
+    assert not outside, f"names.py imports {outside}: both wings import it, so it holds plain functions only"

@@ -13,7 +13,9 @@ from tools.requirements import PROJECT_ROOT
 BIN = Path(sys.executable).parent
 # Every Python package of the project; mypy --strict covers all of them (R6.4 in SPEC.md's Python form).
 PACKAGES = [
-    p for p in ("main.py", "stacks", "modules", "app", "pipelines", "tools", "tests") if (PROJECT_ROOT / p).exists()
+    p
+    for p in ("main.py", "names.py", "stacks", "modules", "app", "pipelines", "tools", "tests")
+    if (PROJECT_ROOT / p).exists()
 ]
 
 

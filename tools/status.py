@@ -29,7 +29,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from pipelines.drift_parameters import NOTHING_PUBLISHED, drift_digest_parameter, release_parameter
+from names import NOTHING_PUBLISHED, drift_digest_parameter, release_parameter
 from pipelines.release import RecordError, ReleaseRecord
 from stacks.config import ConfigError, ProjectConfig, StageConfig, load_from_environment
 

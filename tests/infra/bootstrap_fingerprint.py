@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from stacks.bootstrap_version import BOOTSTRAP_VERSION
+from names import BOOTSTRAP_VERSION
 
 FINGERPRINT_FILE = Path(__file__).resolve().with_name("bootstrap_fingerprint.json")
 UPDATE_COMMAND = ".venv/bin/python -m tests.infra.bootstrap_fingerprint --update"
@@ -60,7 +60,7 @@ def problems(current: Mapping[str, str], record: Mapping[str, Any]) -> list[str]
     changed = sorted(name for name in current if record["stacks"].get(name) != current[name])
     if record["version"] == BOOTSTRAP_VERSION:
         found += [
-            f"{name} changed: bump BOOTSTRAP_VERSION in stacks/bootstrap_version.py, record the new fingerprint "
+            f"{name} changed: bump BOOTSTRAP_VERSION in names.py, record the new fingerprint "
             f"with `{UPDATE_COMMAND}`, and tell administrators to apply {name}"
             for name in changed
         ]

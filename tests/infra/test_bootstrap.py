@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from stacks.bootstrap_version import BOOTSTRAP_VERSION, bootstrap_version_parameter
+from names import BOOTSTRAP_VERSION, bootstrap_version_parameter
 from tests.infra import bootstrap_fingerprint
 from tests.infra.conftest import STAGES, Document, data_sources, one, policy_statements, resources
 from tests.infra.test_pipeline import role_named, role_statements
@@ -307,7 +307,7 @@ def test_the_fingerprint_sees_a_resource_change_but_not_the_versions_own_value(s
     assert bootstrap_fingerprint.fingerprint(document) != before
     record: dict[str, Any] = {"version": BOOTSTRAP_VERSION, "stacks": bootstrap_fingerprint.fingerprints(stacks)}
     (problem,) = bootstrap_fingerprint.problems({**record["stacks"], "bootstrap-prod": "changed"}, record)
-    assert problem.startswith("bootstrap-prod changed: bump BOOTSTRAP_VERSION in stacks/bootstrap_version.py")
+    assert problem.startswith("bootstrap-prod changed: bump BOOTSTRAP_VERSION in names.py")
     assert bootstrap_fingerprint.UPDATE_COMMAND in problem and "apply bootstrap-prod" in problem
     (bumped,) = bootstrap_fingerprint.problems(record["stacks"], {**record, "version": BOOTSTRAP_VERSION - 1})
     assert bootstrap_fingerprint.UPDATE_COMMAND in bumped

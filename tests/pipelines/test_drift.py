@@ -16,8 +16,8 @@ import pytest
 from moto import mock_aws
 from moto.sns.models import sns_backends
 
+from names import NEVER_DEPLOYED, NOTHING_PUBLISHED
 from pipelines.drift import EXIT_DRIFT, REPORTED_MARKER, StackDrift, drift_digest, main
-from pipelines.drift_parameters import NEVER_DEPLOYED, NOTHING_PUBLISHED
 from pipelines.plan_summary import ResourceChange
 from pipelines.terraform_stage import Terraform
 from tests.pipelines.fake_terraform import FakeTerraform, plan_document, synthesized

@@ -14,8 +14,8 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from names import BOOTSTRAP_VERSION, bootstrap_version_parameter
 from pipelines.preflight import DelegationUncheckedError, Image, load_stage, main, parent_name_servers
-from stacks.bootstrap_version import BOOTSTRAP_VERSION, bootstrap_version_parameter
 from tests.infra import conftest as infra
 
 REGION: Final = "eu-west-1"

@@ -13,9 +13,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from names import NEVER_DEPLOYED
 from pipelines import drift, verify_rollout
 from pipelines.deploy_frontend import RELEASES_KEY, deploy
-from pipelines.drift_parameters import NEVER_DEPLOYED
 from pipelines.release import ReleaseRecord
 from pipelines.restore import back, main, record, snapshot
 from tests.pipelines.test_deploy_frontend import REGION, create_distribution, write_build

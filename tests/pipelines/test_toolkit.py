@@ -104,7 +104,7 @@ TAMPERING = {
     "the configuration loader": (append("stacks/config.py", "\nBACKDOOR = 1\n"), "changes the pipeline"),
     "the Terraform checksums": (append("pipelines/terraform.sha256sums", "00  x.zip\n"), "changes the pipeline"),
     "the toolkit's requirements": (append(TOOLKIT_REQUIREMENTS, "evil==1.0\n"), "changes the pipeline"),
-    "a deleted toolkit file": (delete("stacks/bootstrap_version.py"), "lacks part of the pipeline toolkit"),
+    "a deleted toolkit file": (delete("names.py"), "lacks part of the pipeline toolkit"),
 }
 
 

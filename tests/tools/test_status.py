@@ -19,8 +19,8 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from names import NEVER_DEPLOYED, NOTHING_PUBLISHED
 from pipelines import drift, release
-from pipelines.drift_parameters import NEVER_DEPLOYED, NOTHING_PUBLISHED
 from tests.support.alarms import put_alarm
 from tests.support.config import hermetic_environment
 from tools import status

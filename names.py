@@ -1,0 +1,56 @@
+"""The names both wings share: what the synth (main.py, stacks/, modules/) creates and the pipeline's scripts
+(pipelines/, tools/) later find by name, so the two agree because they build each name in one place.
+
+Both wings import it, so imports run down only: no stack or construct imports a pipeline script for a name,
+no script imports a stack. Plain functions and constants, standard library only (no cdktn, no boto3): the
+pinned pipeline toolkit holds it (modules/pipeline_toolkit.py's `TOOLKIT_PATHS`), so the privileged actions
+import it at run time without the synth's dependencies.
+
+The bootstrap stacks' version, readable without cdktn (like AWS CDK's BootstrapVersion):
+`bootstrap-<stage>` writes `BOOTSTRAP_VERSION` into the SSM parameter `bootstrap_version_parameter` names; a
+pipeline script compares the two before it deploys, so a stage whose administrator has not applied the
+current bootstrap stops with a clear message instead of failing halfway through an apply. Bump the number
+whenever a bootstrap stack's resources change (tests/infra/test_bootstrap.py insists).
+
+The SSM String parameters, in the pipeline account, that the deploy action and the drift check share: the
+`pipeline` stack creates them with a placeholder value and ignores later changes of that value;
+`python -m pipelines.drift` writes and reads them.
+"""
+
+from __future__ import annotations
+
+BOOTSTRAP_VERSION = 5
+
+# The value the pipeline stack creates the parameters with: no commit deployed yet, no drift published.
+NEVER_DEPLOYED = "never-deployed"
+NOTHING_PUBLISHED = "none"
+
+
+def parameter_arn(name: str, *, region: str, account_id: str) -> str:
+    """A parameter's ARN (it drops the name's leading slash)."""
+    return f"arn:aws:ssm:{region}:{account_id}:parameter{name}"
+
+
+def bootstrap_version_parameter(app_name: str, stage_name: str) -> str:
+    """The SSM String parameter holding the stage account's applied bootstrap version."""
+    return f"/{app_name}/{stage_name}/bootstrap-version"
+
+
+def bootstrap_version_parameter_arn(app_name: str, stage_name: str, *, region: str, account_id: str) -> str:
+    """Its ARN."""
+    return parameter_arn(bootstrap_version_parameter(app_name, stage_name), region=region, account_id=account_id)
+
+
+def deployed_commit_parameter(app_name: str, stage_name: str) -> str:
+    """The commit id the stage's last successful Apply applied, written by the deploy action."""
+    return f"/{app_name}/{stage_name}/deployed-commit"
+
+
+def release_parameter(app_name: str, stage_name: str) -> str:
+    """What the stage's last successful Apply deployed (pipelines/release.py's JSON record), for `make status`."""
+    return f"/{app_name}/{stage_name}/release"
+
+
+def drift_digest_parameter(app_name: str, stage_name: str) -> str:
+    """The digest of the last drift report (or check failure) mailed for the stage, so it is mailed once."""
+    return f"/{app_name}/{stage_name}/drift-digest"
