@@ -14,6 +14,7 @@ some pipeline roles only says so itself, with an `aws:PrincipalArn` condition.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from fnmatch import fnmatchcase
 
 from cdktn_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocumentStatement
 from cdktn_provider_aws.iam_policy import IamPolicy
@@ -28,10 +29,29 @@ SCOPED_SERVICES = ("iam", "sts")
 
 
 def ceiling_actions(actions: Iterable[str]) -> list[str]:
-    """`actions`, sorted, without those a `<service>:*` among them already covers."""
+    """`actions`, sorted, without those another wildcard among them already covers (`s3:Get*` under `s3:*`,
+    `codepipeline:ListActionExecutions` under `codepipeline:List*`): a boundary near IAM's size limit
+    spends no characters on them."""
     every = set(actions)
-    whole = {action.split(":")[0] for action in every if action.endswith(":*")}
-    return sorted(a for a in every if a.endswith(":*") or a.split(":")[0] not in whole)
+    wildcards = {action for action in every if "*" in action or "?" in action}
+    return sorted(a for a in every if not any(w != a and fnmatchcase(a, w) for w in wildcards))
+
+
+def with_resources(
+    item: DataAwsIamPolicyDocumentStatement, resources: Sequence[str]
+) -> DataAwsIamPolicyDocumentStatement:
+    """`item` on `resources` instead of its own."""
+    return DataAwsIamPolicyDocumentStatement(
+        sid=item.sid,
+        effect=item.effect,
+        actions=item.actions,
+        not_actions=item.not_actions,
+        resources=list(resources),
+        not_resources=item.not_resources,
+        principals=item.principals,
+        not_principals=item.not_principals,
+        condition=item.condition,
+    )
 
 
 def boundary_statements(
@@ -76,11 +96,18 @@ def boundary_statements(
     scoped: list[DataAwsIamPolicyDocumentStatement] = []
 
     def add_once(kept: list[DataAwsIamPolicyDocumentStatement], item: DataAwsIamPolicyDocumentStatement) -> None:
-        same_sid = [existing for existing in kept if existing.sid == item.sid]
-        if same_sid and same_sid[0] != item:
-            raise ValueError(f"two pipeline role statements named {item.sid}: give them distinct sids")
+        """One statement per sid: roles' statements that share a sid and differ only in their resources
+        (each apply role's AssumeTheStageDeployRole) are one rule, kept once on all their resources."""
+        same_sid = [index for index, existing in enumerate(kept) if existing.sid == item.sid]
         if not same_sid:
             kept.append(item)
+            return
+        index = same_sid[0]
+        existing = kept[index]
+        if with_resources(existing, []) != with_resources(item, []):
+            raise ValueError(f"two pipeline role statements named {item.sid}: give them distinct sids")
+        resources = [*(existing.resources or []), *(item.resources or [])]
+        kept[index] = with_resources(existing, list(dict.fromkeys(resources)))
 
     for item in denied:
         add_once(denies, item)

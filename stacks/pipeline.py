@@ -1229,7 +1229,8 @@ def _apply_statements(
     found = (
         [
             statement(
-                sid=f"AssumeThe{target.name.capitalize()}DeployRole",
+                # One sid for every stage's, so the boundary holds them as one statement (boundary_statements).
+                sid="AssumeTheStageDeployRole",
                 actions=["sts:AssumeRole"],
                 resources=[deploy_role],
             )

@@ -16,8 +16,9 @@ from cdktn import App, TerraformStack
 from modules.container_registry import MIN_KEPT_IMAGES, ContainerRegistry
 from modules.pipeline import BAKE_RESULT_VARIABLE, BUILDSPECS, PIPELINE_OWNED, TERRAFORM_VERSION
 from modules.pipeline_toolkit import PipelineToolkit, toolkit_sha256
+from stacks.config import ConfigError
 from stacks.pipeline import BAKE_MARGIN_MINUTES
-from tests.infra.conftest import Document, data_sources, one, policy_statements, resources
+from tests.infra.conftest import Document, data_sources, one, policy_statements, resources, synth_pipeline_stack
 from tests.support.config import fixture_project
 from tools.requirements import PROJECT_ROOT
 
@@ -509,8 +510,74 @@ def test_the_update_role_creates_no_role_and_changes_roles_only_inside_the_pipel
         never = next(s for s in boundary if s["sid"] == "NeverChangeABoundary")
         assert never["effect"] == "Deny"
         assert all(any(fnmatchcase(arn, pattern) for pattern in never["resources"]) for arn in boundary_arns.values())
-        # A managed policy holds at most 6,144 characters without whitespace.
-        assert len(json.dumps(boundary, separators=(",", ":"))) < 6144
+        assert len(iam_policy_json(boundary)) <= MANAGED_POLICY_LIMIT
+
+
+# "Managed policy size: 6,144 characters", not counting whitespace (IAM and STS quotas,
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html).
+MANAGED_POLICY_LIMIT = 6144
+# The longest name of an AWS commercial region (ap-southeast-2 .. ap-southeast-7, ap-northeast-1 .. 3).
+LONGEST_REGION = "ap-southeast-7"
+
+
+def iam_policy_json(statements: list[Document]) -> str:
+    """The policy as IAM receives it from aws_iam_policy_document, without whitespace; every value a list
+    (the provider writes a single action or resource as a string: this errs on the long side)."""
+    rendered = []
+    for item in statements:
+        conditions: dict[str, dict[str, list[str]]] = {}
+        for condition in item.get("condition") or []:
+            conditions.setdefault(condition["test"], {})[condition["variable"]] = condition["values"]
+        fields = {
+            "Sid": item.get("sid"),
+            "Effect": item.get("effect", "Allow"),
+            "Action": item.get("actions"),
+            "NotAction": item.get("not_actions"),
+            "Resource": item.get("resources"),
+            "NotResource": item.get("not_resources"),
+            "Condition": conditions,
+        }
+        rendered.append({key: value for key, value in fields.items() if value})
+    return json.dumps({"Version": "2012-10-17", "Statement": rendered}, separators=(",", ":"))
+
+
+def longest_app_name() -> str:
+    """The longest app name the configuration accepts (AWS's 32-character names bound it)."""
+    for length in range(2, 64):
+        try:
+            fixture_project(appName="a" * (length + 1))
+        except ConfigError:
+            return "a" * length
+    raise AssertionError("the configuration accepts app names of 64 characters")
+
+
+@pytest.mark.req("R4.6", "R5.3")
+def test_every_pipeline_boundary_fits_iams_policy_size_with_the_longest_names(tmp_path: Path) -> None:
+    """A boundary over IAM's limit fails the first `cdktn deploy pipeline`: the longest app name the
+    configuration accepts, in the longest region name, still fits (the names repeat in every statement)."""
+    project = fixture_project(appName=longest_app_name(), region=LONGEST_REGION)
+    pipeline = synth_pipeline_stack(tmp_path, project)
+    sizes = {
+        policy["name"]: len(iam_policy_json(policy_statements(pipeline, policy["policy"])))
+        for policy in resources(pipeline, "aws_iam_policy").values()
+        if policy["name"].endswith("-boundary")
+    }
+    assert len(sizes) == 3, sizes
+    assert max(sizes.values()) <= MANAGED_POLICY_LIMIT, sizes
+
+
+@pytest.mark.req("R4.6")
+def test_the_boundary_keeps_one_statement_per_rule_and_no_action_a_wildcard_covers(pipeline: Document) -> None:
+    """What keeps the boundaries inside IAM's size: each apply role's deploy-role grant is one statement
+    on every later stage's role, and `codepipeline:List*` leaves no `codepipeline:List...` beside it."""
+    (boundary,) = [p for name, p in boundaries(pipeline).items() if name == "canvalo-pipeline-boundary"]
+    statements = policy_statements(pipeline, boundary["policy"])
+    (assume,) = [s for s in statements if s["sid"] == "AssumeTheStageDeployRole"]
+    assert assume["resources"] == [f"arn:aws:iam::{a}:role/canvalo/canvalo-deploy" for a in (GAMMA, PROD)]
+    (ceiling,) = [s for s in statements if s["sid"] == "PipelineActions"]
+    wildcards = [a for a in ceiling["actions"] if "*" in a]
+    assert "codepipeline:List*" in wildcards
+    assert not [a for a in ceiling["actions"] if any(w != a and fnmatchcase(a, w) for w in wildcards)]
 
 
 @pytest.mark.req("R6.6")
