@@ -18,6 +18,17 @@ from constructs import Construct
 from modules.iam import policy_document, statement
 
 PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")
+# What would take away or change an image a stage runs: deleting it (or the repository, which `force` lets
+# delete with its images), letting its tag move, expiring it by a new lifecycle, or rewriting this policy.
+IMAGE_REMOVING_ACTIONS = (
+    "ecr:BatchDeleteImage",
+    "ecr:DeleteRepository",
+    "ecr:PutImageTagMutability",
+    "ecr:PutLifecyclePolicy",
+    "ecr:DeleteLifecyclePolicy",
+    "ecr:SetRepositoryPolicy",
+    "ecr:DeleteRepositoryPolicy",
+)
 
 
 # The fewest commits' images the lifecycle may keep: far more than a promotion ever lags behind.
@@ -35,6 +46,13 @@ class ContainerRegistry(Construct):
     the caller. The repository's own account pulls through its roles' IAM policies.
     Images use AES256: an image holds no secret value, and a customer-managed key would have to be
     shared with every pulling account.
+
+    `automation_roles` (an ArnLike pattern: the project's roles, the pipeline's among them) may never remove or
+    change an image (IMAGE_REMOVING_ACTIONS), whatever their own policies say: the repository policy denies
+    it, and an explicit Deny in a resource policy holds for the account's own principals too
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html). So the
+    Build role cannot delete prod's image and push another, and the update role cannot expire it with a
+    new lifecycle: a change of the lifecycle or this policy is an administrator's (pipelines/plan_summary.py).
     """
 
     def __init__(
@@ -44,6 +62,7 @@ class ContainerRegistry(Construct):
         *,
         name: str,
         pullers: Mapping[str, tuple[str, str]],
+        automation_roles: str,
         keep_images: int = 200,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -101,20 +120,24 @@ class ContainerRegistry(Construct):
                 }
             ),
         )
-        if pullers:
-            pull = policy_document(
-                self,
-                "pull-policy",
-                [
-                    statement(
-                        sid=f"PullFrom{label.capitalize()}",
-                        actions=PULL_ACTIONS,
-                        # A repository policy names no resource: it applies to its own repository.
-                        resources=[],
-                        principals={"AWS": [f"arn:aws:iam::{account}:root"]},
-                        conditions=[("ArnLike", "aws:PrincipalArn", [role_pattern])],
-                    )
-                    for label, (account, role_pattern) in pullers.items()
-                ],
+        never_remove = statement(
+            sid="NoAutomationRemovesAnImage",
+            effect="Deny",
+            actions=IMAGE_REMOVING_ACTIONS,
+            # A repository policy names no resource: it applies to its own repository.
+            resources=[],
+            principals={"AWS": ["*"]},
+            conditions=[("ArnLike", "aws:PrincipalArn", [automation_roles])],
+        )
+        pulls = [
+            statement(
+                sid=f"PullFrom{label.capitalize()}",
+                actions=PULL_ACTIONS,
+                resources=[],
+                principals={"AWS": [f"arn:aws:iam::{account}:root"]},
+                conditions=[("ArnLike", "aws:PrincipalArn", [role_pattern])],
             )
-            EcrRepositoryPolicy(self, "policy", repository=self.repository.name, policy=pull.json)
+            for label, (account, role_pattern) in pullers.items()
+        ]
+        document = policy_document(self, "pull-policy", [*pulls, never_remove])
+        EcrRepositoryPolicy(self, "policy", repository=self.repository.name, policy=document.json)

@@ -469,6 +469,8 @@ PUBLIC_ACCESS_BLOCK_FLAGS = (
 PUBLIC_ACLS = frozenset({"public-read", "public-read-write", "authenticated-read"})
 LOAD_BALANCER_TYPES = frozenset({"aws_lb", "aws_alb", "aws_elb"})
 SECURITY_GROUP_TYPES = frozenset({"aws_security_group", "aws_default_security_group"})
+REGISTRY_POLICY_TYPES = frozenset({"aws_ecr_lifecycle_policy", "aws_ecr_repository_policy"})
+REGISTRY_SWITCHES = ("image_tag_mutability", "force_delete")
 CODEBUILD_GATE_ATTRIBUTES = ("source", "secondary_sources", "source_version", "environment", "service_role")
 DETAIL_LENGTH = 300
 BROADENING_TITLE = "## Broadening (needs a person's approval)"
@@ -515,6 +517,7 @@ def change_broadenings(change: ResourceChange) -> list[Finding]:
     found += _exposed(change)
     found += _data_loss_prepared(change)
     found += _pipeline_gates(change)
+    found += _registry_gates(change)
     return found
 
 
@@ -737,6 +740,17 @@ def _pipeline_gates(change: ResourceChange) -> list[Finding]:
         if others:
             found.append((PIPELINE, f"build project changed ({', '.join(others)}): an administrator applies it"))
         return found
+    return []
+
+
+def _registry_gates(change: ResourceChange) -> list[Finding]:
+    """Which images stay in the registry every stage pulls from: its policy denies every project role these
+    changes (modules/container_registry.py), so each is an administrator's, and the plan says so first."""
+    if change.type in REGISTRY_POLICY_TYPES:
+        return [(PIPELINE, f"{change.action} of the registry's {change.type}: it decides which images stay")]
+    if change.type == "aws_ecr_repository" and change.action == "update":
+        changed = [a for a in REGISTRY_SWITCHES if _mapping(change.before).get(a) != _mapping(change.after).get(a)]
+        return [(PIPELINE, f"registry {a} changed: it decides whether an image can change or go") for a in changed]
     return []
 
 

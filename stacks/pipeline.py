@@ -597,6 +597,7 @@ class PipelineStack(StageStack):
                 for s in project.stages
                 if s.account_id != account_id
             },
+            automation_roles=f"arn:aws:iam::{account_id}:role{project.iam_path}*",
         )
         self.notifications = NotificationTopic(
             self,

@@ -560,3 +560,35 @@ def test_no_pipeline_role_may_move_an_execution_past_a_gate(iam: Stacks) -> None
     # The twin, with the grant back (and, as above, the boundary that would grow with it).
     twin = Principal(update.arn, (*update.identity, former))
     assert evaluate(Request("codepipeline:OverrideStageCondition", f"{stage_arn}/Approve", IN_REGION), twin).allowed
+
+
+def registry_policy(iam: Stacks) -> tuple[str, Policy]:
+    """The repository every stage pulls from, and its policy as ECR evaluates it (its statements name no
+    resource: they apply to the repository itself)."""
+    pipeline = iam["pipeline"]
+    (name,) = pipeline.resources("aws_ecr_repository")
+    repository = pipeline.attribute(f"aws_ecr_repository.{name}.arn")
+    ((document,),) = [[p["policy"] for p in pipeline.resources("aws_ecr_repository_policy").values()]]
+    name = document.removeprefix("${data.aws_iam_policy_document.").removesuffix(".json}")
+    blocks = pipeline.resolve(pipeline.data("aws_iam_policy_document")[name]["statement"])
+    return repository, Policy.from_blocks(name, [{**block, "resources": [repository]} for block in blocks])
+
+
+@pytest.mark.req("R4.6", "R5.3")
+@pytest.mark.parametrize("role", [UPDATE_ROLE, "canvalo-beta-pipeline-build", PIPELINE_DEPLOY_ROLE])
+@pytest.mark.parametrize(
+    "action", ["ecr:BatchDeleteImage", "ecr:PutLifecyclePolicy", "ecr:PutImageTagMutability", "ecr:SetRepositoryPolicy"]
+)
+def test_no_pipeline_role_can_remove_an_image_a_stage_runs(iam: Stacks, role: str, action: str) -> None:
+    """Images are immutable (issue 19 item 6): not even a pipeline role whose policy grants everything (the
+    update role may rewrite the others') can delete prod's image, let its tag move or expire it by a new
+    lifecycle. The twin: the update role's own `ecr:*` on the repository allows it without the policy."""
+    repository, policy = registry_policy(iam)
+    principal = iam.principal("pipeline", role)
+    request = Request(action, repository, IN_REGION)
+    assert_denied(Principal(principal.arn, (EVERYTHING,), principal.boundary), request, resource_policies=(policy,))
+    assert_denied(principal, request, resource_policies=(policy,))
+    if role == UPDATE_ROLE:
+        assert_allowed(principal, request)
+    # The pull grants still hold for the stages' roles beside the Deny.
+    assert any(s.effect == "Allow" and "ecr:BatchGetImage" in s.actions for s in policy.statements)

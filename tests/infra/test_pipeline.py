@@ -610,7 +610,13 @@ def test_registry_has_immutable_scanned_images_that_gamma_and_prod_execution_rol
     assert repository["name"] == "canvalo-backend"
     assert repository["image_tag_mutability"] == "IMMUTABLE"
     assert repository["image_scanning_configuration"] == {"scan_on_push": True}
-    pulls = policy_statements(pipeline, one(pipeline, "aws_ecr_repository_policy")["policy"])
+    statements = policy_statements(pipeline, one(pipeline, "aws_ecr_repository_policy")["policy"])
+    (never_remove,) = [s for s in statements if s["effect"] == "Deny"]
+    assert never_remove["condition"] == [
+        {"test": "ArnLike", "variable": "aws:PrincipalArn", "values": [f"arn:aws:iam::{BETA}:role/canvalo/*"]}
+    ]
+    assert {"ecr:BatchDeleteImage", "ecr:PutLifecyclePolicy", "ecr:SetRepositoryPolicy"} <= set(never_remove["actions"])
+    pulls = [s for s in statements if s["effect"] != "Deny"]
     assert {s["principals"][0]["identifiers"][0] for s in pulls} == {
         f"arn:aws:iam::{GAMMA}:root",
         f"arn:aws:iam::{PROD}:root",
@@ -653,7 +659,14 @@ def test_the_registry_lifecycle_never_expires_a_recent_commits_image(pipeline: D
 def test_the_registry_refuses_a_lifecycle_that_keeps_too_few_images() -> None:
     stack = TerraformStack(App(), "registry")
     with pytest.raises(ValueError, match=f"keep at least {MIN_KEPT_IMAGES}"):
-        ContainerRegistry(stack, "registry", name="canvalo-backend", pullers={}, keep_images=MIN_KEPT_IMAGES - 1)
+        ContainerRegistry(
+            stack,
+            "registry",
+            name="canvalo-backend",
+            pullers={},
+            automation_roles="arn:aws:iam::111111111111:role/canvalo/*",
+            keep_images=MIN_KEPT_IMAGES - 1,
+        )
 
 
 def test_drift_is_checked_daily_against_prod_by_a_role_that_can_start_only_that(pipeline: Document) -> None:

@@ -341,12 +341,12 @@ CASES = [
         id="key-policy-added-action",
     ),
     both_ways(
-        "aws_ecr_repository_policy.backend",
+        "aws_sqs_queue_policy.jobs",
         {"policy": policy()},
-        {"policy": policy(allow("ecr:BatchGetImage", Principal="*"))},
+        {"policy": policy(allow("sqs:SendMessage", Principal="*"))},
         PUBLIC,
         "(anyone)",
-        id="repository-policy-principal-star",
+        id="queue-policy-principal-star",
     ),
     pytest.param(
         update(
@@ -714,6 +714,34 @@ CASES = [
         "environment changed: environment_variable",
         update("aws_codebuild_project.deploy", codebuild(description="a"), codebuild(description="a")),
         id="build-environment-changed",
+    ),
+    # the registry every stage pulls from: which images stay is an administrator's (its policy denies the rest)
+    pytest.param(
+        update(
+            "aws_ecr_lifecycle_policy.lifecycle",
+            {"repository": "canvalo-backend", "policy": '{"rules":[]}'},
+            {"repository": "canvalo-backend", "policy": '{"rules":[{"rulePriority":1}]}'},
+        ),
+        PIPELINE,
+        "update of the registry's aws_ecr_lifecycle_policy",
+        # Terraform plans no action for an unchanged lifecycle.
+        resource("aws_ecr_lifecycle_policy.lifecycle", ["no-op"], {"policy": "{}"}, {"policy": "{}"}),
+        id="registry-lifecycle-changed",
+    ),
+    pytest.param(
+        update(
+            "aws_ecr_repository.repository",
+            {"name": "canvalo-backend", "image_tag_mutability": "IMMUTABLE", "force_delete": False},
+            {"name": "canvalo-backend", "image_tag_mutability": "MUTABLE", "force_delete": False},
+        ),
+        PIPELINE,
+        "registry image_tag_mutability changed",
+        update(
+            "aws_ecr_repository.repository",
+            {"name": "canvalo-backend", "image_tag_mutability": "IMMUTABLE", "tags": {}},
+            {"name": "canvalo-backend", "image_tag_mutability": "IMMUTABLE", "tags": {"team": "web"}},
+        ),
+        id="registry-tags-made-mutable",
     ),
 ]
 
