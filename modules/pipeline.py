@@ -359,6 +359,9 @@ def _review_action(deployment: StageDeployment, projects: PipelineProjects) -> C
             "PERSON_APPROVES": deployment.person_approves,
             "APPROVED_MANIFEST_SHA256": f"#{{{_plan_namespace(deployment)}.{PLAN_SHA256_VARIABLE}}}",
             "PIPELINE_EXECUTION_ID": "#{codepipeline.PipelineExecutionId}",
+            # What Review's mail to the approvers names, when one is needed.
+            "COMMIT_ID": f"#{{{SOURCE_NAMESPACE}.CommitId}}",
+            "PLAN_SUMMARY_URL": f"#{{{_plan_namespace(deployment)}.{PLAN_SUMMARY_URL_VARIABLE}}}",
         },
         run_order=2,
     )

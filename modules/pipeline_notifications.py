@@ -13,12 +13,14 @@ from constructs import Construct
 
 from modules.iam import policy_document, statement
 
-# A failed execution or stage halts promotion; an approval waits for a person: all three need someone.
+# A failed execution, stage or action halts promotion and needs someone. Not
+# `codepipeline-pipeline-manual-approval-needed`: every stage has an approval and Review answers most of them
+# at once, so that event would mail on every push; Review mails when an approval waits for a person
+# (pipelines/review.py).
 PIPELINE_EVENTS = (
     "codepipeline-pipeline-pipeline-execution-failed",
     "codepipeline-pipeline-stage-execution-failed",
     "codepipeline-pipeline-action-execution-failed",
-    "codepipeline-pipeline-manual-approval-needed",
 )
 
 

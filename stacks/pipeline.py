@@ -799,7 +799,11 @@ class PipelineStack(StageStack):
                 setup,
                 "review",
                 role="review",
-                environment={**terraform, "PIPELINE_NAME": names.prefix},
+                environment={
+                    **terraform,
+                    "PIPELINE_NAME": names.prefix,
+                    "NOTIFICATION_TOPIC_ARN": self.notifications.topic.arn,
+                },
                 timeout_minutes=15,
             ),
             # A CloudFront update inside one apply can take most of an hour.
@@ -1270,6 +1274,11 @@ def _review_statements(
             # (https://docs.aws.amazon.com/codepipeline/latest/userguide/approvals-iam-permissions.html).
             resources=[f"{names.pipeline_arn}/{_stage_deployment(s).approval}" for s in project.stages],
         ),
+        statement(sid="MailTheApprovers", actions=["sns:Publish"], resources=[resources.topic_arn]),
+        # Publishing to a topic encrypted with a customer managed key takes GenerateDataKey and Decrypt on
+        # that key (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html); Decrypt is in the
+        # basics.
+        statement(sid="EncryptTheMail", actions=["kms:GenerateDataKey*"], resources=[resources.key_arn]),
     ]
 
 

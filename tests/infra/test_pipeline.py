@@ -239,6 +239,8 @@ def test_every_prod_apply_that_changes_anything_waits_for_a_manual_approval_of_i
         "PERSON_APPROVES": "changes",
         "APPROVED_MANIFEST_SHA256": "#{ProdPlan.PLAN_SHA256}",
         "PIPELINE_EXECUTION_ID": "#{codepipeline.PipelineExecutionId}",
+        "COMMIT_ID": "#{SourceVariables.CommitId}",
+        "PLAN_SUMMARY_URL": "#{ProdPlan.PLAN_SUMMARY_URL}",
     }
     assert review["input_artifacts"] == ["Source", "ProdPlan"]
     review_project = project_named(pipeline, review["configuration"]["ProjectName"])
@@ -317,15 +319,24 @@ def test_tests_run_against_each_stage_after_it_is_deployed(pipeline: Document, s
 
 
 @pytest.mark.req("R4.5", "R10.8")
-def test_failures_and_pending_approvals_notify_the_encrypted_topic(pipeline: Document) -> None:
+def test_failures_and_approvals_waiting_for_a_person_notify_the_encrypted_topic(pipeline: Document) -> None:
     rule = one(pipeline, "aws_codestarnotifications_notification_rule")
     assert rule["resource"] == f"${{aws_codepipeline.{next(iter(resources(pipeline, 'aws_codepipeline')))}.arn}}"
     assert {
         "codepipeline-pipeline-pipeline-execution-failed",
         "codepipeline-pipeline-stage-execution-failed",
-        "codepipeline-pipeline-manual-approval-needed",
     } <= set(rule["event_type_ids"])
+    # Every stage has an approval, which Review answers when no person is needed: the rule would mail on every
+    # push. Review mails the topic itself when an approval waits for a person (tests/pipelines/test_review.py).
+    assert "codepipeline-pipeline-manual-approval-needed" not in rule["event_type_ids"]
     topic_key, topic = next(iter(resources(pipeline, "aws_sns_topic").items()))
+    review_project = project_named(pipeline, "canvalo-beta-pipeline-review")
+    review_env = {v["name"]: v["value"] for v in review_project["environment"]["environment_variable"]}
+    assert review_env["NOTIFICATION_TOPIC_ARN"] == f"${{aws_sns_topic.{topic_key}.arn}}"
+    mail = {s["sid"]: s for s in role_statements(pipeline, "canvalo-beta-pipeline-review")}
+    assert mail["MailTheApprovers"]["actions"] == ["sns:Publish"]
+    assert mail["MailTheApprovers"]["resources"] == [f"${{aws_sns_topic.{topic_key}.arn}}"]
+    assert mail["EncryptTheMail"]["actions"] == ["kms:GenerateDataKey*"]
     assert rule["target"] == [{"address": f"${{aws_sns_topic.{topic_key}.arn}}", "type": "SNS"}]
     assert topic["name"] == "canvalo-beta-pipeline-notifications"
     assert topic["kms_master_key_id"].startswith("${aws_kms_key.")
