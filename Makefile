@@ -96,6 +96,11 @@ bootstrap: $(STAMP) ## apply bootstrap-<stage> (administrator credentials of its
 rehearse: $(STAMP) ## run the synthesized pipeline's own actions against moto, from empty accounts to prod (docs/rehearsal.md)
 	python -m tools.rehearse $(REHEARSE_ARGS)
 
+.PHONY: review-pipeline
+review-pipeline: $(STAMP) ## review and apply a pipeline change UpdatePipeline refused, from that execution's Build artifact, never running its code: EXECUTION=<id>
+	@if [ -z "$(EXECUTION)" ]; then echo "error: make review-pipeline needs EXECUTION=<the pipeline execution id UpdatePipeline refused>" >&2; exit 2; fi
+	python -m tools.review_pipeline --execution "$(EXECUTION)"
+
 .PHONY: status
 status: $(STAMP) ## what each stage runs (commit, image, execution), waiting approvals, drift, alarms: with a beta (pipeline account) session [STATUS_ARGS=--json]
 	@python -m tools.status $(STATUS_ARGS)

@@ -72,13 +72,13 @@ class PipelineToolkit:
 # was deployed with, byte for byte; the commit's own directory never reaches sys.path.
 export TOOLKIT_DIR="$(mktemp -d)"
 if ! (cd "$CODEBUILD_SRC_DIR" && cp -R -L --parents {copied} "$TOOLKIT_DIR/"); then
-  echo "error: this commit lacks part of the pipeline toolkit ({", ".join(TOOLKIT_PATHS)}): an administrator reviews the change and runs \\`cdktn deploy pipeline\\` from it" >&2
+  echo "error: this commit lacks part of the pipeline toolkit ({", ".join(TOOLKIT_PATHS)}): an administrator reviews the change and applies it with \\`make review-pipeline EXECUTION=${{PIPELINE_EXECUTION_ID:-<execution id>}}\\` (README, Updating the pipeline)" >&2
   exit 1
 fi
 rm -rf {excluded}
 toolkit_sha256="$(cd "$TOOLKIT_DIR" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
 if [ "$toolkit_sha256" != {self.sha256} ]; then
-  echo "error: this commit changes the pipeline toolkit ({", ".join(TOOLKIT_PATHS)}; sha256 $toolkit_sha256, the pipeline runs {self.sha256}): privileged actions run only the toolkit the pipeline was deployed with; an administrator reviews the change and runs \\`cdktn deploy pipeline\\` from this commit (README, Updating the pipeline)" >&2
+  echo "error: this commit changes the pipeline toolkit ({", ".join(TOOLKIT_PATHS)}; sha256 $toolkit_sha256, the pipeline runs {self.sha256}): privileged actions run only the toolkit the pipeline was deployed with; an administrator reads the toolkit's diff and applies the change with \\`make review-pipeline EXECUTION=${{PIPELINE_EXECUTION_ID:-<execution id>}}\\`, which never runs this commit's code (README, Updating the pipeline)" >&2
   exit 1
 fi
 # Data, not code: the stages' settings, read by the toolkit's configuration loader.

@@ -7,7 +7,8 @@ stack from the new commit with `-detailed-exitcode`:
 - 0, no changes: the pipeline already is this commit's; the execution goes on.
 - 2, changes: it shows the plan summary (refusing, like every stage, to destroy stateful resources, and
   refusing any change that broadens what the pipeline may do: an approval, a buildspec, a role, a policy;
-  an administrator reviews and applies those with `cdktn deploy pipeline`), applies exactly that saved plan, starts a new execution of the branch head (this commit or a newer
+  an administrator reviews and applies those with `make review-pipeline EXECUTION=<id>`, which plans
+  this build's JSON with their own toolkit and never runs the commit's code), applies exactly that saved plan, starts a new execution of the branch head (this commit or a newer
   one, never an older commit over a newer), which runs on the new definition, and stops this one
   (abandoning its running actions), so nothing of this commit is deployed by the old definition. The
   pipeline is QUEUED: the new execution starts after the executions already waiting.
@@ -29,7 +30,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipelines import policy_check
-from pipelines.plan_summary import PlanError, allowed_destroys, broadenings, parse_plan, refused, render
+from pipelines.plan_summary import PlanError, StackPlan, allowed_destroys, broadenings, parse_plan, refused, render
 from pipelines.terraform_stage import EXIT_FAILED, StageError, Terraform
 from pipelines.terraform_workdir import isolated
 
@@ -67,6 +68,17 @@ def source_revision(codepipeline: CodePipelineClient, pipeline: str, execution_i
     return revisions[0]["revisionId"], trigger.get("triggerType", ""), trigger.get("triggerDetail", "")
 
 
+def plan_pipeline_stack(terraform: Terraform, stack_dir: Path, plan_file: Path) -> StackPlan | None:
+    """The `pipeline` stack's saved plan in `plan_file`, read; None when it changes nothing."""
+    terraform.init(stack_dir)
+    if not terraform.plan(stack_dir, plan_file):
+        return None
+    try:
+        return parse_plan(PIPELINE_STACK, terraform.show_json(stack_dir, plan_file), "the pipeline plan")
+    except PlanError as error:
+        raise SelfUpdateError(str(error)) from None
+
+
 def self_update(
     *,
     terraform: Terraform,
@@ -88,14 +100,10 @@ def self_update(
     # stages run (no provisioner, foreign provider or remote module runs with the update role's rights).
     policy_check.enforce(cdktf_out, None, out, StageError)
     stack_dir = isolated(stack_dir)
-    terraform.init(stack_dir)
-    if not terraform.plan(stack_dir, plan_file):
+    plan = plan_pipeline_stack(terraform, stack_dir, plan_file)
+    if plan is None:
         out(f"{pipeline} already runs this commit's definition: going on")
         return 0
-    try:
-        plan = parse_plan(PIPELINE_STACK, terraform.show_json(stack_dir, plan_file), "the pipeline plan")
-    except PlanError as error:
-        raise SelfUpdateError(str(error)) from None
     summary = render([plan], allowed)
     (work_dir / "summary.md").write_text(summary)
     out(summary)
@@ -103,14 +111,15 @@ def self_update(
     if blocked:
         raise SelfUpdateError(
             f"the pipeline plan destroys stateful {', '.join(blocked)}: an administrator applies that on purpose "
-            "(`cdktn deploy pipeline`), or set CANVALO_ALLOW_DESTROY on the update-pipeline project"
+            f"(`make review-pipeline EXECUTION={execution_id}`), or set CANVALO_ALLOW_DESTROY on the update-pipeline "
+            "project"
         )
     widening = broadenings(plan)
     if widening:
         raise SelfUpdateError(
             f"the pipeline plan broadens what the pipeline may do ({len(widening)} change(s), first "
             f"{widening[0].reason} {widening[0].address}; all in the summary above): the pipeline never widens "
-            "itself; an administrator reviews the plan and applies it with `cdktn deploy pipeline`"
+            f"itself; an administrator reviews the plan and applies it with `make review-pipeline EXECUTION={execution_id}`"
         )
     commit, trigger_type, trigger_detail = source_revision(codepipeline, pipeline, execution_id)
     if trigger_type == STARTED_BY_API and role_of(trigger_detail) == role_of(sts.get_caller_identity()["Arn"]):

@@ -251,7 +251,7 @@ def test_a_pipeline_change_that_broadens_is_left_to_an_administrator(
     assert status == 1
     line = capsys.readouterr().err.strip()
     assert "the pipeline plan broadens what the pipeline may do" in line
-    assert "cdktn deploy pipeline" in line
+    assert f"make review-pipeline EXECUTION={EXECUTION}" in line
     assert not [e for e in aws.events if "apply" in e or "start_pipeline_execution" in e], aws.events
 
 

@@ -118,7 +118,7 @@ def test_a_commit_that_changes_the_toolkit_runs_nothing_and_says_who_must_deploy
     assert result.returncode == 1
     assert "RAN" not in result.stdout
     (line,) = result.stderr.strip().splitlines()[-1:]
-    assert line.startswith("error: ") and words in line and "cdktn deploy pipeline" in line
+    assert line.startswith("error: ") and words in line and "make review-pipeline EXECUTION=" in line
 
 
 def test_a_changed_buildspec_file_is_no_toolkit_change_since_the_pinned_copy_runs_inline(tmp_path: Path) -> None:
