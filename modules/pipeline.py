@@ -407,6 +407,8 @@ def _apply_actions(deployment: StageDeployment, projects: PipelineProjects) -> l
                 "MODE": "apply",
                 # What Plan made, as CodePipeline recorded it: a rewritten plans artifact is refused.
                 "APPROVED_MANIFEST_SHA256": f"#{{{plan_namespace}.{PLAN_SHA256_VARIABLE}}}",
+                # The summary the approval linked to: Apply refuses it if it changed since Plan wrote it.
+                "PLAN_SUMMARY_URL": f"#{{{plan_namespace}.{PLAN_SUMMARY_URL_VARIABLE}}}",
                 # Which execution deployed the stage (its release record, and whose approval counts).
                 "PIPELINE_EXECUTION_ID": "#{codepipeline.PipelineExecutionId}",
             },

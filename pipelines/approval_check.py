@@ -15,13 +15,17 @@ Two answers count. The Review role's (pipelines/review.py), only when the plans,
 the Plan action exported, need no person (`--person-approves`: `changes`, any change needs one; `broadening`,
 only a broadening one). A person's, only from a role whose name matches one of the stage's `approver_roles`
 (StageConfig; `*` and `?` as in IAM's ArnLike). Either way the frontend build must be the one Plan compared
-with the live release. Otherwise this exits 1 with one line naming who approved and who may, and nothing is
+with the live release, and the summary the approval linked to (`--summary-url`, the object
+pipelines/publish_summary.py wrote) must still be the one Plan wrote: its SHA-256 is in the verified
+manifest, so a summary rewritten while the approval waited (anyone who may write the artifact bucket could)
+is refused, and so is a rewritten configuration (terraform_stage apply). Otherwise this exits 1 with one line naming who approved and who may, and nothing is
 applied: the change must be released again. Bad input (not approved) is exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import sys
@@ -36,11 +40,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pipelines.deploy_frontend import DeployError, dist_sha256, scan_dist
 from pipelines.errors import CommandError
+from pipelines.publish_summary import published_object
 from pipelines.review import PERSON_APPROVES, why_a_person
 from pipelines.terraform_stage import StageError, read_plans_manifest
 
 if TYPE_CHECKING:
     from mypy_boto3_codepipeline import CodePipelineClient
+    from mypy_boto3_s3 import S3Client
 
 EXIT_REFUSED = 1
 EXIT_BAD_INPUT = 2
@@ -75,6 +81,22 @@ def planned_manifest(release: PlannedRelease, approval: str) -> dict[str, Any]:
             f"(planned {compared}, built {built}): release the change again"
         )
     return manifest
+
+
+def check_summary(s3: S3Client, summary_url: str, manifest: Mapping[str, Any], approval: str) -> None:
+    """ApprovalError unless the published summary the approval linked to is the one the manifest names."""
+    try:
+        bucket, key = published_object(summary_url)
+    except ValueError as error:
+        raise ApprovalError(
+            f"{error}: the Apply action passes the Plan's PLAN_SUMMARY_URL", exit_status=EXIT_BAD_INPUT
+        ) from None
+    read = hashlib.sha256(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).hexdigest()
+    if read != manifest.get("summary_sha256"):
+        raise ApprovalError(
+            f"the summary {approval} linked to (s3://{bucket}/{key}, SHA-256 {read}) is not the one Plan wrote "
+            f"({manifest.get('summary_sha256')}): what the approver read was changed; release the change again"
+        )
 
 
 def check_review(manifest: Mapping[str, Any], person_approves: str, stage: str, approval: str) -> str:
@@ -167,6 +189,7 @@ def main(
     parser.add_argument("--plans", required=True, type=Path, help="the Plan action's artifact")
     parser.add_argument("--manifest-sha256", required=True, help="the SHA-256 of its manifest.json (PLAN_SHA256)")
     parser.add_argument("--dist", required=True, type=Path, help="the stage's frontend build")
+    parser.add_argument("--summary-url", required=True, help="the summary the approval linked to (PLAN_SUMMARY_URL)")
     args = parser.parse_args(argv)
     release = PlannedRelease(args.stage, args.plans, args.manifest_sha256, args.dist)
     pipeline, execution_id = environ.get("PIPELINE_NAME"), environ.get("PIPELINE_EXECUTION_ID")
@@ -182,6 +205,7 @@ def main(
     session = session or boto3.session.Session()
     try:
         manifest = planned_manifest(release, args.approval)
+        check_summary(session.client("s3"), args.summary_url, manifest, args.approval)
         account_id = session.client("sts").get_caller_identity()["Account"]
         approver = approver_of(session.client("codepipeline"), pipeline, execution_id, args.approval)
         print(
@@ -201,8 +225,8 @@ def main(
         return error.exit_status
     except (BotoCoreError, ClientError) as error:
         print(
-            f"error: cannot read who approved {args.approval} ({error}): the Apply role needs "
-            "codepipeline:ListActionExecutions on the pipeline",
+            f"error: cannot read who approved {args.approval} or what it showed ({error}): the Apply role needs "
+            "codepipeline:ListActionExecutions on the pipeline and s3:GetObject on the plan summaries",
             file=sys.stderr,
         )
         return EXIT_REFUSED

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -41,6 +41,18 @@ def console_url(bucket: str, key: str, region: str) -> str:
         f"https://{region}.console.aws.amazon.com/s3/object/{bucket}"
         f"?region={region}&bucketType=general&prefix={quote(key, safe='')}"
     )
+
+
+def published_object(url: str) -> tuple[str, str]:
+    """(bucket, key) of a summary's console address (`console_url`); ValueError for anything else."""
+    parts = urlsplit(url)
+    bucket = parts.path.removeprefix("/s3/object/")
+    keys = parse_qs(parts.query).get("prefix", [])
+    if not parts.netloc.endswith(".console.aws.amazon.com") or bucket == parts.path or len(keys) != 1:
+        raise ValueError(f"{url!r} is not the address of a published plan summary")
+    if not keys[0].startswith(f"{PREFIX}/"):
+        raise ValueError(f"{url!r} names {keys[0]!r}, which is not under {PREFIX}/")
+    return bucket, keys[0]
 
 
 def publish(s3: S3Client, summary: Path, bucket: str, key: str) -> None:

@@ -53,7 +53,7 @@ from pipelines.plan_summary import (
     refused,
     render,
 )
-from pipelines.terraform_workdir import isolated, terraform_environment
+from pipelines.terraform_workdir import STACK_FILE, isolated, terraform_environment
 
 PLAN_FILE = "tfplan"
 PLAN_JSON = "plan.json"
@@ -248,7 +248,15 @@ def plan_stage(
         if (directory / LOCK_FILE).exists():
             shutil.copyfile(directory / LOCK_FILE, target / PLANNED_LOCK_FILE)
         planned.append(plan)
-        entries.append({"stack": stack, "changes": changes, "sha256": sha256(plan_file)})
+        entries.append(
+            {
+                "stack": stack,
+                "changes": changes,
+                "sha256": sha256(plan_file),
+                # The configuration planned: Apply refuses a cdk.tf.json changed since.
+                "config_sha256": sha256(directory / STACK_FILE),
+            }
+        )
         if frontend is not None:
             live_outputs.update(
                 (name, str(output["value"]))
@@ -273,6 +281,8 @@ def plan_stage(
         "broadens": broadens(planned),
         "changes": changes_anything,
         "stacks": entries,
+        # What the approver reads (published by pipelines/publish_summary.py): Apply checks the published copy.
+        "summary_sha256": sha256(plans_dir / SUMMARY),
     }
     if release is not None:
         manifest["frontend"] = release
@@ -337,6 +347,12 @@ def apply_stage(
         if not plan_file.exists() or sha256(plan_file) != entry["sha256"]:
             raise StageError(
                 f"the saved plan of {entry['stack']} is missing or not the one that was planned: plan again"
+            )
+        configuration = stack_dir(cdktf_out, entry["stack"]) / STACK_FILE
+        if sha256(configuration) != entry.get("config_sha256"):
+            raise StageError(
+                f"{configuration} is not the configuration {entry['stack']} was planned from: plan and apply must "
+                "use the same Build artifact; release the change again"
             )
     outputs_dir.mkdir(parents=True, exist_ok=True)
     for entry in entries:

@@ -276,6 +276,8 @@ def test_each_stage_applies_the_saved_plan_it_made_from_the_one_build(pipeline: 
         "MODE": "apply",
         # The manifest's hash as the Plan action exported it: CodePipeline holds it, not the artifact.
         "APPROVED_MANIFEST_SHA256": f"#{{{stage_name}Plan.PLAN_SHA256}}",
+        # Apply reads back the summary the approval linked to, and refuses it if it changed.
+        "PLAN_SUMMARY_URL": f"#{{{stage_name}Plan.PLAN_SUMMARY_URL}}",
         # Which execution deployed the stage, for its release record (make status), and whose approval counts.
         "PIPELINE_EXECUTION_ID": "#{codepipeline.PipelineExecutionId}",
     }

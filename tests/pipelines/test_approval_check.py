@@ -4,6 +4,7 @@ Review for a plan that needs no person."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,10 +12,12 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 from pipelines.approval_check import EXIT_BAD_INPUT, EXIT_REFUSED, main
 from pipelines.deploy_frontend import dist_sha256, scan_dist
+from pipelines.publish_summary import console_url
 
 ACCOUNT = "111111111111"
 PIPELINE = "canvalo-beta-pipeline"
@@ -23,14 +26,19 @@ ROLES = "canvalo-release-approver,AWSReservedSSO_ReleaseApprover_*"
 ENVIRONMENT = {"PIPELINE_NAME": PIPELINE, "PIPELINE_EXECUTION_ID": EXECUTION}
 REVIEW_ROLE = "canvalo-beta-pipeline-review"
 REVIEW = f"arn:aws:sts::{ACCOUNT}:assumed-role/{REVIEW_ROLE}/build"
+SUMMARY_BUCKET, SUMMARY_KEY = "canvalo-beta-pipeline-artifacts-111111111111", "plan-summaries/prod/b-1.md"
+SUMMARY_URL = console_url(SUMMARY_BUCKET, SUMMARY_KEY, "eu-west-1")
+SUMMARY = b"# prod\n\n1 to change.\n"
 
 
 class StubbedSession(boto3.session.Session):
     """A session whose STS says who the action is and whose CodePipeline answers with `details`."""
 
-    def __init__(self, details: list[dict[str, Any]]) -> None:
+    def __init__(self, details: list[dict[str, Any]], published: bytes = SUMMARY) -> None:
         super().__init__(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="eu-west-1")
         self.details = details
+        # The summary object as S3 holds it when Apply reads it.
+        self.published = published
         self.stubbers: list[Stubber] = []
 
     def client(self, service_name: str, *args: Any, **kwargs: Any) -> Any:
@@ -39,6 +47,9 @@ class StubbedSession(boto3.session.Session):
         if service_name == "sts":
             arn = f"arn:aws:sts::{ACCOUNT}:assumed-role/canvalo-beta-pipeline-apply-prod/build"
             stubber.add_response("get_caller_identity", {"Account": ACCOUNT, "Arn": arn, "UserId": "AROA:build"})
+        elif service_name == "s3":
+            body = StreamingBody(io.BytesIO(self.published), len(self.published))
+            stubber.add_response("get_object", {"Body": body}, {"Bucket": SUMMARY_BUCKET, "Key": SUMMARY_KEY})
         else:
             stubber.add_response(
                 "list_action_executions",
@@ -74,7 +85,8 @@ def planned(tmp_path: Path) -> Path:
 
 def write_manifest(plans: Path, *, changes: bool, dist_digest: str, broadens: bool = False) -> None:
     plans.mkdir(exist_ok=True)
-    manifest = {"stage": "prod", "broadens": broadens, "changes": changes, "stacks": [], "frontend": {}}
+    manifest: dict[str, Any] = {"stage": "prod", "broadens": broadens, "changes": changes, "stacks": []}
+    manifest["summary_sha256"] = hashlib.sha256(SUMMARY).hexdigest()
     manifest["frontend"] = {"dist_sha256": dist_digest, "changes": False, "detail": "the live release is this build"}
     (plans / "manifest.json").write_text(json.dumps(manifest))
 
@@ -85,13 +97,16 @@ def run(
     planned: Path,
     manifest_sha256: str | None = None,
     person_approves: str = "changes",
+    published: bytes = SUMMARY,
+    summary_url: str = SUMMARY_URL,
 ) -> tuple[int, str, str]:
     plans = planned / "plans"
     digest = manifest_sha256 or hashlib.sha256((plans / "manifest.json").read_bytes()).hexdigest()
     argv = ["--approval", "Prod/Approve", "--approver-roles", ROLES, "--stage", "prod"]
     argv += ["--review-role", REVIEW_ROLE, "--person-approves", person_approves]
     argv += ["--plans", str(plans), "--manifest-sha256", digest, "--dist", str(planned / "dist-prod")]
-    status = main(argv, session=StubbedSession(details), environ=ENVIRONMENT)
+    argv += ["--summary-url", summary_url]
+    status = main(argv, session=StubbedSession(details, published), environ=ENVIRONMENT)
     out, err = capsys.readouterr()
     return status, out, err
 
@@ -222,7 +237,28 @@ def test_any_approval_refuses_another_frontend_build(
 def test_without_the_pipelines_variables_it_names_them(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--approval", "Prod/Approve", "--approver-roles", ROLES, "--stage", "prod"]
     argv += ["--review-role", REVIEW_ROLE, "--person-approves", "changes"]
-    argv += ["--plans", "plans", "--manifest-sha256", "0" * 64, "--dist", "dist"]
+    argv += ["--plans", "plans", "--manifest-sha256", "0" * 64, "--dist", "dist", "--summary-url", SUMMARY_URL]
     status = main(argv, session=StubbedSession([]), environ={})
     assert status == EXIT_BAD_INPUT
     assert "PIPELINE_NAME, PIPELINE_EXECUTION_ID" in capsys.readouterr().err
+
+
+@pytest.mark.req("R4.3")
+@pytest.mark.parametrize("approver", [REVIEW, f"arn:aws:sts::{ACCOUNT}:assumed-role/canvalo-release-approver/alice"])
+def test_any_approval_refuses_a_summary_rewritten_while_it_waited(
+    capsys: pytest.CaptureFixture[str], planned: Path, approver: str
+) -> None:
+    """Whoever may write the artifact bucket could change what the approver reads: its hash is in the manifest."""
+    rewritten = b"# prod\n\nnothing to see here.\n"
+    status, _, err = run([approval(approver)], capsys, planned, published=rewritten)
+    assert status == EXIT_REFUSED
+    assert f"the summary Prod/Approve linked to (s3://{SUMMARY_BUCKET}/{SUMMARY_KEY}" in err
+    assert "is not the one Plan wrote" in err
+
+
+@pytest.mark.req("R4.3")
+def test_a_summary_address_that_is_not_a_published_summary_is_bad_input(
+    capsys: pytest.CaptureFixture[str], planned: Path
+) -> None:
+    status, _, err = run([approval(REVIEW)], capsys, planned, summary_url="https://example.com/evil.md")
+    assert status == EXIT_BAD_INPUT and "is not the address of a published plan summary" in err

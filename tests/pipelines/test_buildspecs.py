@@ -340,6 +340,7 @@ def run_apply(tmp_path: Path, fail: str = "") -> list[str]:
         "CODEBUILD_SRC_DIR_ProdPlan": str(tmp_path / "plans"),
         "CODEBUILD_RESOLVED_SOURCE_VERSION": "0" * 40,
         "APPROVED_MANIFEST_SHA256": "0" * 64,
+        "PLAN_SUMMARY_URL": "https://eu-west-1.console.aws.amazon.com/s3/object/b?prefix=plan-summaries%2Fprod%2Fx.md",
         # The Apply project's own environment (stacks/pipeline.py _who_approves).
         "APPROVAL": "Prod/Approve",
         "APPROVER_ROLES": "canvalo-release-approver",

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pipelines.publish_summary import EXIT_BAD_INPUT, EXIT_FAILED, main
+from pipelines.publish_summary import EXIT_BAD_INPUT, EXIT_FAILED, console_url, main, published_object, summary_key
 
 BUCKET = "canvalo-beta-pipeline-artifacts-111111111111"
 ENVIRONMENT = {
@@ -66,3 +66,13 @@ def test_without_a_summary_or_codebuilds_variables_it_says_what_is_missing(
     assert "run `terraform_stage plan` first" in capsys.readouterr().err
     assert main(argv, environ={}) == EXIT_BAD_INPUT
     assert "CODEBUILD_BUILD_ID and AWS_REGION" in capsys.readouterr().err
+
+
+@pytest.mark.req("R4.3")
+def test_the_console_address_names_the_object_apply_checks() -> None:
+    """Apply reads the summary back from the address the approval linked to (pipelines/approval_check.py)."""
+    key = summary_key("prod", "canvalo-beta-pipeline-plan:0b8e6f7a-1c2d")
+    url = console_url("canvalo-beta-pipeline-artifacts-111111111111", key, "eu-west-1")
+    assert published_object(url) == ("canvalo-beta-pipeline-artifacts-111111111111", key)
+    with pytest.raises(ValueError, match="not under plan-summaries/"):
+        published_object(console_url("canvalo-beta-pipeline-artifacts-111111111111", "other/x.md", "eu-west-1"))

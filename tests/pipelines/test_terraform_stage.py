@@ -166,6 +166,25 @@ def test_apply_refuses_a_plan_file_that_is_not_the_one_planned(
 
 
 @pytest.mark.req("R4.3")
+def test_apply_refuses_a_stack_configuration_changed_since_it_was_planned(
+    cdktf_out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The approval binds the configuration too: the manifest holds each stack's cdk.tf.json hash."""
+    plans = tmp_path / "plans"
+    assert plan(FakeTerraform(plans={"beta": plan_document(SERVICE)}), cdktf_out, plans) == 0
+    manifest = json.loads((plans / "manifest.json").read_text())
+    configuration = cdktf_out / "stacks" / "beta" / "cdk.tf.json"
+    assert manifest["stacks"][0]["config_sha256"] == hashlib.sha256(configuration.read_bytes()).hexdigest()
+    assert manifest["summary_sha256"] == hashlib.sha256((plans / "summary.md").read_bytes()).hexdigest()
+    # Any byte counts: here the same document, written again with indents.
+    configuration.write_text(json.dumps(json.loads(configuration.read_text()), indent=2))
+    applier = FakeTerraform()
+    assert apply(applier, cdktf_out, plans, tmp_path / "outputs") == 1
+    assert applier.calls == [], "nothing is applied when the configuration changed"
+    assert "is not the configuration beta was planned from" in error_line(capsys)
+
+
+@pytest.mark.req("R4.3")
 def test_apply_refuses_plans_made_for_other_stacks_than_the_synthesized_stage(
     cdktf_out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
