@@ -150,46 +150,50 @@ def test_the_derived_schema_agrees_with_the_python_bindings_classes(
             assert not unreadable, f"{name}: the bindings have no property for {unreadable}"
 
 
-def _a_resource(document: Document, kind: str) -> tuple[str, Document]:
-    name, body = next(iter(document["resource"][kind].items()))
-    return name, body
+def _errors_of_beta_with(
+    stacks: dict[str, Document], standin: Path, directory: Path, changes: dict[tuple[str, str], Any]
+) -> list[str]:
+    """The engine's errors for a copy of beta whose first resource of each named type has these arguments
+    changed ({(type, argument): value}; a value of None removes the argument)."""
+    document = copy.deepcopy(stacks["beta"])
+    for (kind, argument), value in changes.items():
+        body = next(iter(document["resource"][kind].values()))
+        if value is None:
+            del body[argument]
+        else:
+            body[argument] = value
+    result = terraform_engine.validate(directory, document, standin)
+    assert not result.valid
+    return result.errors
 
 
 @pytest.mark.req("R10.3")
 def test_the_engine_rejects_a_misspelled_attribute_of_a_real_stack(
     stacks: dict[str, Document], standin: Path, tmp_path: Path
 ) -> None:
-    document = copy.deepcopy(stacks["beta"])
-    _, bucket = _a_resource(document, "aws_s3_bucket_versioning")
-    bucket["buckett"] = bucket.pop("bucket")
-    result = terraform_engine.validate(tmp_path, document, standin)
-    assert not result.valid
+    bucket = next(iter(stacks["beta"]["resource"]["aws_s3_bucket_versioning"].values()))["bucket"]
+    changes = {("aws_s3_bucket_versioning", "bucket"): None, ("aws_s3_bucket_versioning", "buckett"): bucket}
+    errors = _errors_of_beta_with(stacks, standin, tmp_path, changes)
     # The engine's own words for JSON syntax; it suggests the name from the served schema.
     misspelled = 'Extraneous JSON object property: No argument or block type is named "buckett". Did you mean "bucket"?'
-    assert misspelled in result.errors, result.errors
-    assert any(
-        error.startswith('Missing required argument: The argument "bucket" is required') for error in result.errors
-    ), result.errors
+    assert misspelled in errors, errors
+    assert any(error.startswith('Missing required argument: The argument "bucket" is required') for error in errors), (
+        errors
+    )
 
 
 @pytest.mark.req("R10.3")
 def test_the_engine_rejects_a_missing_required_block_and_a_value_of_the_wrong_type(
     stacks: dict[str, Document], standin: Path, tmp_path: Path
 ) -> None:
-    document = copy.deepcopy(stacks["beta"])
-    _, versioning = _a_resource(document, "aws_s3_bucket_versioning")
-    del versioning["versioning_configuration"]
-    _, group = _a_resource(document, "aws_cloudwatch_log_group")
-    group["retention_in_days"] = "thirty"  # a number in the schema
-    result = terraform_engine.validate(tmp_path, document, standin)
-    assert not result.valid
-    assert any(
-        error.startswith(
-            'Insufficient versioning_configuration blocks: At least 1 "versioning_configuration" blocks are required.'
-        )
-        for error in result.errors
-    ), result.errors
+    changes = {
+        ("aws_s3_bucket_versioning", "versioning_configuration"): None,
+        ("aws_cloudwatch_log_group", "retention_in_days"): "thirty",  # a number in the schema
+    }
+    errors = _errors_of_beta_with(stacks, standin, tmp_path, changes)
+    missing = 'Insufficient versioning_configuration blocks: At least 1 "versioning_configuration" blocks are required.'
+    assert any(error.startswith(missing) for error in errors), errors
     wrong_type = (
         'Incorrect attribute value type: Inappropriate value for attribute "retention_in_days": a number is required.'
     )
-    assert wrong_type in result.errors, result.errors
+    assert wrong_type in errors, errors
