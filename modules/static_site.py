@@ -56,6 +56,7 @@ from cdktn_provider_aws.cloudfront_vpc_origin import (
     CloudfrontVpcOriginVpcOriginEndpointConfig,
     CloudfrontVpcOriginVpcOriginEndpointConfigOriginSslProtocols,
 )
+from cdktn_provider_aws.lb import Lb
 from cdktn_provider_aws.route53_record import Route53Record, Route53RecordAlias
 from constructs import Construct
 
@@ -132,12 +133,12 @@ API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'"
 @dataclass(frozen=True, kw_only=True)
 class ApiOrigin:
     """Where CloudFront sends `/api/*`: `domain_name` over `protocol` (`https-only` where the backend has
-    a certificate for that name, else `http-only`). With `vpc_origin_load_balancer_arn`, that internal
+    a certificate for that name, else `http-only`). With `vpc_origin_load_balancer`, that internal
     ALB is reached through a CloudFront VPC origin (from inside its VPC), and `domain_name` is its DNS name."""
 
     domain_name: str
     protocol: str
-    vpc_origin_load_balancer_arn: str | None = None
+    vpc_origin_load_balancer: Lb | None = None
 
     def __post_init__(self) -> None:
         if self.protocol not in ORIGIN_PROTOCOLS:
@@ -328,7 +329,7 @@ class StaticSite(Construct):
     def _api_origin(self, name: str, api_origin: ApiOrigin) -> CloudfrontDistributionOrigin:
         """The `/api/*` origin: a custom origin on a public name, or a VPC origin for an internal ALB."""
         self.vpc_origin: CloudfrontVpcOrigin | None = None
-        if api_origin.vpc_origin_load_balancer_arn is None:
+        if api_origin.vpc_origin_load_balancer is None:
             return CloudfrontDistributionOrigin(
                 origin_id=API_ORIGIN_ID,
                 domain_name=api_origin.domain_name,
@@ -347,7 +348,8 @@ class StaticSite(Construct):
         # (replace_triggered_by on the ARN: an in-place change of the ALB keeps its ARN and triggers
         # nothing), created before the old one is destroyed: the distribution moves to the new origin,
         # named after the new ALB's id so that both exist at once, and only then is the old one deleted.
-        load_balancer_arn = api_origin.vpc_origin_load_balancer_arn
+        load_balancer = api_origin.vpc_origin_load_balancer
+        load_balancer_arn = load_balancer.arn
         # arn:aws:elasticloadbalancing:<region>:<account>:loadbalancer/app/<name>/<id>: the id is new with each ALB.
         load_balancer_id = Fn.element(Fn.split("/", load_balancer_arn), 3)
         self.vpc_origin = CloudfrontVpcOrigin(
@@ -369,7 +371,14 @@ class StaticSite(Construct):
             timeouts=CloudfrontVpcOriginTimeouts(
                 create=VPC_ORIGIN_WAIT, update=VPC_ORIGIN_WAIT, delete=VPC_ORIGIN_WAIT
             ),
-            lifecycle=TerraformResourceLifecycle(create_before_destroy=True, replace_triggered_by=[load_balancer_arn]),
+            lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
+        )
+        # Terraform's JSON syntax takes replace_triggered_by as bare references ("aws_lb.x.arn"); cdktn writes
+        # a token as "${aws_lb.x.arn}", which `terraform init` refuses ("Invalid character"; the real engine
+        # found it: tests/infra/test_engine_validate.py; hashicorp/terraform-cdk#3645). So the escape hatch.
+        self.vpc_origin.add_override(
+            "lifecycle.replace_triggered_by",
+            [f"{load_balancer.terraform_resource_type}.{load_balancer.friendly_unique_id}.arn"],
         )
         return CloudfrontDistributionOrigin(
             origin_id=API_ORIGIN_ID,

@@ -273,9 +273,7 @@ class Backend(Construct):
             self.api_origin = ApiOrigin(domain_name=api_domain, protocol="https-only")
             return f"https://{api_domain}"
         if self.stage.private_load_balancer:
-            self.api_origin = ApiOrigin(
-                domain_name=alb.dns_name, protocol="http-only", vpc_origin_load_balancer_arn=alb.arn
-            )
+            self.api_origin = ApiOrigin(domain_name=alb.dns_name, protocol="http-only", vpc_origin_load_balancer=alb)
             return None
         self.api_origin = ApiOrigin(domain_name=alb.dns_name, protocol="http-only")
         return f"http://{alb.dns_name}"

