@@ -228,8 +228,10 @@ def plan_stage(
     allowed: frozenset[str] = frozenset(),
     out: Callable[[str], None] = print,
     frontend: Callable[[Mapping[str, str]], dict[str, Any]] | None = None,
+    bake_result: str = "",
 ) -> int:
-    """`frontend`: what releasing the stage's frontend build would change, given the stage's live outputs
+    """`bake_result`: the previous stage's bake, for the approver (part of the summary the manifest binds).
+    `frontend`: what releasing the stage's frontend build would change, given the stage's live outputs
     (`deploy_frontend.pending_release`); recorded in the manifest, so an empty plan means nothing changes."""
     stacks = stage_stacks(cdktf_out, stage)
     # Before any init: init is what downloads the providers and modules a commit names.
@@ -239,6 +241,8 @@ def plan_stage(
     entries: list[dict[str, Any]] = []
     live_outputs: dict[str, str] = {}
     for stack in stacks:
+        # The Build artifact's configuration, as Apply will find it there (apply_stage compares it).
+        config_sha256 = sha256(stack_dir(cdktf_out, stack) / STACK_FILE)
         directory, target = isolated(stack_dir(cdktf_out, stack)), plans_dir / stack
         target.mkdir(exist_ok=True)
         plan_file = target / PLAN_FILE
@@ -254,7 +258,7 @@ def plan_stage(
                 "changes": changes,
                 "sha256": sha256(plan_file),
                 # The configuration planned: Apply refuses a cdk.tf.json changed since.
-                "config_sha256": sha256(directory / STACK_FILE),
+                "config_sha256": config_sha256,
             }
         )
         if frontend is not None:
@@ -269,6 +273,8 @@ def plan_stage(
     if release is not None:
         summary += f"\n## Frontend\n\n{release['detail']}.\n"
         line += f"; frontend: {release['detail']}"
+    if bake_result:
+        summary += f"\n## Bake\n\n{bake_result}.\n"
     changes_anything = any(entry.get("changes") for entry in entries)
     changes_anything = changes_anything or bool(release and release["changes"])
     (plans_dir / SUMMARY).write_text(summary)
@@ -450,6 +456,7 @@ def main(
         type=Path,
         help="the stage's frontend build: the plan records whether releasing it changes the live site",
     )
+    plan.add_argument("--bake-result", default="", help="the previous stage's bake (BAKE_RESULT), for the summary")
     apply.add_argument("--outputs", type=Path, required=True, help="where to write each stack's outputs")
     apply.add_argument(
         "--manifest-sha256",
@@ -468,6 +475,7 @@ def main(
                 plans_dir=args.plans,
                 allowed=allowed_destroys(args.allow_destroy, environ),
                 frontend=live_release(args.frontend_dist) if args.frontend_dist else None,
+                bake_result=args.bake_result,
             )
         if args.command == "apply":
             return apply_stage(

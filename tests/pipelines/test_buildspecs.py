@@ -153,6 +153,9 @@ def test_the_deploy_buildspec_hands_the_plans_from_plan_to_apply_and_exports_the
     assert f'terraform_stage plan --stage "$STAGE" --cdktf-out "$build_dir/cdktf.out" --plans {handoff}' in text
     # The plan compares the frontend build with the live release: an empty plan then means nothing changes.
     assert '--frontend-dist "$build_dir/frontend/dist-$STAGE"' in mode_branch(text, "plan")
+    # The previous stage's bake is part of the summary the manifest binds, not appended after it.
+    assert '--bake-result "${BAKE_RESULT:-}"' in mode_branch(text, "plan")
+    assert "summary.md;" not in text and ">> handoff/summary.md" not in text
     assert f'export {PLAN_SHA256_VARIABLE}="$(cat {handoff}/manifest.sha256)"' in mode_branch(text, "plan")
     # The Apply action's third input is the `<Stage>Plan` artifact (modules/pipeline.py).
     assert 'plan_input="CODEBUILD_SRC_DIR_${STAGE^}Plan"' in text

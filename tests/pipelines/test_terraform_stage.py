@@ -404,3 +404,22 @@ def test_without_a_frontend_to_compare_the_stack_alone_decides(cdktf_out: Path, 
     assert ("beta", "output") not in fake.commands(), "no live outputs are read without a build to compare"
     manifest = json.loads((plans / "manifest.json").read_text())
     assert manifest["changes"] is False and "frontend" not in manifest
+
+
+@pytest.mark.req("R4.3")
+def test_the_previous_stages_bake_is_in_the_summary_the_manifest_binds(cdktf_out: Path, tmp_path: Path) -> None:
+    plans = tmp_path / "plans"
+    assert (
+        plan(
+            FakeTerraform(plans={"beta": plan_document(SERVICE)}),
+            cdktf_out,
+            plans,
+            "--bake-result",
+            "gamma baked 15 min",
+        )
+        == 0
+    )
+    summary = (plans / "summary.md").read_bytes()
+    assert b"## Bake\n\ngamma baked 15 min.\n" in summary
+    manifest = json.loads((plans / "manifest.json").read_text())
+    assert manifest["summary_sha256"] == hashlib.sha256(summary).hexdigest()
