@@ -20,8 +20,9 @@ from modules.load_balancer import CLOUDFRONT_ORIGIN_FACING, HttpsListener, Ingre
 from modules.network import Network
 from modules.service_alarms import ServiceAlarms
 from modules.static_site import ApiOrigin, DnsValidatedCertificate
+from names import UNRELEASED_IMAGE_TAG
 from stacks.bootstrap import SECRET_KEYS
-from stacks.config import UNRELEASED_IMAGE_TAG, ProjectConfig, StageConfig
+from stacks.config import ProjectConfig, StageConfig
 
 CONTAINER_PORT = 8000
 # The image has no curl; its Python answers the same question.

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-STAGE_NAMES: tuple[str, ...] = ("beta", "gamma", "prod")
+from names import STAGE_NAMES
 
 # Fargate accepts only these memory sizes (MiB) for each cpu size (units of 1/1024 vCPU).
 # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html#fargate-tasks-size
@@ -37,8 +37,6 @@ REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 BRANCH = re.compile(r"^(?!/)(?!.*//)(?!.*\.\.)(?!.*@\{)(?!.*\.lock$)[A-Za-z0-9._/-]+(?<![/.])$")
 DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-# cdktf.json's imageTag: what a synthesis without CANVALO_IMAGE_TAG names. No build ever pushes it.
-UNRELEASED_IMAGE_TAG = "unreleased"
 IMAGE_TAG = re.compile(r"^(sha256:[a-f0-9]{64}|[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$")
 IMAGE_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 CONNECTION_ARN = re.compile(r"^arn:aws:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/[\w-]+$")

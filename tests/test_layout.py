@@ -97,11 +97,13 @@ def imported_modules(path: Path) -> set[str]:
 
 # Imports run down only: names.py under both wings, the synth (main.py, stacks/, modules/) beside the
 # pipeline's run-time scripts (pipelines/, tools/), constructs under stacks. What both wings need by name
-# lives in names.py. (pipelines/ loads its configuration from stacks/config.py, which the toolkit holds.)
+# lives in names.py. pipelines/ reads the configuration only from its environment, which the pipeline stack
+# synthesizes (pipelines/run_env.py): the pinned toolkit is pipelines/ and names.py, code only.
 FORBIDDEN_IMPORTS = {
     "main.py": ("pipelines", "tools"),
     "stacks": ("pipelines", "tools"),
     "modules": ("stacks", "pipelines", "tools"),
+    "pipelines": ("main", "stacks", "modules", "tools"),
 }
 
 
