@@ -897,7 +897,6 @@ class PipelineStack(StageStack):
             service_role_arn=self.roles[role].arn,
             kms_key_arn=setup.key_arn,
             log_group_name=setup.names.account.log_group(kind),
-            log_retention_days=self.stage.log_retention_days,
             environment=environment,
             privileged=privileged,
             compute_type=compute_type,

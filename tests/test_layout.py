@@ -122,3 +122,16 @@ def test_names_imports_only_the_standard_library() -> None:
     imported = imported_modules(PROJECT_ROOT / "names.py")
     outside = sorted(name for name in imported if name.split(".")[0] not in sys.stdlib_module_names)
     assert not outside, f"names.py imports {outside}: both wings import it, so it holds plain functions only"
+
+
+def test_no_function_of_the_synth_or_the_toolkit_is_over_100_lines() -> None:
+    """Functions a reader takes in whole: split a longer one (stacks/, modules/, pipelines/)."""
+    long = []
+    for top in ("stacks", "modules", "pipelines"):
+        for path in sorted((PROJECT_ROOT / top).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno is not None:
+                    lines = node.end_lineno - node.lineno + 1
+                    if lines > 100:
+                        long.append(f"{path.relative_to(PROJECT_ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, "functions over 100 lines:\n" + "\n".join(long)
