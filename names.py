@@ -21,6 +21,9 @@ from __future__ import annotations
 
 BOOTSTRAP_VERSION = 5
 
+# The deployment stages, in promotion order.
+STAGE_NAMES: tuple[str, ...] = ("beta", "gamma", "prod")
+
 # The value the pipeline stack creates the parameters with: no commit deployed yet, no drift published.
 NEVER_DEPLOYED = "never-deployed"
 NOTHING_PUBLISHED = "none"
@@ -54,3 +57,30 @@ def release_parameter(app_name: str, stage_name: str) -> str:
 def drift_digest_parameter(app_name: str, stage_name: str) -> str:
     """The digest of the last drift report (or check failure) mailed for the stage, so it is mailed once."""
     return f"/{app_name}/{stage_name}/drift-digest"
+
+
+# cdktf.json's imageTag: what a synthesis without CANVALO_IMAGE_TAG names. No build ever pushes it, so the
+# stage stacks refuse to plan it and the preflight names the command that builds a real one.
+UNRELEASED_IMAGE_TAG = "unreleased"
+
+# -- what the pipeline stack hands its actions ----------------------------------------------------------
+# Stage data is read once, at synth: the pipeline stack writes what each action needs into the environment
+# of its CodeBuild project (stacks/run_environment.py), and the scripts under pipelines/ read only that,
+# never cdktf.json. So the pinned toolkit (modules/pipeline_toolkit.py) is code only: a stage's sizes, bake
+# or window change no project at all, and a change of what the actions are told (an account, so a role ARN; a
+# region; the app name) changes the projects' environment, which the pipeline's roles' policies name anyway.
+APP_NAME_VARIABLE = "APP_NAME"
+# The pipeline account's region: where the release records and drift digests (SSM) live.
+PIPELINE_REGION_VARIABLE = "PIPELINE_REGION"
+# The value of a role variable for a stage that is worked in as the action's own role (beta, R4.8).
+OWN_ROLE = "own"
+
+
+def stage_variable(stage_name: str, what: str) -> str:
+    """`<STAGE>_<WHAT>`: one stage's value in an action's environment (`GAMMA_PLAN_ROLE_ARN`)."""
+    return f"{stage_name.upper()}_{what.upper()}"
+
+
+# What each stage hands on, by `what`: its region, its read-only plan role and its deploy role (or OWN_ROLE),
+# and the prefix of its resource names (`<app>-<stage>-`), which its alarms' names start with.
+STAGE_RUN_VALUES = ("region", "plan_role_arn", "deploy_role_arn", "alarm_prefix")

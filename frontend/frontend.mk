@@ -28,7 +28,7 @@ frontend-test: $(FRONTEND_STAMP) ## the frontend's TypeScript check and Vitest s
 .PHONY: frontend
 frontend: $(FRONTEND_STAMP) ## build the frontend for STAGE=beta|gamma|prod into frontend/dist-<stage>/
 	@if [ -z "$(STAGE)" ]; then echo "error: make frontend needs STAGE=beta, gamma or prod" >&2; exit 2; fi
-	build_environment=$$(python -m pipelines.frontend_env "$(STAGE)")
+	build_environment=$$(python -m tools.frontend_env "$(STAGE)")
 	eval "$$build_environment"
 	echo "building the $(STAGE) frontend into $(FRONTEND_DIST) with VITE_API_URL='$$VITE_API_URL'"
 	cd $(FRONTEND_DIR)

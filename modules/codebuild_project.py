@@ -22,6 +22,8 @@ from cdktn_provider_aws.codebuild_project import (
 )
 from constructs import Construct
 
+from modules.logs import LOG_RETENTION_DAYS
+
 # Amazon Linux 2023 standard image: Python 3.11+, Node, Docker; the buildspecs install pinned tools.
 BUILD_IMAGE = "aws/codebuild/amazonlinux-x86_64-standard:5.0"
 # Debian 12 with Python 3.11, the OS the project's CI runs on: `.ci/run` installs Debian's Chromium there
@@ -63,7 +65,7 @@ class CodeBuildProject(Construct):
         service_role_arn: str,
         kms_key_arn: str,
         log_group_name: str,
-        log_retention_days: int,
+        log_retention_days: int = LOG_RETENTION_DAYS,
         environment: Mapping[str, str] | None = None,
         privileged: bool = False,
         compute_type: str = "BUILD_GENERAL1_SMALL",

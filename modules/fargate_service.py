@@ -36,6 +36,7 @@ from cdktn_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupI
 from constructs import Construct
 
 from modules.iam import assume_role_document, policy_document, statement
+from modules.logs import LOG_RETENTION_DAYS
 
 CONTAINER_NAME = "app"
 ECR_PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage")
@@ -66,11 +67,40 @@ class TaskSize:
     memory: int
     min_tasks: int
     max_tasks: int
-    cpu_target_percent: int
+    # Average CPU that target-tracking auto scaling holds the service at (R2.6): the same in every stage.
+    cpu_target_percent: int = 60
+
+    def __post_init__(self) -> None:
+        if not 10 <= self.cpu_target_percent <= 90:
+            raise ValueError(f"cpu_target_percent={self.cpu_target_percent}: use 10 to 90")
 
     @property
     def autoscaling(self) -> bool:
         return self.max_tasks > self.min_tasks
+
+
+@dataclass(frozen=True)
+class ShutdownTiming:
+    """How a task stops, shortest first (R1.5): the ALB stops sending new requests to a draining task for
+    `deregistration_delay_seconds`; the app then gets SIGTERM and finishes in-flight requests within
+    `graceful_shutdown_seconds` (its GRACEFUL_SHUTDOWN_SECONDS); ECS sends SIGKILL only after
+    `stop_timeout_seconds`. The same in every stage: construct defaults, not settings."""
+
+    deregistration_delay_seconds: int = 15
+    graceful_shutdown_seconds: int = 20
+    stop_timeout_seconds: int = 30
+
+    def __post_init__(self) -> None:
+        if not 0 < self.graceful_shutdown_seconds < self.stop_timeout_seconds <= 120:
+            raise ValueError(
+                f"graceful_shutdown_seconds={self.graceful_shutdown_seconds} must be above 0 and below "
+                f"stop_timeout_seconds={self.stop_timeout_seconds} (at most 120, ECS's limit)"
+            )
+        if not 0 <= self.deregistration_delay_seconds < self.graceful_shutdown_seconds:
+            raise ValueError(
+                f"deregistration_delay_seconds={self.deregistration_delay_seconds} must be 0 or more and below "
+                f"graceful_shutdown_seconds={self.graceful_shutdown_seconds}: requests still arrive while it drains"
+            )
 
 
 class FargateService(Construct):
@@ -101,11 +131,11 @@ class FargateService(Construct):
         secret_arn: str,
         secret_keys: Sequence[str],
         health_check: ContainerHealthCheck,
-        stop_timeout_seconds: int,
+        shutdown: ShutdownTiming = ShutdownTiming(),
         # A mount point inside the container (a task-local volume), not a temporary file on this machine.
         writable_paths: Sequence[str] = ("/tmp",),  # noqa: S108
         log_group_name: str,
-        log_retention_days: int,
+        log_retention_days: int = LOG_RETENTION_DAYS,
         task_policy_statements: Sequence[DataAwsIamPolicyDocumentStatement],
         role_path: str,
         permissions_boundary_arn: str,
@@ -148,7 +178,7 @@ class FargateService(Construct):
             secret_arn=secret_arn,
             secret_keys=secret_keys,
             health_check=health_check,
-            stop_timeout_seconds=stop_timeout_seconds,
+            stop_timeout_seconds=shutdown.stop_timeout_seconds,
             writable_paths=writable_paths,
             log_group_name=log_group_name,
         )

@@ -22,6 +22,7 @@ from cdktn_provider_aws.vpc import Vpc
 from constructs import Construct
 
 from modules.iam import assume_role_document, policy_document, statement
+from modules.logs import LOG_RETENTION_DAYS
 
 
 def subnet_cidrs(vpc_cidr: str, zones: int) -> tuple[list[str], list[str]]:
@@ -30,6 +31,11 @@ def subnet_cidrs(vpc_cidr: str, zones: int) -> tuple[list[str], list[str]]:
     public = [str(net) for net in sixteenths[:zones]]
     private = [str(net) for net in sixteenths[8 : 8 + zones]]
     return public, private
+
+
+# The availability zones a network spans unless told otherwise: stacks/config.py NETWORK_ZONES bounds nat_gateways
+# by it (tests/infra/test_network.py holds the two equal).
+ZONES = 2
 
 
 class Network(Construct):
@@ -46,10 +52,11 @@ class Network(Construct):
         *,
         name: str,
         cidr: str,
-        zones: int,
+        # Two zones is what R2.5 asks (the service survives one zone's loss) and what every stage runs.
+        zones: int = ZONES,
         nat_gateways: int,
         flow_log_group_name: str,
-        flow_log_retention_days: int,
+        flow_log_retention_days: int = LOG_RETENTION_DAYS,
         role_name: str,
         role_path: str,
         permissions_boundary_arn: str,

@@ -10,7 +10,9 @@ A build copies the toolkit out of the commit, hashes the copy and runs it only i
 one, from a virtual environment installed with hashes (`pipelines/requirements.txt`), with the commit's
 directory off `sys.path`. A commit that changes the toolkit or a privileged buildspec therefore changes the
 pipeline stack, which the self-update refuses as broadening: an administrator reviews it and runs
-`cdktn deploy pipeline`. The commit's synthesized JSON and `cdktf.json` stay data, which the toolkit checks.
+`cdktn deploy pipeline`. The commit's synthesized JSON stays data, which the toolkit checks; the stage data
+the scripts need comes from their project's environment, which the pipeline stack synthesized
+(stacks/run_environment.py), so the toolkit never reads cdktf.json.
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ from typing import Any
 
 import yaml
 
-# Files the privileged actions import or run, relative to the repository root. `pipelines/buildspecs` is not
-# part of it: the privileged buildspecs are inlined into their projects, the others run without rights.
-TOOLKIT_PATHS = ("pipelines", "stacks/__init__.py", "stacks/config.py", "names.py")
+# Files the privileged actions import or run, relative to the repository root: code only, whole folders and
+# files. Stage data is not in it: the pipeline stack hands the actions what they need in their projects'
+# environment (stacks/run_environment.py), so editing a stage's data, in cdktf.json or stacks/config.py,
+# changes the pipeline's projects and never the pinned hash. `pipelines/buildspecs` is not part of it: the
+# privileged buildspecs are inlined into their projects, the others run without rights.
+TOOLKIT_PATHS = ("pipelines", "names.py")
 TOOLKIT_EXCLUDED = ("pipelines/buildspecs",)
 # Never in a clean checkout (.gitignore), so never part of the pinned toolkit; a commit that adds one (a
 # hash-based .pyc runs without its source being checked) changes the build's hash and is refused.
@@ -81,8 +86,6 @@ if [ "$toolkit_sha256" != {self.sha256} ]; then
   echo "error: this commit changes the pipeline toolkit ({", ".join(TOOLKIT_PATHS)}; sha256 $toolkit_sha256, the pipeline runs {self.sha256}): privileged actions run only the toolkit the pipeline was deployed with; an administrator reads the toolkit's diff and applies the change with \\`make review-pipeline EXECUTION=${{PIPELINE_EXECUTION_ID:-<execution id>}}\\`, which never runs this commit's code (README, Updating the pipeline)" >&2
   exit 1
 fi
-# Data, not code: the stages' settings, read by the toolkit's configuration loader.
-cp -L "$CODEBUILD_SRC_DIR/cdktf.json" "$TOOLKIT_DIR/"
 """
 
     @staticmethod

@@ -9,7 +9,8 @@ check, ends the bake at once with exit 1 and one line naming the alarms: the Gam
 release never reaches prod, and the pipeline's failure notification tells the team. Otherwise it writes one
 line (what was watched, for how long) to `--result-file`, which prod's approval quotes. `--minutes 0`
 checks once. Bad input (unknown stage, no alarms to watch) is exit 2: a bake that watches nothing proves
-nothing.
+nothing. The stage's region and alarm prefix come from the action's environment (`<STAGE>_REGION`,
+`<STAGE>_ALARM_PREFIX`), which the pipeline stack synthesizes (pipelines/run_env.py).
 """
 
 from __future__ import annotations
@@ -27,12 +28,11 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipelines.errors import CommandError
-from stacks.config import ConfigError, load_from_environment
+from pipelines.run_env import RunEnvironmentError, stage_run
 
 # boto3's CloudWatch client; the project installs no CloudWatch stubs for this one call.
 CloudWatchClient = Any
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHECK_INTERVAL_SECONDS = 60
 EXIT_ALARM = 1
 EXIT_BAD_INPUT = 2
@@ -113,15 +113,10 @@ def main(
     try:
         if args.minutes < 0:
             raise BakeError(f"--minutes {args.minutes}: use 0 or more", exit_status=EXIT_BAD_INPUT)
-        project = load_from_environment(environ, PROJECT_ROOT)
-        stage = project.stage(args.stage)
-        prefix = stage.resource_name(project.app_name, "")
+        stage = stage_run(environ, args.stage)
         client = cloudwatch or boto3.session.Session(region_name=stage.region).client("cloudwatch")
-        result = bake(client, stage=stage.name, prefix=prefix, minutes=args.minutes, clock=clock)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except BakeError as error:
+        result = bake(client, stage=stage.name, prefix=stage.alarm_prefix, minutes=args.minutes, clock=clock)
+    except (BakeError, RunEnvironmentError) as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_status
     except (BotoCoreError, ClientError) as error:

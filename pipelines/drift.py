@@ -36,6 +36,10 @@ published again (the exit status is the same either way). A clean check resets t
 if something had been mailed before, publishes one short "clean again" message, so the next drift mails.
 Whenever it got that far, it touches `<work-dir>/reported`: the buildspec's post_build publishes a
 failure only when that marker is missing (the build failed before this script could report).
+
+The application's name, the pipeline account's region and the stage's plan role come from the action's
+environment (`APP_NAME`, `PIPELINE_REGION`, `<STAGE>_*`), which the pipeline stack synthesizes
+(pipelines/run_env.py); the synthesis it checks is of the deployed commit, read as data.
 """
 
 from __future__ import annotations
@@ -64,16 +68,15 @@ from names import (
 from pipelines import policy_check
 from pipelines.plan_summary import PlanError, ResourceChange, parse_changes
 from pipelines.release import PREVIOUS_FILE, RESTORED_FILE, RecordError, ReleaseRecord, read_record_file
+from pipelines.run_env import RunEnvironmentError, StageRun, pipeline_region, stage_run
 from pipelines.stage_credentials import write_profile
 from pipelines.terraform_stage import EXIT_FAILED, StageError, Terraform, running_with, stage_stacks
 from pipelines.terraform_workdir import isolated
 from pipelines.verify_rollout import RolloutError, read_release
-from stacks.config import ConfigError, ProjectConfig, load_from_environment
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The stage role the check plans with: the read-only one, like every Plan.
 DRIFT_ROLE = "plan"
 EXIT_DRIFT = 3
@@ -308,13 +311,9 @@ def deployed_commit(ssm: SSMClient, parameter: str) -> str | None:
 # -- command line ---------------------------------------------------------------------------------
 
 
-def _project(environ: Mapping[str, str]) -> ProjectConfig:
-    return load_from_environment(environ, PROJECT_ROOT)
-
-
-def _ssm(project: ProjectConfig) -> SSMClient:
+def _ssm(environ: Mapping[str, str]) -> SSMClient:
     # The parameters live in the pipeline account, in its region.
-    return cast(SSMClient, boto3.session.Session().client("ssm", region_name=project.pipeline_stage.region))
+    return cast(SSMClient, boto3.session.Session().client("ssm", region_name=pipeline_region(environ)))
 
 
 def main_record(argv: Sequence[str], *, ssm: SSMClient | None, environ: Mapping[str, str]) -> int:
@@ -342,22 +341,21 @@ def main_record(argv: Sequence[str], *, ssm: SSMClient | None, environ: Mapping[
         except RolloutError as error:
             # The release is verified either way; only the next restore's starting point is less precise.
             print(f"warning: the record names no task definition: {error}", file=sys.stderr)
-    project = _project(environ)
-    stage = project.stage(args.stage)
+    stage = stage_run(environ, args.stage)
     release = ReleaseRecord.now(commit=args.commit, image=args.image, execution_id=args.execution_id, running=running)
-    return write_release(ssm or _ssm(project), project.app_name, stage.name, release, "runs")
+    return write_release(ssm or _ssm(environ), stage, release, "runs")
 
 
-def write_release(ssm: SSMClient, app_name: str, stage_name: str, release: ReleaseRecord, verb: str) -> int:
+def write_release(ssm: SSMClient, stage: StageRun, release: ReleaseRecord, verb: str) -> int:
     """Both parameters, the commit first: drift reads one, `make status` and the next Apply the other."""
-    parameter = deployed_commit_parameter(app_name, stage_name)
+    parameter = deployed_commit_parameter(stage.app_name, stage.name)
     try:
         record(ssm, parameter, release.commit)
-        record(ssm, release_parameter(app_name, stage_name), release.to_json())
+        record(ssm, release_parameter(stage.app_name, stage.name), release.to_json())
     except (ClientError, BotoCoreError) as error:
-        print(f"error: could not record what {stage_name} {verb} in {parameter}: {error}", file=sys.stderr)
+        print(f"error: could not record what {stage.name} {verb} in {parameter}: {error}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"{stage_name} {verb} {release.commit} (recorded in {parameter}), image {release.image or 'unknown'}")
+    print(f"{stage.name} {verb} {release.commit} (recorded in {parameter}), image {release.image or 'unknown'}")
     return 0
 
 
@@ -370,11 +368,10 @@ def main_previous(argv: Sequence[str], *, ssm: SSMClient | None, environ: Mappin
     parser.add_argument("--stage", required=True)
     parser.add_argument("--into", type=Path, required=True, help="the restore directory of this build")
     args = parser.parse_args(argv)
-    project = _project(environ)
-    stage = project.stage(args.stage)
-    parameter = release_parameter(project.app_name, stage.name)
+    stage = stage_run(environ, args.stage)
+    parameter = release_parameter(stage.app_name, stage.name)
     try:
-        value = str((ssm or _ssm(project)).get_parameter(Name=parameter)["Parameter"]["Value"])
+        value = str((ssm or _ssm(environ)).get_parameter(Name=parameter)["Parameter"]["Value"])
         previous = ReleaseRecord.parse(parameter, value)
     except (ClientError, BotoCoreError) as error:
         # Without it a restore could put back what a half-finished attempt left, not the verified release.
@@ -406,8 +403,7 @@ def main_restored(argv: Sequence[str], *, ssm: SSMClient | None, environ: Mappin
     parser.add_argument("--stage", required=True)
     parser.add_argument("--record", type=Path, required=True, help="the restore directory `restore back` used")
     args = parser.parse_args(argv)
-    project = _project(environ)
-    stage = project.stage(args.stage)
+    stage = stage_run(environ, args.stage)
     try:
         restored = read_record_file(args.record / RESTORED_FILE)
     except RecordError as error:
@@ -418,11 +414,11 @@ def main_restored(argv: Sequence[str], *, ssm: SSMClient | None, environ: Mappin
         # the record keeps naming the last verified release, which nothing after it replaced.
         print(
             f"{stage.name}: no restored release to record (first deploy, or the restore failed): "
-            f"{release_parameter(project.app_name, stage.name)} is left as it was",
+            f"{release_parameter(stage.app_name, stage.name)} is left as it was",
             file=sys.stderr,
         )
         return 0
-    return write_release(ssm or _ssm(project), project.app_name, stage.name, restored, "is back on")
+    return write_release(ssm or _ssm(environ), stage, restored, "is back on")
 
 
 def main_deployed_commit(argv: Sequence[str], *, ssm: SSMClient | None, environ: Mapping[str, str]) -> int:
@@ -432,11 +428,10 @@ def main_deployed_commit(argv: Sequence[str], *, ssm: SSMClient | None, environ:
     )
     parser.add_argument("--stage", required=True)
     args = parser.parse_args(argv)
-    project = _project(environ)
-    stage = project.stage(args.stage)
-    parameter = deployed_commit_parameter(project.app_name, stage.name)
+    stage = stage_run(environ, args.stage)
+    parameter = deployed_commit_parameter(stage.app_name, stage.name)
     try:
-        commit = deployed_commit(ssm or _ssm(project), parameter)
+        commit = deployed_commit(ssm or _ssm(environ), parameter)
     except (ClientError, BotoCoreError) as error:
         print(f"error: cannot read {parameter}: {error}", file=sys.stderr)
         return EXIT_FAILED
@@ -470,19 +465,18 @@ def main_check(
     if not args.topic_arn:
         print("error: no topic to notify: pass --topic-arn or set NOTIFICATION_TOPIC_ARN", file=sys.stderr)
         return EXIT_BAD_INPUT
-    project = _project(environ)
-    stage = project.stage(args.stage)
+    stage = stage_run(environ, args.stage)
     notifier = Notifier(
         sns=sns or boto3.session.Session().client("sns"),
         topic_arn=args.topic_arn,
-        ssm=ssm or _ssm(project),
-        digest_parameter=drift_digest_parameter(project.app_name, stage.name),
+        ssm=ssm or _ssm(environ),
+        digest_parameter=drift_digest_parameter(stage.app_name, stage.name),
         err=lambda line: print(line, file=sys.stderr),
     )
     try:
         # Terraform works in the stage as its role (the stacks' JSON names none the pipeline uses); the
         # notifier stays with this build's own credentials, in the pipeline account.
-        stage_profile = write_profile(project, stage.name, args.work_dir / "aws-config", None, role=DRIFT_ROLE)
+        stage_profile = write_profile(stage, args.work_dir / "aws-config", None, role=DRIFT_ROLE)
         return check_stage(
             terraform=terraform or Terraform(running_with(stage_profile)),
             stage=stage.name,
@@ -518,10 +512,10 @@ def main(
         if arguments[:1] == ["deployed-commit"]:
             return main_deployed_commit(arguments[1:], ssm=ssm, environ=environ)
         return main_check(arguments, terraform=terraform, sns=sns, ssm=ssm, environ=environ)
-    except ConfigError as error:
-        # The configuration (cdktf.json, CANVALO_*) is invalid or names no such stage.
+    except RunEnvironmentError as error:
+        # A variable the pipeline stack synthesizes is missing, or the stage is unknown.
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return error.exit_status
 
 
 if __name__ == "__main__":

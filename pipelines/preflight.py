@@ -36,8 +36,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from names import BOOTSTRAP_VERSION, bootstrap_version_parameter
-from stacks.config import UNRELEASED_IMAGE_TAG
+from names import BOOTSTRAP_VERSION, UNRELEASED_IMAGE_TAG, bootstrap_version_parameter
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient

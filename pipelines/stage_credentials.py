@@ -10,6 +10,9 @@ credentials (CodeBuild's container credentials, or `--source-profile` on a lapto
 lines selecting it. Beta is worked in with the pipeline account's own credentials (R4.8): the action's
 CodeBuild role is already the plan or the deploy role, and this prints nothing. No credential is written
 or printed: the profile names a role, and boto3 assumes it when a script runs.
+
+The roles and the region come from the action's environment (`<STAGE>_PLAN_ROLE_ARN`, `<STAGE>_DEPLOY_ROLE_ARN`,
+`<STAGE>_REGION`, `APP_NAME`), which the pipeline stack synthesizes (pipelines/run_env.py).
 """
 
 from __future__ import annotations
@@ -22,32 +25,25 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from stacks.config import ConfigError, ProjectConfig, load_from_environment
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
+from pipelines.run_env import RunEnvironmentError, StageRun, stage_run
 
 ROLES = ("plan", "deploy")
 
 
-def profile_name(project: ProjectConfig, stage_name: str, role: str = "deploy") -> str:
-    return project.stage(stage_name).resource_name(project.app_name, role)
-
-
 def write_profile(
-    project: ProjectConfig, stage_name: str, config_file: Path, source_profile: str | None, role: str = "deploy"
+    stage: StageRun, config_file: Path, source_profile: str | None, role: str = "deploy"
 ) -> dict[str, str]:
     """Write the stage's profile into `config_file`; the variables that select it, or {} for none."""
-    role_arn = role_arn_of(project, stage_name, role)
+    role_arn = stage.role_arn(role)
     if role_arn is None:
         return {}
-    name = profile_name(project, stage_name, role)
+    name = stage.resource_name(role)
     config = configparser.ConfigParser()
     config.read(config_file)
     section = {
         "role_arn": role_arn,
         "role_session_name": f"{name}-pipeline",
-        "region": project.stage(stage_name).region,
+        "region": stage.region,
     }
     if source_profile:
         section["source_profile"] = source_profile
@@ -58,12 +54,6 @@ def write_profile(
     with config_file.open("w") as file:
         config.write(file)
     return {"AWS_CONFIG_FILE": str(config_file.resolve()), "AWS_PROFILE": name}
-
-
-def role_arn_of(project: ProjectConfig, stage_name: str, role: str) -> str | None:
-    """The stage's plan or deploy role; None for beta, worked in with the action's own role (R4.8)."""
-    stage = project.stage(stage_name)
-    return project.plan_role_arn(stage) if role == "plan" else project.deploy_role_arn(stage)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
@@ -77,14 +67,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
     parser.add_argument("--arn", action="store_true", help="print the role's ARN (nothing for beta), write no profile")
     args = parser.parse_args(argv)
     try:
-        project = load_from_environment(environ, PROJECT_ROOT)
+        stage = stage_run(environ, args.stage)
         if args.arn:
-            print(role_arn_of(project, args.stage, args.role) or "")
+            # Nothing for beta: the action's own role (R4.8).
+            print(stage.role_arn(args.role) or "")
             return 0
-        variables = write_profile(project, args.stage, args.config_file, args.source_profile, args.role)
-    except ConfigError as error:
+        variables = write_profile(stage, args.config_file, args.source_profile, args.role)
+    except RunEnvironmentError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return error.exit_status
     sys.stdout.write("".join(f"export {name}={shlex.quote(value)}\n" for name, value in variables.items()))
     return 0
 

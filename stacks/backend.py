@@ -14,16 +14,19 @@ from cdktn_provider_aws.secretsmanager_secret_policy import SecretsmanagerSecret
 from constructs import Construct
 
 from modules.dashboard import ServiceDashboard
-from modules.fargate_service import ContainerHealthCheck, FargateService, TaskSize
+from modules.fargate_service import ContainerHealthCheck, FargateService, ShutdownTiming, TaskSize
 from modules.iam import policy_document, statement
 from modules.load_balancer import CLOUDFRONT_ORIGIN_FACING, HttpsListener, Ingress, LoadBalancer, TargetHealthCheck
 from modules.network import Network
 from modules.service_alarms import ServiceAlarms
 from modules.static_site import ApiOrigin, DnsValidatedCertificate
+from names import UNRELEASED_IMAGE_TAG
 from stacks.bootstrap import SECRET_KEYS
-from stacks.config import UNRELEASED_IMAGE_TAG, ProjectConfig, StageConfig
+from stacks.config import ProjectConfig, StageConfig
 
 CONTAINER_PORT = 8000
+# The same in every stage; the load balancer drains, the app finishes, ECS stops, in that order (R1.5).
+SHUTDOWN = ShutdownTiming()
 # The image has no curl; its Python answers the same question.
 HEALTH_COMMAND = (
     "CMD",
@@ -113,7 +116,7 @@ class Backend(Construct):
             access_log_bucket_name=stage.resource_name(self.project.app_name, f"alb-logs-{stage.account_id}"),
             target_port=CONTAINER_PORT,
             health_check=TARGET_HEALTH,
-            deregistration_delay_seconds=stage.deregistration_delay_seconds,
+            deregistration_delay_seconds=SHUTDOWN.deregistration_delay_seconds,
             https=https,
             protected=stage.deletion_protection,
             # Internal: reachable only from inside the VPC, where CloudFront's VPC origin connects from;
@@ -165,7 +168,6 @@ class Backend(Construct):
                 memory=stage.memory,
                 min_tasks=stage.min_tasks,
                 max_tasks=stage.max_tasks,
-                cpu_target_percent=stage.cpu_target_percent,
             ),
             container_port=CONTAINER_PORT,
             environment={
@@ -174,16 +176,15 @@ class Backend(Construct):
                 "PORT": str(CONTAINER_PORT),
                 "AWS_REGION": stage.region,
                 "BEDROCK_MODEL_ID": project.bedrock_model_id,
-                "GRACEFUL_SHUTDOWN_SECONDS": str(stage.graceful_shutdown_seconds),
+                "GRACEFUL_SHUTDOWN_SECONDS": str(SHUTDOWN.graceful_shutdown_seconds),
                 # /health reports it: the post-deploy tests tell this release from one a rollback left running.
                 "APP_VERSION": project.image_tag,
             },
             secret_arn=self.secret.arn,
             secret_keys=SECRET_KEYS,
             health_check=CONTAINER_HEALTH,
-            stop_timeout_seconds=stage.stop_timeout_seconds,
+            shutdown=SHUTDOWN,
             log_group_name=project.log_group_name(stage, "backend"),
-            log_retention_days=stage.log_retention_days,
             task_policy_statements=[
                 statement(
                     sid="InvokeConfiguredModel",

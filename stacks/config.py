@@ -17,7 +17,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-STAGE_NAMES: tuple[str, ...] = ("beta", "gamma", "prod")
+from names import STAGE_NAMES
+
+# The pipeline lives in this stage's account and deploys it with its own rights (R4.7, R4.8).
+PIPELINE_STAGE = STAGE_NAMES[0]
+# Availability zones every stage's network spans (R2.5): modules/network.py's default; a test holds them equal.
+NETWORK_ZONES = 2
 
 # Fargate accepts only these memory sizes (MiB) for each cpu size (units of 1/1024 vCPU).
 # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html#fargate-tasks-size
@@ -37,8 +42,6 @@ REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 BRANCH = re.compile(r"^(?!/)(?!.*//)(?!.*\.\.)(?!.*@\{)(?!.*\.lock$)[A-Za-z0-9._/-]+(?<![/.])$")
 DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-# cdktf.json's imageTag: what a synthesis without CANVALO_IMAGE_TAG names. No build ever pushes it.
-UNRELEASED_IMAGE_TAG = "unreleased"
 IMAGE_TAG = re.compile(r"^(sha256:[a-f0-9]{64}|[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$")
 IMAGE_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 CONNECTION_ARN = re.compile(r"^arn:aws:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/[\w-]+$")
@@ -97,47 +100,35 @@ def stage_env_var(stage: str, field_name: str) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class StageConfig:
-    """One deployment stage (an AWS account): its place, its sizes and its safety switches."""
+    """One deployment stage (an AWS account): its place, its sizes and its safety switches.
+
+    Its fields are what really differs between beta, gamma and prod, each set in one place
+    (docs/configuration.md). What never differs is a default of the construct that uses it (modules/:
+    the network's zones, auto scaling's CPU target, log retention, the shutdown timings); what follows from
+    other data is derived below (`https`, `private_load_balancer`, `cross_account_deploy`,
+    `approval_before_apply`), never set.
+    """
 
     name: str
     account_id: str
     region: str
     vpc_cidr: str
-    availability_zones: int = 2
+    # One NAT gateway per availability zone at most; the network spans NETWORK_ZONES zones.
     nat_gateways: int
     # Fargate task size: cpu in units of 1/1024 vCPU, memory in MiB (R7.1-R7.3).
     cpu: int
     memory: int
     min_tasks: int
     max_tasks: int
-    # Average CPU that target-tracking auto scaling holds the service at (R2.6).
-    cpu_target_percent: int = 60
-    # HTTPS on the ALB with an ACM certificate and Route53 names under `domain_name` (R8.5, R8.7).
-    https: bool
+    # The stage's public name: HTTPS on the ALB with an ACM certificate and Route53 names under it
+    # (R8.3, R8.5, R8.7). None: CloudFront's own name, and the API behind it (see `https` below).
     domain_name: str | None = None
-    # The ALB is internal, in the private subnets, and admits only CloudFront's origin-facing addresses:
-    # the API is reached only through the frontend's /api/* behaviour, over a CloudFront VPC origin.
-    # Unless set, on exactly where there is no domain_name: with one, browsers call https://api.<domain>
-    # on the ALB itself (prod, R8.3, R8.5), which must then be internet-facing.
-    private_load_balancer: bool = True
     # Deletion protection and `prevent_destroy` on stateful resources (R7.6).
     deletion_protection: bool
-    # The stage's stacks assume the account's deploy role instead of using the caller's credentials (R4.6).
-    cross_account_deploy: bool
-    log_retention_days: int = 30
     # Which CloudFront edge locations serve the frontend: one of CDN_PRICE_CLASSES, cheapest first.
     cdn_price_class: str = "PriceClass_100"
-    # The pipeline waits for a person to approve the stage's reviewed plan before applying it whenever it
-    # changes anything (R4.3); without, a person approves only a plan that broadens what the stage may do.
-    approval_before_apply: bool = False
     # The suite the pipeline runs against the stage after deploying it: one of POST_DEPLOY_TESTS.
     post_deploy_tests: str = "smoke"
-    # Shutdown timing, shortest first: the ALB stops sending new requests to a draining task for
-    # `deregistration_delay_seconds`; the app then gets SIGTERM and finishes in-flight requests within
-    # `graceful_shutdown_seconds`; ECS sends SIGKILL only after `stop_timeout_seconds` (R1.5).
-    deregistration_delay_seconds: int = 15
-    graceful_shutdown_seconds: int = 20
-    stop_timeout_seconds: int = 30
     # A CloudWatch dashboard of the API's traffic, latency, errors and capacity (R11.5).
     dashboard: bool = False
     # Days a deleted backend secret can still be restored; 0 deletes at once so a torn-down stage can
@@ -171,13 +162,11 @@ class StageConfig:
         if not REGION.match(self.region):
             raise self._error("region", self.region, "expected an AWS region such as eu-west-1")
         self._validate_cidr()
-        if not 2 <= self.availability_zones <= 6:
-            raise self._error("availability_zones", self.availability_zones, "use 2 to 6 (R2.5 needs at least 2)")
-        if not 1 <= self.nat_gateways <= self.availability_zones:
+        if not 1 <= self.nat_gateways <= NETWORK_ZONES:
             raise self._error(
                 "nat_gateways",
                 self.nat_gateways,
-                f"use 1 to {self.availability_zones} (one per availability zone at most)",
+                f"use 1 to {NETWORK_ZONES} (one per availability zone at most)",
             )
         memory_sizes = FARGATE_MEMORY_BY_CPU.get(self.cpu)
         if memory_sizes is None:
@@ -196,27 +185,8 @@ class StageConfig:
                 f"{where}: min_tasks={self.min_tasks} is greater than max_tasks={self.max_tasks}; "
                 f"set {stage_env_var(self.name, 'min_tasks')} <= {stage_env_var(self.name, 'max_tasks')}"
             )
-        if not 10 <= self.cpu_target_percent <= 90:
-            raise self._error("cpu_target_percent", self.cpu_target_percent, "use 10 to 90")
         if self.domain_name is not None and not DOMAIN.match(self.domain_name):
             raise self._error("domain_name", self.domain_name, "expected a lower-case DNS name such as example.com")
-        if self.https and self.domain_name is None:
-            raise self._error("domain_name", None, "https=true needs a domain_name for the ACM certificate")
-        if self.private_load_balancer and self.domain_name is not None:
-            raise self._error(
-                "private_load_balancer",
-                True,
-                f"browsers call https://api.{self.domain_name} on the ALB itself, which an internal ALB cannot "
-                "answer: set it to false, or remove domain_name",
-            )
-        if not 0 < self.graceful_shutdown_seconds < self.stop_timeout_seconds <= 120:
-            raise self._error(
-                "graceful_shutdown_seconds",
-                self.graceful_shutdown_seconds,
-                f"must be above 0 and below stop_timeout_seconds={self.stop_timeout_seconds} (at most 120, ECS's limit)",
-            )
-        if not 0 <= self.deregistration_delay_seconds <= 3600:
-            raise self._error("deregistration_delay_seconds", self.deregistration_delay_seconds, "use 0 to 3600")
         if self.secret_recovery_window_days != 0 and not 7 <= self.secret_recovery_window_days <= 30:
             raise self._error(
                 "secret_recovery_window_days", self.secret_recovery_window_days, "use 0 (delete at once) or 7 to 30"
@@ -225,10 +195,6 @@ class StageConfig:
             raise self._error("post_deploy_tests", self.post_deploy_tests, f"use one of {', '.join(POST_DEPLOY_TESTS)}")
         if self.cdn_price_class not in CDN_PRICE_CLASSES:
             raise self._error("cdn_price_class", self.cdn_price_class, f"use one of {', '.join(CDN_PRICE_CLASSES)}")
-        if self.log_retention_days not in (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731):
-            raise self._error(
-                "log_retention_days", self.log_retention_days, "CloudWatch Logs takes 1, 3, 7, 14, 30, 90, 365..."
-            )
         self._validate_break_glass_principals()
         self._validate_approver_roles()
         self._validate_promotion_timing()
@@ -304,6 +270,35 @@ class StageConfig:
             f"(set {stage_env_var(self.name, field_name)} or context stages.{self.name}.{field_name} in cdktf.json)"
         )
 
+    # -- derived, not settings: each follows the data it truly depends on ------------------------------
+
+    @property
+    def https(self) -> bool:
+        """HTTPS on the ALB, with an ACM certificate for `api.<domain>` (R8.5, R8.7): exactly where a
+        domain_name is set. Without one, browsers reach the stage over CloudFront's own HTTPS name."""
+        return self.domain_name is not None
+
+    @property
+    def private_load_balancer(self) -> bool:
+        """An internal ALB in the private subnets that admits only CloudFront's origin-facing addresses, so
+        the API is reached only through the frontend's /api/* behaviour (a CloudFront VPC origin): exactly
+        where there is no domain_name. With one, browsers call https://api.<domain> on the ALB itself
+        (prod, R8.3, R8.5), which is then internet-facing."""
+        return self.domain_name is None
+
+    @property
+    def cross_account_deploy(self) -> bool:
+        """The stage is deployed through its account's deploy role (R4.6), not the caller's credentials:
+        every stage but PIPELINE_STAGE, in whose account the pipeline itself lives (R4.7, R4.8)."""
+        return self.name != PIPELINE_STAGE
+
+    @property
+    def approval_before_apply(self) -> bool:
+        """A person approves any change of the stage's plan or frontend before it is applied (R4.3): the last
+        stage, production, which serves the users. Every other stage asks a person only when its plan
+        broadens what the stage may do (pipelines/review.py)."""
+        return self.name == STAGE_NAMES[-1]
+
     @property
     def autoscaling(self) -> bool:
         return self.max_tasks > self.min_tasks
@@ -342,9 +337,7 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
         "memory": 512,
         "min_tasks": 1,
         "max_tasks": 1,
-        "https": False,
         "deletion_protection": False,
-        "cross_account_deploy": False,
         "post_deploy_tests": "integration",
         "secret_recovery_window_days": 0,
     },
@@ -355,9 +348,7 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
         "memory": 1024,
         "min_tasks": 2,
         "max_tasks": 10,
-        "https": False,
         "deletion_protection": False,
-        "cross_account_deploy": True,
         # Prod is promoted only after gamma ran the release for this long with its alarms quiet.
         "bake_minutes": 15,
     },
@@ -368,10 +359,7 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
         "memory": 2048,
         "min_tasks": 2,
         "max_tasks": 10,
-        "https": True,
         "deletion_protection": True,
-        "cross_account_deploy": True,
-        "approval_before_apply": True,
         # Weekdays 08:00-17:00 UTC: a prod release lands while people are at work to watch it.
         "deployment_window": "* * 8-16 ? * MON-FRI *",
         "cdn_price_class": "PriceClass_All",
@@ -494,7 +482,7 @@ class ProjectConfig:
     @property
     def pipeline_stage(self) -> StageConfig:
         """The pipeline lives in the beta account (R4.7) and deploys beta without assuming a role (R4.8)."""
-        return self.stage("beta")
+        return self.stage(PIPELINE_STAGE)
 
     def backend_name(self, stage: StageConfig) -> str:
         """`<app>-<stage>-backend`: the stage's ECS cluster and service, load balancer and target group."""
@@ -613,6 +601,20 @@ PROJECT_SETTINGS: dict[str, tuple[str, str]] = {
     "bootstrapState": ("bootstrap_state", "CANVALO_BOOTSTRAP_STATE"),
     "operatorRoles": ("operator_roles", "CANVALO_OPERATOR_ROLES"),
 }
+# Former stage fields, now construct defaults or derived: setting one is refused with what replaced it.
+RETIRED_STAGE_FIELDS: dict[str, str] = {
+    "https": "it follows domain_name (set a domain_name for HTTPS on the ALB)",
+    "private_load_balancer": "it follows domain_name (internal exactly where no domain_name is set)",
+    "cross_account_deploy": f"every stage but {PIPELINE_STAGE}, where the pipeline lives, is deployed cross-account",
+    "approval_before_apply": f"a person approves every change of {STAGE_NAMES[-1]}, the last stage",
+    "availability_zones": f"every network spans {NETWORK_ZONES} zones (modules/network.py)",
+    "cpu_target_percent": "auto scaling's target is modules/fargate_service.py's TaskSize default",
+    "log_retention_days": "log retention is modules/logs.py's LOG_RETENTION_DAYS",
+    "deregistration_delay_seconds": "the shutdown timings are modules/fargate_service.py's ShutdownTiming",
+    "graceful_shutdown_seconds": "the shutdown timings are modules/fargate_service.py's ShutdownTiming",
+    "stop_timeout_seconds": "the shutdown timings are modules/fargate_service.py's ShutdownTiming",
+}
+RETIRED_ENV_PATTERN = re.compile(r"^CANVALO_([A-Z]+)_(" + "|".join(n.upper() for n in RETIRED_STAGE_FIELDS) + r")$")
 # Project settings that hold a list: a list in cdktf.json, or one comma-separated string.
 PROJECT_LIST_SETTINGS = frozenset({"operator_roles"})
 # Project settings that hold true or false.
@@ -683,6 +685,11 @@ def load_project_config(context: Mapping[str, Any], environ: Mapping[str, str]) 
                 f"unknown stage {name!r} in cdktf.json context stages: the stages are {', '.join(STAGE_NAMES)}"
             )
     for variable in environ:
+        retired = RETIRED_ENV_PATTERN.match(variable)
+        if retired:
+            raise ConfigError(
+                f"{variable} is no longer a setting: {RETIRED_STAGE_FIELDS[retired.group(2).lower()]}; unset it"
+            )
         match = STAGE_ENV_PATTERN.match(variable)
         if match and match.group(1).lower() not in STAGE_NAMES:
             raise ConfigError(
@@ -694,6 +701,11 @@ def load_project_config(context: Mapping[str, Any], environ: Mapping[str, str]) 
         values: dict[str, Any] = {"region": region, **STAGE_DEFAULTS[name]}
         overrides = stage_context.get(name) or {}
         for key, raw in overrides.items():
+            if key in RETIRED_STAGE_FIELDS:
+                raise ConfigError(
+                    f"stage {name}: {key} in cdktf.json context stages.{name} is no longer a setting: "
+                    f"{RETIRED_STAGE_FIELDS[key]}; remove it"
+                )
             if key not in STAGE_FIELDS:
                 raise ConfigError(
                     f"stage {name}: unknown field {key!r} in cdktf.json context; known: {', '.join(STAGE_FIELDS)}"
@@ -703,7 +715,6 @@ def load_project_config(context: Mapping[str, Any], environ: Mapping[str, str]) 
             variable = stage_env_var(name, key)
             if variable in environ:
                 values[key] = _parse(name, key, environ[variable], variable)
-        values.setdefault("private_load_balancer", not values.get("domain_name"))
         missing = [key for key in ("account_id",) if not values.get(key)]
         if missing:
             raise ConfigError(f"stage {name}: account_id is not set (set {stage_env_var(name, 'account_id')})")

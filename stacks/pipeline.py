@@ -48,6 +48,7 @@ from names import (
 )
 from stacks.base import StageStack, deploy_scope
 from stacks.config import ProjectConfig, StageConfig
+from stacks.run_environment import run_environment
 
 # The checkout the stack is synthesized from: the toolkit's hash and the privileged buildspecs are read here.
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
@@ -789,8 +790,13 @@ class PipelineStack(StageStack):
                 setup,
                 "plan",
                 role="plan",
-                # Where Plan puts the summary the approval links to (pipelines/publish_summary.py).
-                environment={**terraform, "ARTIFACT_BUCKET": self.artifacts.bucket.bucket},
+                # Where Plan puts the summary the approval links to (pipelines/publish_summary.py); it plans
+                # and bakes every stage, so it gets every stage's run-time values.
+                environment={
+                    **terraform,
+                    "ARTIFACT_BUCKET": self.artifacts.bucket.bucket,
+                    **run_environment(project, project.stages),
+                },
                 timeout_minutes=max([60, *(s.bake_minutes + BAKE_MARGIN_MINUTES for s in project.stages)]),
             ),
             # Answers a stage's approval when its plan needs no person; waits a few minutes for its token at most.
@@ -812,7 +818,11 @@ class PipelineStack(StageStack):
                     setup,
                     kind,
                     role=kind,
-                    environment={**terraform, **_who_approves(project.stage(name), names)},
+                    environment={
+                        **terraform,
+                        **_who_approves(project.stage(name), names),
+                        **run_environment(project, [project.stage(name)]),
+                    },
                     timeout_minutes=120,
                 )
                 for name, kind in names.projects.apply_kinds.items()
@@ -840,6 +850,7 @@ class PipelineStack(StageStack):
                 "NOTIFICATION_TOPIC_ARN": resources.topic_arn,
                 # drift_failure.sh's deduplication, which cannot load the configuration for the name.
                 "DRIFT_DIGEST_PARAMETER": names.parameters.drift_digest_name,
+                **run_environment(self.project, [self.project.stage(names.last_stage)]),
             },
             github_source=GitHubSource(
                 repository=self.project.repository, branch=self.project.branch, connection_arn=connection_arn
@@ -891,7 +902,6 @@ class PipelineStack(StageStack):
             service_role_arn=self.roles[role].arn,
             kms_key_arn=setup.key_arn,
             log_group_name=setup.names.account.log_group(kind),
-            log_retention_days=self.stage.log_retention_days,
             environment=environment,
             privileged=privileged,
             compute_type=compute_type,

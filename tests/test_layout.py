@@ -97,11 +97,13 @@ def imported_modules(path: Path) -> set[str]:
 
 # Imports run down only: names.py under both wings, the synth (main.py, stacks/, modules/) beside the
 # pipeline's run-time scripts (pipelines/, tools/), constructs under stacks. What both wings need by name
-# lives in names.py. (pipelines/ loads its configuration from stacks/config.py, which the toolkit holds.)
+# lives in names.py. pipelines/ reads the configuration only from its environment, which the pipeline stack
+# synthesizes (pipelines/run_env.py): the pinned toolkit is pipelines/ and names.py, code only.
 FORBIDDEN_IMPORTS = {
     "main.py": ("pipelines", "tools"),
     "stacks": ("pipelines", "tools"),
     "modules": ("stacks", "pipelines", "tools"),
+    "pipelines": ("main", "stacks", "modules", "tools"),
 }
 
 
@@ -120,3 +122,16 @@ def test_names_imports_only_the_standard_library() -> None:
     imported = imported_modules(PROJECT_ROOT / "names.py")
     outside = sorted(name for name in imported if name.split(".")[0] not in sys.stdlib_module_names)
     assert not outside, f"names.py imports {outside}: both wings import it, so it holds plain functions only"
+
+
+def test_no_function_of_the_synth_or_the_toolkit_is_over_100_lines() -> None:
+    """Functions a reader takes in whole: split a longer one (stacks/, modules/, pipelines/)."""
+    long = []
+    for top in ("stacks", "modules", "pipelines"):
+        for path in sorted((PROJECT_ROOT / top).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno is not None:
+                    lines = node.end_lineno - node.lineno + 1
+                    if lines > 100:
+                        long.append(f"{path.relative_to(PROJECT_ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, "functions over 100 lines:\n" + "\n".join(long)

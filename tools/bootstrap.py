@@ -13,6 +13,10 @@ applied, so the first run:
 Once the state is in the bucket (a later run, after BOOTSTRAP_VERSION was bumped), it plans and applies
 there directly. Credentials of another account stop it before anything is planned. At the end it prints
 what a person still does before the pipeline deploys the stage: set the secret, delegate prod's domain.
+
+It loads the configuration (cdktf.json and `CANVALO_*`) itself, unlike the pipeline's scripts, which read only
+what the pipeline stack synthesized into their environment: it runs on an administrator's laptop, from their
+own checkout, and synthesizes the bootstrap stack from it.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ role: it assumes that one first, which `operator_roles` (CANVALO_OPERATOR_ROLES)
 One row per stage, in pipeline order. A cell it could not read shows `error: ...` and the command exits 1;
 0 when it read everything; 2 for bad configuration or credentials of another account. `--json` prints the
 same data for scripts.
+
+It loads the configuration (cdktf.json and `CANVALO_*`) itself, unlike the pipeline's scripts, which read only
+what the pipeline stack synthesized into their environment: it runs on an operator's laptop, from their own
+checkout, whose configuration is the one they deployed.
 """
 
 from __future__ import annotations

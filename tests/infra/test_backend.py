@@ -491,14 +491,14 @@ def test_prod_alb_stays_internet_facing_behind_its_https_name(stacks: dict[str, 
 
 @pytest.mark.req("R8.3", "R8.5")
 def test_a_private_load_balancer_behind_a_domain_is_refused_and_by_default_follows_the_domain() -> None:
+    """Not a setting: a stage given a domain is called on its ALB (https://api.<domain>), so that ALB is
+    internet-facing; one without is internal. Asking for a private ALB is refused with what decides it."""
     with pytest.raises(ConfigError) as refused:
         fixture_project({"CANVALO_PROD_PRIVATE_LOAD_BALANCER": "true"})
     message = str(refused.value)
     assert "\n" not in message
-    assert "private_load_balancer=True is invalid" in message and "CANVALO_PROD_PRIVATE_LOAD_BALANCER" in message
-    assert "https://api.canvalo.example.com" in message
-    assert not fixture_project({"CANVALO_BETA_PRIVATE_LOAD_BALANCER": "false"}).stage("beta").private_load_balancer
-    # Unset, it follows the domain: a stage given one is called on its ALB, so that ALB is internet-facing.
+    assert message.startswith("CANVALO_PROD_PRIVATE_LOAD_BALANCER is no longer a setting: it follows domain_name")
+    assert not fixture_project().stage("prod").private_load_balancer
     assert not fixture_project({"CANVALO_BETA_DOMAIN_NAME": "beta.example.org"}).stage("beta").private_load_balancer
     assert fixture_project().stage("gamma").private_load_balancer
 
@@ -730,9 +730,7 @@ def test_secret_recovery_window_outside_what_secrets_manager_takes_is_refused(va
             memory=1024,
             min_tasks=2,
             max_tasks=10,
-            https=False,
             deletion_protection=False,
-            cross_account_deploy=True,
             secret_recovery_window_days=value,
         )
     assert "\n" not in str(error.value) and "CANVALO_GAMMA_SECRET_RECOVERY_WINDOW_DAYS" in str(error.value)
@@ -755,3 +753,30 @@ def test_alb_and_tasks_span_the_networks_zones(stacks: dict[str, Document], stag
         found = [subnet_of(reference) for reference in placed]
         assert {subnet["tags"]["tier"] for subnet in found} == {tier}
         assert len({subnet["availability_zone"] for subnet in found}) == len(found) >= 2
+
+
+@pytest.mark.req("R1.5")
+@pytest.mark.parametrize(
+    ("timing", "words"),
+    [
+        ({"graceful_shutdown_seconds": 30}, "graceful_shutdown_seconds=30 must be above 0 and below stop_timeout"),
+        ({"stop_timeout_seconds": 121, "graceful_shutdown_seconds": 20}, "at most 120, ECS's limit"),
+        ({"deregistration_delay_seconds": 20}, "deregistration_delay_seconds=20 must be 0 or more and below"),
+    ],
+)
+def test_shutdown_timings_out_of_order_are_refused_where_they_live(timing: dict[str, int], words: str) -> None:
+    """The load balancer drains before the app stops, and the app stops before ECS kills it (R1.5)."""
+    from modules.fargate_service import ShutdownTiming
+
+    assert ShutdownTiming() == ShutdownTiming(15, 20, 30)
+    with pytest.raises(ValueError, match=words):
+        ShutdownTiming(**timing)
+
+
+@pytest.mark.req("R2.6")
+def test_the_cpu_target_is_a_construct_default_checked_where_it_lives() -> None:
+    from modules.fargate_service import TaskSize
+
+    assert TaskSize(cpu=256, memory=512, min_tasks=1, max_tasks=2).cpu_target_percent == 60
+    with pytest.raises(ValueError, match="cpu_target_percent=95: use 10 to 90"):
+        TaskSize(cpu=256, memory=512, min_tasks=1, max_tasks=2, cpu_target_percent=95)

@@ -112,13 +112,14 @@ def test_environment_overrides_context() -> None:
             "CANVALO_REGION": "us-east-2",
             "CANVALO_BRANCH": "release/2026-11",
             "CANVALO_PROD_MAX_TASKS": "20",
-            "CANVALO_BETA_HTTPS": "false",
+            "CANVALO_BETA_DASHBOARD": "true",
         }
     )
     assert project.stage("gamma").account_id == "444444444444"
     assert {s.region for s in project.stages} == {"us-east-2"}
     assert project.branch == "release/2026-11"
     assert project.stage("prod").max_tasks == 20
+    assert project.stage("beta").dashboard
 
 
 @pytest.mark.req("R6.3")
@@ -157,7 +158,18 @@ def test_context_overrides_defaults() -> None:
         ({"CANVALO_BRANCH": "ends/"}, "branch='ends/'"),
         ({"CANVALO_STAGING_ACCOUNT_ID": "444444444444"}, "CANVALO_STAGING_ACCOUNT_ID names unknown stage 'staging'"),
         ({"CANVALO_BETA_CPU": "big"}, "stage beta: cpu='big' from CANVALO_BETA_CPU is not a whole number"),
-        ({"CANVALO_PROD_HTTPS": "maybe"}, "stage prod: https='maybe' from CANVALO_PROD_HTTPS is not true or false"),
+        (
+            {"CANVALO_PROD_DASHBOARD": "maybe"},
+            "stage prod: dashboard='maybe' from CANVALO_PROD_DASHBOARD is not true or false",
+        ),
+        (
+            {"CANVALO_PROD_HTTPS": "true"},
+            "CANVALO_PROD_HTTPS is no longer a setting: it follows domain_name (set a domain_name for HTTPS on the ALB)",
+        ),
+        (
+            {"CANVALO_GAMMA_STOP_TIMEOUT_SECONDS": "60"},
+            "CANVALO_GAMMA_STOP_TIMEOUT_SECONDS is no longer a setting: the shutdown timings are",
+        ),
         ({"CANVALO_PROD_NAT_GATEWAYS": "3"}, "stage prod: nat_gateways=3 is invalid: use 1 to 2"),
         ({"CANVALO_BETA_REGION": "europe"}, "stage beta: region='europe' is invalid"),
         ({"CANVALO_IMAGE_TAG": "latest"}, "image_tag='latest' is invalid"),
@@ -372,3 +384,29 @@ def test_promotion_timing_defaults_and_overrides() -> None:
         "Europe/Berlin",
     )
     assert fixture_project({"CANVALO_PROD_DEPLOYMENT_WINDOW": ""}).stage("prod").deployment_window is None
+
+
+@pytest.mark.req("R6.3")
+def test_a_retired_stage_field_in_cdktf_json_is_one_line_saying_what_replaced_it() -> None:
+    prod = {**STAGES_CONTEXT["prod"], "approval_before_apply": False}
+    with pytest.raises(ConfigError) as refused:
+        fixture_project(stages={**STAGES_CONTEXT, "prod": prod})
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message == (
+        "stage prod: approval_before_apply in cdktf.json context stages.prod is no longer a setting: "
+        "a person approves every change of prod, the last stage; remove it"
+    )
+
+
+@pytest.mark.req("R4.3", "R4.6", "R4.8", "R8.3", "R8.5")
+def test_the_derived_values_follow_their_data() -> None:
+    """HTTPS and a public ALB exactly where a domain is set; cross-account everywhere but the pipeline's own
+    stage; a person approves every change of the last stage only."""
+    project = fixture_project()
+    assert [(s.https, s.private_load_balancer) for s in project.stages] == [(False, True), (False, True), (True, False)]
+    given_a_domain = fixture_project({"CANVALO_BETA_DOMAIN_NAME": "beta.example.org"}).stage("beta")
+    assert given_a_domain.https and not given_a_domain.private_load_balancer
+    assert [s.cross_account_deploy for s in project.stages] == [False, True, True]
+    assert project.pipeline_stage.name == "beta" and not project.pipeline_stage.cross_account_deploy
+    assert [s.approval_before_apply for s in project.stages] == [False, False, True]

@@ -71,3 +71,16 @@ def test_subnet_zones_come_from_a_list_that_an_impaired_zone_cannot_reorder(
     (zones,) = data_sources(part(stacks[stage], NETWORK), "aws_availability_zones").values()
     assert "state" not in zones, "filtering on state='available' shifts every zone after an impaired one"
     assert zones["filter"] == [{"name": "opt-in-status", "values": ["opt-in-not-required"]}]
+
+
+@pytest.mark.req("R2.5")
+def test_nat_gateways_are_bounded_by_the_zones_the_network_spans() -> None:
+    """Not a setting: every network spans modules/network.py's ZONES, which config's bound on nat_gateways uses."""
+    from modules.network import ZONES
+    from stacks.config import NETWORK_ZONES, ConfigError
+    from tests.support.config import fixture_project
+
+    assert ZONES == NETWORK_ZONES == 2
+    assert fixture_project({"CANVALO_PROD_NAT_GATEWAYS": "2"}).stage("prod").nat_gateways == 2
+    with pytest.raises(ConfigError, match="nat_gateways=3 is invalid: use 1 to 2"):
+        fixture_project({"CANVALO_PROD_NAT_GATEWAYS": "3"})

@@ -37,7 +37,7 @@ def test_every_lifecycle_rule_aborts_incomplete_multipart_uploads_after_7_days(s
 
 @pytest.mark.req("R11.1")
 def test_every_log_group_keeps_its_logs_30_days(stacks: dict[str, Document]) -> None:
-    """CKV_AWS_338's reason: container, VPC flow and CodeBuild logs all keep StageConfig.log_retention_days."""
+    """CKV_AWS_338's reason: container, VPC flow and CodeBuild logs all keep modules/logs.py's LOG_RETENTION_DAYS."""
     groups = [
         (name, group) for name, d in stacks.items() for group in resources(d, "aws_cloudwatch_log_group").values()
     ]

@@ -12,6 +12,7 @@ from moto import mock_aws
 
 from pipelines.bake import CHECK_INTERVAL_SECONDS, EXIT_ALARM, EXIT_BAD_INPUT, BakeError, Clock, bake, main
 from tests.support.alarms import put_alarm
+from tests.support.config import action_environment
 
 REGION = "eu-west-1"
 PREFIX = "canvalo-gamma-"
@@ -97,10 +98,10 @@ def test_the_command_writes_the_result_the_next_approval_quotes(
 ) -> None:
     result = tmp_path / "bake.txt"
     argv = ["--stage", "gamma", "--minutes", "1", "--result-file", str(result)]
-    assert main(argv, cloudwatch=cloudwatch, environ={}, clock=FakeClock().clock) == 0
+    assert main(argv, cloudwatch=cloudwatch, environ=action_environment(), clock=FakeClock().clock) == 0
     assert result.read_text() == "gamma ran this release for 1 minute(s) with its 2 alarm(s) out of ALARM\n"
     fire(cloudwatch, "canvalo-gamma-api-5xx-rate")
-    assert main(argv, cloudwatch=cloudwatch, environ={}, clock=FakeClock().clock) == EXIT_ALARM
+    assert main(argv, cloudwatch=cloudwatch, environ=action_environment(), clock=FakeClock().clock) == EXIT_ALARM
     assert capsys.readouterr().err.startswith("error: gamma alarm(s) canvalo-gamma-api-5xx-rate in ALARM")
 
 
@@ -114,6 +115,6 @@ def test_the_command_writes_the_result_the_next_approval_quotes(
 def test_bad_input_is_one_line_and_exit_2(
     cloudwatch: Any, capsys: pytest.CaptureFixture[str], argv: list[str], words: str
 ) -> None:
-    assert main(argv, cloudwatch=cloudwatch, environ={}, clock=FakeClock().clock) == EXIT_BAD_INPUT
+    assert main(argv, cloudwatch=cloudwatch, environ=action_environment(), clock=FakeClock().clock) == EXIT_BAD_INPUT
     (line,) = capsys.readouterr().err.splitlines()
     assert words in line

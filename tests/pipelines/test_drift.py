@@ -21,7 +21,7 @@ from pipelines.drift import EXIT_DRIFT, REPORTED_MARKER, StackDrift, drift_diges
 from pipelines.plan_summary import ResourceChange
 from pipelines.terraform_stage import Terraform
 from tests.pipelines.fake_terraform import FakeTerraform, plan_document, synthesized
-from tests.support.config import hermetic_environment
+from tests.support.config import action_environment
 from tools.requirements import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class Aws:
 
     @property
     def environ(self) -> dict[str, str]:
-        return hermetic_environment({"NOTIFICATION_TOPIC_ARN": self.topic_arn})
+        return action_environment({"NOTIFICATION_TOPIC_ARN": self.topic_arn})
 
 
 @pytest.fixture

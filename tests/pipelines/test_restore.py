@@ -19,7 +19,7 @@ from pipelines.deploy_frontend import RELEASES_KEY, deploy
 from pipelines.release import ReleaseRecord
 from pipelines.restore import back, main, record, snapshot
 from tests.pipelines.test_deploy_frontend import REGION, create_distribution, write_build
-from tests.support.config import hermetic_environment
+from tests.support.config import action_environment
 
 STAGE = "prod"
 CLUSTER = SERVICE = "canvalo-prod-backend"
@@ -301,7 +301,7 @@ class Records:
     root: Path
 
     def drift(self, *argv: str) -> int:
-        return drift.main(list(argv), ssm=self.ssm, environ=hermetic_environment({}))
+        return drift.main(list(argv), ssm=self.ssm, environ=action_environment())
 
     def verified(self, commit: str, outputs_dir: Path) -> None:
         """A release that passed its Apply: `drift record` after the verify and the smoke check."""

@@ -10,7 +10,7 @@ import pytest
 from moto import mock_aws
 
 from pipelines.stage_credentials import main
-from tests.support.config import hermetic_environment
+from tests.support.config import action_environment
 
 GAMMA_DEPLOY_ROLE = "arn:aws:iam::222222222222:role/canvalo/canvalo-deploy"
 
@@ -24,7 +24,7 @@ def test_a_cross_account_stage_gets_a_profile_that_assumes_its_deploy_role(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config_file = tmp_path / "stage-config"
-    assert main(["--stage", "gamma", "--config-file", str(config_file)], environ=hermetic_environment({})) == 0
+    assert main(["--stage", "gamma", "--config-file", str(config_file)], environ=action_environment()) == 0
     variables = exports(capsys.readouterr().out)
     assert variables == {"AWS_CONFIG_FILE": str(config_file.resolve()), "AWS_PROFILE": "canvalo-gamma-deploy"}
     written = configparser.ConfigParser()
@@ -44,7 +44,7 @@ def test_boto3_with_that_profile_acts_as_the_stages_deploy_role(
     config_file = tmp_path / "stage-config"
     config_file.write_text("[profile pipeline]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
     argv = ["--stage", "prod", "--config-file", str(config_file), "--source-profile", "pipeline"]
-    assert main(argv, environ=hermetic_environment({})) == 0
+    assert main(argv, environ=action_environment()) == 0
     variables = exports(capsys.readouterr().out)
     with mock_aws(), pytest.MonkeyPatch.context() as patch:
         patch.setenv("AWS_CONFIG_FILE", variables["AWS_CONFIG_FILE"])
@@ -58,13 +58,13 @@ def test_boto3_with_that_profile_acts_as_the_stages_deploy_role(
 @pytest.mark.req("R4.8")
 def test_beta_uses_the_pipeline_accounts_own_credentials(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config_file = tmp_path / "stage-config"
-    assert main(["--stage", "beta", "--config-file", str(config_file)], environ=hermetic_environment({})) == 0
+    assert main(["--stage", "beta", "--config-file", str(config_file)], environ=action_environment()) == 0
     assert capsys.readouterr().out == ""
     assert not config_file.exists()
 
 
 def test_an_unknown_stage_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--stage", "qa", "--config-file", str(tmp_path / "c")], environ=hermetic_environment({})) == 2
+    assert main(["--stage", "qa", "--config-file", str(tmp_path / "c")], environ=action_environment()) == 2
     assert capsys.readouterr().err == "error: unknown stage 'qa': the stages are beta, gamma, prod\n"
 
 
@@ -76,7 +76,7 @@ def test_plan_selects_the_stages_read_only_plan_role_and_apply_its_deploy_role(
     config_file = tmp_path / "stage-config"
     for role, role_name in (("plan", "canvalo-plan"), ("deploy", "canvalo-deploy")):
         argv = ["--stage", stage, "--config-file", str(config_file), "--role", role]
-        assert main(argv, environ=hermetic_environment({})) == 0
+        assert main(argv, environ=action_environment()) == 0
         variables = exports(capsys.readouterr().out)
         assert variables["AWS_PROFILE"] == f"canvalo-{stage}-{role}"
         written = configparser.ConfigParser()
@@ -91,7 +91,7 @@ def test_plan_selects_the_stages_read_only_plan_role_and_apply_its_deploy_role(
 @pytest.mark.req("R4.8")
 def test_beta_plans_and_applies_as_the_actions_own_role(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--stage", "beta", "--config-file", str(tmp_path / "c"), "--role", "plan"]
-    assert main(argv, environ=hermetic_environment({})) == 0
+    assert main(argv, environ=action_environment()) == 0
     assert capsys.readouterr().out == ""
     assert not (tmp_path / "c").exists()
 
@@ -101,6 +101,6 @@ def test_arn_prints_the_stage_role_and_writes_nothing(tmp_path: Path, capsys: py
     config_file = tmp_path / "stage-config"
     for stage, expected in (("prod", "arn:aws:iam::333333333333:role/canvalo/canvalo-plan"), ("beta", "")):
         argv = ["--stage", stage, "--role", "plan", "--arn", "--config-file", str(config_file)]
-        assert main(argv, environ=hermetic_environment({})) == 0
+        assert main(argv, environ=action_environment()) == 0
         assert capsys.readouterr().out == expected + "\n"
     assert not config_file.exists()

@@ -34,7 +34,7 @@ TYPE_ONLY = re.compile(r"mypy_boto3_\w+$")
 
 
 def clean_checkout(target: Path) -> Path:
-    """The commit as CodePipeline's source artifact holds it: the toolkit and cdktf.json, no local caches."""
+    """The commit as CodePipeline's source artifact holds it: the toolkit, the stage data, no local caches."""
     for entry in TOOLKIT_PATHS:
         source = PROJECT_ROOT / entry
         if source.is_dir():
@@ -43,6 +43,8 @@ def clean_checkout(target: Path) -> Path:
             (target / entry).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / entry)
     shutil.copy2(PROJECT_ROOT / "cdktf.json", target / "cdktf.json")
+    (target / "stacks").mkdir()
+    shutil.copy2(PROJECT_ROOT / "stacks" / "config.py", target / "stacks" / "config.py")
     return target
 
 
@@ -68,7 +70,8 @@ def test_a_commit_whose_toolkit_is_the_pinned_one_runs_it_from_a_copy(tmp_path: 
     assert (toolkit / "pipelines" / "terraform_stage.py").read_bytes() == (
         source / "pipelines" / "terraform_stage.py"
     ).read_bytes()
-    assert (toolkit / "cdktf.json").is_file(), "the configuration loader reads the stages' settings next to it"
+    assert not (toolkit / "cdktf.json").exists(), "the toolkit reads its project's environment, not cdktf.json"
+    assert not (toolkit / "stacks").exists(), "the toolkit is code only: pipelines/ and names.py"
     assert not (toolkit / TOOLKIT_EXCLUDED[0]).exists()
     shutil.rmtree(toolkit)
 
@@ -101,7 +104,6 @@ TAMPERING = {
         add("pipelines/__pycache__/terraform_stage.cpython-311.pyc", b"\x00" * 16),
         "changes the pipeline",
     ),
-    "the configuration loader": (append("stacks/config.py", "\nBACKDOOR = 1\n"), "changes the pipeline"),
     "the Terraform checksums": (append("pipelines/terraform.sha256sums", "00  x.zip\n"), "changes the pipeline"),
     "the toolkit's requirements": (append(TOOLKIT_REQUIREMENTS, "evil==1.0\n"), "changes the pipeline"),
     "a deleted toolkit file": (delete("names.py"), "lacks part of the pipeline toolkit"),
@@ -119,6 +121,31 @@ def test_a_commit_that_changes_the_toolkit_runs_nothing_and_says_who_must_deploy
     assert "RAN" not in result.stdout
     (line,) = result.stderr.strip().splitlines()[-1:]
     assert line.startswith("error: ") and words in line and "make review-pipeline EXECUTION=" in line
+
+
+# Stage data: prod's memory in STAGE_DEFAULTS and in cdktf.json are the same kind of edit, and neither is code the
+# privileged actions run (they read what they need from their project's environment, stacks/run_environment.py).
+def prods_memory_in_cdktf_json(source: Path) -> None:
+    path = source / "cdktf.json"
+    path.write_text(path.read_text().replace('"domain_name"', '"memory": 4096, "domain_name"'))
+
+
+DATA_EDITS = {
+    "prod's memory in STAGE_DEFAULTS": append("stacks/config.py", '\nSTAGE_DEFAULTS["prod"]["memory"] = 4096\n'),
+    "prod's memory in cdktf.json": prods_memory_in_cdktf_json,
+}
+
+
+@pytest.mark.req("R4.6")
+@pytest.mark.parametrize("what", list(DATA_EDITS))
+def test_a_stage_data_edit_is_no_toolkit_change_and_needs_no_administrator(tmp_path: Path, what: str) -> None:
+    source = clean_checkout(tmp_path / "source")
+    before = (source / "cdktf.json").read_text() + (source / "stacks" / "config.py").read_text()
+    DATA_EDITS[what](source)
+    assert (source / "cdktf.json").read_text() + (source / "stacks" / "config.py").read_text() != before
+    result = run_check(source, "echo RAN")
+    assert result.returncode == 0, result.stderr
+    assert "RAN" in result.stdout
 
 
 def test_a_changed_buildspec_file_is_no_toolkit_change_since_the_pinned_copy_runs_inline(tmp_path: Path) -> None:

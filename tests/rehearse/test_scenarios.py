@@ -49,6 +49,7 @@ def test_the_readme_bootstrap_block_is_run_as_written_for_each_stage(stage: str)
 ATTACKED = (
     "cdktf.json",
     "stacks/backend.py",
+    "stacks/config.py",
     "stacks/network.py",
     # The stage's outputs (vpc_id, ...) are declared here now that a stage is one stack.
     "stacks/workload.py",

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from stacks.config import ProjectConfig, load_project_config
+from stacks.run_environment import run_environment
 
 FIXTURE_CONTEXT = Path(__file__).resolve().parent.parent / "fixtures" / "context.json"
 
@@ -28,9 +29,16 @@ def fixture_project(environ: Mapping[str, str] | None = None, **context: Any) ->
 
 
 def hermetic_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """For a process that loads its configuration itself (main.py, pipelines.frontend_env, make frontend).
+    """For a process that loads its configuration itself (main.py, tools.frontend_env, make frontend).
 
     Such a process reads cdktf.json, then lays CDKTF_CONTEXT_JSON over its context key by key; the fixture
     names every key the loader reads, so none of cdktf.json's values shows through.
     """
     return {**environ, "CDKTF_CONTEXT_JSON": json.dumps(fixture_context())}
+
+
+def action_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What the pipeline stack gives an action that works in every stage (stacks/run_environment.py, as the
+    plan project gets it), from the fixture configuration, with `extra` laid over it."""
+    project = fixture_project()
+    return {**run_environment(project, project.stages), **(extra or {})}

@@ -22,7 +22,7 @@ from moto import mock_aws
 from names import NEVER_DEPLOYED, NOTHING_PUBLISHED
 from pipelines import drift, release
 from tests.support.alarms import put_alarm
-from tests.support.config import hermetic_environment
+from tests.support.config import action_environment, hermetic_environment
 from tools import status
 
 ACCOUNTS = {"beta": "444444444444", "gamma": "555555555555", "prod": "666666666666"}
@@ -32,6 +32,8 @@ IMAGE = f"{ACCOUNTS['beta']}.dkr.ecr.{REGION}.amazonaws.com/canvalo-backend:app-
 EXECUTION = "9f8e7d6c-1111-2222-3333-444455556666"
 PIPELINE = "canvalo-beta-pipeline"
 ENVIRON = hermetic_environment({f"CANVALO_{s.upper()}_ACCOUNT_ID": a for s, a in ACCOUNTS.items()})
+# What the pipeline's drift and deploy actions are told (the pipeline stack's synthesis), not the configuration.
+ACTION_ENVIRON = action_environment()
 
 
 def role_session(role_arn: str, base: boto3.session.Session | None = None) -> boto3.session.Session:
@@ -81,7 +83,7 @@ def operator() -> Iterator[Operator]:
 def record(operator: Operator, stage: str, *extra: str) -> None:
     """The Apply's record step, as deploy.yml runs it."""
     arguments = ["record", "--stage", stage, "--commit", COMMIT, *extra]
-    assert drift.main(arguments, ssm=operator.ssm, environ=ENVIRON) == 0
+    assert drift.main(arguments, ssm=operator.ssm, environ=ACTION_ENVIRON) == 0
 
 
 def alarm(account: str, name: str, state: str = "ALARM") -> None:
@@ -117,7 +119,7 @@ def test_the_record_an_apply_writes_is_what_status_shows_and_drift_still_reads_t
         assert abs((datetime.now(UTC) - recorded).total_seconds()) < 60
         assert row["errors"] == {} and row["alarms"] == [] and row["pending_approval"] == []
     # The drift check reads the commit from its own parameter, as before.
-    assert drift.main(["deployed-commit", "--stage", "prod"], ssm=operator.ssm, environ=ENVIRON) == 0
+    assert drift.main(["deployed-commit", "--stage", "prod"], ssm=operator.ssm, environ=ACTION_ENVIRON) == 0
     assert capsys.readouterr().out == f"{COMMIT}\n"
     # Gamma and prod are read through the pipeline's plan role, then each stage's plan role.
     # Under the one session name the plan role admits operators with.

@@ -31,7 +31,7 @@ REGION = "eu-west-1"
 MAX_FIRST_DEPLOY_EXECUTIONS = 12
 ADMINISTRATOR_ROLE = "Administrator"
 # The pipeline stage that plans, approves and applies prod. Its approval needs a person for every release that
-# changes prod (stages.prod.approval_before_apply); a person's approvals are counted by the stage they are in.
+# changes prod (StageConfig.approval_before_apply: the last stage); a person's approvals are counted by the stage they are in.
 PROD_STAGE = "Prod"
 # Who releases a change again ("Release change", StartPipelineExecution): the administrator, in the pipeline's account.
 OPERATOR = f"arn:aws:sts::{ACCOUNTS['beta']}:assumed-role/{ADMINISTRATOR_ROLE}/operator"
@@ -458,12 +458,9 @@ def main(argv: list[str] | None = None) -> int:
 # An attacker with push access to the branch, one commit each; a reviewer rejects what a summary flags.
 ATTACKS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "attack: prod approval off": (
-        "cdktf.json: prod deploys without an approval",
-        edit(
-            "cdktf.json",
-            '"domain_name": "canvalo.example.com"',
-            '"domain_name": "canvalo.example.com",\n        "approval_before_apply": false',
-        ),
+        # No setting turns it off (it is derived: the last stage), so the commit edits the rule itself.
+        "config: prod deploys without an approval",
+        edit("stacks/config.py", "        return self.name == STAGE_NAMES[-1]\n", "        return False\n"),
     ),
     "attack: widen a role": (
         "backend: the task role may do anything with S3",

@@ -4,6 +4,11 @@
 stage's bundle comes from that stage's configuration (`StageConfig.api_url`), never from a hand-set
 variable: "" for beta and gamma (same origin, CloudFront sends `/api/*` to the ALB), `https://api.<domain>`
 for prod. An unknown stage or a bad configuration ends with one line on stderr and exit status 2.
+
+It loads the configuration (cdktf.json and `CANVALO_*`) itself, as the synth does: it runs where the commit's
+own code runs, in Build (`make frontend`, beside `make synth`), in the post-deploy tests (smoke.yml, with the
+same settings Build had) and on a laptop, never in a pipeline-owned action, so it is not part of the pinned
+toolkit (modules/pipeline_toolkit.py).
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from stacks.config import STAGE_NAMES, ConfigError, ProjectConfig, load_from_environment
+from names import STAGE_NAMES
+from stacks.config import ConfigError, ProjectConfig, load_from_environment
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +36,7 @@ def render(environment: Mapping[str, str]) -> str:
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.frontend_env", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.frontend_env", description=__doc__.splitlines()[0])
     parser.add_argument("stage", help=f"one of {', '.join(STAGE_NAMES)}")
     args = parser.parse_args(argv)
     try:

@@ -1,11 +1,11 @@
-"""`python -m pipelines.frontend_env <stage>`: the build environment of a stage's frontend, from its config."""
+"""`python -m tools.frontend_env <stage>`: the build environment of a stage's frontend, from its config."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipelines.frontend_env import main
 from tests.support.config import hermetic_environment
+from tools.frontend_env import main
 
 
 def exports(capsys: pytest.CaptureFixture[str], *argv: str, **environ: str) -> tuple[int, str, str]:
