@@ -1,5 +1,6 @@
 """`make rehearse`: from empty accounts to prod, then a no-op commit, an output change, a pipeline change,
-a failure and its retry; each through the synthesized pipeline's own actions. Exits 1 unless every
+executions in flight together (two pushes close together, a push or a pipeline change while prod waits for
+its approval), a failure and its retry; each through the synthesized pipeline's own actions. Exits 1 unless every
 scenario ends as expected. A scenario that a known defect breaks is expected to fail with that defect's
 words (like a strict xfail): it counts as unexpected once it passes, so the fix must update it.
 """
