@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -9,12 +10,15 @@ import pytest
 
 from modules.pipeline import DOCUMENTATION_PATHS
 from modules.pipeline_toolkit import TOOLKIT_PATHS
+from stacks.config import load_project_config
 from tools.rehearse.__main__ import (
     A_NEW_IMAGE,
     ACCOUNTS,
+    ANOTHER_NEW_IMAGE,
     ATTACKS,
     DEPLOYS_NOTHING,
     DOCUMENTATION_ONLY,
+    GAMMA_BAKES_LONGER,
     LATER_SCENARIOS,
     Expectation,
     Outcome,
@@ -115,3 +119,24 @@ def test_the_commit_that_deploys_nothing_starts_the_pipeline_and_the_documentati
     image_inputs = (REPOSITORY / "pipelines" / "image_tag.sh").read_text().split("find ", 1)[1].split("-type", 1)[0]
     assert ".gitignore" not in image_inputs.split()
     assert not {".gitignore", "."} & set(TOOLKIT_PATHS), "a file at the root is in the toolkit only if named"
+
+
+@pytest.mark.req("R4.4")
+def test_the_pipeline_change_in_flight_still_changes_gammas_bake_and_the_releases_still_change_the_image(
+    tmp_path: Path,
+) -> None:
+    """The QUEUED scenarios' edits must apply: two releases under app/ (new image tags), and a stage setting that
+    only the pipeline's definition reads (gamma's Bake action), which the loader accepts."""
+    for tracked in ("cdktf.json", "app/__init__.py", "app/main.py"):
+        (tmp_path / tracked).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPOSITORY / tracked, tmp_path / tracked)
+    GAMMA_BAKES_LONGER(tmp_path)
+    A_NEW_IMAGE(tmp_path)
+    ANOTHER_NEW_IMAGE(tmp_path)
+    for tracked in ("cdktf.json", "app/__init__.py", "app/main.py"):
+        assert (tmp_path / tracked).read_text() != (REPOSITORY / tracked).read_text(), tracked
+    context = json.loads((tmp_path / "cdktf.json").read_text())["context"]
+    assert load_project_config(context, {}).stage("gamma").bake_minutes == 20
+    names = list(LATER_SCENARIOS)
+    queued = ("two pushes seconds apart", "push while prod waits for approval", "pipeline change in flight")
+    assert all(name in names for name in queued)

@@ -1,5 +1,6 @@
 """`make rehearse`: from empty accounts to prod, then a no-op commit, an output change, a pipeline change,
-a failure and its retry; each through the synthesized pipeline's own actions. Exits 1 unless every
+executions in flight together (two pushes close together, a push or a pipeline change while prod waits for
+its approval), a failure and its retry; each through the synthesized pipeline's own actions. Exits 1 unless every
 scenario ends as expected. A scenario that a known defect breaks is expected to fail with that defect's
 words (like a strict xfail): it counts as unexpected once it passes, so the fix must update it.
 """
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from names import deployed_commit_parameter
 from tools.rehearse.codebuild import Machine, StandIn
 from tools.rehearse.pipeline import Execution, Pipeline, Services, Step
 from tools.rehearse.terraform import trust_allows
@@ -672,6 +674,186 @@ def pipeline_change(rehearsal: Rehearsal) -> tuple[bool, str]:
     )
 
 
+# A second new image (pipelines/image_tag.sh hashes app/), so a second release that changes every stage's plan.
+ANOTHER_NEW_IMAGE = append("app/main.py", "# rehearsal: one more release\n")
+# A change of the CodePipeline itself that is not broadening (pipelines/plan_summary.py): gamma's Bake action's
+# BAKE_MINUTES. The drift schedule that "pipeline change" edits is not the aws_codepipeline, so it cancels nothing.
+GAMMA_BAKES_LONGER = edit(
+    "cdktf.json", '"account_id": "222222222222"', '"account_id": "222222222222",\n        "bake_minutes": 20'
+)
+
+
+def holding_prod(stage: str, message: str) -> bool | None:
+    """A person who has not answered prod's approval yet (the rehearsal answers through Pipeline.decide) and
+    approves any other question at once."""
+    return None if stage == PROD_STAGE else True
+
+
+def prod_deployed_commit(world: World) -> str:
+    """The commit prod's last successful Apply recorded (`make status` and drift read it)."""
+    ssm = world.client(ACCOUNTS["beta"], "ssm")
+    return str(ssm.get_parameter(Name=deployed_commit_parameter("canvalo", "prod"))["Parameter"]["Value"])
+
+
+def push_all(rehearsal: Rehearsal, *commits: str) -> list[Execution]:
+    """Pushes, one right after the other, none waiting for the executions the ones before started."""
+    started = []
+    for commit in commits:
+        execution = rehearsal.pipeline.push(commit)
+        if execution is None:
+            raise ScenarioError(f"the push of {commit[:10]} started no execution: {rehearsal.steps[-1].detail}")
+        started.append(execution)
+    return started
+
+
+def step_at(rehearsal: Rehearsal, since: int, execution: Execution, stage: str, action: str) -> int:
+    """Where in the timeline (from `since` on) the execution's action succeeded; -1 when it never did."""
+    for index, step in enumerate(rehearsal.steps[since:], start=since):
+        if (step.execution, step.stage, step.action, step.result) == (execution.id[:8], stage, action, "Succeeded"):
+            return index
+    return -1
+
+
+def failed_since(rehearsal: Rehearsal, since: int) -> list[str]:
+    return [
+        f"{s.execution} {s.stage}/{s.action}: {s.detail[:120]}" for s in rehearsal.steps[since:] if s.result == "Failed"
+    ]
+
+
+def land_in_flight(rehearsal: Rehearsal) -> None:
+    """After a scenario that failed half-way: a person approves whatever still waits, so that the next scenario
+    starts with nothing in flight."""
+    rehearsal.pipeline.reviewer = lambda stage, text: True
+    for flight in list(rehearsal.pipeline.flights):
+        if flight.execution.awaiting_person is not None:
+            rehearsal.pipeline.decide(flight.execution, True)
+    rehearsal.pipeline.run_queue()
+
+
+def in_prod_order(rehearsal: Rehearsal, since: int, older: Execution, newer: Execution) -> list[str]:
+    """What is wrong with the order prod saw: the older applied first, the newer planned only after that."""
+    older_apply = step_at(rehearsal, since, older, PROD_STAGE, "Apply")
+    newer_plan, newer_apply = (step_at(rehearsal, since, newer, PROD_STAGE, action) for action in ("Plan", "Apply"))
+    if -1 in (older_apply, newer_plan, newer_apply) or not older_apply < newer_plan < newer_apply:
+        return [
+            f"expected prod applied by {older.id[:8]} (step {older_apply}), then planned (step {newer_plan}) and "
+            f"applied (step {newer_apply}) by {newer.id[:8]}"
+        ]
+    return []
+
+
+def two_pushes_seconds_apart(rehearsal: Rehearsal) -> tuple[bool, str]:
+    """Two commits that each change every stage's plan (a new image), pushed one right after the other: both
+    executions are in flight at once, stage by stage (the newer plans beta while the older is further on), both
+    reach prod, the older first; no action fails (no stale saved plan, no state lock), prod ends on the newer."""
+    since = len(rehearsal.steps)
+    older_commit = rehearsal.commit("app: a release pushed first", A_NEW_IMAGE)
+    newer_commit = rehearsal.commit("app: a release pushed seconds later", ANOTHER_NEW_IMAGE)
+    older, newer = push_all(rehearsal, older_commit, newer_commit)
+    runs = rehearsal.pipeline.run_queue()
+    problems = []
+    if [(r.id, r.status) for r in runs] != [(older.id, "Succeeded"), (newer.id, "Succeeded")]:
+        problems.append(f"expected both executions to succeed, older first; got {[r.status for r in runs]}")
+    problems += [f"failed: {line}" for line in failed_since(rehearsal, since)]
+    # Both in flight at once: the newer planned beta before the older planned prod.
+    newer_beta, older_prod = (
+        step_at(rehearsal, since, newer, "Beta", "Plan"),
+        step_at(rehearsal, since, older, PROD_STAGE, "Plan"),
+    )
+    if newer_beta == -1 or older_prod == -1 or newer_beta > older_prod:
+        problems.append(
+            f"expected the newer to plan Beta (step {newer_beta}) before the older planned Prod ({older_prod})"
+        )
+    problems += in_prod_order(rehearsal, since, older, newer)
+    deployed = prod_deployed_commit(rehearsal.world)
+    if deployed != newer_commit:
+        problems.append(f"prod records {deployed[:10]}, not the newer commit {newer_commit[:10]}")
+    if not problems:
+        print(
+            f"{'':<9} {newer.id[:8]} planned Beta (step {newer_beta}) before {older.id[:8]} planned Prod (step {older_prod})"
+        )
+    return not problems, "; ".join(problems)
+
+
+def push_while_prod_waits(rehearsal: Rehearsal) -> tuple[bool, str]:
+    """An execution waits at prod's approval for a person; a second push runs through beta and gamma and waits
+    before Prod, which the first holds; the person approves the first, which applies; then the second plans prod
+    afresh, is approved and applied. Prod ends on the second commit; no action fails."""
+    since, approvals = len(rehearsal.steps), rehearsal.pipeline.approvals[PROD_STAGE]
+    rehearsal.pipeline.reviewer = holding_prod
+    try:
+        (first,) = push_all(rehearsal, rehearsal.commit("app: a release prod waits on", A_NEW_IMAGE))
+        rehearsal.pipeline.run_queue()
+        second_commit = rehearsal.commit("app: a release pushed while prod waits", ANOTHER_NEW_IMAGE)
+        (second,) = push_all(rehearsal, second_commit)
+        rehearsal.pipeline.run_queue()
+        problems = []
+        if first.awaiting_person != (PROD_STAGE, "Approve") or first.stage_in_progress != PROD_STAGE:
+            problems.append(f"expected {first.id[:8]} to wait in {PROD_STAGE} for a person; it is {first.status}")
+        if ("Gamma", "Apply") not in second.done_actions or second.waiting_for != PROD_STAGE:
+            problems.append(
+                f"expected {second.id[:8]} through Gamma and waiting before {PROD_STAGE}; it is {second.status}, "
+                f"waiting for {second.waiting_for or 'nothing'}, done {sorted(second.done_actions)[-1:]}"
+            )
+        if not problems:
+            print(f"{'':<9} {second.id[:8]} went through Gamma and waits before {PROD_STAGE}, held by {first.id[:8]}")
+        rehearsal.pipeline.reviewer = lambda stage, text: True
+        rehearsal.pipeline.decide(first, True)
+        runs = rehearsal.pipeline.run_queue()
+    finally:
+        land_in_flight(rehearsal)
+    if [(r.id, r.status) for r in runs] != [(first.id, "Succeeded"), (second.id, "Succeeded")]:
+        problems.append(f"expected both executions to succeed, the first first; got {[r.status for r in runs]}")
+    problems += [f"failed: {line}" for line in failed_since(rehearsal, since)]
+    problems += in_prod_order(rehearsal, since, first, second)
+    if rehearsal.pipeline.approvals[PROD_STAGE] - approvals != 2:
+        problems.append(
+            f"expected two prod approvals by a person, got {rehearsal.pipeline.approvals[PROD_STAGE] - approvals}"
+        )
+    deployed = prod_deployed_commit(rehearsal.world)
+    if deployed != second_commit:
+        problems.append(f"prod records {deployed[:10]}, not the second commit {second_commit[:10]}")
+    return not problems, "; ".join(problems)
+
+
+def pipeline_change_in_flight(rehearsal: Rehearsal) -> tuple[bool, str]:
+    """An execution waits at prod's approval; a push that changes the CodePipeline itself runs UpdatePipeline,
+    which applies it: the waiting execution is Cancelled (AWS's status for an update in flight), the updating one
+    stops itself, and the restart delivers the branch head, which holds both commits, to prod."""
+    since = len(rehearsal.steps)
+    rehearsal.pipeline.reviewer = holding_prod
+    try:
+        (waiting,) = push_all(
+            rehearsal, rehearsal.commit("app: a release waiting when the pipeline changes", A_NEW_IMAGE)
+        )
+        rehearsal.pipeline.run_queue()
+        held = waiting.awaiting_person == (PROD_STAGE, "Approve")
+        rehearsal.pipeline.reviewer = lambda stage, text: True
+        head = rehearsal.commit("cdktf.json: gamma bakes 20 minutes (changes the pipeline)", GAMMA_BAKES_LONGER)
+        (changing,) = push_all(rehearsal, head)
+        runs = rehearsal.pipeline.run_queue()
+    finally:
+        land_in_flight(rehearsal)
+    restarts = [r for r in runs if r.trigger[0] == "StartPipelineExecution"]
+    problems = [] if held else [f"expected {waiting.id[:8]} to wait at {PROD_STAGE}'s approval first"]
+    if (waiting.status, changing.status) != ("Cancelled", "Stopped"):
+        problems.append(
+            f"expected the waiting execution Cancelled and the updating one Stopped; got {waiting.status}, {changing.status}"
+        )
+    if [(r.commit, r.status) for r in restarts] != [(head, "Succeeded")]:
+        problems.append(
+            f"expected one restart of the head {head[:10]} to succeed; got {[(r.commit[:10], r.status) for r in restarts]}"
+        )
+    problems += [f"failed: {line}" for line in failed_since(rehearsal, since)]
+    deployed = prod_deployed_commit(rehearsal.world)
+    if deployed != head:
+        problems.append(f"prod records {deployed[:10]}, not the head {head[:10]}")
+    if not problems:
+        cancelled = [s for s in rehearsal.steps[since:] if s.result == "Cancelled"]
+        print(f"{'':<9} {waiting.id[:8]} {cancelled[0].result.lower()} in {cancelled[0].stage}: {cancelled[0].detail}")
+    return not problems, "; ".join(problems)
+
+
 def failure_and_retry(rehearsal: Rehearsal) -> tuple[bool, str]:
     """Beta's post-deploy tests fail once, gamma's Apply fails once after applying; each retried."""
     (rehearsal.root / "faults" / "smoke-beta").write_text("fail once")
@@ -945,6 +1127,9 @@ LATER_SCENARIOS: dict[str, Callable[[Rehearsal], tuple[bool, str]]] = {
     "closed window": closed_window,
     "output change": output_change,
     "pipeline change": pipeline_change,
+    "two pushes seconds apart": two_pushes_seconds_apart,
+    "push while prod waits for approval": push_while_prod_waits,
+    "pipeline change in flight": pipeline_change_in_flight,
     "failure and retry": failure_and_retry,
     "bad release": bad_release,
     "smoke failure in prod": smoke_failure_in_prod,

@@ -7,22 +7,46 @@ calls (GetPipelineExecution, StartPipelineExecution, StopPipelineExecution, GetP
 PutApprovalResult, ListActionExecutions) reach this module's server on 127.0.0.1, which also hands each
 build its role's credentials as CodeBuild's container endpoint does.
 
+Several executions are in flight at once, as QUEUED mode runs them: "it enters one stage at a time and locks
+the stage while all action executions in the stage are running"
+(https://docs.aws.amazon.com/codepipeline/latest/userguide/pipelines-stop.html); "executions are processed
+one by one in the order that they are queued"
+(https://docs.aws.amazon.com/codepipeline/latest/userguide/concepts-how-it-works.html). `Pipeline.run_queue`
+is a step-wise scheduler: in each round every execution in flight, oldest first, makes one move (runs its
+next action, or enters its next stage when no other execution holds it); an execution that finished a stage
+unlocks it and waits before the next one, InProgress, until that stage is free, and the oldest waiting one
+enters first. A manual approval waiting for a person holds its stage. So a newer execution plans Beta while
+an older one is in Gamma, and waits before Prod while the older waits there for its approval.
+
+A pipeline update (the `pipeline` stack's applied `aws_codepipeline` changed, by UpdatePipeline or by an
+administrator) cancels every execution in flight that started on the previous definition: status
+`Cancelled`, "The pipeline's definition was updated before the pipeline execution could be completed"
+(https://docs.aws.amazon.com/codepipeline/latest/APIReference/API_PipelineExecution.html). AWS does not say
+what becomes of an action running at that moment; the rehearsal lets it complete (the only one that can be
+running is the build that applied the update), and cancels its execution after it unless that build stopped
+it meanwhile (the self-update stops its own with abandon: Stopped). A person's approval in progress is
+dropped with its execution: its token answers nothing. Executions started after the update run on the new
+definition.
+
 What the model cannot show:
+- Real time. Actions take no time relative to each other: one action runs at a time (a round interleaves
+  executions action by action), so two builds never overlap and a CodeBuild action of one execution never
+  runs while another's is half done. Each round gives every execution one move, as if all actions took the
+  same time.
 - CodePipeline runs the actions of one run order concurrently. Here a run order's CodeBuild actions run one
   after another, then its approvals are settled: an approval not answered by then (through
-  PutApprovalResult, as Review does) is put to `Pipeline.reviewer`, the person. A build that waits for a
-  person's answer would wait forever here; none does (Review answers or leaves the approval alone).
+  PutApprovalResult, as Review does) is put to `Pipeline.reviewer`, the person, who answers at once or
+  (None) later, through `Pipeline.decide`, while the execution holds the stage.
 - A failed action fails its stage at once, and an approval of the same run order still unanswered is dropped;
   "Retry failed actions" asks it again, with a new token. CodePipeline lets the other in-progress actions
-  of the stage finish first.
-- In QUEUED mode CodePipeline locks each stage, not the pipeline: a newer execution may plan Beta while an
-  older one waits for its Prod approval. Here one execution runs to its end before the next starts, so the
-  order of releases is the same but no two executions are ever in flight together.
+  of the stage finish first. A failed execution unlocks its stage; whether AWS lets a newer execution enter
+  it before the failed one is retried is not modelled (no scenario retries with another in flight).
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import itertools
 import json
 import re
@@ -33,7 +57,7 @@ import time
 import uuid
 import zipfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,6 +83,8 @@ APPROVER_ROLE = "canvalo-release-approver"
 ONE_HOUR = datetime.timedelta(hours=1)
 # What an execution's trigger says when a push started it, as GetPipelineExecution reports it.
 PUSHED = ("Webhook", "push")
+# Why an update of the pipeline ends an execution, in the words of AWS's PipelineExecution status `Cancelled`.
+CANCELLED = "the pipeline's definition was updated before the pipeline execution could be completed"
 
 
 @dataclass(frozen=True)
@@ -98,13 +124,25 @@ class Definition:
         return sources[0].configuration.get("BranchName", "") if sources else ""
 
 
-def read_definition(world: World, stack: str = "pipeline") -> Definition:
-    """The pipeline as the `pipeline` stack's state says it was last applied."""
-    resources = world.read_state(stack)["resources"]
+def applied_pipeline(world: World, stack: str = "pipeline") -> tuple[dict[str, Any], dict[str, Any]]:
+    """The `pipeline` stack's state resources and its aws_codepipeline's configuration, as last applied."""
+    resources: dict[str, Any] = world.read_state(stack)["resources"]
     pipelines = [r for address, r in resources.items() if address.startswith("aws_codepipeline.")]
     if not pipelines:
         raise RuntimeError("the pipeline stack's state holds no aws_codepipeline: deploy the pipeline stack first")
-    pipeline = pipelines[0]["config"]
+    return resources, pipelines[0]["config"]
+
+
+def definition_version(world: World) -> str:
+    """A fingerprint of the applied pipeline definition: it changes exactly when an update would cancel the
+    executions in flight (the aws_codepipeline's own configuration; a CodeBuild project's change does not)."""
+    _, pipeline = applied_pipeline(world)
+    return hashlib.sha256(json.dumps(pipeline, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_definition(world: World, stack: str = "pipeline") -> Definition:
+    """The pipeline as the `pipeline` stack's state says it was last applied."""
+    resources, pipeline = applied_pipeline(world, stack)
     stages = []
     entry: dict[str, EntryCondition] = {}
     for stage in pipeline["stage"]:
@@ -185,6 +223,24 @@ class Execution:
     # What PutApprovalResult answered each approval (Pipeline.settle reads it); a retry puts the approval in
     # progress again, with a new token, and forgets the old answer.
     answers: dict[tuple[str, str], ApprovalAnswer] = field(default_factory=dict)
+    # The applied pipeline definition the execution started on (definition_version): an update cancels it.
+    version: str = ""
+    # The index of the stage it is in, or enters next (where a retry resumes).
+    position: int = 0
+    # The stage it waits before, InProgress, while another execution holds it ("" when it does not wait).
+    waiting_for: str = ""
+    # The approval waiting for a person's answer (Pipeline.decide), which holds the stage meanwhile.
+    awaiting_person: tuple[str, str] | None = None
+    # A person's answers, (stage, action) -> approved, until the approval is settled.
+    decisions: dict[tuple[str, str], bool] = field(default_factory=dict)
+
+
+@dataclass
+class Flight:
+    """An execution in flight: the moves it has left to make (Pipeline._fly)."""
+
+    execution: Execution
+    steps: Generator[bool, None, None]
 
 
 def api_error(kind: str, message: str) -> tuple[int, dict[str, Any]]:
@@ -206,6 +262,8 @@ class Services:
         self.calling_action: str = ""
         # The pipeline the executions belong to, once one ran; PutApprovalResult for another is refused.
         self.pipeline_name: str = ""
+        # The applied definition's fingerprint now: what an execution StartPipelineExecution starts runs on.
+        self.version: Callable[[], str] = lambda: definition_version(world)
         services = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -278,7 +336,12 @@ class Services:
         revisions = request.get("sourceRevisions") or []
         commit = revisions[0]["revisionValue"] if revisions else ""
         # CodePipeline records who started an execution as the caller's session ARN.
-        execution = Execution(id=new_execution_id(), commit=commit, trigger=("StartPipelineExecution", self.caller))
+        execution = Execution(
+            id=new_execution_id(),
+            commit=commit,
+            trigger=("StartPipelineExecution", self.caller),
+            version=self.version(),
+        )
         self.executions[execution.id] = execution
         self.queue.append(execution)
         return 200, {"pipelineExecutionId": execution.id}
@@ -360,6 +423,12 @@ class Services:
         execution = self.executions.get(request.get("pipelineExecutionId", ""))
         if execution is None:
             return api_error("PipelineExecutionNotStoppableException", "no such execution")
+        if execution.status != "InProgress":
+            # https://docs.aws.amazon.com/codepipeline/latest/APIReference/API_StopPipelineExecution.html
+            return api_error(
+                "PipelineExecutionNotStoppableException",
+                f"execution {execution.id} is {execution.status}, no longer in progress",
+            )
         execution.status = "Stopping"
         execution.stopped_reason = str(request.get("reason") or "")
         return 200, {"pipelineExecutionId": execution.id}
@@ -398,7 +467,8 @@ class Pipeline:
         # A person's approvals, by stage (Review's are not counted); `reviewer` is the person: (stage, the
         # approval's message) -> approve? `approver` is the session ARN CodePipeline records for them.
         self.approvals: Counter[str] = Counter()
-        self.reviewer: Callable[[str, str], bool] = lambda stage, message: True
+        # None: the person has not answered yet (the execution waits, holding its stage, until `decide`).
+        self.reviewer: Callable[[str, str], bool | None] = lambda stage, message: True
         self.approver = f"arn:aws:sts::{world.accounts['beta']}:assumed-role/{APPROVER_ROLE}/reviewer"
         # The branch head as the pipeline last heard of it (a push or a release): what a push is compared with.
         self.branch_head: str | None = None
@@ -406,11 +476,15 @@ class Pipeline:
         self.keep = keep
         self.cleaner = ThreadPoolExecutor(max_workers=1)
         self.pending: list[Future[None]] = []
+        # The executions in flight, oldest first, and the applied definition's fingerprint as last seen.
+        self.flights: list[Flight] = []
+        self.version_seen: str | None = None
+        services.version = self.definition_version
 
     def push(self, commit: str) -> Execution | None:
         """GitHub's push of the branch to `commit`, through the applied trigger: an execution queued, or None
         (and a NotStarted step saying which filter) when the trigger starts none for the files it changes."""
-        definition = read_definition(self.world)
+        definition = self.applied_definition()
         branch = definition.source_branch
         files = self.changed_files(commit)
         self.branch_head = commit
@@ -427,7 +501,7 @@ class Pipeline:
         return self.start(commit, ("StartPipelineExecution", by))
 
     def start(self, commit: str, trigger: tuple[str, str]) -> Execution:
-        execution = Execution(id=new_execution_id(), commit=commit, trigger=trigger)
+        execution = Execution(id=new_execution_id(), commit=commit, trigger=trigger, version=self.definition_version())
         self.services.executions[execution.id] = execution
         self.services.queue.append(execution)
         return execution
@@ -443,27 +517,108 @@ class Pipeline:
         return [path for path in listed.split("\0") if path]
 
     def run_queue(self) -> list[Execution]:
-        finished = []
+        """Run the executions in flight, and those started meanwhile, until none can move: each has ended, or
+        waits for a person (`decide`) or behind one that does. Returns the executions that ended during this
+        call, in the order they started. See the module's docstring for the rounds and the stage locks."""
+        ended: list[Execution] = []
+        while True:
+            self._board()
+            moved = False
+            for flight in list(self.flights):
+                if flight in self.flights:
+                    moved = self._move(flight, ended) or moved
+            if not moved and not self.services.queue:
+                order = list(self.services.executions)
+                return sorted(ended, key=lambda execution: order.index(execution.id))
+
+    def _board(self) -> None:
+        """Executions started since the last round (a push, a release, StartPipelineExecution) join the flights."""
         while self.services.queue:
             execution = self.services.queue.pop(0)
-            self.run(execution)
-            finished.append(execution)
-        return finished
+            self.flights.append(Flight(execution, self._fly(execution, execution.position)))
 
-    def run(self, execution: Execution) -> None:
-        """Every stage in order until one fails or the execution is stopped; then the next execution may start
-        (one at a time: see the module's docstring)."""
-        definition = read_definition(self.world)
+    def _move(self, flight: Flight, ended: list[Execution]) -> bool:
+        """One move of one execution: whether it did anything (ran an action, entered or ended a stage)."""
+        execution = flight.execution
+        if execution.status == "Stopping":
+            # Stopped between actions (nothing of it is running here): it ends now, whether abandon or not.
+            self._land(flight, ended, "Stopped", execution.stopped_reason)
+            return True
+        try:
+            moved = next(flight.steps)
+        except StopIteration:
+            self.flights.remove(flight)
+            ended.append(execution)
+            moved = True
+        if moved:
+            self._cancel_outdated(ended)
+        return moved
+
+    def _land(self, flight: Flight, ended: list[Execution], status: str, why: str) -> None:
+        """End an execution that is not running an action: its stage (and any approval token) is released."""
+        execution = flight.execution
+        where = execution.stage_in_progress or f"(before {execution.waiting_for or 'its next stage'})"
+        flight.steps.close()
+        execution.status = status
+        execution.waiting_for = ""
+        self.flights.remove(flight)
+        ended.append(execution)
+        self.record(Step(execution.id[:8], where, "(execution)", 0.0, status, why))
+
+    def _cancel_outdated(self, ended: list[Execution]) -> None:
+        """After an update of the pipeline's definition, every execution in flight that started on the previous one
+        is Cancelled (the action that applied the update has completed by now)."""
+        current = self.definition_version()
+        if current == self.version_seen:
+            return
+        self.version_seen = current
+        # Started but not yet in a round (queued before its Source) is in flight too, as AWS counts it.
+        self._board()
+        for flight in [f for f in self.flights if f.execution.version != current]:
+            self._land(flight, ended, "Cancelled", CANCELLED)
+
+    def definition_version(self) -> str:
+        return definition_version(self.world)
+
+    def applied_definition(self) -> Definition:
+        return read_definition(self.world)
+
+    def _fly(self, execution: Execution, start: int) -> Generator[bool, None, None]:
+        """An execution from stage `start` on: every stage in order, each entered once no other execution holds
+        it, until one fails or the execution is stopped. Yields after each move: True when it did something,
+        False when it only waited."""
+        definition = self.applied_definition()
         self.services.pipeline_name = definition.name
         execution.status = "InProgress"
-        for stage, actions in definition.stages:
-            if not self.run_stage(definition, execution, stage, actions):
+        for index in range(start, len(definition.stages)):
+            stage, actions = definition.stages[index]
+            execution.position = index
+            while (holder := self.holder(stage)) is not None:
+                if execution.waiting_for != stage:
+                    execution.waiting_for = stage
+                    self.record(Step(execution.id[:8], stage, "(stage)", 0.0, "Waiting", f"locked by {holder[:8]}"))
+                yield False
+            execution.waiting_for = ""
+            if not (yield from self.run_stage(definition, execution, stage, actions)):
                 return
         execution.status = "Succeeded"
 
-    def run_stage(self, definition: Definition, execution: Execution, stage: str, actions: list[Action]) -> bool:
+    def holder(self, stage: str) -> str | None:
+        """The execution holding `stage` (its actions running, an approval waiting), if any."""
+        held = [f.execution.id for f in self.flights if f.execution.stage_in_progress == stage]
+        return held[0] if held else None
+
+    def decide(self, execution: Execution, approved: bool) -> None:
+        """A person's answer to the approval `execution` waits on (the reviewer said None: not yet)."""
+        if execution.awaiting_person is None:
+            raise RuntimeError(f"execution {execution.id[:8]} waits for no person's approval")
+        execution.decisions[execution.awaiting_person] = approved
+
+    def run_stage(
+        self, definition: Definition, execution: Execution, stage: str, actions: list[Action]
+    ) -> Generator[bool, None, bool]:
         """Enter the stage (its entry condition may wait for a window), then its actions by run order; False
-        when the execution ends here (failed or stopped)."""
+        when the execution ends here (failed or stopped). The stage is held until it returns or is closed."""
         entered, why = self.enter(definition, execution, stage)
         if not entered:
             self.record(Step(execution.id[:8], stage, "(stage)", 0.0, "Failed", why))
@@ -472,19 +627,23 @@ class Pipeline:
         execution.entered[stage] = self.clock.now()
         execution.stage_in_progress = stage
         try:
-            return all(
-                self.run_group(definition, execution, list(group))
-                for _, group in itertools.groupby(actions, key=lambda action: action.run_order)
-            )
+            for _, group in itertools.groupby(actions, key=lambda action: action.run_order):
+                if not (yield from self.run_group(definition, execution, list(group))):
+                    return False
+            return True
         finally:
             # Whatever ended the stage, no approval of it is still in progress (its token answers nothing now).
             execution.stage_in_progress = ""
             execution.pending.clear()
+            execution.awaiting_person = None
 
-    def run_group(self, definition: Definition, execution: Execution, group: list[Action]) -> bool:
+    def run_group(
+        self, definition: Definition, execution: Execution, group: list[Action]
+    ) -> Generator[bool, None, bool]:
         """One run order of a stage: its approvals are put in progress first (each with a fresh token), so that a
         build beside them (Review) can answer one; then its CodeBuild actions run; then each approval is
-        settled. False when the execution ends here. Actions done already (a retry) are not run again."""
+        settled, after a person's answer if it needs one. False when the execution ends here. Actions done
+        already (a retry) are not run again."""
         todo = [action for action in group if (action.stage, action.name) not in execution.done_actions]
         approvals = [action for action in todo if action.category == "Approval"]
         for approval in approvals:
@@ -492,9 +651,34 @@ class Pipeline:
             execution.answers.pop(key, None)
             execution.pending[key] = str(uuid.uuid4())
         for action in todo:
-            if action.category != "Approval" and not self.run_step(definition, execution, action):
+            if action.category == "Approval":
+                continue
+            if not self.run_step(definition, execution, action):
                 return False
-        return all(self.run_step(definition, execution, approval) for approval in approvals)
+            yield True
+        for approval in approvals:
+            yield from self.ask_person(execution, approval)
+            if not self.run_step(definition, execution, approval):
+                return False
+            yield True
+        return True
+
+    def ask_person(self, execution: Execution, action: Action) -> Generator[bool, None, None]:
+        """An approval no build answered goes to the person (`reviewer`); one who has not answered yet (None)
+        keeps the execution in its stage until `decide` gives the answer."""
+        key = (action.stage, action.name)
+        if key in execution.answers or key in execution.decisions:
+            return
+        message = self.substitute(action.configuration.get("CustomData", ""), execution)
+        decision = self.reviewer(action.stage, message)
+        if decision is not None:
+            execution.decisions[key] = decision
+            return
+        execution.awaiting_person = key
+        self.record(Step(execution.id[:8], action.stage, action.name, 0.0, "Waiting", f"for a person: {message[:120]}"))
+        while key not in execution.decisions:
+            yield False
+        execution.awaiting_person = None
 
     def run_step(self, definition: Definition, execution: Execution, action: Action) -> bool:
         """Run one action and record its step; False when it failed or the execution was stopped meanwhile."""
@@ -516,10 +700,13 @@ class Pipeline:
         return True
 
     def retry_failed(self, execution: Execution) -> None:
-        """CodePipeline's "Retry failed actions": the same execution, artifacts and variables."""
+        """CodePipeline's "Retry failed actions": the same execution, artifacts and variables, from the stage it
+        failed in (its actions done already are not run again); then the flights run until none can move."""
         if execution.status != "Failed":
             raise RuntimeError(f"execution {execution.id} did not fail: nothing to retry")
-        self.run(execution)
+        execution.status = "InProgress"
+        self.flights.append(Flight(execution, self._fly(execution, execution.position)))
+        self.run_queue()
 
     def _discard(self, folder: Path) -> None:
         """A finished build's copies (each with its own .venv and node_modules, hundreds of megabytes) go
@@ -589,7 +776,7 @@ class Pipeline:
 
     def settle(self, execution: Execution, action: Action) -> tuple[bool, str]:
         """The approval's outcome: the answer PutApprovalResult gave while it was in progress (Review's), else
-        the person's (`reviewer`), which alone counts in `approvals`."""
+        the person's (asked by `ask_person`), which alone counts in `approvals`."""
         key = (action.stage, action.name)
         execution.pending.pop(key, None)
         answer = execution.answers.get(key)
@@ -599,7 +786,7 @@ class Pipeline:
             execution.approvers[key] = answer.by
             return True, f"approved by {answer.through} ({answer.by}): {answer.summary[:160]}"
         message = self.substitute(action.configuration.get("CustomData", ""), execution)
-        if not self.reviewer(action.stage, message):
+        if not execution.decisions.pop(key, False):
             return False, f"rejected by the rehearsal (a person): {message[:160]}"
         self.approvals[action.stage] += 1
         execution.approvers[key] = self.approver
