@@ -414,7 +414,16 @@ def run_prod(
         execution.variables = {"SourceVariables": {"CommitId": "c0ffee"}, "ProdPlan": {"PLAN_HEADLINE": "1 to change"}}
         pipeline.services.executions[execution.id] = execution
         (stage, actions), *_ = PROD_DEFINITION.stages
-        pipeline.run_stage(PROD_DEFINITION, execution, stage, actions)
+        # The stage runs as the scheduler drives it (Pipeline.run_queue), move by move; every answer here is
+        # given at once, so it ends within a few moves.
+        moves = pipeline.run_stage(PROD_DEFINITION, execution, stage, actions)
+        for _ in range(100):
+            try:
+                next(moves)
+            except StopIteration:
+                break
+        else:
+            raise AssertionError("the stage did not end within 100 moves")
     return pipeline, execution, steps, asked
 
 
