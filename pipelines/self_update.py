@@ -42,6 +42,12 @@ PIPELINE_STACK = "pipeline"
 # The pipeline's source action and its output artifact (modules/pipeline.py SOURCE_ACTION, SOURCE_ARTIFACT).
 SOURCE_ACTION = "Source"
 STARTED_BY_API = "StartPipelineExecution"
+# StopPipelineExecution's refusal for an execution no longer in progress
+# (https://docs.aws.amazon.com/codepipeline/latest/APIReference/API_StopPipelineExecution.html).
+NOT_STOPPABLE = "PipelineExecutionNotStoppableException"
+# PipelineExecution statuses of an execution that ended; a pipeline update ends those in flight as `Cancelled`
+# (https://docs.aws.amazon.com/codepipeline/latest/APIReference/API_PipelineExecution.html).
+ENDED = frozenset({"Cancelled", "Stopped", "Failed", "Superseded", "Succeeded"})
 
 
 class SelfUpdateError(Exception):
@@ -66,6 +72,14 @@ def source_revision(codepipeline: CodePipelineClient, pipeline: str, execution_i
         raise SelfUpdateError(f"execution {execution_id} of {pipeline} has no {SOURCE_ACTION} revision to restart with")
     trigger = execution.get("trigger", {})
     return revisions[0]["revisionId"], trigger.get("triggerType", ""), trigger.get("triggerDetail", "")
+
+
+def ended_status(codepipeline: CodePipelineClient, pipeline: str, execution_id: str) -> str | None:
+    """The status of `execution_id` when it has ended, else None."""
+    status = codepipeline.get_pipeline_execution(pipelineName=pipeline, pipelineExecutionId=execution_id)[
+        "pipelineExecution"
+    ].get("status", "")
+    return status if status in ENDED else None
 
 
 def plan_pipeline_stack(terraform: Terraform, stack_dir: Path, plan_file: Path) -> StackPlan | None:
@@ -145,10 +159,17 @@ def self_update(
             pipelineName=pipeline, pipelineExecutionId=execution_id, abandon=True, reason=reason
         )
     except ClientError as error:
-        raise SelfUpdateError(
-            f"{reason}, but stopping this execution failed ({error.response['Error']['Code']}): "
-            "failing it so that the old definition deploys nothing"
-        ) from None
+        code = error.response["Error"]["Code"]
+        ended = ended_status(codepipeline, pipeline, execution_id) if code == NOT_STOPPABLE else None
+        if ended is None:
+            raise SelfUpdateError(
+                f"{reason}, but stopping this execution failed ({code}): "
+                "failing it so that the old definition deploys nothing"
+            ) from None
+        # AWS ends the executions in flight on a pipeline update itself (their status `Cancelled`): this one
+        # may be ended before it could stop itself, which is what stopping was for.
+        out(f"{reason}; this execution ({execution_id}) was already ended by the update ({ended})")
+        return 0
     out(f"{reason}; this execution ({execution_id}) is stopped")
     return 0
 

@@ -172,6 +172,30 @@ def test_when_stopping_fails_the_action_fails_naming_the_new_execution(
 
 
 @pytest.mark.req("R4.4")
+@pytest.mark.parametrize(("status", "succeeds"), [("Cancelled", True), ("InProgress", False)])
+def test_an_execution_the_update_already_cancelled_needs_no_stop(
+    aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str], status: str, succeeds: bool
+) -> None:
+    """AWS ends the executions in flight when the pipeline changes: if it ended this one before it could stop
+    itself, the restart already runs the branch head, and the action succeeds; an execution still running
+    that cannot be stopped fails the action, as before."""
+    aws.execution_is()
+    aws.restart_is_expected()
+    aws.pipeline_stub.add_client_error("stop_pipeline_execution", "PipelineExecutionNotStoppableException")
+    aws.pipeline_stub.add_response(
+        "get_pipeline_execution",
+        {"pipelineExecution": {"pipelineName": PIPELINE, "pipelineExecutionId": EXECUTION, "status": status}},
+        {"pipelineName": PIPELINE, "pipelineExecutionId": EXECUTION},
+    )
+    assert run(aws, tmp_path, FakeTerraform(plans={"pipeline": NEW_SCHEDULE})) == (0 if succeeds else 1)
+    captured = capsys.readouterr()
+    if succeeds:
+        assert f"this execution ({EXECUTION}) was already ended by the update (Cancelled)" in captured.out
+    else:
+        assert "PipelineExecutionNotStoppableException" in captured.err
+
+
+@pytest.mark.req("R4.4")
 def test_a_failed_apply_fails_the_action_and_restarts_nothing(aws: Aws, tmp_path: Path) -> None:
     aws.execution_is()
     fake = FakeTerraform(plans={"pipeline": NEW_SCHEDULE}, failures={("pipeline", "apply"): 1})
