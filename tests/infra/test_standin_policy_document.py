@@ -206,3 +206,18 @@ def test_the_engine_reads_the_document_through_the_standin(standin: Path, tmp_pa
     }
     shown = terraform_engine.planned_changes(tmp_path, configuration, standin)
     assert shown["planned_values"]["outputs"]["json"]["value"] == BASIC_JSON
+
+
+@pytest.mark.req("R10.3")
+def test_a_data_source_the_standin_cannot_fill_is_an_error_not_a_null() -> None:
+    block = {"attributes": {"arn": {"computed": True, "type": "string"}, "id": {"computed": True, "type": "string"}}}
+    account = data_sources.Account({"region": "eu-west-1", "allowed_account_ids": ["111111111111"]})
+    state = data_sources.read("aws_elb_service_account", block, {"arn": None, "id": None}, account)
+    assert state == {"arn": "arn:aws:iam::156460612806:root", "id": "156460612806"}
+    unfilled = {"attributes": {**block["attributes"], "owner": {"computed": True, "type": "string"}}}
+    with pytest.raises(data_sources.DataSourceError, match="fills no owner"):
+        data_sources.read("aws_elb_service_account", unfilled, {}, account)
+    with pytest.raises(data_sources.DataSourceError, match="reads no aws_vpc: add a reader"):
+        data_sources.read("aws_vpc", block, {}, account)
+    with pytest.raises(data_sources.DataSourceError, match="name exactly one account"):
+        data_sources.read("aws_secretsmanager_secret", {}, {"name": "x"}, data_sources.Account({"region": "eu-west-1"}))
