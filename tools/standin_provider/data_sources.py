@@ -3,9 +3,10 @@
 It replaces the real provider's ReadDataSource, which asks AWS. Only `aws_iam_policy_document` computes
 what the real one does, because the plan summary's IAM analysis reads the JSON it renders: `render_policy`
 follows hashicorp/terraform-provider-aws `internal/service/iam/policy_document_data_source.go` (read at
-commit 04e9356d7f06) and its model `policy_model.go` (at 084fd7bc4c3c) (Version 2012-10-17 unless set; Sid, Effect, Action, NotAction, Resource, NotResource,
-Principal, NotPrincipal, Condition in that order; one value a string, several sorted in reverse; `&{` read
-as `${`; Go's map order, sorted keys, for principals and conditions). The other types return fixed values
+commit 04e9356d7f06) and its model `policy_model.go` (at 084fd7bc4c3c): Version 2012-10-17 unless set;
+Sid, Effect, Action, NotAction, Resource, NotResource, Principal, NotPrincipal, Condition in that order;
+one value a string, several sorted in reverse; `&{` read as `${`; Go's map order, sorted keys, for
+principals and conditions. The other types return fixed values
 that stand for an account's (each table entry says which); they show nothing of the account itself
 (docs/fidelity.md).
 """

@@ -5,7 +5,8 @@ It replaces hashicorp/aws for the engine's schema work: `terraform init` install
 blocks versus attributes), and `terraform providers schema -json` prints that schema back. What it cannot
 show: anything the real provider decides (its validators, plan modifiers, defaults, API calls); it
 applies nothing yet; its data sources return the configuration with fixed computed values, and
-`aws_iam_policy_document` renders its JSON as the real provider does (data_sources, docs/fidelity.md). A later step can give `_Type.create/read/update/delete` a moto.
+`aws_iam_policy_document` renders its JSON as the real provider does (data_sources, docs/fidelity.md).
+A later step can give `_Type.create/read/update/delete` a moto.
 """
 
 from __future__ import annotations
