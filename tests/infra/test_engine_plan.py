@@ -13,6 +13,9 @@ sources' values are fixed), what the real provider knows at plan time beyond the
 from __future__ import annotations
 
 import copy
+import fcntl
+import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -41,12 +44,19 @@ def first_deploy(document: Document) -> Document:
 
 @pytest.fixture(scope="module")
 def shown(stacks: dict[str, Document], standin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """`terraform show -json` of each stack's saved plan from empty state, planned by the engine."""
-    directory = tmp_path_factory.mktemp("plans")
-    return {
-        name: terraform_engine.planned_changes(directory / name, first_deploy(document), standin)
-        for name, document in stacks.items()
-    }
+    """`terraform show -json` of each stack's saved plan from empty state, planned by the engine once per
+    test run: under xdist the first worker to get here plans, the other reads its files (as synth_outdir)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    directory = shared / "engine-plans"
+    with (shared / "engine-plans.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "engine-plans.done").exists():
+            for name, document in stacks.items():
+                planned = terraform_engine.planned_changes(directory / name, first_deploy(document), standin)
+                (directory / name / "plan.json").write_text(json.dumps(planned))
+            (shared / "engine-plans.done").touch()
+    return {name: json.loads((directory / name / "plan.json").read_text()) for name in stacks}
 
 
 def _addresses(document: Document) -> set[str]:
