@@ -68,6 +68,17 @@ def stacks(synth_outdir: Path) -> dict[str, Document]:
     }
 
 
+@pytest.fixture(scope="session")
+def standin(stacks: dict[str, Document], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A plugin directory holding the stand-in AWS provider (tools/standin_provider) for every type the
+    stacks use: built once per session (per xdist worker), shared by the engine's validate and plan tests."""
+    from tools.standin_provider import plugin_dir
+
+    directory = tmp_path_factory.mktemp("plugins")
+    plugin_dir.build(directory, *plugin_dir.types_of(stacks.values()))
+    return directory
+
+
 def resources(document: Document, kind: str) -> dict[str, Document]:
     """The resources of one Terraform type in a stack, by logical name."""
     return dict(document.get("resource", {}).get(kind, {}))

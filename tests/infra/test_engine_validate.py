@@ -28,13 +28,6 @@ UNDERIVED = {"description", "description_kind", "deprecated", "sensitive"}
 
 
 @pytest.fixture(scope="module")
-def standin(stacks: dict[str, Document], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("plugins")
-    plugin_dir.build(directory, *plugin_dir.types_of(stacks.values()))
-    return directory
-
-
-@pytest.fixture(scope="module")
 def served(stacks: dict[str, Document], standin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The AWS provider's schema as the engine holds it after loading the stand-in for the beta stack (without
     its S3 backend: `providers schema` needs an initialised backend, and a local one needs no AWS)."""

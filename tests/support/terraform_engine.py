@@ -59,13 +59,16 @@ def plan(directory: Path, configuration: Mapping[str, Any]) -> PlanResult:
         init = terraform.init(check=False)
         assert init.retcode == 0, f"terraform init failed: {init.error}"
         result = terraform.plan(check=False)
-    messages = result.value if isinstance(result.value, list) else []
-    errors = [
+    return PlanResult(exit_code=result.retcode, errors=_errors(result.value))
+
+
+def _errors(messages: Any) -> list[str]:
+    """The error diagnostics of `plan -json`'s messages, each as "<summary>: <detail>"."""
+    return [
         f"{message['diagnostic']['summary']}: {message['diagnostic'].get('detail', '')}"
-        for message in messages
+        for message in (messages if isinstance(messages, list) else [])
         if message.get("@level") == "error" and "diagnostic" in message
     ]
-    return PlanResult(exit_code=result.retcode, errors=errors)
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ def planned_changes(directory: Path, configuration: Mapping[str, Any], plugin_di
         init = terraform.init(check=False, plugin_dirs=[str(plugin_dir)])
         assert init.retcode == 0, f"terraform init failed: {init.error}"
         planned = terraform.plan(check=False, out="plan.bin")
-        assert planned.retcode == 0, f"terraform plan failed: {planned.error}"
+        assert planned.retcode == 0, "terraform plan failed: " + "\n".join(_errors(planned.value) or [planned.error])
         retcode, stdout, stderr = TerraformCommand.run(["show"], ["plan.bin"], chdir=str(directory), json=True)
     assert retcode == 0, f"terraform show failed: {stderr}"
     shown: dict[str, Any] = json.loads(stdout)

@@ -12,10 +12,13 @@ from tools.standin_provider import bindings, plugin_dir
 
 
 def _serve(schema_file: Path) -> int:
+    import tf.provider
     from tf.runner import run_provider
 
-    from tools.standin_provider.provider import StandinProvider
+    from tools.standin_provider.provider import StandinProvider, servicer_class
 
+    # run_provider looks the servicer up in tf.provider when it starts: the stand-in's plans its own.
+    tf.provider.ProviderServicer = servicer_class()
     run_provider(StandinProvider(json.loads(schema_file.read_text())), ["serve"])
     return 0
 

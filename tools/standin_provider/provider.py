@@ -4,7 +4,9 @@ It replaces hashicorp/aws for the engine's schema work: `terraform init` install
 `terraform validate` checks every stack against the schema it serves (unknown and missing arguments, types,
 blocks versus attributes), and `terraform providers schema -json` prints that schema back. What it cannot
 show: anything the real provider decides (its validators, plan modifiers, defaults, API calls); it
-applies nothing yet (docs/fidelity.md). A later step can give `_Type.create/read/update/delete` a moto.
+applies nothing yet; its data sources return the configuration with fixed computed values, and
+`aws_iam_policy_document` renders its JSON as the real provider does (data_sources, docs/fidelity.md).
+A later step can give `_Type.create/read/update/delete` a moto.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 
 from tf.gen import tfplugin_pb2 as pb
 from tf.utils import Diagnostics
+
+from tools.standin_provider import data_sources
 
 PROVIDER_ADDRESS = "registry.terraform.io/hashicorp/aws"
 _PREFIX = "aws_"
@@ -103,7 +107,7 @@ class _Type:
     """A resource or data source type of the stand-in; the engine validates its configuration against the
     served schema itself, so `validate` adds nothing. A plan of a new resource is the `tf` servicer's: the
     configured values, every unset computed attribute unknown. Nothing else is modelled yet: applying
-    (create/update/delete), refreshing and reading a data source refuse with an error naming the type."""
+    (create/update/delete) and refreshing refuse with an error naming the type."""
 
     type_name = ""
     schema: ServedSchema
@@ -135,17 +139,32 @@ class _Type:
     create = read = update = delete = _refuse
 
 
+class _DataSource(_Type):
+    """A data source type: `read` returns the configuration with its computed attributes filled
+    (data_sources.READERS); what it cannot read is an error diagnostic naming the type and the reason."""
+
+    def read(self, ctx: Any, config: dict[str, Any]) -> dict[str, Any] | None:  # type: ignore[override]
+        try:
+            return data_sources.read(ctx.type_name, self.schema.block, config, self.provider.account)
+        except data_sources.DataSourceError as error:
+            ctx.diagnostics.add_error(f"the stand-in AWS provider cannot read {ctx.type_name}", str(error))
+            return None
+
+
 class StandinProvider:
     """The `tf` framework's Provider protocol, implemented for a schema derived from the bindings."""
 
     def __init__(self, schema: dict[str, Any]) -> None:
         self._provider = ServedSchema(schema["provider"])
         self._resources = [self._type(name, value) for name, value in schema["resource_schemas"].items()]
-        self._data_sources = [self._type(name, value) for name, value in schema["data_source_schemas"].items()]
+        self._data_sources = [
+            self._type(name, value, _DataSource) for name, value in schema["data_source_schemas"].items()
+        ]
+        self.account = data_sources.Account({})
 
     @staticmethod
-    def _type(name: str, schema: dict[str, Any]) -> type[_Type]:
-        return type(name, (_Type,), {"type_name": name, "schema": ServedSchema(schema)})
+    def _type(name: str, schema: dict[str, Any], base: type[_Type] = _Type) -> type[_Type]:
+        return type(name, (base,), {"type_name": name, "schema": ServedSchema(schema)})
 
     def get_model_prefix(self) -> str:
         return _PREFIX
@@ -160,7 +179,9 @@ class StandinProvider:
         return None
 
     def configure_provider(self, diags: Diagnostics, config: dict[str, Any]) -> None:
-        return None  # no credentials, no region check: nothing is called
+        # No credentials, no region check: nothing is called. The block's account and region are what the
+        # data sources stand for (data_sources.Account).
+        self.account = data_sources.Account(config)
 
     def get_resources(self) -> list[type[_Type]]:
         return self._resources
@@ -176,3 +197,45 @@ class StandinProvider:
 
     def new_data_source(self, klass: type[_Type]) -> _Type:
         return klass(self)
+
+
+def _certificate_validation_options(planned: dict[str, Any]) -> dict[str, Any]:
+    """aws_acm_certificate's CustomizeDiff (hashicorp/terraform-provider-aws internal/service/acm/certificate.go):
+    with DNS validation a new certificate plans one `domain_validation_options` entry per domain, the domain
+    name known and its record unknown, so a `for_each` over them has known keys; ACM adds the domain name to
+    the subject alternative names, and so does the plan."""
+    from tf.types import Unknown
+
+    if planned.get("validation_method") != "DNS" or not isinstance(planned.get("domain_name"), str):
+        return planned
+    names = [str(planned["domain_name"])]
+    sans = planned.get("subject_alternative_names")
+    names += [name for name in sans if name not in names] if isinstance(sans, list) else []
+    record = dict.fromkeys(("resource_record_name", "resource_record_type", "resource_record_value"), Unknown)
+    return {
+        **planned,
+        "domain_validation_options": [{"domain_name": name, **record} for name in names],
+        "subject_alternative_names": names,
+    }
+
+
+# What the real provider plans for a new resource beyond "computed is unknown", by type.
+PLAN_MODIFIERS = {"aws_acm_certificate": _certificate_validation_options}
+
+
+def servicer_class() -> type[Any]:
+    """The `tf` framework's servicer, with PLAN_MODIFIERS applied to the plans of new resources (the
+    framework's own create plan visits no resource code)."""
+    from tf.provider import ProviderServicer
+    from tf.utils import read_dynamic_value, to_dynamic_value
+
+    class StandinServicer(ProviderServicer):  # type: ignore[misc]
+        def PlanResourceChange(self, request: Any, context: Any) -> Any:  # noqa: N802 - the gRPC method's name
+            response = super().PlanResourceChange(request, context)
+            modifier = PLAN_MODIFIERS.get(request.type_name)
+            planned = read_dynamic_value(response.planned_state) if modifier else None
+            if modifier and isinstance(planned, dict) and read_dynamic_value(request.prior_state) is None:
+                response.planned_state.CopyFrom(to_dynamic_value(modifier(planned)))
+            return response
+
+    return StandinServicer
