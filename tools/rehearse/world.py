@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ BASE_CREDENTIALS = {"aws_access_key_id": "rehearsal", "aws_secret_access_key": "
 WORLD_FILE_VARIABLE = "CANVALO_REHEARSAL_WORLD"
 # Per process: issued credentials and clients (a client costs tens of milliseconds to make).
 _CREDENTIALS: dict[tuple[str, str, str], dict[str, str]] = {}
+# How long cached role keys must still be valid to be handed out again: longer than any one build.
+REISSUE_BEFORE = timedelta(minutes=20)
 _CLIENTS: dict[tuple[str, str, str, str], Any] = {}
 
 
@@ -85,9 +88,12 @@ class World:
     def role_credentials(self, role_arn: str, session_name: str = "rehearsal") -> dict[str, str]:
         """Keys that act as `role_arn` in its account; nothing is checked: callers check trust first.
 
-        Kept for the process (moto's keys last an hour; a fake terraform run lasts seconds)."""
+        Kept while they have REISSUE_BEFORE left (moto's keys last an hour, like STS's default): a rehearsal
+        runs longer than an hour, and a CodeBuild build handed expired keys fails in botocore ("refreshed
+        credentials are still expired"), so older keys are issued anew."""
         key = (self.endpoint, role_arn, session_name)
-        if key not in _CREDENTIALS:
+        cached = _CREDENTIALS.get(key)
+        if cached is None or datetime.fromisoformat(cached["Expiration"]) - datetime.now(UTC) < REISSUE_BEFORE:
             _CREDENTIALS[key] = self._issue(role_arn, session_name)
         return _CREDENTIALS[key]
 
