@@ -146,7 +146,9 @@ def test_anything_but_yes_applies_nothing(tmp_path: Path, answer: str) -> None:
 
 
 @pytest.mark.req("R4.4", "R4.6")
-def test_a_stack_folder_holding_more_than_its_json_is_refused_before_any_init(tmp_path: Path) -> None:
+def test_only_the_stacks_json_is_taken_and_a_json_asking_for_a_module_is_refused_before_any_init(
+    tmp_path: Path,
+) -> None:
     """The artifact is the commit's: a plugin mirror beside the stack is refused, not loaded."""
     body = build_output(
         **{"cdktf.out/stacks/pipeline/terraform.d/plugins/registry.terraform.io/hashicorp/aws/9.9.9/x": b"binary"}
