@@ -8,6 +8,7 @@ execute bits; and the pipeline it runs is the one the pipeline stack's state hol
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import subprocess
@@ -21,9 +22,18 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from modules.pipeline_toolkit import TOOLKIT_REQUIREMENTS, PipelineToolkit
 from pipelines.review import review
 from tests.support.codebuild import require_mount_namespace
-from tools.rehearse.codebuild import Build, Machine, StandIn, collect_artifacts, run_build
+from tools.rehearse.codebuild import (
+    Build,
+    Machine,
+    StandIn,
+    collect_artifacts,
+    run_build,
+    stand_in_lines,
+    toolkit_environment_stand_ins,
+)
 from tools.rehearse.pipeline import (
     Action,
     ApprovalAnswer,
@@ -502,3 +512,28 @@ def test_put_approval_result_answers_only_the_token_of_an_approval_in_progress(w
         ("Prod", "Approve"): ApprovalAnswer(token, "Approved", "no change", REVIEW_SESSION, "Review")
     }
     assert not execution.pending and prod["actionStates"] == [], "answered: no token handed out any more"
+
+
+@pytest.mark.req("R4.4")
+@pytest.mark.parametrize("same_requirements", [True, False])
+def test_a_build_links_the_images_toolkit_environment_only_for_the_same_requirements(
+    tmp_path: Path, same_requirements: bool
+) -> None:
+    """The build image's one toolkit environment stands in for a build's own only when the build's verified
+    toolkit asks for the requirements it was made from; otherwise the build makes its own, as in CodeBuild."""
+    prebuilt = tmp_path / "image-venv"
+    prebuilt.mkdir()
+    toolkit = tmp_path / "toolkit"
+    (toolkit / "pipelines").mkdir(parents=True)
+    # No requirement at all: the build's own `pip install` has nothing to fetch, and still must run.
+    (toolkit / TOOLKIT_REQUIREMENTS).write_text("")
+    wanted = hashlib.sha256(b"" if same_requirements else b"boto3==1.0 --hash=sha256:00\n").hexdigest()
+    install = "\n".join(PipelineToolkit.install_commands().splitlines()[:2])
+    notes: list[str] = []
+    script = stand_in_lines(install, toolkit_environment_stand_ins(prebuilt, wanted), notes)
+    subprocess.run(["bash", "-ec", script], env={**os.environ, "TOOLKIT_DIR": str(toolkit)}, check=True)
+    venv = toolkit / ".venv"
+    assert venv.is_symlink() is same_requirements
+    assert (venv.resolve() == prebuilt) is same_requirements
+    assert (venv / "pyvenv.cfg").is_file() is not same_requirements
+    assert notes == []

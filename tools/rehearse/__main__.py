@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -85,53 +86,13 @@ class Rehearsal:
         self.admin = root / "admin"
         self.admin_bin = self._admin_tools(world_file)
         self._create_repository()
-        stand_ins = [
-            StandIn(
-                "test",
-                "bash .ci/run",
-                "make env >/dev/null && .venv/bin/python -m pytest -q --collect-only --snapshot-warn-unused tests | tail -n 1",
-                "the whole suite ran in CI on this commit; here the repository-only copy collects every test",
-            ),
-            StandIn(
-                "smoke",
-                "make deployed-test",
-                tool_command("tools.rehearse.probe", world_file)
-                + ' --stage "$STAGE" --backend-url "$BACKEND_URL" --frontend-url "$FRONTEND_URL"'
-                + ' --expect-version "$expected_version"',
-                "the stage's hosts do not answer here: the probe asks the rehearsal's AWS what they would serve",
-            ),
-            StandIn(
-                "plan",
-                "python -m pipelines.bake",
-                'python -m pipelines.bake --stage "$STAGE" --minutes 0 --result-file bake.txt',
-                "the rehearsal does not wait out a bake: it reads the stage's alarms once",
-                mode="bake",
-            ),
-        ]
-        # The Apply's own smoke check (pipeline-owned, inlined in every Apply project) GETs the same hosts: the probe
-        # answers for them too. Only that line is replaced: the restore it triggers runs for real against moto.
-        pinned_smoke = (
-            "if ! "
-            + tool_command("tools.rehearse.probe", world_file)
-            + ' --fault pinned-smoke --stage "$STAGE" --backend-url "$BACKEND_URL" --frontend-url "$FRONTEND_URL"'
-            + ' --expect-version "$expected_version" >"$restore_dir/smoke-failure.txt" 2>&1; then'
-        )
-        stand_ins += [
-            StandIn(
-                kind,
-                "if ! python -m pipelines.smoke_check check",
-                pinned_smoke,
-                "the stage's hosts do not answer here: the probe stands in for the Apply's own smoke check",
-            )
-            for kind in ("deploy", *(f"apply-{stage}" for stage in ACCOUNTS if stage != "beta"))
-        ]
         self.pipeline = Pipeline(
             world=world,
             machine=self.machine,
             services=services,
             repository=self.github,
             root=root / "runs",
-            stand_ins=stand_ins,
+            stand_ins=rehearsal_stand_ins(world_file),
             record=self.record,
             keep=keep,
         )
@@ -243,6 +204,79 @@ class Rehearsal:
 
     def head(self) -> str:
         return self.git(self.github, "rev-parse", "HEAD").strip()
+
+
+def rehearsal_stand_ins(world_file: Path) -> list[StandIn]:
+    """The buildspec commands that cannot run here and what runs instead, each in the fidelity ledger
+    (docs/fidelity.md, printed at the end of a rehearsal) with the cheapest real check."""
+    stand_ins = [
+        StandIn(
+            "test",
+            "bash .ci/run",
+            "make env >/dev/null && .venv/bin/python -m compileall -q -j 0 app stacks modules pipelines tools tests "
+            "&& echo 'the environment installs and every module compiles'",
+            "`make codebuild-test` ran this command on the repository in CodeBuild's conditions (.ci/run); here each "
+            "commit's copy, as CodeBuild hands it over, installs its environment and compiles",
+        ),
+        StandIn(
+            "smoke",
+            "make deployed-test",
+            tool_command("tools.rehearse.probe", world_file)
+            + ' --stage "$STAGE" --backend-url "$BACKEND_URL" --frontend-url "$FRONTEND_URL"'
+            + ' --expect-version "$expected_version"',
+            "the stage's hosts do not answer here: the probe asks the rehearsal's AWS what they would serve",
+        ),
+        StandIn(
+            "plan",
+            "python -m pipelines.bake",
+            'python -m pipelines.bake --stage "$STAGE" --minutes 0 --result-file bake.txt',
+            "the rehearsal does not wait out a bake: it reads the stage's alarms once",
+            mode="bake",
+        ),
+    ]
+    # The Apply's own smoke check (pipeline-owned, inlined in every Apply project) GETs the same hosts: the probe
+    # answers for them too. Only that line is replaced: the restore it triggers runs for real against moto.
+    pinned_smoke = (
+        "if ! "
+        + tool_command("tools.rehearse.probe", world_file)
+        + ' --fault pinned-smoke --stage "$STAGE" --backend-url "$BACKEND_URL" --frontend-url "$FRONTEND_URL"'
+        + ' --expect-version "$expected_version" >"$restore_dir/smoke-failure.txt" 2>&1; then'
+    )
+    stand_ins += [
+        StandIn(
+            kind,
+            "if ! python -m pipelines.smoke_check check",
+            pinned_smoke,
+            "the stage's hosts do not answer here: the probe stands in for the Apply's own smoke check",
+        )
+        for kind in ("deploy", *(f"apply-{stage}" for stage in ACCOUNTS if stage != "beta"))
+    ]
+    return stand_ins
+
+
+# The fidelity ledger's section on the rehearsal's own stand-ins, printed when a rehearsal ends.
+LEDGER = REPOSITORY / "docs" / "fidelity.md"
+LEDGER_SECTION = "## What the rehearsal stands in for"
+
+
+def ledger_rows() -> list[list[str]]:
+    """The section's table: stand-in, what it replaces, what it cannot show, the cheapest real check."""
+    text = LEDGER.read_text()
+    if LEDGER_SECTION not in text:
+        raise ScenarioError(f"{LEDGER} has no section {LEDGER_SECTION!r}: restore it (the rehearsal prints it)")
+    rows = []
+    for line in text[text.index(LEDGER_SECTION) :].splitlines()[1:]:
+        if line.startswith("## "):
+            break
+        if line.startswith("| ") and not line.startswith("| ---"):
+            rows.append([cell.strip() for cell in line.strip().strip("|").split(" | ")])
+    return rows[1:]
+
+
+def print_ledger() -> None:
+    print(f"\nwhat ran here as a stand-in, and the cheapest real check ({LEDGER.relative_to(REPOSITORY)}):")
+    for stand_in, _replaces, _cannot_show, real_check in ledger_rows():
+        print(f"- {stand_in}\n  real check: {real_check}")
 
 
 def last_error_line(output: str) -> str:
@@ -414,31 +448,29 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         choices=SCENARIOS[1:],
         metavar="SCENARIO",
-        help="run the first deploy and this scenario (repeatable); every scenario by default",
+        help="run the first deploy and this scenario (repeatable); every scenario by default, in two groups at once",
     )
+    parser.add_argument("--outcomes", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.only:
-        SKIPPED.update(set(SCENARIOS[1:]) - set(args.only))
     # The timeline is read while it runs (CI's log, a terminal): one line at a time.
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     started = time.monotonic()
-    root = Path(tempfile.mkdtemp(prefix="canvalo-rehearsal-"))
-    print(f"{'execution':<9} {'stage':<15} {'action':<30} {'time':>7}  result")
-    outcomes: list[Outcome] = []
-    first_executions, approvals = 0, Counter[str]()
-    try:
-        with MotoServer(root / "moto.log") as moto:
-            world = World(endpoint=moto.endpoint, region=REGION, accounts=dict(ACCOUNTS))
-            services = Services(world)
-            try:
-                outcomes, first_executions, approvals = run_scenarios(root, world, services, args.keep)
-            finally:
-                services.close()
-    finally:
-        if args.keep:
-            print(f"rehearsal folder: {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+    if args.only:
+        SKIPPED.update(set(SCENARIOS[1:]) - set(args.only))
+        outcomes, first_executions, approvals = rehearse(args.keep)
+    else:
+        outcomes, first_executions, approvals = rehearse_in_groups(args.keep)
+    if args.outcomes:
+        args.outcomes.write_text(
+            json.dumps(
+                {
+                    "outcomes": [[o.name, o.passed, o.detail] for o in outcomes],
+                    "first_executions": first_executions,
+                    "approvals": approvals,
+                }
+            )
+        )
+        return 0
     print()
     for outcome in outcomes:
         verdict = "as expected" if outcome.as_expected else "NOT AS EXPECTED"
@@ -446,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{outcome.name:<{NAME_WIDTH}} {'passed' if outcome.passed else 'failed'}{expected}: {verdict}")
         if outcome.detail:
             print(f"{'':<28} {outcome.detail}")
+    print_ledger()
     good = sum(o.as_expected for o in outcomes)
     print(f"rehearsed in {time.monotonic() - started:.0f} s")
     # Only a person's approvals are counted: in prod any change needs one, elsewhere only a broadening plan does.
@@ -454,7 +487,65 @@ def main(argv: list[str] | None = None) -> int:
         f"{sum(approvals.values()) - approvals[PROD_STAGE]} broadening approval(s) by a person; "
         f"{good}/{len(outcomes)} scenarios as expected"
     )
-    return 0 if good == len(outcomes) == len(SCENARIOS) - len(SKIPPED) else 1
+    expected_count = len(SCENARIOS) - len(SKIPPED) + (len(GROUPS) - 1 if not args.only else 0)
+    return 0 if good == len(outcomes) == expected_count else 1
+
+
+def rehearse(keep: bool) -> tuple[list[Outcome], int, Counter[str]]:
+    """The first deploy and every scenario not SKIPPED, one after the other, on one moto."""
+    root = Path(tempfile.mkdtemp(prefix="canvalo-rehearsal-"))
+    print(f"{'execution':<9} {'stage':<15} {'action':<30} {'time':>7}  result")
+    try:
+        with MotoServer(root / "moto.log") as moto:
+            world = World(endpoint=moto.endpoint, region=REGION, accounts=dict(ACCOUNTS))
+            services = Services(world)
+            try:
+                return run_scenarios(root, world, services, keep)
+            finally:
+                services.close()
+    finally:
+        if keep:
+            print(f"rehearsal folder: {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def rehearse_in_groups(keep: bool) -> tuple[list[Outcome], int, Counter[str]]:
+    """GROUPS at once, one process each (its own moto, accounts and first deploy: no state shared), on the
+    machine's two cores; each line of the timeline names its group. The first deploy is counted per group."""
+    with tempfile.TemporaryDirectory(prefix="canvalo-rehearsal-groups-") as folder:
+        children = []
+        for number, group in enumerate(GROUPS, 1):
+            command = [sys.executable, "-m", "tools.rehearse", "--outcomes", f"{folder}/{number}.json"]
+            command += [*(["--keep"] if keep else []), *(f"--only={name}" for name in group)]
+            child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            children.append((number, child, threading.Thread(target=relay, args=(number, child), daemon=True)))
+            children[-1][2].start()
+        outcomes: list[Outcome] = []
+        first_executions, approvals = 0, Counter[str]()
+        for number, child, reader in children:
+            reader.join()
+            code = child.wait()
+            try:
+                result = json.loads(Path(f"{folder}/{number}.json").read_text())
+            except (OSError, ValueError):
+                outcomes.append(
+                    Outcome(f"group {number}", False, f"its process exited {code} with no outcomes", Expectation())
+                )
+                continue
+            for name, passed, detail in result["outcomes"]:
+                label = f"{name} (group {number})" if name == SCENARIOS[0] else name
+                outcomes.append(Outcome(label, passed, detail, KNOWN_DEFECTS.get(name, Expectation())))
+            first_executions = max(first_executions, result["first_executions"])
+            if number == 1:
+                approvals = Counter(result["approvals"])
+        return outcomes, first_executions, approvals
+
+
+def relay(number: int, child: subprocess.Popen[str]) -> None:
+    assert child.stdout is not None
+    for line in child.stdout:
+        sys.stdout.write(f"{number} {line}")
 
 
 # An attacker with push access to the branch, one commit each; a reviewer rejects what a summary flags.
@@ -1138,7 +1229,14 @@ LATER_SCENARIOS: dict[str, Callable[[Rehearsal], tuple[bool, str]]] = {
     "status": status,
 }
 SCENARIOS = ("first deploy", *LATER_SCENARIOS)
-NAME_WIDTH = max(map(len, SCENARIOS))
+# The scenarios `make rehearse` runs at once, each group from its own first deploy, in LATER_SCENARIOS' order;
+# split where the two take about as long (docs/benchmarks.md). A scenario starts from what the one before it in
+# its group left, so the pipeline scenarios and the executions in flight stay together.
+GROUPS = (
+    tuple(LATER_SCENARIOS)[: tuple(LATER_SCENARIOS).index("failure and retry")],
+    tuple(LATER_SCENARIOS)[tuple(LATER_SCENARIOS).index("failure and retry") :],
+)
+NAME_WIDTH = max(map(len, SCENARIOS)) + len(" (group 1)")
 
 
 if __name__ == "__main__":

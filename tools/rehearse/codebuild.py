@@ -25,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from tools.rehearse.world import launcher
+from modules.pipeline_toolkit import TOOLKIT_REQUIREMENTS, PipelineToolkit
+from tools.rehearse.world import REPOSITORY, launcher
 
 PHASES = ("install", "pre_build", "build", "post_build")
 TRUST_VARIABLE = re.compile(r"(CA_BUNDLE|CA_CERTS|CERT_FILE|CERT_DIR|CAINFO|ROOTS_FILE_PATH)$")
@@ -44,6 +45,13 @@ class StandIn:
     reason: str
     # Only in builds whose action passes this MODE (deploy.yml's branches), or in every build of the project.
     mode: str | None = None
+    # The build image's own stand-ins (`EVERY_PROJECT`) change no result, only its time: the action's result
+    # does not name them; the module's docstring and docs/rehearsal.md do.
+    noted: bool = True
+
+
+# A StandIn.project_kind that matches every project: a property of the build image, not of one action.
+EVERY_PROJECT = "*"
 
 
 @dataclass
@@ -74,6 +82,7 @@ class Machine:
         self.tool_path = self._tool_path()
         self._prepare_mirror()
         self._prepare_home()
+        self._toolkit_stand_ins: list[StandIn] | None = None
 
     def mirror_checksums(self) -> dict[str, str]:
         """The mirror's fake release cannot match the Terraform checksums committed in the repository, so a
@@ -125,6 +134,32 @@ class Machine:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.symlink_to(source)
 
+    @property
+    def stand_ins(self) -> list[StandIn]:
+        """The build image's stand-ins for every project, prepared at the first build that needs them."""
+        if self._toolkit_stand_ins is None:
+            self._toolkit_stand_ins = self._toolkit_environment()
+        return self._toolkit_stand_ins
+
+    def _toolkit_environment(self) -> list[StandIn]:
+        """The toolkit's virtual environment, made once with the privileged buildspecs' own two commands."""
+        folder = self.root / "toolkit"
+        (folder / "pipelines").mkdir(parents=True)
+        requirements = REPOSITORY / TOOLKIT_REQUIREMENTS
+        shutil.copy2(requirements, folder / TOOLKIT_REQUIREMENTS)
+        build_environment = {
+            "PATH": self.tool_path,
+            "HOME": str(self.home),
+            "TOOLKIT_DIR": str(folder),
+            "LANG": "C.UTF-8",
+        }
+        with (self.root / "toolkit.log").open("w") as log:
+            for line in PipelineToolkit.install_commands().splitlines()[:2]:
+                made = subprocess.run(["bash", "-c", line], env=build_environment, stdout=log, stderr=log, check=False)
+                if made.returncode:
+                    raise RuntimeError(f"the build image's toolkit environment failed ({line}): see {log.name}")
+        return toolkit_environment_stand_ins(folder / ".venv", hashlib.sha256(requirements.read_bytes()).hexdigest())
+
     def image_bin(self, folder: Path) -> Path:
         """A fresh /usr/local/bin for one build: the machine's own tools, and the stand-ins."""
         folder.mkdir(parents=True)
@@ -138,6 +173,27 @@ class Machine:
             (folder / tool).write_text(script)
             (folder / tool).chmod(0o755)
         return folder
+
+
+def toolkit_environment_stand_ins(venv: Path, requirements_sha256: str) -> list[StandIn]:
+    """A build whose (verified) toolkit asks for the requirements `venv` was made from links it instead of
+    making its own; any other makes its own, as in CodeBuild. What this cannot show: a real container's first
+    `pip install` (its time, a registry outage); `make codebuild-test` and the tests install the same file."""
+    venv_line, pip_line = PipelineToolkit.install_commands().splitlines()[:2]
+    same_requirements = (
+        f'[ "$(sha256sum < "$TOOLKIT_DIR/{TOOLKIT_REQUIREMENTS}" | cut -d" " -f1)" = {requirements_sha256} ]'
+    )
+    reason = "the build image's toolkit environment, installed once from the same hashed requirements"
+    link = f'ln -s {shlex.quote(str(venv))} "$TOOLKIT_DIR/.venv"'
+    return [
+        StandIn(
+            EVERY_PROJECT, venv_line, f"if {same_requirements}; then {link}; else {venv_line}; fi", reason, noted=False
+        ),
+        # Matched by the command and its subcommand; the options are the pinned line's own, kept as they are.
+        StandIn(
+            EVERY_PROJECT, pip_line.split(" --")[0], f'[ -L "$TOOLKIT_DIR/.venv" ] || {pip_line}', reason, noted=False
+        ),
+    ]
 
 
 def load_buildspec(buildspec: str, primary: Path) -> dict[str, Any]:
@@ -179,7 +235,8 @@ def stand_in_lines(command: str, stand_ins: list[StandIn], notes: list[str]) -> 
             if line.strip().startswith(stand_in.command_starts):
                 indent = line[: len(line) - len(line.lstrip())]
                 lines[index] = indent + stand_in.replacement
-                notes.append(f"stand-in for `{stand_in.command_starts}`: {stand_in.reason}")
+                if stand_in.noted:
+                    notes.append(f"stand-in for `{stand_in.command_starts}`: {stand_in.reason}")
     return "\n".join(lines)
 
 

@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.rehearse.codebuild import (
+    EVERY_PROJECT,
     Build,
     Machine,
     StandIn,
@@ -882,7 +883,9 @@ class Pipeline:
             },
             credentials_url=self.services.credentials_url(definition.roles[project_name]),
             stand_ins=[
-                s for s in self.stand_ins if s.project_kind == kind and s.mode in (None, action_variables.get("MODE"))
+                s
+                for s in [*self.stand_ins, *self.machine.stand_ins]
+                if s.project_kind in (kind, EVERY_PROJECT) and s.mode in (None, action_variables.get("MODE"))
             ],
         )
         try:
