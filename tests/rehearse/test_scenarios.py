@@ -19,6 +19,7 @@ from tools.rehearse.__main__ import (
     DEPLOYS_NOTHING,
     DOCUMENTATION_ONLY,
     GAMMA_BAKES_LONGER,
+    GROUPS,
     LATER_SCENARIOS,
     Expectation,
     Outcome,
@@ -140,3 +141,15 @@ def test_the_pipeline_change_in_flight_still_changes_gammas_bake_and_the_release
     names = list(LATER_SCENARIOS)
     queued = ("two pushes seconds apart", "push while prod waits for approval", "pipeline change in flight")
     assert all(name in names for name in queued)
+
+
+@pytest.mark.req("R4.5")
+def test_make_rehearse_runs_every_scenario_once_in_its_groups_in_the_tables_order() -> None:
+    """A scenario missing from the groups would never run in CI; one in both would run twice; a group out of the
+    table's order would start a scenario from a state its author did not expect."""
+    grouped = [name for group in GROUPS for name in group]
+    assert sorted(grouped) == sorted(LATER_SCENARIOS)
+    assert len(grouped) == len(set(grouped)) == len(LATER_SCENARIOS)
+    order = list(LATER_SCENARIOS)
+    assert all([order.index(name) for name in group] == sorted(order.index(name) for name in group) for group in GROUPS)
+    assert len(GROUPS) == 2 and all(GROUPS)
