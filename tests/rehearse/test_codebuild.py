@@ -43,8 +43,10 @@ from tools.rehearse.pipeline import (
     Pipeline,
     Services,
     Step,
+    UnresolvedVariableError,
     new_execution_id,
     read_definition,
+    substitute,
 )
 from tools.rehearse.window import Clock
 from tools.rehearse.world import MotoServer, StateLocation, World
@@ -537,3 +539,32 @@ def test_a_build_links_the_images_toolkit_environment_only_for_the_same_requirem
     assert (venv.resolve() == prebuilt) is same_requirements
     assert (venv / "pyvenv.cfg").is_file() is not same_requirements
     assert notes == []
+
+
+@pytest.mark.req("R4.4")
+def test_an_action_whose_variable_no_earlier_action_produced_fails_as_in_codepipeline(
+    world: World, tmp_path: Path
+) -> None:
+    """CodePipeline fails such an action ("one or more variables could not be resolved") instead of passing ""
+    on: a build that would run with an empty image digest or commit id never starts."""
+    variables = [{"name": "IMAGE_DIGEST", "value": "#{BuildVariables.IMAGE_DIGEST}", "type": "PLAINTEXT"}]
+    action = Action(
+        "Beta", "Plan", "Build", 1, {"ProjectName": "plan", "EnvironmentVariables": json.dumps(variables)}, [], [], None
+    )
+    definition = Definition(
+        name="p", stages=[], projects={"plan": {}}, roles={"plan": "arn:aws:iam::1:role/p"}, entry={}
+    )
+    with pipeline_over(world, tmp_path, tmp_path) as pipeline:
+        ok, detail = pipeline.codebuild(definition, Execution(id="e1", commit="c"), action)
+        assert not ok
+        assert detail == (
+            "An action in this pipeline failed because one or more variables could not be resolved: "
+            "Action name=Plan (#{BuildVariables.IMAGE_DIGEST})"
+        )
+        assert pipeline.counter == 0, "no build ran"
+        produced = Execution(id="e2", commit="c", variables={"BuildVariables": {"IMAGE_DIGEST": ""}})
+        assert (
+            substitute("#{BuildVariables.IMAGE_DIGEST}@#{codepipeline.PipelineExecutionId}", produced, "Plan") == "@e2"
+        )
+    with pytest.raises(UnresolvedVariableError, match=r"Action name=Approve \(#\{SourceVariables.CommitId\}\)"):
+        substitute("commit #{SourceVariables.CommitId}", Execution(id="e3", commit="c"), "Approve")

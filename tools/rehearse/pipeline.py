@@ -79,6 +79,41 @@ from tools.rehearse.window import DEFAULT_START, HORIZON_DAYS, Clock, Window
 from tools.rehearse.world import World
 
 VARIABLE = re.compile(r"#\{([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)\}")
+
+
+class UnresolvedVariableError(Exception):
+    """A variable reference no earlier action of the execution produced. CodePipeline then fails the action,
+    in its words "An action in this pipeline failed because one or more variables could not be resolved:
+    Action name=<action>" (as reported in aws-samples/ecs-blue-green-deployment-with-codedeploy#4), instead of
+    passing an empty value on."""
+
+    def __init__(self, action: str, references: list[str]) -> None:
+        super().__init__(
+            "An action in this pipeline failed because one or more variables could not be resolved: "
+            f"Action name={action} ({', '.join(references)})"
+        )
+
+
+def substitute(text: str, execution: Execution, action: str) -> str:
+    """`text` with each `#{namespace.name}` replaced by its value in `execution`; UnresolvedVariableError if one has none."""
+    missing: list[str] = []
+
+    def value(match: re.Match[str]) -> str:
+        namespace, name = match.groups()
+        if namespace == "codepipeline" and name == "PipelineExecutionId":
+            return execution.id
+        found = execution.variables.get(namespace, {}).get(name)
+        if found is None:
+            missing.append(match.group(0))
+            return ""
+        return found
+
+    resolved = VARIABLE.sub(value, text)
+    if missing:
+        raise UnresolvedVariableError(action, missing)
+    return resolved
+
+
 # The role whose sessions the rehearsal's reviewer approves with: the committed prod `approver_roles`.
 APPROVER_ROLE = "canvalo-release-approver"
 ONE_HOUR = datetime.timedelta(hours=1)
@@ -670,7 +705,11 @@ class Pipeline:
         key = (action.stage, action.name)
         if key in execution.answers or key in execution.decisions:
             return
-        message = self.substitute(action.configuration.get("CustomData", ""), execution)
+        try:
+            message = substitute(action.configuration.get("CustomData", ""), execution, action.name)
+        except UnresolvedVariableError:
+            return  # nothing to ask: the approval fails as it settles
+
         decision = self.reviewer(action.stage, message)
         if decision is not None:
             execution.decisions[key] = decision
@@ -786,21 +825,15 @@ class Pipeline:
                 return False, f"rejected by {answer.through} ({answer.by}): {answer.summary[:160]}"
             execution.approvers[key] = answer.by
             return True, f"approved by {answer.through} ({answer.by}): {answer.summary[:160]}"
-        message = self.substitute(action.configuration.get("CustomData", ""), execution)
+        try:
+            message = substitute(action.configuration.get("CustomData", ""), execution, action.name)
+        except UnresolvedVariableError as unresolved:
+            return False, str(unresolved)
         if not execution.decisions.pop(key, False):
             return False, f"rejected by the rehearsal (a person): {message[:160]}"
         self.approvals[action.stage] += 1
         execution.approvers[key] = self.approver
         return True, f"approved by the rehearsal (a person): {message[:160]}"
-
-    def substitute(self, text: str, execution: Execution) -> str:
-        def value(match: re.Match[str]) -> str:
-            namespace, name = match.groups()
-            if namespace == "codepipeline" and name == "PipelineExecutionId":
-                return execution.id
-            return execution.variables.get(namespace, {}).get(name, "")
-
-        return VARIABLE.sub(value, text)
 
     def source(self, execution: Execution, action: Action) -> tuple[bool, str]:
         """CODE_ZIP: the commit's files in a zip, which keeps no file modes and no .git."""
@@ -843,6 +876,13 @@ class Pipeline:
         project = definition.projects.get(project_name)
         if project is None:
             return False, f"project {project_name} does not exist"
+        try:
+            action_variables = {
+                v["name"]: substitute(v["value"], execution, action.name)
+                for v in json.loads(action.configuration.get("EnvironmentVariables") or "[]")
+            }
+        except UnresolvedVariableError as unresolved:
+            return False, str(unresolved)
         self.counter += 1
         workdir = self.root / f"build-{self.counter}-{action.stage}-{action.name}"
         workdir.mkdir()
@@ -853,10 +893,6 @@ class Pipeline:
             copies[name] = workdir / "src" / name
             shutil.copytree(execution.artifacts[name], copies[name], symlinks=True)
         primary_name = action.configuration.get("PrimarySource") or action.inputs[0]
-        action_variables = {
-            v["name"]: self.substitute(v["value"], execution)
-            for v in json.loads(action.configuration.get("EnvironmentVariables") or "[]")
-        }
         # The build's CodePipeline calls are its role's session's: who started an execution, who answered an approval.
         role_account, role_name = (
             definition.roles[project_name].split(":")[4],
