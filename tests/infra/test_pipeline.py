@@ -14,7 +14,9 @@ import yaml
 from cdktn import App, TerraformStack
 
 from modules.container_registry import MIN_KEPT_IMAGES, ContainerRegistry
+from modules.iam import statement
 from modules.pipeline import BAKE_RESULT_VARIABLE, BUILDSPECS, PIPELINE_OWNED, TERRAFORM_VERSION
+from modules.pipeline_roles import boundary_statements
 from modules.pipeline_toolkit import PipelineToolkit, toolkit_sha256
 from stacks.config import ConfigError
 from stacks.pipeline import BAKE_MARGIN_MINUTES
@@ -517,11 +519,11 @@ def test_the_update_role_creates_no_role_and_changes_roles_only_inside_the_pipel
             if item["effect"] != "Allow":
                 continue
             if {"iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy"} & set(item["actions"]):
-                assert item["condition"][0]["variable"] == "iam:PermissionsBoundary", item["sid"]
+                assert item["condition"][0]["variable"] == "iam:PermissionsBoundary", item
             if "iam:CreateServiceLinkedRole" in item["actions"]:
-                assert item["condition"][0]["variable"] == "iam:AWSServiceName", item["sid"]
+                assert item["condition"][0]["variable"] == "iam:AWSServiceName", item
             assert not (item["resources"] == ["*"] and any(a.startswith(("iam:", "sts:")) for a in item["actions"]))
-        never = next(s for s in boundary if s["sid"] == "NeverChangeABoundary")
+        never = next(s for s in boundary if s.get("sid") == "NeverChangeABoundary")
         assert never["effect"] == "Deny"
         assert all(any(fnmatchcase(arn, pattern) for pattern in never["resources"]) for arn in boundary_arns.values())
         assert policy_size(pipeline, policy) <= MANAGED_POLICY_LIMIT
@@ -595,12 +597,50 @@ def test_the_boundary_keeps_one_statement_per_rule_and_no_action_a_wildcard_cove
     on every later stage's role, and `codepipeline:List*` leaves no `codepipeline:List...` beside it."""
     (boundary,) = [p for name, p in boundaries(pipeline).items() if name == "canvalo-pipeline-boundary"]
     statements = policy_statements(pipeline, boundary["policy"])
-    (assume,) = [s for s in statements if s["sid"] == "AssumeTheStageDeployRole"]
+    # The boundary's copies carry no sid (characters again): the grant is found by what it grants.
+    (assume,) = [s for s in statements if "sts:AssumeRole" in s["actions"]]
     assert assume["resources"] == [f"arn:aws:iam::{a}:role/canvalo/canvalo-deploy" for a in (GAMMA, PROD)]
-    (ceiling,) = [s for s in statements if s["sid"] == "PipelineActions"]
+    (ceiling,) = [s for s in statements if s.get("sid") == "PipelineActions"]
     wildcards = [a for a in ceiling["actions"] if "*" in a]
     assert "codepipeline:List*" in wildcards
     assert not [a for a in ceiling["actions"] if any(w != a and fnmatchcase(a, w) for w in wildcards)]
+
+
+@pytest.mark.req("R4.6")
+def test_a_boundary_merges_the_roles_statements_and_drops_only_what_another_deny_still_denies() -> None:
+    """Grants that differ only in their resources, or only in their actions, are one; a Deny's action that
+    another unconditional Deny denies on all its resources is dropped, but of two that cover each other one
+    stays."""
+    roles = f"arn:aws:iam::{BETA}:role/canvalo/canvalo-beta-pipeline-*"
+    role = f"arn:aws:iam::{BETA}:role/canvalo/canvalo-beta-pipeline-build"
+    statements = boundary_statements(
+        role_statements=[
+            [
+                statement(sid="A", actions=["sts:AssumeRole"], resources=["arn:aws:iam::1:role/a"]),
+                statement(sid="B", actions=["sts:AssumeRole"], resources=["arn:aws:iam::2:role/b"]),
+                statement(sid="C", actions=["kms:Decrypt"], resources=["arn:aws:kms:r:1:key/k"]),
+                statement(sid="D", actions=["kms:*"], resources=["arn:aws:kms:r:1:key/k"]),
+            ],
+            [
+                # Each of E and F denies DeleteRole on every role the other names.
+                statement(sid="E", effect="Deny", actions=["iam:DeleteRole", "iam:TagRole"], resources=[roles]),
+                statement(
+                    sid="F", effect="Deny", actions=["iam:DeleteRole", "iam:UpdateRole"], resources=[roles, role]
+                ),
+                statement(sid="G", effect="Deny", actions=["iam:DeleteRolePermissionsBoundary"], resources=[role]),
+            ],
+        ],
+        protected_policy_arns=[f"arn:aws:iam::{BETA}:policy/canvalo/*-boundary"],
+        reviewer_arn=f"arn:aws:iam::{BETA}:role/canvalo/canvalo-beta-pipeline-review",
+    )
+    copies = [(s.effect, s.actions, s.resources) for s in statements if s.sid is None]
+    assert copies == [
+        ("Allow", ["sts:AssumeRole"], ["arn:aws:iam::1:role/a", "arn:aws:iam::2:role/b"]),
+        ("Allow", ["kms:*"], ["arn:aws:kms:r:1:key/k"]),
+        # G is the boundary's own NeverRemoveABoundary on one role: gone. E's DeleteRole is F's, so F keeps it.
+        ("Deny", ["iam:TagRole"], [roles]),
+        ("Deny", ["iam:DeleteRole", "iam:UpdateRole"], [roles, role]),
+    ]
 
 
 @pytest.mark.req("R6.6")
@@ -861,7 +901,7 @@ def test_a_stage_without_approval_stops_for_one_when_its_plan_broadens_and_only_
 def test_no_pipeline_role_but_review_may_answer_an_approval_nor_remove_a_boundary(pipeline: Document) -> None:
     review_arn = f"arn:aws:iam::{BETA}:role/canvalo/canvalo-beta-pipeline-review"
     for boundary in boundaries(pipeline).values():
-        statements = {s["sid"]: s for s in policy_statements(pipeline, boundary["policy"])}
+        statements = {s.get("sid"): s for s in policy_statements(pipeline, boundary["policy"])}
         only_review = statements["OnlyReviewApproves"]
         assert only_review["effect"] == "Deny"
         assert only_review["actions"] == ["codepipeline:PutApprovalResult"]
