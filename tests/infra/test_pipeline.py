@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 import yaml
 from cdktn import App, TerraformStack
+from cdktn_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocumentStatement
 
 from modules.container_registry import MIN_KEPT_IMAGES, ContainerRegistry
 from modules.iam import statement
 from modules.pipeline import BAKE_RESULT_VARIABLE, BUILDSPECS, PIPELINE_OWNED, TERRAFORM_VERSION
-from modules.pipeline_roles import boundary_statements
+from modules.pipeline_roles import KMS_ACTIONS_WITHOUT_RESOURCE_SCOPE, boundary_statements
 from modules.pipeline_toolkit import PipelineToolkit, toolkit_sha256
 from stacks.config import ConfigError
 from stacks.pipeline import BAKE_MARGIN_MINUTES
@@ -604,6 +605,62 @@ def test_the_boundary_keeps_one_statement_per_rule_and_no_action_a_wildcard_cove
     wildcards = [a for a in ceiling["actions"] if "*" in a]
     assert "codepipeline:List*" in wildcards
     assert not [a for a in ceiling["actions"] if any(w != a and fnmatchcase(a, w) for w in wildcards)]
+
+
+def grants_kms(action: str) -> bool:
+    return action == "*" or action.lower().startswith("kms:")
+
+
+@pytest.mark.req("R4.6", "R5.3")
+def test_no_boundary_grants_kms_on_every_key_but_what_names_no_key(pipeline: Document) -> None:
+    """With `kms:*` on "*" in its boundary, a pipeline role whose policy the update role rewrites could use
+    any key of the account, and claim one by tagging it. Each boundary holds the roles' KMS grants on the
+    keys they name, under their conditions; on "*" only what IAM authorizes on "*" alone, and TagResource
+    (as CreateKey tags a new key) only on a key without an `application` tag."""
+    for name, boundary in boundaries(pipeline).items():
+        for item in policy_statements(pipeline, boundary["policy"]):
+            unscoped = [a for a in item["actions"] if grants_kms(a)] if "*" in item["resources"] else []
+            if item["effect"] != "Allow" or not unscoped:
+                continue
+            assert set(unscoped) <= set(KMS_ACTIONS_WITHOUT_RESOURCE_SCOPE), (name, item)
+            if "kms:TagResource" in unscoped:
+                untagged = {"test": "Null", "variable": "aws:ResourceTag/application", "values": ["true"]}
+                assert untagged in item["condition"], (name, item)
+    # The pipeline roles' boundary: the update role's `kms:*` on the pipeline's key and its alias, no other.
+    (key,) = resources(pipeline, "aws_kms_key")
+    boundary = boundaries(pipeline)["canvalo-pipeline-boundary"]
+    kms = {
+        tuple(s["resources"]): s["actions"]
+        for s in policy_statements(pipeline, boundary["policy"])
+        if s["effect"] == "Allow" and any(grants_kms(a) for a in s["actions"])
+    }
+    assert kms == {
+        (f"${{aws_kms_key.{key}.arn}}",): ["kms:*"],
+        (f"arn:aws:kms:eu-west-1:{BETA}:alias/canvalo-beta-pipeline",): [
+            "kms:CreateAlias",
+            "kms:DeleteAlias",
+            "kms:UpdateAlias",
+        ],
+        ("*",): ["kms:ListAliases"],
+    }
+
+
+@pytest.mark.req("R4.6", "R5.3")
+def test_a_boundary_refuses_a_roles_kms_grant_on_every_key() -> None:
+    """A role statement granting a KMS action on "*" that names a key would put it on every key in the
+    boundary: the synth fails instead. What names no key (ListAliases) stays on "*"."""
+
+    def boundary(*grants: DataAwsIamPolicyDocumentStatement) -> list[DataAwsIamPolicyDocumentStatement]:
+        return boundary_statements(
+            role_statements=[grants],
+            protected_policy_arns=[f"arn:aws:iam::{BETA}:policy/canvalo/*-boundary"],
+            reviewer_arn=f"arn:aws:iam::{BETA}:role/canvalo/canvalo-beta-pipeline-review",
+        )
+
+    with pytest.raises(ValueError, match="kms:Decrypt on every key"):
+        boundary(statement(sid="AnyKey", actions=["kms:Decrypt", "kms:ListAliases"], resources=["*"]))
+    listed = boundary(statement(sid="Aliases", actions=["kms:ListAliases", "s3:ListAllMyBuckets"], resources=["*"]))
+    assert [(s.actions, s.resources, s.sid) for s in listed[1:2]] == [(["kms:ListAliases"], ["*"], None)]
 
 
 @pytest.mark.req("R4.6")
