@@ -383,16 +383,45 @@ def test_no_deploy_role_may_run_a_command_in_a_task_or_read_its_logs(iam: Stacks
 # 5. The pipeline boundary: a deny in an inline policy another pipeline role may rewrite is no guard.
 
 
+def example(pattern: str) -> str:
+    """One value an IAM pattern matches."""
+    return pattern.replace("*", "example").replace("?", "a")
+
+
+def requests_denied_by(item: Statement) -> list[Request]:
+    """One request for each action and resource of a Deny, with a context its conditions hold in (a negated
+    operator's key left out, so it holds too)."""
+    context: dict[str, ContextValue] = {}
+    for condition in item.conditions:
+        test = condition.test.removesuffix("IfExists")
+        if test in ("StringEquals", "StringLike", "ArnEquals", "ArnLike"):
+            context[condition.variable] = example(condition.values[0])
+        elif not (test.startswith(("StringNot", "ArnNot")) or (test, condition.values) == ("Null", ("true",))):
+            raise AssertionError(f"{item.sid}: no example for {condition}")
+    return [Request(example(a), example(r), context) for a in item.actions for r in item.resources]
+
+
 @pytest.mark.req("R4.6")
 def test_every_deny_of_a_pipeline_roles_policy_is_also_in_the_pipeline_boundary(iam: Stacks) -> None:
+    """Whatever the update role writes into a pipeline role's policy, each Deny the role carries still holds:
+    its boundary denies every request the Deny does (the boundary may hold it merged with another, or
+    leave out an action another of its Denies already denies on the same resources)."""
     pipeline = iam["pipeline"]
     for role in pipeline.resources("aws_iam_role").values():
         principal = iam.principal("pipeline", role["name"])
         assert principal.boundary is not None
+        rewritten = Principal(principal.arn, (EVERYTHING,), principal.boundary)
         for policy in principal.identity:
             for item in policy.statements:
-                if item.effect == "Deny":
-                    assert item in principal.boundary.statements, f"{role['name']}: {item.sid} is not in the boundary"
+                if item.effect != "Deny":
+                    continue
+                for request in requests_denied_by(item):
+                    assert item.applies(
+                        Request(
+                            request.action, request.resource, {"aws:PrincipalArn": principal.arn, **request.context}
+                        )
+                    ), f"{role['name']}: {item.sid} does not deny its own example {request}"
+                    assert_denied(rewritten, request)
 
 
 @pytest.mark.req("R4.6", "R5.3")
@@ -592,3 +621,56 @@ def test_no_pipeline_role_can_remove_an_image_a_stage_runs(iam: Stacks, role: st
         assert_allowed(principal, request)
     # The pull grants still hold for the stages' roles beside the Deny.
     assert any(s.effect == "Allow" and "ecr:BatchGetImage" in s.actions for s in policy.statements)
+
+
+# 8. KMS: the update role may rewrite the other pipeline roles' policies, but no key of the account is theirs.
+
+# A key of the pipeline's account that is not the pipeline's: beta's workload key, another application's, or one
+# with no tags, by the tags it carries.
+OTHER_KEY = f"arn:aws:kms:{REGION}:{ACCOUNTS['beta']}:key/0b1c2d3e-0000-0000-0000-000000000000"
+# What claiming a key for beta sends (as CreateKey with tags does).
+CLAIM = {
+    "aws:RequestTag/application": "canvalo",
+    "aws:RequestTag/stage": "beta",
+    "aws:TagKeys": ["application", "stage"],
+}
+
+
+def kms_requests_beyond_the_pipelines_key(principal: Principal) -> list[str]:
+    """Each way `principal` may use, or claim, a key of the account that is not the pipeline's."""
+    deploys_beta = principal.arn == role_arn("beta", PIPELINE_DEPLOY_ROLE)
+    tags: list[dict[str, ContextValue]] = [{"aws:ResourceTag/application": "billing"}, {}]
+    requests = [Request("kms:Decrypt", OTHER_KEY, {**IN_REGION, **tag}) for tag in tags]
+    requests.append(Request("kms:CreateGrant", OTHER_KEY, {**IN_REGION, "aws:ResourceTag/application": "billing"}))
+    if not deploys_beta:
+        # Beta's own keys, and claiming an untagged key as beta's, are the deploy role's work (ProjectKeys,
+        # TagNewProjectKeysWithoutResourceScope); no other pipeline role's.
+        requests.append(Request("kms:Decrypt", OTHER_KEY, {**IN_REGION, "aws:ResourceTag/application": "canvalo"}))
+        requests.append(Request("kms:TagResource", OTHER_KEY, {**IN_REGION, **CLAIM}))
+    return [f"{r.action} {r.context}" for r in requests if evaluate(r, principal).allowed]
+
+
+@pytest.mark.req("R4.6", "R5.3")
+def test_the_update_role_cannot_give_a_pipeline_role_decrypt_on_a_key_other_than_the_pipelines(iam: Stacks) -> None:
+    """The update role writes every other pipeline role's inline policy, within that role's boundary: with
+    `kms:*` on "*" in the boundaries it could give one decrypt on any key of the account, or let it claim
+    one by tagging it. Each role, its policy rewritten to grant everything, still uses the pipeline's key
+    and no other. The twin: the `kms:*` on "*" ceiling back in a boundary lets the rewritten role decrypt."""
+    pipeline = iam["pipeline"]
+    (key,) = pipeline.resources("aws_kms_key")
+    pipeline_key = pipeline.attribute(f"aws_kms_key.{key}.arn")
+    update = iam.principal("pipeline", UPDATE_ROLE)
+    bodies = {body["name"]: body for body in pipeline.resources("aws_iam_role").values()}
+    # Not the update role itself: no pipeline role, itself included, may change its policy.
+    for name in [n for n in pipeline_roles(iam) if n != UPDATE_ROLE]:
+        actual = iam.principal("pipeline", name)
+        boundary = {"iam:PermissionsBoundary": pipeline.resolve(bodies[name]["permissions_boundary"])}
+        assert_allowed(update, Request("iam:PutRolePolicy", actual.arn, boundary))
+        rewritten = Principal(actual.arn, (EVERYTHING,), actual.boundary)
+        assert_allowed(rewritten, Request("kms:Decrypt", pipeline_key, IN_REGION))
+        assert kms_requests_beyond_the_pipelines_key(rewritten) == [], name
+    build = iam.principal("pipeline", "canvalo-beta-pipeline-build")
+    assert build.boundary is not None
+    every_key = Statement("PipelineActions", "Allow", actions=("kms:*",), resources=("*",))
+    former = Policy(build.boundary.name, (*build.boundary.statements, every_key))
+    assert kms_requests_beyond_the_pipelines_key(Principal(build.arn, (EVERYTHING,), former))

@@ -12,14 +12,18 @@ from typing import Any
 import pytest
 import yaml
 from cdktn import App, TerraformStack
+from cdktn_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocumentStatement
 
 from modules.container_registry import MIN_KEPT_IMAGES, ContainerRegistry
+from modules.iam import statement
 from modules.pipeline import BAKE_RESULT_VARIABLE, BUILDSPECS, PIPELINE_OWNED, TERRAFORM_VERSION
+from modules.pipeline_roles import KMS_ACTIONS_WITHOUT_RESOURCE_SCOPE, boundary_statements
 from modules.pipeline_toolkit import PipelineToolkit, toolkit_sha256
 from stacks.config import ConfigError
 from stacks.pipeline import BAKE_MARGIN_MINUTES
 from tests.infra.conftest import Document, data_sources, one, policy_statements, resources, synth_pipeline_stack
 from tests.support.config import fixture_project
+from tests.support.iam_policy import Stack
 from tools.requirements import PROJECT_ROOT
 
 BETA, GAMMA, PROD = "111111111111", "222222222222", "333333333333"
@@ -516,14 +520,14 @@ def test_the_update_role_creates_no_role_and_changes_roles_only_inside_the_pipel
             if item["effect"] != "Allow":
                 continue
             if {"iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy"} & set(item["actions"]):
-                assert item["condition"][0]["variable"] == "iam:PermissionsBoundary", item["sid"]
+                assert item["condition"][0]["variable"] == "iam:PermissionsBoundary", item
             if "iam:CreateServiceLinkedRole" in item["actions"]:
-                assert item["condition"][0]["variable"] == "iam:AWSServiceName", item["sid"]
+                assert item["condition"][0]["variable"] == "iam:AWSServiceName", item
             assert not (item["resources"] == ["*"] and any(a.startswith(("iam:", "sts:")) for a in item["actions"]))
-        never = next(s for s in boundary if s["sid"] == "NeverChangeABoundary")
+        never = next(s for s in boundary if s.get("sid") == "NeverChangeABoundary")
         assert never["effect"] == "Deny"
         assert all(any(fnmatchcase(arn, pattern) for pattern in never["resources"]) for arn in boundary_arns.values())
-        assert len(iam_policy_json(boundary)) <= MANAGED_POLICY_LIMIT
+        assert policy_size(pipeline, policy) <= MANAGED_POLICY_LIMIT
 
 
 # "Managed policy size: 6,144 characters", not counting whitespace (IAM and STS quotas,
@@ -535,7 +539,8 @@ LONGEST_REGION = "ap-southeast-7"
 
 def iam_policy_json(statements: list[Document]) -> str:
     """The policy as IAM receives it from aws_iam_policy_document, without whitespace; every value a list
-    (the provider writes a single action or resource as a string: this errs on the long side)."""
+    (the provider writes a single action or resource as a string: this errs on the long side). Terraform
+    references count as written: policy_size resolves them first."""
     rendered = []
     for item in statements:
         conditions: dict[str, dict[str, list[str]]] = {}
@@ -552,6 +557,14 @@ def iam_policy_json(statements: list[Document]) -> str:
         }
         rendered.append({key: value for key, value in fields.items() if value})
     return json.dumps({"Version": "2012-10-17", "Statement": rendered}, separators=(",", ":"))
+
+
+def policy_size(document: Document, policy: Document) -> int:
+    """The characters IAM counts in a managed policy of the stack: each Terraform reference replaced by the
+    value IAM receives, of its real length (a key's ARN ends in its 36-character id, not the 42 characters
+    of `${aws_kms_key.<name>.arn}`), and a reference the evaluator cannot model fails rather than counts short."""
+    stack = Stack("pipeline", document)
+    return len(iam_policy_json(stack.resolve(policy_statements(document, policy["policy"]))))
 
 
 def longest_app_name() -> str:
@@ -571,7 +584,7 @@ def test_every_pipeline_boundary_fits_iams_policy_size_with_the_longest_names(tm
     project = fixture_project(appName=longest_app_name(), region=LONGEST_REGION)
     pipeline = synth_pipeline_stack(tmp_path, project)
     sizes = {
-        policy["name"]: len(iam_policy_json(policy_statements(pipeline, policy["policy"])))
+        policy["name"]: policy_size(pipeline, policy)
         for policy in resources(pipeline, "aws_iam_policy").values()
         if policy["name"].endswith("-boundary")
     }
@@ -585,12 +598,106 @@ def test_the_boundary_keeps_one_statement_per_rule_and_no_action_a_wildcard_cove
     on every later stage's role, and `codepipeline:List*` leaves no `codepipeline:List...` beside it."""
     (boundary,) = [p for name, p in boundaries(pipeline).items() if name == "canvalo-pipeline-boundary"]
     statements = policy_statements(pipeline, boundary["policy"])
-    (assume,) = [s for s in statements if s["sid"] == "AssumeTheStageDeployRole"]
+    # The boundary's copies carry no sid (characters again): the grant is found by what it grants.
+    (assume,) = [s for s in statements if "sts:AssumeRole" in s["actions"]]
     assert assume["resources"] == [f"arn:aws:iam::{a}:role/canvalo/canvalo-deploy" for a in (GAMMA, PROD)]
-    (ceiling,) = [s for s in statements if s["sid"] == "PipelineActions"]
+    (ceiling,) = [s for s in statements if s.get("sid") == "PipelineActions"]
     wildcards = [a for a in ceiling["actions"] if "*" in a]
     assert "codepipeline:List*" in wildcards
     assert not [a for a in ceiling["actions"] if any(w != a and fnmatchcase(a, w) for w in wildcards)]
+
+
+def grants_kms(action: str) -> bool:
+    return action == "*" or action.lower().startswith("kms:")
+
+
+@pytest.mark.req("R4.6", "R5.3")
+def test_no_boundary_grants_kms_on_every_key_but_what_names_no_key(pipeline: Document) -> None:
+    """With `kms:*` on "*" in its boundary, a pipeline role whose policy the update role rewrites could use
+    any key of the account, and claim one by tagging it. Each boundary holds the roles' KMS grants on the
+    keys they name, under their conditions; on "*" only what IAM authorizes on "*" alone, and TagResource
+    (as CreateKey tags a new key) only on a key without an `application` tag."""
+    for name, boundary in boundaries(pipeline).items():
+        for item in policy_statements(pipeline, boundary["policy"]):
+            unscoped = [a for a in item["actions"] if grants_kms(a)] if "*" in item["resources"] else []
+            if item["effect"] != "Allow" or not unscoped:
+                continue
+            assert set(unscoped) <= set(KMS_ACTIONS_WITHOUT_RESOURCE_SCOPE), (name, item)
+            if "kms:TagResource" in unscoped:
+                untagged = {"test": "Null", "variable": "aws:ResourceTag/application", "values": ["true"]}
+                assert untagged in item["condition"], (name, item)
+    # The pipeline roles' boundary: the update role's `kms:*` on the pipeline's key and its alias, no other.
+    (key,) = resources(pipeline, "aws_kms_key")
+    boundary = boundaries(pipeline)["canvalo-pipeline-boundary"]
+    kms = {
+        tuple(s["resources"]): s["actions"]
+        for s in policy_statements(pipeline, boundary["policy"])
+        if s["effect"] == "Allow" and any(grants_kms(a) for a in s["actions"])
+    }
+    assert kms == {
+        (f"${{aws_kms_key.{key}.arn}}",): ["kms:*"],
+        (f"arn:aws:kms:eu-west-1:{BETA}:alias/canvalo-beta-pipeline",): [
+            "kms:CreateAlias",
+            "kms:DeleteAlias",
+            "kms:UpdateAlias",
+        ],
+        ("*",): ["kms:ListAliases"],
+    }
+
+
+@pytest.mark.req("R4.6", "R5.3")
+def test_a_boundary_refuses_a_roles_kms_grant_on_every_key() -> None:
+    """A role statement granting a KMS action on "*" that names a key would put it on every key in the
+    boundary: the synth fails instead. What names no key (ListAliases) stays on "*"."""
+
+    def boundary(*grants: DataAwsIamPolicyDocumentStatement) -> list[DataAwsIamPolicyDocumentStatement]:
+        return boundary_statements(
+            role_statements=[grants],
+            protected_policy_arns=[f"arn:aws:iam::{BETA}:policy/canvalo/*-boundary"],
+            reviewer_arn=f"arn:aws:iam::{BETA}:role/canvalo/canvalo-beta-pipeline-review",
+        )
+
+    with pytest.raises(ValueError, match="kms:Decrypt on every key"):
+        boundary(statement(sid="AnyKey", actions=["kms:Decrypt", "kms:ListAliases"], resources=["*"]))
+    listed = boundary(statement(sid="Aliases", actions=["kms:ListAliases", "s3:ListAllMyBuckets"], resources=["*"]))
+    assert [(s.actions, s.resources, s.sid) for s in listed[1:2]] == [(["kms:ListAliases"], ["*"], None)]
+
+
+@pytest.mark.req("R4.6")
+def test_a_boundary_merges_the_roles_statements_and_drops_only_what_another_deny_still_denies() -> None:
+    """Grants that differ only in their resources, or only in their actions, are one; a Deny's action that
+    another unconditional Deny denies on all its resources is dropped, but of two that cover each other one
+    stays."""
+    roles = f"arn:aws:iam::{BETA}:role/canvalo/canvalo-beta-pipeline-*"
+    role = f"arn:aws:iam::{BETA}:role/canvalo/canvalo-beta-pipeline-build"
+    statements = boundary_statements(
+        role_statements=[
+            [
+                statement(sid="A", actions=["sts:AssumeRole"], resources=["arn:aws:iam::1:role/a"]),
+                statement(sid="B", actions=["sts:AssumeRole"], resources=["arn:aws:iam::2:role/b"]),
+                statement(sid="C", actions=["kms:Decrypt"], resources=["arn:aws:kms:r:1:key/k"]),
+                statement(sid="D", actions=["kms:*"], resources=["arn:aws:kms:r:1:key/k"]),
+            ],
+            [
+                # Each of E and F denies DeleteRole on every role the other names.
+                statement(sid="E", effect="Deny", actions=["iam:DeleteRole", "iam:TagRole"], resources=[roles]),
+                statement(
+                    sid="F", effect="Deny", actions=["iam:DeleteRole", "iam:UpdateRole"], resources=[roles, role]
+                ),
+                statement(sid="G", effect="Deny", actions=["iam:DeleteRolePermissionsBoundary"], resources=[role]),
+            ],
+        ],
+        protected_policy_arns=[f"arn:aws:iam::{BETA}:policy/canvalo/*-boundary"],
+        reviewer_arn=f"arn:aws:iam::{BETA}:role/canvalo/canvalo-beta-pipeline-review",
+    )
+    copies = [(s.effect, s.actions, s.resources) for s in statements if s.sid is None]
+    assert copies == [
+        ("Allow", ["sts:AssumeRole"], ["arn:aws:iam::1:role/a", "arn:aws:iam::2:role/b"]),
+        ("Allow", ["kms:*"], ["arn:aws:kms:r:1:key/k"]),
+        # G is the boundary's own NeverRemoveABoundary on one role: gone. E's DeleteRole is F's, so F keeps it.
+        ("Deny", ["iam:TagRole"], [roles]),
+        ("Deny", ["iam:DeleteRole", "iam:UpdateRole"], [roles, role]),
+    ]
 
 
 @pytest.mark.req("R6.6")
@@ -851,7 +958,7 @@ def test_a_stage_without_approval_stops_for_one_when_its_plan_broadens_and_only_
 def test_no_pipeline_role_but_review_may_answer_an_approval_nor_remove_a_boundary(pipeline: Document) -> None:
     review_arn = f"arn:aws:iam::{BETA}:role/canvalo/canvalo-beta-pipeline-review"
     for boundary in boundaries(pipeline).values():
-        statements = {s["sid"]: s for s in policy_statements(pipeline, boundary["policy"])}
+        statements = {s.get("sid"): s for s in policy_statements(pipeline, boundary["policy"])}
         only_review = statements["OnlyReviewApproves"]
         assert only_review["effect"] == "Deny"
         assert only_review["actions"] == ["codepipeline:PutApprovalResult"]

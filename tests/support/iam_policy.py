@@ -225,8 +225,15 @@ def evaluate(request: Request, principal: Principal, *, resource_policies: Seque
 
 
 def fake_id(seed: str, length: int = 32) -> str:
-    """A stable stand-in for an id AWS generates (a KMS key id, a secret's ARN suffix)."""
+    """A stable stand-in for an id AWS generates (a connection's id, a secret's ARN suffix)."""
     return hashlib.sha256(seed.encode()).hexdigest()[:length]
+
+
+def fake_uuid(seed: str) -> str:
+    """A stable stand-in for a UUID AWS generates (a KMS key id), of a real one's 36 characters: a policy's
+    size measured with it is the size IAM receives."""
+    digits = fake_id(seed)
+    return "-".join(digits[start:end] for start, end in ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32)))
 
 
 class Stack:
@@ -266,7 +273,7 @@ class Stack:
             "aws_iam_policy": lambda: f"arn:aws:iam::{account}:policy{body.get('path', '/')}{body['name']}",
             "aws_s3_bucket": lambda: f"arn:aws:s3:::{body['bucket']}",
             "aws_dynamodb_table": lambda: f"arn:aws:dynamodb:{region}:{account}:table/{body['name']}",
-            "aws_kms_key": lambda: f"arn:aws:kms:{region}:{account}:key/{fake_id(self.name + name)}",
+            "aws_kms_key": lambda: f"arn:aws:kms:{region}:{account}:key/{fake_uuid(self.name + name)}",
             "aws_ecr_repository": lambda: f"arn:aws:ecr:{region}:{account}:repository/{body['name']}",
             "aws_sns_topic": lambda: f"arn:aws:sns:{region}:{account}:{body['name']}",
             "aws_cloudwatch_log_group": lambda: f"arn:aws:logs:{region}:{account}:log-group:{body['name']}",
