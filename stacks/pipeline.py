@@ -583,10 +583,12 @@ class PipelineStack(StageStack):
             self,
             "artifacts",
             name=prefix,
-            bucket_name=f"{prefix}-artifacts-{account_id}",
+            bucket_name=project.artifact_bucket,
             account_id=account_id,
             region=account.region,
             protected=stage.deletion_protection,
+            # What each stage's Apply records of what it applied, for the drift check: its own stage's only.
+            apply_roles={s.name: project.pipeline_apply_role_arn(s) for s in project.stages},
         )
         bucket_arn, key_arn = self.artifacts.bucket.arn, self.artifacts.key.arn
         self.registry = ContainerRegistry(

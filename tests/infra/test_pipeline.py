@@ -618,6 +618,35 @@ def test_artifacts_are_private_and_encrypted_with_a_rotating_customer_managed_ke
     )
 
 
+def lifecycle_of(pipeline: Document, key: str) -> tuple[int | None, int | None]:
+    """(days after which the current version of `key` expires, days after which its old versions do) under the
+    artifact bucket's lifecycle rules. A rule selects the keys starting with its filter's prefix (the only filter
+    modelled: any other raises); where expirations overlap, the shorter one holds (S3's lifecycle-conflicts page)."""
+    (configuration,) = resources(pipeline, "aws_s3_bucket_lifecycle_configuration").values()
+    current: list[int] = []
+    noncurrent: list[int] = []
+    for rule in configuration["rule"]:
+        (selection,) = rule["filter"]
+        if set(selection) != {"prefix"}:
+            raise ValueError(f"rule {rule['id']}: only prefix filters are modelled, not {selection}")
+        if rule["status"] != "Enabled" or not key.startswith(selection["prefix"]):
+            continue
+        current += [e["days"] for e in rule.get("expiration") or []]
+        noncurrent += [e["noncurrent_days"] for e in rule.get("noncurrent_version_expiration") or []]
+    return min(current, default=None), min(noncurrent, default=None)
+
+
+@pytest.mark.req("R7.6")
+def test_the_artifacts_expire_but_not_the_stack_each_stage_applied(pipeline: Document) -> None:
+    """Prod may go a month without a deploy; the drift check plans `applied/prod/` every day until the next."""
+    for stage_name in DEPLOY_STAGES.values():
+        assert lifecycle_of(pipeline, f"applied/{stage_name}/cdk.tf.json") == (None, 7), "old versions expire"
+    # CodePipeline's folder is the pipeline's name cut to 20 characters; the prefix matches it either way.
+    for artifact in ("canvalo-beta-pipelin/Build/a1B2c3D", "canvalo-beta-pipeline/ProdPlan/a1B2c3D"):
+        assert lifecycle_of(pipeline, artifact) == (30, 7), artifact
+    assert lifecycle_of(pipeline, "plan-summaries/prod/0f1e2d3c.md") == (30, 7)
+
+
 def test_registry_has_immutable_scanned_images_that_gamma_and_prod_execution_roles_may_pull(pipeline: Document) -> None:
     repository = one(pipeline, "aws_ecr_repository")
     assert repository["name"] == "canvalo-backend"
