@@ -85,6 +85,8 @@ UNRELEASED_IMAGE_TAG = "unreleased"
 APP_NAME_VARIABLE = "APP_NAME"
 # The pipeline account's region: where the release records and drift digests (SSM) live.
 PIPELINE_REGION_VARIABLE = "PIPELINE_REGION"
+# The pipeline's artifact bucket: the plan summaries and the applied stacks (above) are written there.
+ARTIFACT_BUCKET_VARIABLE = "ARTIFACT_BUCKET"
 # The value of a role variable for a stage that is worked in as the action's own role (beta, R4.8).
 OWN_ROLE = "own"
 

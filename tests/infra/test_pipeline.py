@@ -255,7 +255,7 @@ def test_every_prod_apply_that_changes_anything_waits_for_a_manual_approval_of_i
     bucket = next(
         v["value"] for v in plan_project["environment"]["environment_variable"] if v["name"] == "ARTIFACT_BUCKET"
     )
-    assert bucket == f"${{aws_s3_bucket.{next(iter(resources(pipeline, 'aws_s3_bucket')))}.bucket}}"
+    assert bucket == one(pipeline, "aws_s3_bucket")["bucket"]
 
 
 @pytest.mark.parametrize("stage_name", list(DEPLOY_STAGES))
@@ -787,21 +787,31 @@ def test_each_apply_records_its_stages_commit_and_the_drift_check_reads_only_pro
     assert "ssm:DescribeParameters" in update["ListCallsWithoutResourceScope"]["actions"]
 
 
-def test_the_drift_project_clones_the_history_and_reports_a_build_that_failed_before_the_check(
+@pytest.mark.req("R4.6")
+def test_the_drift_project_runs_no_commits_code_and_reports_a_build_that_failed_before_the_check(
     pipeline: Document,
 ) -> None:
+    """The plan role's project runs the pinned toolkit on the stack prod's Apply stored: it checks out and
+    synthesizes nothing, so no commit's Makefile or dependencies run with the pipeline's plan role."""
     drift = project_named(pipeline, "canvalo-beta-pipeline-drift")
-    assert drift["source"]["git_clone_depth"] == 0, "a full clone: it checks out the commit prod applied"
+    assert drift["source"]["git_clone_depth"] == 1, "the branch head only, for the (pinned) toolkit"
     environment = {v["name"]: v["value"] for v in drift["environment"]["environment_variable"]}
     assert environment["DRIFT_DIGEST_PARAMETER"] == DRIFT_DIGEST
+    assert environment["ARTIFACT_BUCKET"] == one(pipeline, "aws_s3_bucket")["bucket"], "where prod's Apply stored it"
+    # What the project runs, as the pipeline stack synthesized it: the toolkit's check and install, then drift.yml.
+    synthesized = yaml.safe_load(drift["source"]["buildspec"].replace("$${", "${").replace("%%{", "%{"))
+    every_command = "\n".join(c for phase in synthesized["phases"].values() for c in phase.get("commands", []))
+    # In a command's place (a line's start, after `;`, `&&`, `|`, `$(`, then, do, else), not in a message's text.
+    run = re.compile(r"(?:^|[;&|]|\$\(|\bthen\b|\bdo\b|\belse\b)\s*(make|git|uv|npm|npx)\b", re.MULTILINE)
+    assert run.findall(every_command) == [], "no commit's Makefile, checkout or dependencies"
+    assert "worktree" not in every_command and "synth" not in every_command
     buildspec = yaml.safe_load((PROJECT_ROOT / BUILDSPECS["drift"]).read_text())
     phases = buildspec["phases"]
     # CodeBuild skips post_build when install fails: whatever can fail runs in the build phase.
     assert "commands" not in phases["install"]
     build = "\n".join(phases["build"]["commands"])
     assert 'python -m pipelines.drift deployed-commit --stage "$STAGE"' in build
-    assert 'git worktree add --detach deployed-source "$deployed"' in build
-    assert "--work-dir drift" in build
+    assert 'python -m pipelines.drift --stage "$STAGE" --work-dir drift --commit "$deployed"' in build
     assert phases["post_build"]["commands"] == ["bash pipelines/drift_failure.sh drift/reported"]
     script = (PROJECT_ROOT / "pipelines" / "drift_failure.sh").read_text()
     assert 'aws sns publish --topic-arn "$NOTIFICATION_TOPIC_ARN"' in script
