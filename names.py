@@ -59,6 +59,19 @@ def drift_digest_parameter(app_name: str, stage_name: str) -> str:
     return f"/{app_name}/{stage_name}/drift-digest"
 
 
+# -- what the pipeline keeps in its artifact bucket, besides CodePipeline's own artifacts -------------------
+# The summary each Plan publishes for its approval (pipelines/publish_summary.py): `plan-summaries/<stage>/`.
+PLAN_SUMMARIES_PREFIX = "plan-summaries"
+# The stack JSON each stage's last successful Apply applied (`python -m pipelines.drift store-applied`), which the
+# drift check plans: it lives as long as the stage runs it, so the bucket's expiration never reaches it.
+APPLIED_PREFIX = "applied"
+
+
+def applied_stack_key(stage_name: str) -> str:
+    """`applied/<stage>/cdk.tf.json`: the object key of the stack JSON the stage's last Apply applied."""
+    return f"{APPLIED_PREFIX}/{stage_name}/cdk.tf.json"
+
+
 # cdktf.json's imageTag: what a synthesis without CANVALO_IMAGE_TAG names. No build ever pushes it, so the
 # stage stacks refuse to plan it and the preflight names the command that builds a real one.
 UNRELEASED_IMAGE_TAG = "unreleased"
@@ -72,6 +85,8 @@ UNRELEASED_IMAGE_TAG = "unreleased"
 APP_NAME_VARIABLE = "APP_NAME"
 # The pipeline account's region: where the release records and drift digests (SSM) live.
 PIPELINE_REGION_VARIABLE = "PIPELINE_REGION"
+# The pipeline's artifact bucket: the plan summaries and the applied stacks (above) are written there.
+ARTIFACT_BUCKET_VARIABLE = "ARTIFACT_BUCKET"
 # The value of a role variable for a stage that is worked in as the action's own role (beta, R4.8).
 OWN_ROLE = "own"
 

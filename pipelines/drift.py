@@ -1,24 +1,36 @@
 """Daily drift check: does the live infrastructure of a stage still match what Terraform last applied?
 
-    python -m pipelines.drift --stage prod --cdktf-out DIR [--topic-arn ARN] [--work-dir DIR]
+    python -m pipelines.drift --stage prod [--commit SHA] [--topic-arn ARN] [--work-dir DIR]
+    python -m pipelines.drift store-applied --stage S --stack-json PATH --commit SHA   # after an Apply succeeded
     python -m pipelines.drift record --stage S --commit SHA [--image IMAGE] [--execution-id ID] [--outputs DIR]
     python -m pipelines.drift previous --stage S --into DIR      # before an Apply: the last verified release
     python -m pipelines.drift restored --stage S --record DIR    # after a restore: the release it put back
     python -m pipelines.drift deployed-commit --stage prod
 
-The check runs on the synthesis of the commit the stage last applied, not of the branch head: after a
-stage's Apply succeeds (applied, rollout verified, smoke check passed) the deploy action runs `record`, which writes the commit id to the SSM String
-parameter `/<app>/<stage>/deployed-commit` in the pipeline account (the `pipeline` stack creates it with
-the placeholder `never-deployed`). The drift buildspec reads it with `deployed-commit`, which prints the
-commit, or nothing (exit 0) while the stage was never deployed; it then synthesizes that commit. The same
-`record` also writes the stage's release record (`pipelines/release.py`: commit, image, execution, time) to
-`/<app>/<stage>/release`, which `make status` reads. `previous` copies that record into a restore's
-directory before the Apply; `restored` writes, after a restore, the record of the release it put back.
+The check plans the stack JSON the stage's last successful Apply applied, not the branch head, and runs
+no code of any commit: it never checks a commit out or synthesizes one (a commit's `make synth` would run
+that commit's code with the pipeline's plan role). After a stage's Apply succeeds (applied, rollout
+verified, smoke check passed) the deploy action runs `store-applied`, which puts the `cdk.tf.json` that
+Apply applied (the Build artifact's copy, whose SHA-256 the approved manifest holds) into the pipeline's
+artifact bucket as `applied/<stage>/cdk.tf.json`, with the commit id as the object's `commit` metadata,
+and then `record`, which writes the commit id to the SSM String parameter `/<app>/<stage>/deployed-commit`
+in the pipeline account (the `pipeline` stack creates it with the placeholder `never-deployed`). The
+bucket's policy lets only that stage's Apply role write `applied/<stage>/`. The drift buildspec reads
+the parameter with `deployed-commit`, which prints the commit, or nothing (exit 0) while the stage was
+never deployed; the check then fetches `applied/<stage>/cdk.tf.json` into a fresh directory of its work
+directory, laid out as a `cdktf.out` of that one stack. A stage deployed before Applies stored what they
+applied (no such object), an object that is not a JSON stack, or one of another commit than the parameter
+names, is a check that cannot run: one line says what is wrong and that the stage's next Apply records
+it. The same `record` also writes the stage's release record (`pipelines/release.py`: commit, image,
+execution, time) to `/<app>/<stage>/release`, which `make status` reads. `previous` copies that record
+into a restore's directory before the Apply; `restored` writes, after a restore, the record of the
+release it put back (whose stack JSON is still the stored one: only a successful Apply stores).
 
-For the stage's stack (`<stage>`) of that synthesis it runs `terraform plan -refresh-only -detailed-exitcode
--lock=false`: refresh-only, because it compares the real resources with the state; without the state lock,
-because it writes no state and must neither wait for nor block a deploy. Only real drift counts, from
-the plan's `resource_drift`:
+The recorded JSON is the commit's data, so it passes the same checks as Plan's (`policy_check`, then
+Terraform on a copy of `cdk.tf.json` alone, `terraform_workdir.isolated`). For the stage's stack
+(`<stage>`) it runs `terraform plan -refresh-only -detailed-exitcode -lock=false`: refresh-only, because
+it compares the real resources with the state; without the state lock, because it writes no state and
+must neither wait for nor block a deploy. Only real drift counts, from the plan's `resource_drift`:
 - a deleted resource is drift;
 - an update is drift unless every attribute that differs is in that resource's `lifecycle.ignore_changes`
   in the stack's `cdk.tf.json` (the ECS service ignores `desired_count`, which auto scaling moves). Attributes
@@ -28,8 +40,8 @@ the plan's `resource_drift`:
 
 When any stack drifted it publishes one message to the SNS topic (ARN from --topic-arn or
 NOTIFICATION_TOPIC_ARN) naming the stacks and each changed or deleted resource, and exits 3. A check that
-cannot run (terraform fails, no stacks) is published too, and exits 1: a silent daily job that stopped
-working would look like a clean prod. Exit 0 when everything matches. Each message is mailed once: the
+cannot run (no recorded stack, terraform fails) is published too, and exits 1: a silent daily job that
+stopped working would look like a clean prod. Exit 0 when everything matches. Each message is mailed once: the
 SHA-256 digest of what it reports (sorted stack, address and action; or the failure's text) is kept in the
 SSM String parameter `/<app>/<stage>/drift-digest`, and a report whose digest is the stored one is not
 published again (the exit status is the same either way). A clean check resets the digest to `none`, and
@@ -37,9 +49,9 @@ if something had been mailed before, publishes one short "clean again" message, 
 Whenever it got that far, it touches `<work-dir>/reported`: the buildspec's post_build publishes a
 failure only when that marker is missing (the build failed before this script could report).
 
-The application's name, the pipeline account's region and the stage's plan role come from the action's
-environment (`APP_NAME`, `PIPELINE_REGION`, `<STAGE>_*`), which the pipeline stack synthesizes
-(pipelines/run_env.py); the synthesis it checks is of the deployed commit, read as data.
+The application's name, the pipeline account's region, its artifact bucket and the stage's plan role come
+from the action's environment (`APP_NAME`, `PIPELINE_REGION`, `ARTIFACT_BUCKET`, `<STAGE>_*`), which the
+pipeline stack synthesizes (pipelines/run_env.py).
 """
 
 from __future__ import annotations
@@ -49,6 +61,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -61,6 +74,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from names import (
     NEVER_DEPLOYED,
     NOTHING_PUBLISHED,
+    applied_stack_key,
     deployed_commit_parameter,
     drift_digest_parameter,
     release_parameter,
@@ -68,13 +82,14 @@ from names import (
 from pipelines import policy_check
 from pipelines.plan_summary import PlanError, ResourceChange, parse_changes
 from pipelines.release import PREVIOUS_FILE, RESTORED_FILE, RecordError, ReleaseRecord, read_record_file
-from pipelines.run_env import RunEnvironmentError, StageRun, pipeline_region, stage_run
+from pipelines.run_env import RunEnvironmentError, StageRun, artifact_bucket, pipeline_region, stage_run
 from pipelines.stage_credentials import write_profile
 from pipelines.terraform_stage import EXIT_FAILED, StageError, Terraform, running_with, stage_stacks
-from pipelines.terraform_workdir import isolated
+from pipelines.terraform_workdir import STACK_FILE, isolated
 from pipelines.verify_rollout import RolloutError, read_release
 
 if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_sns import SNSClient
 
 # The stage role the check plans with: the read-only one, like every Plan.
@@ -91,6 +106,12 @@ COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 INSTANCE_KEY = re.compile(r"\[[^\]]*\]$")
 # An ignore_changes of "all" ignores every attribute.
 ALL_ATTRIBUTES = "all"
+# The applied stack's S3 user metadata naming the commit it was synthesized from (`x-amz-meta-commit`).
+COMMIT_METADATA = "commit"
+# Where, in the work directory, the check lays the fetched stack out as a cdktf.out of that one stack.
+APPLIED_OUT = "applied-cdktf.out"
+# S3's error codes for an object that is not there (GetObject; HeadObject answers a bare 404).
+MISSING_OBJECT = frozenset({"NoSuchKey", "404"})
 
 
 class SSMClient(Protocol):
@@ -129,9 +150,9 @@ def load_ignored(stack_dir: Path) -> dict[str, frozenset[str]]:
     try:
         document = json.loads(path.read_text())
     except OSError as error:
-        raise StageError(f"cannot read {path}: {error.strerror}: run `make synth` first") from None
+        raise StageError(f"cannot read {path}: {error.strerror}: the check plans the stack its stage applied") from None
     except json.JSONDecodeError as error:
-        raise StageError(f"{path} is not JSON ({error.msg}): run `make synth` again") from None
+        raise StageError(f"{path} is not JSON ({error.msg}): the check plans the stack its stage applied") from None
     return ignored_attributes(document if isinstance(document, Mapping) else {})
 
 
@@ -169,6 +190,75 @@ def check_stack(terraform: Terraform, stack_dir: Path, plan_file: Path) -> list[
     except PlanError as error:
         raise StageError(str(error)) from None
     return [c for c in changes if is_real_drift(c, ignored)]
+
+
+# -- the stack the stage applied ------------------------------------------------------------------
+
+
+def parse_stack(body: bytes, where: str, fix: str) -> dict[str, Any]:
+    """`body` as a stack's JSON object, else a StageError naming `where` and the `fix`."""
+    try:
+        document = json.loads(body)
+    except UnicodeDecodeError as error:
+        raise StageError(f"{where} is not UTF-8 JSON ({error.reason}): {fix}") from None
+    except json.JSONDecodeError as error:
+        raise StageError(f"{where} is not JSON ({error.msg} at line {error.lineno}): {fix}") from None
+    if not isinstance(document, dict):
+        raise StageError(f"{where} holds a JSON {type(document).__name__}, not a stack's object: {fix}")
+    return document
+
+
+@dataclass(frozen=True)
+class AppliedStacks:
+    """The stack JSON each stage's last successful Apply applied, kept in the pipeline's artifact bucket."""
+
+    s3: S3Client
+    bucket: str
+
+    def where(self, stage: str) -> str:
+        return f"s3://{self.bucket}/{applied_stack_key(stage)}"
+
+    def store(self, stage: str, body: bytes, commit: str) -> None:
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=applied_stack_key(stage),
+            Body=body,
+            ContentType="application/json",
+            Metadata={COMMIT_METADATA: commit},
+        )
+
+    def fetch(self, stage: str, into: Path, commit: str | None) -> Path:
+        """A fresh `into`, laid out as a cdktf.out of the stage's one stack: the recorded JSON, byte for byte.
+        `commit`, when given, is the one the stage last applied (its deployed-commit record): a stack
+        recorded for another commit is refused, so the check never plans a configuration the stage left."""
+        where, fix = self.where(stage), f"the next successful Apply of {stage} records it again"
+        try:
+            found = self.s3.get_object(Bucket=self.bucket, Key=applied_stack_key(stage))
+            body = found["Body"].read()
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code in MISSING_OBJECT:
+                raise StageError(
+                    f"no stack JSON recorded at {where}: {stage} was last applied before its Apply recorded what it "
+                    f"applied; the next successful Apply of {stage} records it"
+                ) from None
+            raise StageError(f"cannot read {where} ({error}): the drift check's role reads it") from None
+        except BotoCoreError as error:
+            raise StageError(f"cannot read {where} ({error}): the drift check's role reads it") from None
+        parse_stack(body, where, fix)
+        recorded = found.get("Metadata", {}).get(COMMIT_METADATA)
+        if commit is not None and recorded != commit:
+            raise StageError(
+                f"{where} is the stack of commit {recorded or 'unknown'}, not of {commit}, which {stage} "
+                f"last applied: {fix}"
+            )
+        if into.exists():
+            shutil.rmtree(into)
+        (into / "stacks" / stage).mkdir(parents=True)
+        (into / "stacks" / stage / STACK_FILE).write_bytes(body)
+        manifest = {"stacks": {stage: {"name": stage, "synthesizedStackPath": f"stacks/{stage}/{STACK_FILE}"}}}
+        (into / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        return into
 
 
 # -- what is mailed, and only once ----------------------------------------------------------------
@@ -250,15 +340,18 @@ def check_stage(
     *,
     terraform: Terraform,
     stage: str,
-    cdktf_out: Path,
+    applied: AppliedStacks,
     work_dir: Path,
     notifier: Notifier,
     commit: str | None = None,
     out: Callable[[str], None] = print,
 ) -> int:
+    """`commit`: the one the stage last applied, which the recorded stack must be of, and which the mail names."""
     work_dir.mkdir(parents=True, exist_ok=True)
     try:
-        # The deployed commit's synthesized stack is the commit's data: the same check as Plan's first.
+        # Inside the try: a stage with no (or a broken) record is a check that cannot run, and is mailed so.
+        cdktf_out = applied.fetch(stage, work_dir / APPLIED_OUT, commit)
+        # The applied stack is the commit's data: the same check as Plan's first.
         policy_check.enforce(cdktf_out, stage, out, StageError)
         drifted = []
         for stack in stage_stacks(cdktf_out, stage):
@@ -316,23 +409,82 @@ def _ssm(environ: Mapping[str, str]) -> SSMClient:
     return cast(SSMClient, boto3.session.Session().client("ssm", region_name=pipeline_region(environ)))
 
 
-def main_record(argv: Sequence[str], *, ssm: SSMClient | None, environ: Mapping[str, str]) -> int:
+def is_commit(commit: str) -> bool:
+    """Whether `commit` is a full commit id; if not, says so in one line on stderr."""
+    if COMMIT.fullmatch(commit):
+        return True
+    print(
+        f"error: --commit {commit!r} is not a full commit id: pass $CODEBUILD_RESOLVED_SOURCE_VERSION", file=sys.stderr
+    )
+    return False
+
+
+def _applied_stacks(s3: S3Client | None, environ: Mapping[str, str]) -> AppliedStacks:
+    # The artifact bucket lives in the pipeline account, in its region, like the parameters.
+    client = s3 or boto3.session.Session().client("s3", region_name=pipeline_region(environ))
+    return AppliedStacks(client, artifact_bucket(environ))
+
+
+def after_an_apply(command: str, description: str) -> argparse.ArgumentParser:
+    """The parser of a command the Apply runs once it succeeded: the stage and the commit it applied."""
     parser = argparse.ArgumentParser(
-        prog="python -m pipelines.drift record",
-        description="After a stage's Apply succeeded (rollout verified, smoke check passed): remember which commit "
-        "it applied, for the drift check, and what it deployed, for `make status` and the next Apply.",
+        prog=f"python -m pipelines.drift {command}",
+        description=f"After a stage's Apply succeeded (rollout verified, smoke check passed): {description}.",
     )
     parser.add_argument("--stage", required=True)
     parser.add_argument("--commit", required=True, help="the applied commit ($CODEBUILD_RESOLVED_SOURCE_VERSION)")
+    return parser
+
+
+def main_store_applied(argv: Sequence[str], *, s3: S3Client | None, environ: Mapping[str, str]) -> int:
+    parser = after_an_apply(
+        "store-applied",
+        "keep the stack JSON it applied in the artifact bucket, which the drift check plans instead of synthesizing "
+        "a commit",
+    )
+    parser.add_argument(
+        "--stack-json", type=Path, required=True, help="the cdk.tf.json the Apply applied (the Build artifact's)"
+    )
+    args = parser.parse_args(argv)
+    if not is_commit(args.commit):
+        return EXIT_BAD_INPUT
+    stage = stage_run(environ, args.stage)
+    applied = _applied_stacks(s3, environ)
+    fix = "pass the cdk.tf.json the Apply applied: $CODEBUILD_SRC_DIR_Build/cdktf.out/stacks/<stage>/cdk.tf.json"
+    try:
+        body = args.stack_json.read_bytes()
+        # What the drift check would refuse is refused here, where the Apply that made it can still be retried.
+        parse_stack(body, str(args.stack_json), fix)
+    except OSError as error:
+        print(f"error: cannot read {args.stack_json}: {error.strerror}: {fix}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except StageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        applied.store(stage.name, body, args.commit)
+    except (ClientError, BotoCoreError) as error:
+        print(
+            f"error: could not store what {stage.name} applied in {applied.where(stage.name)}: {error}; retry the "
+            "Apply (the drift check plans that object)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    print(f"{stage.name} applied commit {args.commit}: its stack JSON is {applied.where(stage.name)}")
+    return 0
+
+
+def main_record(argv: Sequence[str], *, ssm: SSMClient | None, environ: Mapping[str, str]) -> int:
+    parser = after_an_apply(
+        "record",
+        "remember which commit it applied, for the drift check, and what it deployed, for `make status` and the "
+        "next Apply",
+    )
     parser.add_argument("--image", default="", help="the image the stage runs (python -m pipelines.release image)")
     parser.add_argument("--execution-id", default="", help="the pipeline execution ($PIPELINE_EXECUTION_ID)")
     parser.add_argument("--outputs", type=Path, help="the outputs directory of the apply: the service it runs")
     args = parser.parse_args(argv)
-    if not COMMIT.fullmatch(args.commit):
-        print(
-            f"error: --commit {args.commit!r} is not a full commit id: pass $CODEBUILD_RESOLVED_SOURCE_VERSION",
-            file=sys.stderr,
-        )
+    if not is_commit(args.commit):
         return EXIT_BAD_INPUT
     running = None
     if args.outputs is not None:
@@ -453,14 +605,17 @@ def main_check(
     terraform: Terraform | None,
     sns: SNSClient | None,
     ssm: SSMClient | None,
+    s3: S3Client | None,
     environ: Mapping[str, str],
 ) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.drift", description=__doc__.splitlines()[0])
     parser.add_argument("--stage", required=True)
-    parser.add_argument("--cdktf-out", type=Path, required=True)
     parser.add_argument("--topic-arn", default=environ.get("NOTIFICATION_TOPIC_ARN"))
     parser.add_argument("--work-dir", type=Path, default=Path("drift"))
-    parser.add_argument("--commit", help="the commit cdktf.out was synthesized from, named in the mail")
+    parser.add_argument(
+        "--commit",
+        help="the commit the stage last applied (deployed-commit): the stored stack must be its; the mail names it",
+    )
     args = parser.parse_args(argv)
     if not args.topic_arn:
         print("error: no topic to notify: pass --topic-arn or set NOTIFICATION_TOPIC_ARN", file=sys.stderr)
@@ -473,14 +628,15 @@ def main_check(
         digest_parameter=drift_digest_parameter(stage.app_name, stage.name),
         err=lambda line: print(line, file=sys.stderr),
     )
+    applied = _applied_stacks(s3, environ)
     try:
         # Terraform works in the stage as its role (the stacks' JSON names none the pipeline uses); the
-        # notifier stays with this build's own credentials, in the pipeline account.
+        # notifier and the read of the recorded stack stay with this build's own credentials, in the pipeline account.
         stage_profile = write_profile(stage, args.work_dir / "aws-config", None, role=DRIFT_ROLE)
         return check_stage(
             terraform=terraform or Terraform(running_with(stage_profile)),
             stage=stage.name,
-            cdktf_out=args.cdktf_out,
+            applied=applied,
             work_dir=args.work_dir,
             notifier=notifier,
             commit=args.commit,
@@ -499,10 +655,13 @@ def main(
     terraform: Terraform | None = None,
     sns: SNSClient | None = None,
     ssm: SSMClient | None = None,
+    s3: S3Client | None = None,
     environ: Mapping[str, str] = os.environ,
 ) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
+        if arguments[:1] == ["store-applied"]:
+            return main_store_applied(arguments[1:], s3=s3, environ=environ)
         if arguments[:1] == ["record"]:
             return main_record(arguments[1:], ssm=ssm, environ=environ)
         if arguments[:1] == ["previous"]:
@@ -511,7 +670,7 @@ def main(
             return main_restored(arguments[1:], ssm=ssm, environ=environ)
         if arguments[:1] == ["deployed-commit"]:
             return main_deployed_commit(arguments[1:], ssm=ssm, environ=environ)
-        return main_check(arguments, terraform=terraform, sns=sns, ssm=ssm, environ=environ)
+        return main_check(arguments, terraform=terraform, sns=sns, ssm=ssm, s3=s3, environ=environ)
     except RunEnvironmentError as error:
         # A variable the pipeline stack synthesizes is missing, or the stage is unknown.
         print(f"error: {error}", file=sys.stderr)

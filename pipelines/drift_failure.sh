@@ -2,7 +2,7 @@
 # post_build of pipelines/buildspecs/drift.yml: bash pipelines/drift_failure.sh MARKER
 #
 # When the drift build failed before `python -m pipelines.drift` could report (installing, reading the
-# deployed commit, checking it out, synthesizing it), publish one message naming the build's log to
+# deployed commit), publish one message naming the build's log to
 # NOTIFICATION_TOPIC_ARN. Nothing when the build succeeded, or when MARKER exists: drift.py touches it
 # once it has reported (published, or found it had already published the same thing). It uses the AWS
 # CLI of CodeBuild's image, because the failure may be that the project's .venv was never installed.
@@ -30,7 +30,7 @@ if [ -n "${DRIFT_DIGEST_PARAMETER:-}" ]; then
   fi
 fi
 
-message="The daily drift check of $stage failed before it could check anything (installing its tools, reading or checking out the commit $stage last applied, or synthesizing it). Until it runs, drift goes unnoticed. Build log: ${CODEBUILD_BUILD_URL:-unknown}"
+message="The daily drift check of $stage failed before it could check anything (installing its tools, or reading which commit $stage last applied). Until it runs, drift goes unnoticed. Build log: ${CODEBUILD_BUILD_URL:-unknown}"
 aws sns publish --topic-arn "$NOTIFICATION_TOPIC_ARN" --subject "$subject" --message "$message" >/dev/null || exit 1
 echo "published: $subject"
 if [ -n "${DRIFT_DIGEST_PARAMETER:-}" ]; then

@@ -23,12 +23,15 @@ from urllib.parse import parse_qs, quote, urlsplit
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from names import PLAN_SUMMARIES_PREFIX
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
-PREFIX = "plan-summaries"
+# Shared with the artifact bucket's lifecycle, which expires the summaries with the artifacts (names.py).
+PREFIX = PLAN_SUMMARIES_PREFIX
 
 
 def summary_key(stage: str, build_id: str) -> str:

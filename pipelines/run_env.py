@@ -14,7 +14,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from names import APP_NAME_VARIABLE, OWN_ROLE, PIPELINE_REGION_VARIABLE, STAGE_NAMES, stage_variable
+from names import (
+    APP_NAME_VARIABLE,
+    ARTIFACT_BUCKET_VARIABLE,
+    OWN_ROLE,
+    PIPELINE_REGION_VARIABLE,
+    STAGE_NAMES,
+    stage_variable,
+)
 from pipelines.errors import CommandError
 
 EXIT_BAD_INPUT = 2
@@ -64,6 +71,11 @@ def app_name(environ: Mapping[str, str]) -> str:
 def pipeline_region(environ: Mapping[str, str]) -> str:
     """The pipeline account's region, where the release records and drift digests live."""
     return required(environ, PIPELINE_REGION_VARIABLE)
+
+
+def artifact_bucket(environ: Mapping[str, str]) -> str:
+    """The pipeline's artifact bucket, in the pipeline account: plan summaries and the stacks each stage applied."""
+    return required(environ, ARTIFACT_BUCKET_VARIABLE)
 
 
 def stage_run(environ: Mapping[str, str], stage: str) -> StageRun:

@@ -539,6 +539,12 @@ class ProjectConfig:
         """`<app>-beta-pipeline`: the CodePipeline, and the prefix of its projects and roles."""
         return self.pipeline_stage.resource_name(self.app_name, "pipeline")
 
+    @property
+    def artifact_bucket(self) -> str:
+        """`<app>-beta-pipeline-artifacts-<account>`: what the pipeline's actions hand each other, the plan summaries
+        and the stack JSON each stage's last Apply applied."""
+        return f"{self.pipeline_name}-artifacts-{self.pipeline_stage.account_id}"
+
     def pipeline_role_arn(self, kind: str) -> str:
         """`<app>-beta-pipeline-<kind>`: a role of the pipeline stack, in the pipeline account."""
         stage = self.pipeline_stage

@@ -583,10 +583,12 @@ class PipelineStack(StageStack):
             self,
             "artifacts",
             name=prefix,
-            bucket_name=f"{prefix}-artifacts-{account_id}",
+            bucket_name=project.artifact_bucket,
             account_id=account_id,
             region=account.region,
             protected=stage.deletion_protection,
+            # What each stage's Apply records of what it applied, for the drift check: its own stage's only.
+            apply_roles={s.name: project.pipeline_apply_role_arn(s) for s in project.stages},
         )
         bucket_arn, key_arn = self.artifacts.bucket.arn, self.artifacts.key.arn
         self.registry = ContainerRegistry(
@@ -790,13 +792,9 @@ class PipelineStack(StageStack):
                 setup,
                 "plan",
                 role="plan",
-                # Where Plan puts the summary the approval links to (pipelines/publish_summary.py); it plans
-                # and bakes every stage, so it gets every stage's run-time values.
-                environment={
-                    **terraform,
-                    "ARTIFACT_BUCKET": self.artifacts.bucket.bucket,
-                    **run_environment(project, project.stages),
-                },
+                # It plans and bakes every stage, so it gets every stage's run-time values, and the artifact
+                # bucket, where it puts the summary the approval links to (pipelines/publish_summary.py).
+                environment={**terraform, **run_environment(project, project.stages)},
                 timeout_minutes=max([60, *(s.bake_minutes + BAKE_MARGIN_MINUTES for s in project.stages)]),
             ),
             # Answers a stage's approval when its plan needs no person; waits a few minutes for its token at most.
@@ -829,10 +827,11 @@ class PipelineStack(StageStack):
             },
             "smoke": self._codebuild(setup, "smoke", role="smoke", timeout_minutes=20),
         }
-        # Outside the pipeline, so it clones the branch itself; it plans as the plan role, which reads prod
-        # through prod's read-only plan role. CodeBuild refuses a project whose source authenticates through
-        # a connection that is not AVAILABLE, and the connection this stack creates starts PENDING until a
-        # person authorizes it: the project and its schedule wait for `connectionAvailable`.
+        # Outside the pipeline, so it clones the branch itself (for the toolkit, which it runs only if pinned); it
+        # plans the stack prod's last Apply recorded as the plan role, which reads prod through prod's plan role.
+        # CodeBuild refuses a project whose source authenticates through a connection that is not AVAILABLE, and
+        # the connection this stack creates starts PENDING until a person authorizes it: the project and its
+        # schedule wait for `connectionAvailable`.
         if project.connection_available:
             self._drift_check(setup, terraform, resources, connection_arn)
 
@@ -857,9 +856,6 @@ class PipelineStack(StageStack):
             ),
         )
         self.projects["drift"] = drift
-        # A full clone (depth 0), not the last commit only: drift.yml checks out the commit the last
-        # stage applied, which may be behind the branch head.
-        drift.project.add_override("source.git_clone_depth", 0)
         ScheduledBuild(
             self,
             "drift-schedule",
@@ -1014,7 +1010,10 @@ def _bounded_by(kind: str) -> str:
 def _codebuild_basics(
     account: PipelineAccount, resources: PipelineResources, *log_kinds: str, writes_artifacts: bool
 ) -> list[DataAwsIamPolicyDocumentStatement]:
-    """Every CodeBuild role: its own log groups, and the artifacts its actions read (and write)."""
+    """Every CodeBuild role: its own log groups, and the artifacts its actions read (and write). The writes are on
+    the whole bucket, as CodePipeline's artifact folder is not part of its reference; `applied/<stage>/`, which
+    the drift check plans, is fenced by the bucket's policy instead: only that stage's Apply role writes there
+    (modules/pipeline_artifacts.py)."""
     object_actions = ["s3:GetObject", "s3:GetObjectVersion"]
     key_actions = ["kms:Decrypt", "kms:DescribeKey"]
     if writes_artifacts:
@@ -1207,7 +1206,8 @@ def _plan_statements(
             resources=[resources.repository_arn],
         ),
         statement(sid="ReportDrift", actions=["sns:Publish"], resources=[resources.topic_arn]),
-        # The drift project checks the commit the last stage applied and mails each report once.
+        # The drift project checks the commit the last stage applied (it reads the stack JSON that Apply recorded,
+        # `applied/<last stage>/`, with the artifact grant above) and mails each report once.
         statement(
             sid="ReadTheCheckedStagesCommit",
             actions=["ssm:GetParameter"],
@@ -1244,7 +1244,7 @@ def _apply_statements(
     found = (
         [
             statement(
-                # One sid for every stage's, so the boundary holds them as one statement (boundary_statements).
+                # Alike for every stage but its resource, so the boundary holds them as one statement (boundary_statements).
                 sid="AssumeTheStageDeployRole",
                 actions=["sts:AssumeRole"],
                 resources=[deploy_role],

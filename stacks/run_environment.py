@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from names import APP_NAME_VARIABLE, OWN_ROLE, PIPELINE_REGION_VARIABLE, stage_variable
+from names import APP_NAME_VARIABLE, ARTIFACT_BUCKET_VARIABLE, OWN_ROLE, PIPELINE_REGION_VARIABLE, stage_variable
 from stacks.config import ProjectConfig, StageConfig
 
 
@@ -32,6 +32,7 @@ def run_environment(project: ProjectConfig, stages: Iterable[StageConfig]) -> di
     environment = {
         APP_NAME_VARIABLE: project.app_name,
         PIPELINE_REGION_VARIABLE: project.pipeline_stage.region,
+        ARTIFACT_BUCKET_VARIABLE: project.artifact_bucket,
     }
     for stage in stages:
         for what, value in stage_run_values(project, stage).items():

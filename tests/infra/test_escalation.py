@@ -674,3 +674,56 @@ def test_the_update_role_cannot_give_a_pipeline_role_decrypt_on_a_key_other_than
     every_key = Statement("PipelineActions", "Allow", actions=("kms:*",), resources=("*",))
     former = Policy(build.boundary.name, (*build.boundary.statements, every_key))
     assert kms_requests_beyond_the_pipelines_key(Principal(build.arn, (EVERYTHING,), former))
+
+
+def artifact_bucket_policy(iam: Stacks) -> tuple[str, Policy]:
+    """The pipeline's artifact bucket and its policy, as S3 evaluates it."""
+    pipeline = iam["pipeline"]
+    (name,) = pipeline.resources("aws_s3_bucket")
+    ((document,),) = [[p["policy"] for p in pipeline.resources("aws_s3_bucket_policy").values()]]
+    return pipeline.attribute(f"aws_s3_bucket.{name}.arn"), pipeline.policy(document)
+
+
+APPLY_ROLES = {
+    "beta": PIPELINE_DEPLOY_ROLE,
+    "gamma": "canvalo-beta-pipeline-apply-gamma",
+    "prod": "canvalo-beta-pipeline-apply-prod",
+}
+# Every other role of the pipeline account that holds s3:PutObject on the artifact bucket, the commit's Build
+# among them, and the plan role the drift check runs as.
+OTHER_ARTIFACT_WRITERS = [
+    "canvalo-beta-pipeline-build",
+    "canvalo-beta-pipeline-plan",
+    "canvalo-beta-pipeline-codepipeline",
+    UPDATE_ROLE,
+]
+
+
+@pytest.mark.req("R4.6")
+@pytest.mark.parametrize("stage", STAGES)
+def test_only_the_stages_own_apply_may_record_the_stack_the_drift_check_plans(iam: Stacks, stage: str) -> None:
+    """`applied/<stage>/cdk.tf.json` is what the drift check plans as prod's configuration: whoever could rewrite
+    it (an `ignore_changes = all` on every resource, say) could silence the check. Only that stage's Apply role
+    may put it, the other stages' Applies and every other artifact writer may not, whatever their grant on the
+    whole bucket; the plan role, which runs the check, reads it. The twin: without the bucket's policy the Build
+    role's artifact grant would let a commit's code write it."""
+    bucket, policy = artifact_bucket_policy(iam)
+    record = Request("s3:PutObject", f"{bucket}/applied/{stage}/cdk.tf.json", IN_REGION)
+    assert_allowed(iam.principal("pipeline", APPLY_ROLES[stage]), record, resource_policies=(policy,))
+    for other in [*(r for s, r in APPLY_ROLES.items() if s != stage), *OTHER_ARTIFACT_WRITERS]:
+        principal = iam.principal("pipeline", other)
+        assert_denied(principal, record, resource_policies=(policy,))
+        # Not even with a policy granting everything: the Deny is the bucket's, which no pipeline role rewrites.
+        assert_denied(Principal(principal.arn, (EVERYTHING,), principal.boundary), record, resource_policies=(policy,))
+    assert_allowed(iam.principal("pipeline", "canvalo-beta-pipeline-build"), record)
+    read = Request("s3:GetObject", f"{bucket}/applied/{stage}/cdk.tf.json", IN_REGION)
+    assert_allowed(iam.principal("pipeline", "canvalo-beta-pipeline-plan"), read, resource_policies=(policy,))
+    # SSE-KMS with the pipeline's key: writing takes a data key, reading the record decrypts it.
+    pipeline = iam["pipeline"]
+    (key,) = pipeline.resources("aws_kms_key")
+    key_arn = pipeline.attribute(f"aws_kms_key.{key}.arn")
+    assert_allowed(iam.principal("pipeline", APPLY_ROLES[stage]), Request("kms:GenerateDataKey", key_arn, IN_REGION))
+    assert_allowed(iam.principal("pipeline", "canvalo-beta-pipeline-plan"), Request("kms:Decrypt", key_arn, IN_REGION))
+    # Each Apply still writes its stage's artifacts (the outputs it hands on), under CodePipeline's folder.
+    artifact = Request("s3:PutObject", f"{bucket}/canvalo-beta-pipelin/{stage.capitalize()}Outp/a1B2c3D", IN_REGION)
+    assert_allowed(iam.principal("pipeline", APPLY_ROLES[stage]), artifact, resource_policies=(policy,))

@@ -259,7 +259,7 @@ def test_every_prod_apply_that_changes_anything_waits_for_a_manual_approval_of_i
     bucket = next(
         v["value"] for v in plan_project["environment"]["environment_variable"] if v["name"] == "ARTIFACT_BUCKET"
     )
-    assert bucket == f"${{aws_s3_bucket.{next(iter(resources(pipeline, 'aws_s3_bucket')))}.bucket}}"
+    assert bucket == one(pipeline, "aws_s3_bucket")["bucket"]
 
 
 @pytest.mark.parametrize("stage_name", list(DEPLOY_STAGES))
@@ -725,6 +725,35 @@ def test_artifacts_are_private_and_encrypted_with_a_rotating_customer_managed_ke
     )
 
 
+def lifecycle_of(pipeline: Document, key: str) -> tuple[int | None, int | None]:
+    """(days after which the current version of `key` expires, days after which its old versions do) under the
+    artifact bucket's lifecycle rules. A rule selects the keys starting with its filter's prefix (the only filter
+    modelled: any other raises); where expirations overlap, the shorter one holds (S3's lifecycle-conflicts page)."""
+    (configuration,) = resources(pipeline, "aws_s3_bucket_lifecycle_configuration").values()
+    current: list[int] = []
+    noncurrent: list[int] = []
+    for rule in configuration["rule"]:
+        (selection,) = rule["filter"]
+        if set(selection) != {"prefix"}:
+            raise ValueError(f"rule {rule['id']}: only prefix filters are modelled, not {selection}")
+        if rule["status"] != "Enabled" or not key.startswith(selection["prefix"]):
+            continue
+        current += [e["days"] for e in rule.get("expiration") or []]
+        noncurrent += [e["noncurrent_days"] for e in rule.get("noncurrent_version_expiration") or []]
+    return min(current, default=None), min(noncurrent, default=None)
+
+
+@pytest.mark.req("R7.6")
+def test_the_artifacts_expire_but_not_the_stack_each_stage_applied(pipeline: Document) -> None:
+    """Prod may go a month without a deploy; the drift check plans `applied/prod/` every day until the next."""
+    for stage_name in DEPLOY_STAGES.values():
+        assert lifecycle_of(pipeline, f"applied/{stage_name}/cdk.tf.json") == (None, 7), "old versions expire"
+    # CodePipeline's folder is the pipeline's name cut to 20 characters; the prefix matches it either way.
+    for artifact in ("canvalo-beta-pipelin/Build/a1B2c3D", "canvalo-beta-pipeline/ProdPlan/a1B2c3D"):
+        assert lifecycle_of(pipeline, artifact) == (30, 7), artifact
+    assert lifecycle_of(pipeline, "plan-summaries/prod/0f1e2d3c.md") == (30, 7)
+
+
 def test_registry_has_immutable_scanned_images_that_gamma_and_prod_execution_roles_may_pull(pipeline: Document) -> None:
     repository = one(pipeline, "aws_ecr_repository")
     assert repository["name"] == "canvalo-backend"
@@ -865,21 +894,31 @@ def test_each_apply_records_its_stages_commit_and_the_drift_check_reads_only_pro
     assert "ssm:DescribeParameters" in update["ListCallsWithoutResourceScope"]["actions"]
 
 
-def test_the_drift_project_clones_the_history_and_reports_a_build_that_failed_before_the_check(
+@pytest.mark.req("R4.6")
+def test_the_drift_project_runs_no_commits_code_and_reports_a_build_that_failed_before_the_check(
     pipeline: Document,
 ) -> None:
+    """The plan role's project runs the pinned toolkit on the stack prod's Apply stored: it checks out and
+    synthesizes nothing, so no commit's Makefile or dependencies run with the pipeline's plan role."""
     drift = project_named(pipeline, "canvalo-beta-pipeline-drift")
-    assert drift["source"]["git_clone_depth"] == 0, "a full clone: it checks out the commit prod applied"
+    assert drift["source"]["git_clone_depth"] == 1, "the branch head only, for the (pinned) toolkit"
     environment = {v["name"]: v["value"] for v in drift["environment"]["environment_variable"]}
     assert environment["DRIFT_DIGEST_PARAMETER"] == DRIFT_DIGEST
+    assert environment["ARTIFACT_BUCKET"] == one(pipeline, "aws_s3_bucket")["bucket"], "where prod's Apply stored it"
+    # What the project runs, as the pipeline stack synthesized it: the toolkit's check and install, then drift.yml.
+    synthesized = yaml.safe_load(drift["source"]["buildspec"].replace("$${", "${").replace("%%{", "%{"))
+    every_command = "\n".join(c for phase in synthesized["phases"].values() for c in phase.get("commands", []))
+    # In a command's place (a line's start, after `;`, `&&`, `|`, `$(`, then, do, else), not in a message's text.
+    run = re.compile(r"(?:^|[;&|]|\$\(|\bthen\b|\bdo\b|\belse\b)\s*(make|git|uv|npm|npx)\b", re.MULTILINE)
+    assert run.findall(every_command) == [], "no commit's Makefile, checkout or dependencies"
+    assert "worktree" not in every_command and "synth" not in every_command
     buildspec = yaml.safe_load((PROJECT_ROOT / BUILDSPECS["drift"]).read_text())
     phases = buildspec["phases"]
     # CodeBuild skips post_build when install fails: whatever can fail runs in the build phase.
     assert "commands" not in phases["install"]
     build = "\n".join(phases["build"]["commands"])
     assert 'python -m pipelines.drift deployed-commit --stage "$STAGE"' in build
-    assert 'git worktree add --detach deployed-source "$deployed"' in build
-    assert "--work-dir drift" in build
+    assert 'python -m pipelines.drift --stage "$STAGE" --work-dir drift --commit "$deployed"' in build
     assert phases["post_build"]["commands"] == ["bash pipelines/drift_failure.sh drift/reported"]
     script = (PROJECT_ROOT / "pipelines" / "drift_failure.sh").read_text()
     assert 'aws sns publish --topic-arn "$NOTIFICATION_TOPIC_ARN"' in script

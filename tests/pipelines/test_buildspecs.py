@@ -233,6 +233,23 @@ def test_the_deployed_commit_is_recorded_in_the_pipeline_account_not_the_stage()
         assert line.strip().startswith(f"env -u AWS_PROFILE -u AWS_CONFIG_FILE python -m {step}")
 
 
+@pytest.mark.req("R4.6")
+def test_only_a_verified_release_stores_the_stack_it_applied_for_the_drift_check() -> None:
+    """The exact JSON the Apply applied (the Build artifact's, which apply checked against the approved manifest)
+    goes to the artifact bucket as the action itself, after the smoke check and before the commit is recorded."""
+    branch = mode_branch(script_text("deploy"), "apply")
+    (line,) = [line for line in branch.splitlines() if "pipelines.drift store-applied" in line]
+    assert line.strip() == (
+        'env -u AWS_PROFILE -u AWS_CONFIG_FILE python -m pipelines.drift store-applied --stage "$STAGE" '
+        '--stack-json "$build_dir/cdktf.out/stacks/$STAGE/cdk.tf.json" --commit "$CODEBUILD_RESOLVED_SOURCE_VERSION"'
+    )
+    (apply,) = [line for line in branch.splitlines() if "pipelines.terraform_stage apply" in line]
+    assert '--cdktf-out "$build_dir/cdktf.out"' in apply, "the cdktf.out whose stack the apply applied"
+    smoke_failed = branch.index("if ! python -m pipelines.smoke_check check")
+    failed_branch_end = branch.index("exit 1", smoke_failed)
+    assert failed_branch_end < branch.index(line.strip()) < branch.index("python -m pipelines.drift record")
+
+
 @pytest.mark.req("R10.5", "R10.6", "R10.7", "R10.8")
 def test_the_post_deploy_buildspec_runs_the_deployed_tests_against_the_stage_outputs() -> None:
     text = script_text("smoke")

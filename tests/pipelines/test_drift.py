@@ -1,8 +1,10 @@
-"""`python -m pipelines.drift`: a refresh-only plan of prod's stack, real drift published once to SNS in moto;
-the deployed commit it checks; and pipelines/drift_failure.sh, which reports a build that failed before it."""
+"""`python -m pipelines.drift`: a refresh-only plan of the stack prod's last Apply stored (in moto's S3), real
+drift published once to SNS in moto; the deployed commit it checks; what it does when that stack was never
+stored or is not JSON; and pipelines/drift_failure.sh, which reports a build that failed before it."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -17,7 +19,7 @@ from moto import mock_aws
 from moto.sns.models import sns_backends
 
 from names import NEVER_DEPLOYED, NOTHING_PUBLISHED
-from pipelines.drift import EXIT_DRIFT, REPORTED_MARKER, StackDrift, drift_digest, main
+from pipelines.drift import APPLIED_OUT, EXIT_DRIFT, REPORTED_MARKER, StackDrift, drift_digest, main
 from pipelines.plan_summary import ResourceChange
 from pipelines.terraform_stage import Terraform
 from tests.pipelines.fake_terraform import FakeTerraform, plan_document, synthesized
@@ -25,14 +27,19 @@ from tests.support.config import action_environment
 from tools.requirements import PROJECT_ROOT
 
 if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_sns import SNSClient
 
 REGION = "eu-west-1"
 # As main.py synthesizes them: prod's one workload stack `prod`, next to other stages' and the pipeline's.
 PROD_STACKS: dict[str, list[str]] = {"bootstrap-prod": [], "prod": [], "gamma": [], "pipeline": []}
+# The pipeline's artifact bucket (the fixture configuration's), and where prod's Apply stores what it applied.
+BUCKET = "canvalo-beta-pipeline-artifacts-111111111111"
+APPLIED_KEY = "applied/prod/cdk.tf.json"
 DIGEST = "/canvalo/prod/drift-digest"
 PROD_COMMIT = "/canvalo/prod/deployed-commit"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+OTHER_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
 SERVICE = "aws_ecs_service.backend"
 # prod's cdk.tf.json as the workload stack synthesizes its backend: auto scaling moves desired_count.
 BACKEND_DOCUMENT = {"resource": {"aws_ecs_service": {"backend": {"lifecycle": {"ignore_changes": ["desired_count"]}}}}}
@@ -42,6 +49,7 @@ BACKEND_DOCUMENT = {"resource": {"aws_ecs_service": {"backend": {"lifecycle": {"
 class Aws:
     sns: SNSClient
     ssm: Any
+    s3: S3Client
     topic_arn: str
 
     def messages(self) -> list[tuple[str | None, str]]:
@@ -57,6 +65,11 @@ class Aws:
     def environ(self) -> dict[str, str]:
         return action_environment({"NOTIFICATION_TOPIC_ARN": self.topic_arn})
 
+    def main(self, *argv: str, fake: FakeTerraform | None = None) -> int:
+        """`python -m pipelines.drift ARGV` in the pipeline account (moto), Terraform being `fake`."""
+        terraform = Terraform(fake or FakeTerraform())
+        return main(list(argv), terraform=terraform, sns=self.sns, ssm=self.ssm, s3=self.s3, environ=self.environ)
+
 
 @pytest.fixture
 def aws() -> Iterator[Aws]:
@@ -64,10 +77,12 @@ def aws() -> Iterator[Aws]:
     with mock_aws():
         sns = boto3.client("sns", region_name=REGION)
         ssm = boto3.client("ssm", region_name=REGION)
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
         ssm.put_parameter(Name=DIGEST, Value=NOTHING_PUBLISHED, Type="String")
         for stage in ("beta", "gamma", "prod"):
             ssm.put_parameter(Name=f"/canvalo/{stage}/deployed-commit", Value=NEVER_DEPLOYED, Type="String")
-        yield Aws(sns, ssm, sns.create_topic(Name="canvalo-beta-pipeline-notifications")["TopicArn"])
+        yield Aws(sns, ssm, s3, sns.create_topic(Name="canvalo-beta-pipeline-notifications")["TopicArn"])
 
 
 def entry(address: str, actions: list[str], before: Any = None, after: Any = None) -> dict[str, Any]:
@@ -87,11 +102,22 @@ def drift_plan(*entries: dict[str, Any], outputs: dict[str, list[str]] | None = 
     return document
 
 
+def store(aws: Aws, stack_json: Path, commit: str = COMMIT) -> int:
+    """What prod's Apply runs once it succeeded: `drift store-applied` of the cdk.tf.json it applied."""
+    return aws.main("store-applied", "--stage", "prod", "--stack-json", str(stack_json), "--commit", commit)
+
+
 def run(aws: Aws, tmp_path: Path, fake: FakeTerraform, documents: dict[str, dict[str, Any]] | None = None) -> int:
+    """A synth of every stack, prod's Apply storing prod's, then the daily check of the commit it applied."""
     out = tmp_path / f"run-{len(list(tmp_path.glob('run-*')))}"
     cdktf_out = synthesized(out, PROD_STACKS, documents)
-    argv = ["--stage", "prod", "--cdktf-out", str(cdktf_out), "--work-dir", str(out / "drift")]
-    return main(argv, terraform=Terraform(fake), sns=aws.sns, ssm=aws.ssm, environ=aws.environ)
+    assert store(aws, cdktf_out / "stacks" / "prod" / "cdk.tf.json") == 0
+    return check(aws, out / "drift", fake)
+
+
+def check(aws: Aws, work_dir: Path, fake: FakeTerraform, commit: str = COMMIT) -> int:
+    """drift.yml's check: of the commit prod last applied, which deployed-commit printed."""
+    return aws.main("--stage", "prod", "--work-dir", str(work_dir), "--commit", commit, fake=fake)
 
 
 def service_drift(**after: Any) -> FakeTerraform:
@@ -152,7 +178,7 @@ def test_a_real_change_next_to_an_ignored_one_is_drift(aws: Aws, tmp_path: Path)
     assert f"  {SERVICE}: changed outside Terraform" in message
 
 
-def test_the_ignored_attributes_come_from_the_synthesized_stack(aws: Aws, tmp_path: Path) -> None:
+def test_the_ignored_attributes_come_from_the_stored_stack(aws: Aws, tmp_path: Path) -> None:
     # The same desired_count change, in a stack whose cdk.tf.json does not ignore it.
     assert run(aws, tmp_path, service_drift(desired_count=5)) == EXIT_DRIFT
     assert len(aws.messages()) == 1
@@ -237,9 +263,113 @@ def test_the_same_failure_is_mailed_once_and_another_one_again(aws: Aws, tmp_pat
 
 def test_without_a_topic_it_refuses_to_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeTerraform()
-    assert main(["--stage", "prod", "--cdktf-out", str(tmp_path)], terraform=Terraform(fake), environ={}) == 2
+    assert main(["--stage", "prod", "--work-dir", str(tmp_path)], terraform=Terraform(fake), environ={}) == 2
     assert capsys.readouterr().err == "error: no topic to notify: pass --topic-arn or set NOTIFICATION_TOPIC_ARN\n"
     assert fake.calls == []
+
+
+# -- the stack prod's Apply stored, which the check plans instead of synthesizing a commit ---------------
+
+
+def test_the_check_plans_byte_for_byte_the_stack_the_apply_stored_and_its_commit(aws: Aws, tmp_path: Path) -> None:
+    applied = tmp_path / "cdk.tf.json"
+    # Not the JSON any synth of this checkout writes: what is planned is what was stored, as it was stored.
+    applied.write_bytes(b'{"terraform": {"backend": {"s3": {}}},\n  "resource": {"aws_sqs_queue": {"q": {}}}}\n')
+    assert store(aws, applied) == 0
+    stored = aws.s3.get_object(Bucket=BUCKET, Key=APPLIED_KEY)
+    assert stored["Body"].read() == applied.read_bytes()
+    assert stored["Metadata"] == {"commit": COMMIT} and stored["ContentType"] == "application/json"
+    fake = FakeTerraform()
+    assert check(aws, tmp_path / "drift", fake) == 0
+    assert [stack for stack, command in fake.commands() if command == "plan"] == ["prod"]
+    laid_out = tmp_path / "drift" / APPLIED_OUT
+    assert (laid_out / "stacks" / "prod" / "cdk.tf.json").read_bytes() == applied.read_bytes()
+    assert json.loads((laid_out / "manifest.json").read_text())["stacks"].keys() == {"prod"}
+    # Terraform ran on the toolkit's copy of that one file, never in the fetched folder (terraform_workdir.isolated).
+    assert fake.directories["prod"] != laid_out / "stacks" / "prod"
+    assert aws.messages() == []
+
+
+def test_a_stage_deployed_before_applies_stored_their_stack_fails_the_check_in_one_published_line(
+    aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakeTerraform()
+    assert check(aws, tmp_path / "drift", fake) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (
+        f"error: no stack JSON recorded at s3://{BUCKET}/{APPLIED_KEY}: prod was last applied before its Apply "
+        "recorded what it applied; the next successful Apply of prod records it"
+    )
+    ((subject, message),) = aws.messages()
+    assert subject == "Canvalo prod: the drift check could not run"
+    assert line.removeprefix("error: ") in message and "\n" not in message
+    assert fake.calls == [], "nothing to plan: not even terraform init"
+    assert (tmp_path / "drift" / REPORTED_MARKER).exists(), "reported: post_build must not mail it again"
+    assert check(aws, tmp_path / "drift", fake) == 1
+    assert len(aws.messages()) == 1, "mailed once, like every failure"
+
+
+@pytest.mark.parametrize(
+    ("body", "wrong"),
+    [
+        (b'{"resource": {', "is not JSON (Expecting property name enclosed in double quotes at line 1)"),
+        (b'["prod"]', "holds a JSON list, not a stack's object"),
+        (b"\xff\xfe{", "is not UTF-8 JSON"),
+    ],
+)
+def test_a_stored_stack_that_is_not_a_json_object_fails_the_check_in_one_published_line(
+    aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str], body: bytes, wrong: str
+) -> None:
+    aws.s3.put_object(Bucket=BUCKET, Key=APPLIED_KEY, Body=body, Metadata={"commit": COMMIT})
+    fake = FakeTerraform()
+    assert check(aws, tmp_path / "drift", fake) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: s3://{BUCKET}/{APPLIED_KEY} {wrong}"), line
+    assert line.endswith(": the next successful Apply of prod records it again"), line
+    ((subject, message),) = aws.messages()
+    assert subject == "Canvalo prod: the drift check could not run" and wrong in message
+    assert fake.calls == []
+
+
+def test_a_stored_stack_of_another_commit_than_prod_runs_is_refused(
+    aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A record whose stack and commit disagree (one of the two writes failed, an older version made current
+    again) is never planned: the configuration would be one prod no longer runs."""
+    cdktf_out = synthesized(tmp_path, {"prod": []})
+    assert store(aws, cdktf_out / "stacks" / "prod" / "cdk.tf.json", OTHER_COMMIT) == 0
+    fake = FakeTerraform()
+    assert check(aws, tmp_path / "drift", fake) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"is the stack of commit {OTHER_COMMIT}, not of {COMMIT}, which prod last applied" in line
+    assert len(aws.messages()) == 1 and fake.calls == []
+
+
+def test_the_apply_stores_only_a_json_object_of_a_full_commit(
+    aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "cdk.tf.json"
+    assert store(aws, missing) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: cannot read {missing}: No such file or directory: pass the cdk.tf.json the Apply")
+    missing.write_text("[]")
+    assert store(aws, missing) == 2
+    assert "holds a JSON list, not a stack's object" in capsys.readouterr().err
+    missing.write_text("{}")
+    assert store(aws, missing, "main") == 2
+    assert "is not a full commit id" in capsys.readouterr().err
+    assert aws.s3.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0, "nothing stored"
+
+
+def test_a_store_that_fails_fails_the_apply_in_one_line(
+    aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "cdk.tf.json").write_text("{}")
+    aws.s3.delete_bucket(Bucket=BUCKET)
+    assert store(aws, tmp_path / "cdk.tf.json") == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: could not store what prod applied in s3://{BUCKET}/{APPLIED_KEY}: ")
+    assert line.endswith("; retry the Apply (the drift check plans that object)")
 
 
 # -- the commit prod runs -------------------------------------------------------------------------

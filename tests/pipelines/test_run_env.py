@@ -13,6 +13,7 @@ from pipelines import bake, drift, stage_credentials
 from tests.support.config import action_environment
 
 Main = Callable[[list[str], Mapping[str, str]], int]
+STAGE_VALUES = ["APP_NAME", "GAMMA_REGION", "GAMMA_PLAN_ROLE_ARN", "GAMMA_ALARM_PREFIX"]
 COMMANDS: dict[str, tuple[Main, list[str]]] = {
     "stage_credentials": (
         lambda argv, environ: stage_credentials.main(argv, environ=environ),
@@ -26,11 +27,31 @@ COMMANDS: dict[str, tuple[Main, list[str]]] = {
         lambda argv, environ: drift.main(argv, ssm=object(), environ=environ),  # type: ignore[arg-type]
         ["deployed-commit", "--stage", "gamma"],
     ),
+    "drift store-applied": (
+        lambda argv, environ: drift.main(argv, s3=object(), environ=environ),  # type: ignore[arg-type]
+        ["store-applied", "--stage", "gamma", "--stack-json", "cdk.tf.json", "--commit", "0" * 40],
+    ),
+    "drift": (
+        lambda argv, environ: drift.main(
+            argv,
+            sns=object(),  # type: ignore[arg-type]
+            ssm=object(),  # type: ignore[arg-type]
+            s3=object(),  # type: ignore[arg-type]
+            environ=environ,
+        ),
+        ["--stage", "gamma", "--topic-arn", "arn:aws:sns:eu-west-1:111111111111:topic"],
+    ),
 }
+# What every command reads of the stage it works in; the drift check and the Apply's store of what it applied
+# also read the artifact bucket.
+MISSING = [
+    *((command, missing) for command in COMMANDS for missing in STAGE_VALUES),
+    ("drift store-applied", "ARTIFACT_BUCKET"),
+    ("drift", "ARTIFACT_BUCKET"),
+]
 
 
-@pytest.mark.parametrize("command", list(COMMANDS))
-@pytest.mark.parametrize("missing", ["APP_NAME", "GAMMA_REGION", "GAMMA_PLAN_ROLE_ARN", "GAMMA_ALARM_PREFIX"])
+@pytest.mark.parametrize(("command", "missing"), MISSING)
 def test_a_missing_value_names_the_variable_and_the_pipeline_stack_that_synthesizes_it(
     capsys: pytest.CaptureFixture[str], command: str, missing: str, tmp_path: Path, monkeypatch: Any
 ) -> None:

@@ -22,7 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from names import deployed_commit_parameter
+from botocore.exceptions import ClientError
+
+from names import applied_stack_key, deployed_commit_parameter
 from tools.rehearse.codebuild import Machine, StandIn
 from tools.rehearse.pipeline import Execution, Pipeline, Services, Step
 from tools.rehearse.terraform import trust_allows
@@ -394,7 +396,28 @@ def first_deploy(rehearsal: Rehearsal, strict_order: bool) -> tuple[bool, str, i
             f"took {len(runs)} executions and {prod_approvals} prod approvals by a person, not one of each",
             len(runs),
         )
+    unrecorded = unrecorded_stacks(rehearsal.world)
+    if unrecorded:
+        return False, f"the drift check would not find what each stage applied: {unrecorded}", len(runs)
     return True, "", len(runs)
+
+
+def unrecorded_stacks(world: World) -> str:
+    """What the drift check would miss: each stage's Apply stores the stack it applied, as the commit it records
+    (`pipelines.drift store-applied`, then `record`). Empty when every stage's is there."""
+    beta = ACCOUNTS["beta"]
+    s3, ssm = world.client(beta, "s3"), world.client(beta, "ssm")
+    bucket = f"canvalo-beta-pipeline-artifacts-{beta}"
+    wrong = []
+    for stage in ACCOUNTS:
+        commit = ssm.get_parameter(Name=deployed_commit_parameter("canvalo", stage))["Parameter"]["Value"]
+        try:
+            recorded = s3.head_object(Bucket=bucket, Key=applied_stack_key(stage))["Metadata"].get("commit")
+        except ClientError as error:
+            recorded = f"nothing ({error.response.get('Error', {}).get('Code')})"
+        if recorded != commit:
+            wrong.append(f"{stage} runs {commit}, s3://{bucket}/{applied_stack_key(stage)} holds {recorded}")
+    return "; ".join(wrong)
 
 
 def single_execution(rehearsal: Rehearsal, commit: str) -> tuple[bool, str, list[Execution]]:
